@@ -1,0 +1,145 @@
+"""The ``datasets`` builder whose config is a recipe: ``_info``, ``_split_generators``, ``_generate_examples``.
+
+It is a real ``GeneratorBasedBuilder`` (``download_and_prepare`` works on one process), and it is also the
+piece the distributed build calls shard by shard: ``shard_rows`` yields the rows of one planned shard, batch by
+batch, with the image still as raw pixels, so the (possibly background) writer encodes and writes them with
+datasets' own ``ParquetWriter``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterator
+
+import datasets
+
+from builders.encode import encode_image
+from builders.generate import ImageGenerator, to_uint8_hwc
+from builders.models import Placement
+from builders.plan import Plan, Shard, content_fingerprint, make_plan
+from builders.provenance import provenance
+from builders.recipe import Recipe, recipe_to_yaml
+
+
+def base_features(recipe: Recipe) -> dict:
+    """The columns every build has; scorers add theirs."""
+    return {
+        "id": datasets.Value("string"),
+        "image": datasets.Image(),
+        "label": datasets.ClassLabel(names=recipe.class_names),
+        "prompt": datasets.Value("string"),
+        "negative_prompt": datasets.Value("string"),
+        "seed": datasets.Value("int64"),
+        "guidance_scale": datasets.Value("float32"),
+        "safety_regenerations": datasets.Value("int32"),
+    }
+
+
+def dataset_features(recipe: Recipe) -> datasets.Features:
+    from eval.scorers import scorer_features
+
+    return datasets.Features({**base_features(recipe), **scorer_features(recipe)})
+
+
+@dataclass
+class SyntheticImagesConfig(datasets.BuilderConfig):
+    """A builder config that is a recipe, plus where the process runs (decides dtype and fingerprint)."""
+
+    recipe: Recipe | None = None
+    placement: Placement | None = None
+
+
+class SyntheticImages(datasets.GeneratorBasedBuilder):
+    BUILDER_CONFIG_CLASS = SyntheticImagesConfig
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._generator: ImageGenerator | None = None
+        self._scorers = None
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.config.recipe
+
+    @property
+    def placement(self) -> Placement:
+        return self.config.placement
+
+    def fingerprint(self) -> dict:
+        return content_fingerprint(self.recipe, self.placement.device.split(":")[0], self.placement.dtype_name)
+
+    def plan(self) -> Plan:
+        return make_plan(self.recipe, self.fingerprint())
+
+    def _info(self) -> datasets.DatasetInfo:
+        recipe = self.config.recipe
+        return datasets.DatasetInfo(
+            description=recipe.description or f"Synthetic image-classification dataset built from recipe {recipe.name!r}.",
+            features=dataset_features(recipe),
+        )
+
+    def provenance(self) -> dict:
+        """How the dataset was made: the recipe in full, the runtime, library versions and model revisions."""
+        return {
+            "recipe": json.loads(self.recipe.model_dump_json()),
+            "recipe_yaml": recipe_to_yaml(self.recipe),
+            "fingerprint": self.fingerprint(),
+            **provenance(self._generator.pipe if self._generator else None),
+        }
+
+    def _split_generators(self, dl_manager):
+        plan = self.plan()
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"shards": plan.shards_of(split)}) for split in plan.splits]
+
+    def _generate_examples(self, shards: list[Shard]):
+        for shard in shards:
+            for rows in self.shard_rows(shard):
+                for row in rows:
+                    yield row["id"], self.encode(row)
+
+    def encode(self, row: dict) -> dict:
+        """A row as stored: the raw pixels replaced by encoded image bytes."""
+        return {**row, "image": encode_image(row["image"], self.recipe.output)}
+
+    def _models(self):
+        if self._generator is None:
+            from eval.scorers import load_scorers
+
+            self._generator = ImageGenerator(self.recipe, self.placement)
+            self._scorers = load_scorers(self.recipe, self.placement)
+        return self._generator, self._scorers
+
+    def shard_rows(self, shard: Shard) -> Iterator[list[dict]]:
+        """The rows of one shard, one list per batch, images as uint8 (H, W, 3) arrays.
+
+        Safety-flagged images that could not be regenerated are left out; ``dropped`` on the yielded list says
+        which jobs they were.
+        """
+        generator, scorers = self._models()
+        for batch in shard.batches:
+            made = generator.generate(batch)
+            scores = scorers.score(made.images, [job.label for job in made.jobs], [job.prompt for job in made.jobs])
+            pixels = to_uint8_hwc(made.images)
+            rows = BatchRows(
+                {
+                    "id": job.id,
+                    "image": pixels[i],
+                    "label": job.label,
+                    "prompt": job.prompt,
+                    "negative_prompt": job.negative_prompt,
+                    "seed": made.seeds[i],
+                    "guidance_scale": job.guidance_scale,
+                    "safety_regenerations": made.safety_regenerations[i],
+                    **{column: values[i] for column, values in scores.items()},
+                }
+                for i, job in enumerate(made.jobs)
+            )
+            rows.dropped = [job.id for job in made.dropped]
+            yield rows
+
+
+class BatchRows(list):
+    """The rows of one batch, and the ids of jobs the safety checker made us drop."""
+
+    dropped: list[str]

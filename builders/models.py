@@ -1,0 +1,43 @@
+"""Where models come from and how the generator is loaded: Hub ids, local directories, or ``tiny-random``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+TINY_RANDOM = "tiny-random"
+
+
+def is_local_path(ref: str) -> bool:
+    """A reference that names a directory rather than a Hub repo (``org/name``)."""
+    return ref.startswith(("/", "./", "../", "~")) or ref.count("/") > 1 or Path(ref).expanduser().exists()
+
+
+def resolve(ref: str, tiny_part: str) -> str:
+    """The string to hand to ``from_pretrained``: ``tiny-random`` becomes the local directory of the tiny model."""
+    if ref == TINY_RANDOM:
+        from builders.tiny import tiny_models_dir
+
+        return str(tiny_models_dir() / tiny_part)
+    return str(Path(ref).expanduser()) if is_local_path(ref) else ref
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The device a process works on and the dtype its models run in."""
+
+    device: str
+    dtype_name: str
+
+    @property
+    def dtype(self):
+        import torch
+
+        return getattr(torch, self.dtype_name)
+
+
+def choose_dtype(requested: str, device_type: str) -> str:
+    """``auto`` means float16 on a GPU and float32 on a CPU, where half precision is slow or unsupported."""
+    if requested != "auto":
+        return requested
+    return "float16" if device_type == "cuda" else "float32"

@@ -1,0 +1,204 @@
+"""The job plan: a pure function from a recipe to every image to make, grouped into batches and shards.
+
+Nothing here touches a GPU or a model. The plan fixes, before any work starts:
+- which prompt each image uses and its seed, derived from the global seed and the image's identity
+  (split, class, prompt, occurrence), so changing one class never moves another class's seeds, and a seed never
+  depends on which process makes the image;
+- the batches (always within one split and class, so a per-class override stays one pipeline call), so the
+  numerics of every image are the same whatever the number of processes;
+- the shards (consecutive batches of one split and class), the unit of distribution, resume and export. A
+  shard's key hashes everything that decides its content, so a finished shard can be recognised and reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from builders.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to make, with everything that decides its pixels."""
+
+    id: str
+    split: str
+    label: int
+    class_name: str
+    index: int
+    prompt: str
+    negative_prompt: str
+    guidance_scale: float
+    seed: int
+
+    def regeneration_seed(self, global_seed: int, attempt: int) -> int:
+        """A fresh seed for an image the safety checker flagged, still a pure function of the job."""
+        return derive_seed(global_seed, self.split, self.class_name, self.prompt, self.index, "regenerate", attempt)
+
+
+@dataclass(frozen=True)
+class Batch:
+    jobs: tuple[Job, ...]
+
+    @property
+    def guidance_scale(self) -> float:
+        return self.jobs[0].guidance_scale
+
+
+@dataclass(frozen=True)
+class Shard:
+    split: str
+    class_name: str
+    batches: tuple[Batch, ...]
+    key: str
+
+    @property
+    def jobs(self) -> list[Job]:
+        return [job for batch in self.batches for job in batch.jobs]
+
+    @property
+    def size(self) -> int:
+        return sum(len(batch.jobs) for batch in self.batches)
+
+
+@dataclass(frozen=True)
+class Plan:
+    shards: tuple[Shard, ...]
+
+    @property
+    def num_images(self) -> int:
+        return sum(shard.size for shard in self.shards)
+
+    @property
+    def splits(self) -> list[str]:
+        return list(dict.fromkeys(shard.split for shard in self.shards))
+
+    def shards_of(self, split: str) -> list[Shard]:
+        return [shard for shard in self.shards if shard.split == split]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per split and class."""
+        counts: dict[str, dict[str, int]] = {}
+        for shard in self.shards:
+            per_class = counts.setdefault(shard.split, {})
+            per_class[shard.class_name] = per_class.get(shard.class_name, 0) + shard.size
+        return counts
+
+
+def derive_seed(global_seed: int, *identity: Any) -> int:
+    """A 63-bit seed from the global seed and an identity, stable across Python versions and machines."""
+    digest = hashlib.sha256(json.dumps([global_seed, *identity], ensure_ascii=False).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def content_fingerprint(recipe: Recipe, device_type: str, dtype_name: str) -> dict[str, Any]:
+    """The recipe fields (and resolved runtime choices) that decide the content of every finished shard.
+
+    Per-image fields (prompt, negative prompt, guidance, seed) are not here: they are in each shard's key, so
+    changing one class's prompts regenerates only that class's shards. What is here applies to all shards:
+    a finished shard made under different values cannot be mixed into the same dataset.
+    """
+    return {
+        "seed": recipe.seed,
+        "class_names": recipe.class_names,
+        "model.id": recipe.model.id,
+        "model.revision": recipe.model.revision,
+        "model.dtype": dtype_name,
+        "model.scheduler": recipe.model.scheduler,
+        "model.safety_checker": recipe.model.safety_checker,
+        "model.on_flagged": recipe.model.on_flagged,
+        "model.max_regenerations": recipe.model.max_regenerations,
+        "device_type": device_type,
+        "generation.num_inference_steps": recipe.generation.num_inference_steps,
+        "generation.height": recipe.generation.height,
+        "generation.width": recipe.generation.width,
+        "output.image_format": recipe.output.image_format,
+        "output.png_compress_level": recipe.output.png_compress_level,
+        "output.quality": recipe.output.quality,
+        "scoring": recipe.scoring.model_dump(mode="json"),
+        "label_texts": [recipe.label_text(name) for name in recipe.class_names],
+        "imagenet_classes": {name: spec.imagenet_classes for name, spec in recipe.classes.items()},
+    }
+
+
+def split_prompts(recipe: Recipe, class_name: str) -> dict[str, list[str]]:
+    """The prompts each split may use. With ``prompt_disjoint`` every prompt belongs to exactly one split.
+
+    The prompts are shuffled with a seed of their own class and cut into contiguous runs proportional to the
+    splits' counts (at least one prompt each), so a test split never sees a train prompt.
+    """
+    prompts = recipe.prompts_of(class_name)
+    if not recipe.prompt_disjoint:
+        return {split: prompts for split in recipe.splits}
+    shuffled = sorted(prompts)
+    random.Random(derive_seed(recipe.seed, "prompt-partition", class_name)).shuffle(shuffled)
+    sizes = _proportional_sizes(len(shuffled), list(recipe.splits.values()))
+    runs, start = {}, 0
+    for split, size in zip(recipe.splits, sizes):
+        runs[split] = shuffled[start : start + size]
+        start += size
+    return runs
+
+
+def _proportional_sizes(total: int, weights: list[int]) -> list[int]:
+    """Split ``total`` items in proportion to ``weights`` (largest remainder), each part at least one."""
+    spare = total - len(weights)
+    exact = [spare * w / sum(weights) for w in weights]
+    sizes = [int(x) for x in exact]
+    by_remainder = sorted(range(len(weights)), key=lambda i: (exact[i] - sizes[i], weights[i]), reverse=True)
+    for i in by_remainder[: spare - sum(sizes)]:
+        sizes[i] += 1
+    return [s + 1 for s in sizes]
+
+
+def jobs_for(recipe: Recipe, split: str, class_name: str, prompts: list[str]) -> list[Job]:
+    """The images of one split and class: prompts in turn, ``images_per_prompt`` consecutive images each."""
+    per_prompt = recipe.generation.images_per_prompt
+    occurrences: dict[str, int] = {}
+    jobs = []
+    for index in range(recipe.splits[split]):
+        prompt = prompts[(index // per_prompt) % len(prompts)]
+        occurrence = occurrences.get(prompt, 0)
+        occurrences[prompt] = occurrence + 1
+        jobs.append(
+            Job(
+                id=f"{split}/{class_name}/{index:06d}",
+                split=split,
+                label=recipe.class_names.index(class_name),
+                class_name=class_name,
+                index=index,
+                prompt=prompt,
+                negative_prompt=recipe.negative_prompt_of(class_name),
+                guidance_scale=recipe.guidance_scale_of(class_name),
+                seed=derive_seed(recipe.seed, split, class_name, prompt, occurrence),
+            )
+        )
+    return jobs
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def shard_key(fingerprint: dict[str, Any], batches: list[Batch]) -> str:
+    content = [fingerprint, [[[j.id, j.prompt, j.negative_prompt, j.guidance_scale, j.seed] for j in b.jobs] for b in batches]]
+    return hashlib.sha256(json.dumps(content, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def make_plan(recipe: Recipe, fingerprint: dict[str, Any]) -> Plan:
+    """Expand a recipe into its shards, in plan order: split, then class, then image index."""
+    batch_size = recipe.generation.batch_size
+    batches_per_shard = max(1, recipe.output.shard_size // batch_size)
+    shards = []
+    for class_name in recipe.class_names:
+        prompts_by_split = split_prompts(recipe, class_name)
+        for split in recipe.splits:
+            batches = [Batch(tuple(c)) for c in _chunks(jobs_for(recipe, split, class_name, prompts_by_split[split]), batch_size)]
+            for group in _chunks(batches, batches_per_shard):
+                shards.append(Shard(split, class_name, tuple(group), shard_key(fingerprint, group)))
+    order = {split: i for i, split in enumerate(recipe.splits)}
+    return Plan(tuple(sorted(shards, key=lambda s: order[s.split])))

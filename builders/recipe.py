@@ -1,0 +1,401 @@
+"""The recipe: one typed, validated model of everything a build needs.
+
+A recipe is validated whole when it is loaded, before any model is touched: unknown keys are errors, and every
+problem is collected and reported together with its key path (``classes.fox.prompts[0]: ...``) and the file it
+came from. Everything downstream receives a ``Recipe`` object, never a dict.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import re
+import string
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from builders.models import TINY_RANDOM, is_local_path
+from builders.schedulers import SCHEDULER_NAMES, is_known_scheduler
+
+DEFAULT_GENERATOR = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_CLIP = "openai/clip-vit-base-patch32"
+DEFAULT_RESNET50_WEIGHTS = "IMAGENET1K_V2"
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SPLIT_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_FORBIDDEN_IN_CLASS = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used, with every problem found and where it is."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: invalid recipe ({len(problems)} problem{'s' * (len(problems) > 1)}):\n{lines}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class ModelSettings(_Strict):
+    """The Stable Diffusion generator and how it runs."""
+
+    id: NonEmptyStr = DEFAULT_GENERATOR
+    revision: str | None = None
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    scheduler: str = "default"
+    safety_checker: bool = True
+    on_flagged: Literal["regenerate", "drop"] = "regenerate"
+    max_regenerations: int = Field(default=3, ge=0)
+    channels_last: bool = False
+    compile: bool = False
+    attention: Literal["sdpa", "default"] = "sdpa"
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        if not is_known_scheduler(value):
+            raise ValueError(
+                f"unknown scheduler {value!r}; expected 'default', one of {', '.join(SCHEDULER_NAMES)}, "
+                "or a diffusers scheduler class name such as 'DPMSolverMultistepScheduler'"
+            )
+        return value
+
+    @field_validator("id")
+    @classmethod
+    def _existing_local_path(cls, value: str) -> str:
+        return _check_model_ref(value)
+
+
+def _check_model_ref(value: str) -> str:
+    if value != TINY_RANDOM and is_local_path(value) and not Path(value).expanduser().exists():
+        raise ValueError(f"local model path {value!r} does not exist (expected a Hub id, an existing directory, or {TINY_RANDOM!r})")
+    return value
+
+
+class GenerationSettings(_Strict):
+    """Parameters of every pipeline call. Defaults are the reference exercise's."""
+
+    guidance_scale: float = Field(default=7.5, ge=0)
+    num_inference_steps: int = Field(default=50, ge=1, le=1000)
+    height: int = Field(default=512, ge=8)
+    width: int = Field(default=512, ge=8)
+    batch_size: int = Field(default=8, ge=1)
+    images_per_prompt: int = Field(default=2, ge=1)
+
+    @field_validator("height", "width")
+    @classmethod
+    def _multiple_of_8(cls, value: int) -> int:
+        if value % 8:
+            raise ValueError(f"must be a multiple of 8 (the VAE downsamples by 8), got {value}")
+        return value
+
+
+class ClassSpec(_Strict):
+    """One class: literal prompts and/or templates expanded over variables, plus optional overrides."""
+
+    prompts: list[NonEmptyStr] = []
+    templates: list[NonEmptyStr] | None = None
+    variables: dict[str, list[NonEmptyStr]] = {}
+    negative_prompt: str | None = None
+    guidance_scale: float | None = Field(default=None, ge=0)
+    label_text: NonEmptyStr | None = None
+    imagenet_classes: list[NonEmptyStr] = []
+
+
+class ClipSettings(_Strict):
+    enabled: bool = True
+    model: NonEmptyStr = DEFAULT_CLIP
+    label_templates: list[NonEmptyStr] = ["a photo of a {label}"]
+
+    @field_validator("model")
+    @classmethod
+    def _existing_local_path(cls, value: str) -> str:
+        return _check_model_ref(value)
+
+    @field_validator("label_templates")
+    @classmethod
+    def _has_label_field(cls, value: list[str]) -> list[str]:
+        for template in value:
+            if _template_fields(template) != {"label"}:
+                raise ValueError(f"template {template!r} must use exactly the field {{label}}")
+        if not value:
+            raise ValueError("needs at least one template")
+        return value
+
+
+class ResNetSettings(_Strict):
+    enabled: bool = True
+    weights: NonEmptyStr = DEFAULT_RESNET50_WEIGHTS
+
+    @field_validator("weights")
+    @classmethod
+    def _known_weights(cls, value: str) -> str:
+        if value in (TINY_RANDOM, "IMAGENET1K_V1", "IMAGENET1K_V2", "DEFAULT"):
+            return value
+        if not Path(value).expanduser().is_file():
+            raise ValueError(
+                f"{value!r} is neither a torchvision ResNet50 weights name (IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT) "
+                f"nor an existing checkpoint file, nor {TINY_RANDOM!r}"
+            )
+        return value
+
+
+class ScoringSettings(_Strict):
+    clip: ClipSettings = ClipSettings()
+    resnet50: ResNetSettings = ResNetSettings()
+
+
+class FilterSettings(_Strict):
+    """Thresholds a row must pass to stay in its split; the others are kept aside, never deleted."""
+
+    min_true_class_prob: float | None = Field(default=None, ge=0, le=1)
+    min_clip_score: float | None = None
+    require_imagenet_match: bool = False
+    dropped: Literal["dataset", "split"] = "dataset"
+
+    @property
+    def active(self) -> bool:
+        return self.min_true_class_prob is not None or self.min_clip_score is not None or self.require_imagenet_match
+
+
+class OutputSettings(_Strict):
+    """How images are encoded and how many go in one shard (the unit of work, resume and upload)."""
+
+    image_format: Literal["png", "webp", "jpeg"] = "png"
+    png_compress_level: int = Field(default=6, ge=0, le=9)
+    quality: int = Field(default=95, ge=1, le=100)
+    shard_size: int = Field(default=256, ge=1)
+
+
+class HubSettings(_Strict):
+    repo_id: str | None = None
+    private: bool = False
+
+
+class Recipe(_Strict):
+    """A whole build: what to generate, how, how to score it, and where it goes."""
+
+    name: str
+    description: str = ""
+    seed: int = Field(default=0, ge=0)
+    model: ModelSettings = ModelSettings()
+    generation: GenerationSettings = GenerationSettings()
+    negative_prompt: str = ""
+    templates: list[NonEmptyStr] = []
+    variables: dict[str, list[NonEmptyStr]] = {}
+    classes: dict[str, ClassSpec]
+    splits: dict[str, Annotated[int, Field(gt=0)]]
+    prompt_disjoint: bool = False
+    scoring: ScoringSettings = ScoringSettings()
+    filters: FilterSettings = FilterSettings()
+    output: OutputSettings = OutputSettings()
+    hub: HubSettings = HubSettings()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _SAFE_NAME.match(value) or ".." in value:
+            raise ValueError(
+                f"{value!r} is not a safe dataset name: use letters, digits, '.', '_' and '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _class_names(cls, value: dict[str, ClassSpec]) -> dict[str, ClassSpec]:
+        if not value:
+            raise ValueError("needs at least one class")
+        problems = [p for p in map(_class_name_problem, value) if p]
+        folded = [name.casefold() for name in value]
+        duplicates = sorted({n for n in value if folded.count(n.casefold()) > 1})
+        if duplicates:
+            problems.append(f"class names must differ other than by case: {duplicates}")
+        if problems:
+            raise ValueError(_JOINER.join(problems))
+        return value
+
+    @field_validator("splits")
+    @classmethod
+    def _split_names(cls, value: dict[str, int]) -> dict[str, int]:
+        if not value:
+            raise ValueError("needs at least one split")
+        bad = [name for name in value if not _SPLIT_NAME.match(name)]
+        if bad:
+            raise ValueError(f"split names must be letters, digits and '_' only: {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _prompts_resolve(self) -> "Recipe":
+        problems = _prompt_problems(self)
+        if problems:
+            raise ValueError(_JOINER.join(problems))
+        return self
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.classes)
+
+    def label_text(self, class_name: str) -> str:
+        return self.classes[class_name].label_text or class_name
+
+    def prompts_of(self, class_name: str) -> list[str]:
+        """All prompts of a class: its literal prompts, then every template expanded over every combination."""
+        spec = self.classes[class_name]
+        variables = {**self.variables, **spec.variables}
+        templates = self.templates if spec.templates is None else spec.templates
+        expanded = [p for t in templates for p in expand_template(t, variables)]
+        return list(dict.fromkeys([*spec.prompts, *expanded]))
+
+    def negative_prompt_of(self, class_name: str) -> str:
+        override = self.classes[class_name].negative_prompt
+        return self.negative_prompt if override is None else override
+
+    def guidance_scale_of(self, class_name: str) -> float:
+        override = self.classes[class_name].guidance_scale
+        return self.generation.guidance_scale if override is None else override
+
+
+_JOINER = "\n<problem>"
+
+
+def _class_name_problem(name: str) -> str | None:
+    if not name.strip() or name != name.strip():
+        return f"class name {name!r} is empty or has leading/trailing spaces"
+    if _FORBIDDEN_IN_CLASS.search(name) or name in (".", "..") or name.startswith("."):
+        return f"class name {name!r} may not contain '/', '\\' or control characters, nor start with '.'"
+    return None
+
+
+def _template_fields(template: str) -> set[str]:
+    return {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
+
+
+def expand_template(template: str, variables: dict[str, list[str]]) -> list[str]:
+    """Every combination of the template's variables, in the order the variables appear in the template."""
+    fields = list(dict.fromkeys(f for _, f, _, _ in string.Formatter().parse(template) if f is not None))
+    return [template.format(**dict(zip(fields, combo))) for combo in itertools.product(*(variables[f] for f in fields))]
+
+
+def _prompt_problems(recipe: Recipe) -> list[str]:
+    problems = []
+    for i, template in enumerate(recipe.templates):
+        problems += _template_problems(template, f"templates[{i}]")
+    for name, spec in recipe.classes.items():
+        variables = {**recipe.variables, **spec.variables}
+        templates = recipe.templates if spec.templates is None else spec.templates
+        where = "templates" if spec.templates is None else f"classes.{name}.templates"
+        for i, template in enumerate(spec.templates or []):
+            problems += _template_problems(template, f"classes.{name}.templates[{i}]")
+        if problems:
+            continue
+        for i, template in enumerate(templates):
+            problems += [
+                f"{where}[{i}]: variable {{{field}}} is not defined for class {name!r} (define it in 'variables' or 'classes.{name}.variables')"
+                for field in sorted(_template_fields(template) - variables.keys())
+                if field
+            ]
+        if problems:
+            continue
+        prompts = recipe.prompts_of(name)
+        if not prompts:
+            problems.append(f"classes.{name}: has no prompts (give 'prompts', or 'templates' with their 'variables')")
+        elif recipe.prompt_disjoint and len(prompts) < len(recipe.splits):
+            problems.append(
+                f"classes.{name}: prompt_disjoint needs at least one distinct prompt per split "
+                f"({len(recipe.splits)} splits) but the class has {len(prompts)}"
+            )
+    return problems
+
+
+def _template_problems(template: str, where: str) -> list[str]:
+    try:
+        fields = _template_fields(template)
+    except ValueError as err:
+        return [f"{where}: malformed template {template!r}: {err}"]
+    return [f"{where}: empty or positional field '{{}}' in {template!r}; name every field"] if "" in fields else []
+
+
+class _SafeLoaderNoDuplicates(yaml.SafeLoader):
+    """YAML's safe loader (never constructs Python objects) that also refuses duplicate keys."""
+
+
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_SafeLoaderNoDuplicates.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
+    """Parse YAML text into a validated recipe, or raise one RecipeError listing every problem."""
+    try:
+        stream = io.StringIO(text)
+        stream.name = source  # so YAML's messages name the file
+        data = yaml.load(stream, Loader=_SafeLoaderNoDuplicates)
+    except yaml.YAMLError as err:
+        raise RecipeError(source, [f"malformed YAML: {err}"]) from None
+    if not isinstance(data, dict):
+        raise RecipeError(source, [f"expected a mapping of recipe keys at the top level, got {type(data).__name__}"])
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as err:
+        raise RecipeError(source, _format_errors(err)) from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise RecipeError(str(path), [f"cannot read the recipe: {err.strerror or err}"]) from None
+    return parse_recipe(text, str(path))
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """The recipe as YAML with every default made explicit, so a stored copy rebuilds the same dataset."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def _format_errors(err: ValidationError) -> list[str]:
+    problems = []
+    for error in err.errors():
+        path = _key_path(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see the recipe reference in README.md)"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        elif "input" in error and error["type"] not in ("value_error", "assertion_error"):
+            message = f"{message} (got {error['input']!r})"
+        for part in message.split(_JOINER):
+            problems.append(f"{path}: {part}" if path and not part.startswith(("classes.", "templates[")) else part)
+    return problems
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path

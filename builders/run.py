@@ -1,0 +1,148 @@
+"""The build: plan, divide the pending shards between processes, write them, export the dataset.
+
+Run under ``accelerate launch`` (any number of processes and machines) or plain ``python``. Each process loads
+the pipeline on its own device and writes its own shards; the main process only waits (driving the one
+progress bar) and then writes the card. Nothing here depends on the number of processes except who makes which
+shard, so the dataset is the same for any N.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from builders.builder import SyntheticImages
+from builders.models import Placement, choose_dtype
+from builders.plan import Plan, Shard
+from builders.recipe import Recipe
+from builders.store import OutputDir
+from builders.tasks import TaskQueue
+
+log = logging.getLogger("synthdata")
+
+
+class WorldMismatch(RuntimeError):
+    """The launcher started several processes but accelerate's state sees only one."""
+
+
+def start_state():
+    """accelerate's state; on a machine without GPUs, its CPU mode (gloo), so ranks are real ranks."""
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    check_world(state)
+    return state
+
+
+def check_world(state) -> None:
+    """Refuse to build when every process believes it is rank 0 of 1: each would build the whole dataset."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != state.num_processes:
+        raise WorldMismatch(
+            f"the launcher started {launched} processes (WORLD_SIZE={launched}) but accelerate's state sees "
+            f"{state.num_processes}: every process would build the whole dataset. On a machine without GPUs, "
+            "accelerate's state must be created with cpu=True (PartialState(cpu=True)); build.py does this itself."
+        )
+
+
+@dataclass
+class BuildReport:
+    output_dir: str
+    counts: dict[str, dict[str, int]]
+    images_planned: int
+    images_found_done: int
+    images_generated: int
+    safety_dropped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def placement_for(recipe: Recipe, state) -> Placement:
+    device = str(state.device)
+    return Placement(device=device, dtype_name=choose_dtype(recipe.model.dtype, state.device.type))
+
+
+def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, background: bool = True) -> BuildReport:
+    """Build the dataset of ``recipe`` into ``output_dir`` on this process's share of the work."""
+    started = time.perf_counter()
+    state = start_state()
+    builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, state), name=recipe.name)
+    store = OutputDir(output_dir)
+    fingerprint = builder.fingerprint()
+    store.check_fingerprint(fingerprint, overwrite)  # every rank decides alike, before anything is written
+    state.wait_for_everyone()
+    if state.is_main_process:
+        store.prepare(fingerprint, overwrite)
+    state.wait_for_everyone()
+
+    plan = builder.plan()
+    pending = [shard for shard in plan.shards if not store.is_done(shard)]
+    done_images = plan.num_images - sum(s.size for s in pending)
+    if state.is_main_process:
+        log.info("plan: %d images in %d shards; %d images found done, %d to make on %d process(es)",
+                 plan.num_images, len(plan.shards), done_images, plan.num_images - done_images, state.num_processes)
+    monitor = _ProgressBar(store, plan, pending, done_images) if state.is_main_process else None
+    with state.split_between_processes(pending) as mine:
+        _write_shards(builder, store, list(mine), state, background)
+    if monitor:
+        monitor.join()
+    state.wait_for_everyone()
+
+    if state.is_main_process:
+        from builders.export import export_dataset
+
+        export_dataset(builder, store, plan)
+    state.wait_for_everyone()
+    return BuildReport(
+        output_dir=str(store.root),
+        counts=plan.counts(),
+        images_planned=plan.num_images,
+        images_found_done=done_images,
+        images_generated=plan.num_images - done_images,
+        safety_dropped=[i for shard in plan.shards for i in store.safety_dropped(shard)],
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _write_shards(builder: SyntheticImages, store: OutputDir, shards: list[Shard], state, background: bool) -> None:
+    """Make this process's shards; encoding and writing run in a background thread beside generation."""
+    features = builder.info.features
+    written = 0
+
+    def write(writer, rows) -> None:
+        nonlocal written
+        writer.write([builder.encode(row) for row in rows])
+        writer.safety_dropped += rows.dropped
+        written += len(rows) + len(rows.dropped)
+        store.report_progress(state.process_index, written)
+
+    with TaskQueue(background=background, max_pending=4) as queue:
+        for shard in shards:
+            log.debug("rank %d: writing shard %s (%s/%s, %d images)", state.process_index, shard.key, shard.split, shard.class_name, shard.size)
+            writer = store.open_shard(shard, features)
+            for rows in builder.shard_rows(shard):
+                queue.submit(write, writer, rows)
+            queue.submit(writer.commit)
+
+
+class _ProgressBar(threading.Thread):
+    """The one progress bar of the build (main process), fed by every process's progress file."""
+
+    def __init__(self, store: OutputDir, plan: Plan, pending: list[Shard], done_images: int):
+        super().__init__(name="synthdata-progress", daemon=True)
+        self.store, self.plan, self.pending, self.done_images = store, plan, pending, done_images
+        self.start()
+
+    def run(self) -> None:
+        with tqdm(total=self.plan.num_images, initial=self.done_images, unit="img", desc="generating", dynamic_ncols=True) as bar:
+            while True:
+                finished = all(self.store.is_done(shard) for shard in self.pending)
+                bar.update(self.done_images + self.store.progress_total() - bar.n)
+                if finished:
+                    return
+                time.sleep(0.5)

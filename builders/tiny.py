@@ -1,0 +1,163 @@
+"""Tiny random models, built from configs and saved locally, so the whole tool runs offline on a CPU.
+
+They have the real architectures (a Stable Diffusion pipeline with UNet, VAE, CLIP text encoder, byte-level
+tokenizer and safety checker; a CLIP model with its processor; a torchvision ResNet50) with random weights, and
+are loaded back through the same ``from_pretrained``/checkpoint code paths as the real models. A recipe asks
+for them with the model reference ``tiny-random``. They are made once, under a file lock (several processes of
+one launch may ask at the same moment), and cached in ``$SYNTHDATA_CACHE`` (default ``~/.cache/synthdata``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from filelock import FileLock
+
+TINY_VERSION = "v1"
+_TEXT_DIM = 32
+_IMAGE_SIZE = 32
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SYNTHDATA_CACHE", Path.home() / ".cache" / "synthdata")).expanduser()
+
+
+def tiny_models_dir() -> Path:
+    """Directory holding ``sd/``, ``clip/`` and ``resnet50.pt``, created on first use."""
+    root = cache_root() / f"tiny-random-{TINY_VERSION}"
+    if (root / "complete").exists():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root) + ".lock"):
+        if not (root / "complete").exists():
+            staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tiny-staging-"))
+            _write_tiny_models(staging)
+            shutil.rmtree(root, ignore_errors=True)
+            staging.rename(root)
+            (root / "complete").write_text(TINY_VERSION)
+    return root
+
+
+def _write_tiny_models(directory: Path) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    tokenizer = _byte_level_clip_tokenizer(directory / "vocab")
+    _tiny_sd_pipeline(tokenizer).save_pretrained(directory / "sd")
+    model, processor = _tiny_clip(tokenizer)
+    model.save_pretrained(directory / "clip")
+    processor.save_pretrained(directory / "clip")
+    _save_resnet50(directory / "resnet50.pt")
+    shutil.rmtree(directory / "vocab")
+
+
+def _byte_level_clip_tokenizer(vocab_dir: Path):
+    """A CLIP tokenizer over single bytes (no merges): any text, Korean included, tokenizes without unknowns."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    symbols = list(bytes_to_unicode().values())
+    tokens = ["<|startoftext|>", "<|endoftext|>", *symbols, *(s + "</w>" for s in symbols)]
+    vocab_dir.mkdir(parents=True)
+    (vocab_dir / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}), encoding="utf-8")
+    (vocab_dir / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    return CLIPTokenizer.from_pretrained(vocab_dir, model_max_length=77)
+
+
+def _text_config(tokenizer) -> dict:
+    return dict(
+        vocab_size=len(tokenizer),
+        hidden_size=_TEXT_DIM,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=_TEXT_DIM,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _vision_config() -> dict:
+    return dict(
+        hidden_size=_TEXT_DIM,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=_IMAGE_SIZE,
+        patch_size=8,
+        projection_dim=_TEXT_DIM,
+    )
+
+
+def _image_processor():
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size={"shortest_edge": _IMAGE_SIZE}, crop_size={"height": _IMAGE_SIZE, "width": _IMAGE_SIZE})
+
+
+def _tiny_sd_pipeline(tokenizer):
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPTextConfig, CLIPTextModel
+
+    unet = UNet2DConditionModel(
+        sample_size=16,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=_TEXT_DIM,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=_IMAGE_SIZE,
+    )
+    # The scheduler config is SD 1.5's own (see shared/sd15_architecture.json).
+    scheduler = PNDMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+        skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(**_text_config(tokenizer)))
+    safety_checker = StableDiffusionSafetyChecker(
+        CLIPConfig(text_config=_text_config(tokenizer), vision_config=_vision_config(), projection_dim=_TEXT_DIM)
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=safety_checker,
+        feature_extractor=_image_processor(),
+    )
+
+
+def _tiny_clip(tokenizer):
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor
+
+    config = CLIPConfig(text_config=_text_config(tokenizer), vision_config=_vision_config(), projection_dim=_TEXT_DIM)
+    return CLIPModel(config), CLIPProcessor(image_processor=_image_processor(), tokenizer=tokenizer)
+
+
+def _save_resnet50(path: Path) -> None:
+    """The real ResNet50 architecture with random weights, saved as a plain state-dict checkpoint."""
+    import torch
+    from torchvision.models import resnet50
+
+    torch.save(resnet50(weights=None).state_dict(), path)
