@@ -21,13 +21,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="discard finished shards made under different settings")
     parser.add_argument("--no-background-writer", dest="background", action="store_false",
                         help="encode and write images in the generating thread (same output, slower)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="per-shard logs from every process")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan's size per split and class and a GPU-time estimate; load no model")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("httpx", "filelock", "urllib3", "PIL", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
@@ -36,16 +37,35 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 2
     output_dir = args.output_dir or str(Path("outputs") / recipe.name)
+    if args.dry_run:
+        print(dry_run(recipe, output_dir))
+        return 0
     _quiet_libraries()
-    from builders.run import build
+    from builders.run import WorldMismatch, build
+    from builders.store import FingerprintMismatch
 
-    report = build(recipe, output_dir, overwrite=args.overwrite, background=args.background)
+    try:
+        report = build(recipe, output_dir, overwrite=args.overwrite, background=args.background)
+    except (FingerprintMismatch, WorldMismatch) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     from accelerate import PartialState
 
     if PartialState().is_main_process:
         print(f"dataset written to {report.output_dir}: {report.images_generated} images made, "
-              f"{report.images_found_done} found done, {report.seconds:.1f}s")
+              f"{report.images_found_done} found done, {len(report.safety_dropped)} dropped by the safety checker, "
+              f"{report.seconds:.1f}s")
     return 0
+
+
+def dry_run(recipe, output_dir: str) -> str:
+    from builders.builder import SyntheticImages
+    from builders.dryrun import describe
+    from builders.run import local_device, placement_for
+    from builders.store import OutputDir
+
+    builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, local_device()), name=recipe.name)
+    return describe(recipe, builder.plan(), OutputDir(output_dir))
 
 
 def _quiet_libraries() -> None:

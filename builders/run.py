@@ -62,16 +62,20 @@ class BuildReport:
     seconds: float = 0.0
 
 
-def placement_for(recipe: Recipe, state) -> Placement:
-    device = str(state.device)
-    return Placement(device=device, dtype_name=choose_dtype(recipe.model.dtype, state.device.type))
+def placement_for(recipe: Recipe, device: torch.device) -> Placement:
+    return Placement(device=str(device), dtype_name=choose_dtype(recipe.model.dtype, device.type))
+
+
+def local_device() -> torch.device:
+    """The device a single process would use, found without starting accelerate (for --dry-run)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, background: bool = True) -> BuildReport:
     """Build the dataset of ``recipe`` into ``output_dir`` on this process's share of the work."""
     started = time.perf_counter()
     state = start_state()
-    builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, state), name=recipe.name)
+    builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, state.device), name=recipe.name)
     store = OutputDir(output_dir)
     fingerprint = builder.fingerprint()
     store.check_fingerprint(fingerprint, overwrite)  # every rank decides alike, before anything is written
@@ -123,7 +127,7 @@ def _write_shards(builder: SyntheticImages, store: OutputDir, shards: list[Shard
 
     with TaskQueue(background=background, max_pending=4) as queue:
         for shard in shards:
-            log.debug("rank %d: writing shard %s (%s/%s, %d images)", state.process_index, shard.key, shard.split, shard.class_name, shard.size)
+            log.info("rank %d: writing shard %s (%s/%s, %d images)", state.process_index, shard.key, shard.split, shard.class_name, shard.size)
             writer = store.open_shard(shard, features)
             for rows in builder.shard_rows(shard):
                 queue.submit(write, writer, rows)

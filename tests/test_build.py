@@ -67,7 +67,7 @@ def test_builder_download_and_prepare_gives_the_same_rows(smoke_dir: Path, tmp_p
     from builders.run import placement_for
 
     recipe = load_recipe(ROOT / "recipes" / "smoke.yaml")
-    builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, PartialState(cpu=True)), name=recipe.name, cache_dir=str(tmp_path))
+    builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, PartialState(cpu=True).device), name=recipe.name, cache_dir=str(tmp_path))
     builder.download_and_prepare()
     ours = datasets.load_dataset(str(smoke_dir))
     theirs = builder.as_dataset()

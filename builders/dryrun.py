@@ -1,0 +1,57 @@
+"""``build.py --dry-run``: the size of the plan and what it will cost, without loading any model.
+
+The estimate scales Stable Diffusion 1.5's measured cost (UNet 803.3 GFLOPs per forward at a 64x64 latent, two
+forwards per step with classifier-free guidance, VAE decode 2514.5 GFLOPs at 512x512; see
+``benchmarks/sd15_architecture.json``) by image area and steps, and prints two GPU-time figures: the FLOP floor on
+an H100 (~800 TFLOP/s dense bf16) and the pace of plain diffusers (about 1 image/s on an H100 at 512x512 and 50
+steps). It is an estimate for SD 1.5-sized models; other generators cost differently.
+"""
+
+from __future__ import annotations
+
+from builders.plan import Plan
+from builders.recipe import Recipe
+from builders.store import OutputDir
+
+UNET_GFLOPS_512 = 803.3
+VAE_DECODE_GFLOPS_512 = 2514.5
+TEXT_ENCODER_GFLOPS = 13.3
+H100_TFLOPS = 800.0
+PLAIN_DIFFUSERS_SECONDS_512_50_STEPS = 1.0
+
+
+def tflops_per_image(recipe: Recipe, guidance_scale: float) -> float:
+    gen = recipe.generation
+    area = gen.height * gen.width / (512 * 512)
+    forwards = gen.num_inference_steps * (2 if guidance_scale > 1 else 1)
+    return (UNET_GFLOPS_512 * area * forwards + VAE_DECODE_GFLOPS_512 * area + TEXT_ENCODER_GFLOPS * 2) / 1000
+
+
+def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
+    """A table of images per split and class, shards already finished in ``store``, and the GPU-time estimate."""
+    counts = plan.counts()
+    done = sum(shard.size for shard in plan.shards if store.is_done(shard))
+    lines = [f"recipe {recipe.name!r}: {plan.num_images} images, {len(plan.shards)} shards of up to "
+             f"{recipe.output.shard_size}, batches of {recipe.generation.batch_size}", "",
+             f"{'split':<12}{'class':<24}{'images':>8}"]
+    for split, per_class in counts.items():
+        for class_name, count in per_class.items():
+            lines.append(f"{split:<12}{class_name:<24}{count:>8}")
+    total_tflops = sum(tflops_per_image(recipe, job.guidance_scale) for shard in plan.shards for job in shard.jobs)
+    remaining = 1 - done / plan.num_images
+    gen = recipe.generation
+    plain_seconds = plan.num_images * PLAIN_DIFFUSERS_SECONDS_512_50_STEPS * (gen.height * gen.width / 512**2) * gen.num_inference_steps / 50
+    lines += [
+        "",
+        f"already finished in {store.root}: {done} images; to make: {plan.num_images - done}",
+        f"compute: {total_tflops / max(plan.num_images, 1):.1f} TFLOPs per image (SD 1.5 architecture), {total_tflops / 1000:.1f} PFLOPs in all",
+        f"estimated GPU time for what remains, in H100-time: floor {_duration(total_tflops * remaining / H100_TFLOPS)} "
+        f"(all {H100_TFLOPS:.0f} TFLOP/s used); plain diffusers pace {_duration(plain_seconds * remaining)}",
+    ]
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

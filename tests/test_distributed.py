@@ -1,0 +1,146 @@
+"""Scale: the same dataset from 1, 2 or 3 processes; resume after kill -9; no mixing of recipes.
+
+Multi-process runs go through the real launcher, ``accelerate launch --multi_gpu --num_processes N``, which on
+this GPU-less machine works only because build.py creates accelerate's state in CPU mode (gloo).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import ROOT, run_build, write_recipe
+
+SAME_THREADS = {"OMP_NUM_THREADS": "1"}  # identical thread settings for every process count
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+SCALE_RECIPE = """
+name: scale
+model: {id: tiny-random, safety_checker: false}
+generation: {num_inference_steps: 2, height: 32, width: 32, batch_size: 2, images_per_prompt: 1}
+templates: ["a {style} of a {subject}"]
+variables: {style: [watercolor, sketch, photo]}
+classes:
+  fox: {variables: {subject: [red fox]}}
+  dog: {variables: {subject: [golden retriever]}}
+splits: {train: COUNT, test: 2}
+output: {shard_size: 2}
+scoring: {clip: {enabled: false}, resnet50: {enabled: false}}
+"""
+
+
+def table(path: Path) -> dict[str, list]:
+    """Every exported file's rows (id, label, prompt, seed, image bytes), in file order."""
+    rows: dict[str, list] = {}
+    for file in sorted((path / "data").glob("*.parquet")):
+        t = pq.read_table(file, columns=["id", "label", "prompt", "seed", "image"]).to_pydict()
+        t["image"] = [image["bytes"] for image in t["image"]]
+        for key, values in t.items():
+            rows.setdefault(key, []).extend(values)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def scale_recipe(tmp_path_factory) -> Path:
+    return write_recipe(tmp_path_factory.mktemp("recipes"), SCALE_RECIPE.replace("COUNT", "6"))
+
+
+@pytest.fixture(scope="module")
+def one_process(scale_recipe: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("n1") / "out"
+    run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [2, 3])
+def test_any_number_of_processes_gives_the_same_dataset(processes: int, scale_recipe: Path, one_process: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    result = run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS,
+                       launcher=[*ACCELERATE, "--num_processes", str(processes)])
+    assert f"on {processes} process(es)" in result.stderr
+    ranks = {int(line.split("rank ")[1].split(":")[0]) for line in result.stderr.splitlines() if ": writing shard" in line}
+    assert ranks == set(range(processes)), "every process must write shards of its own"
+    expected = table(one_process)
+    assert len(expected["id"]) == 16
+    assert table(out) == expected
+
+
+def test_cpu_launch_without_cpu_mode_is_refused(tmp_path: Path):
+    """Under --multi_gpu on a GPU-less machine, a state made without cpu=True believes it is rank 0 of 1."""
+    script = write_recipe(tmp_path, "from accelerate import PartialState\nfrom builders.run import check_world\n"
+                                    "check_world(PartialState())\nprint('not refused')\n", name="probe.py")
+    result = subprocess.run([*ACCELERATE, "--num_processes", "2", str(script)], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert result.returncode != 0 and "not refused" not in result.stdout
+    assert "every process would build the whole dataset" in result.stderr
+
+
+@pytest.mark.slow
+def test_killed_build_resumes_to_the_same_dataset(scale_recipe: Path, one_process: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    shards = out / ".synthdata" / "shards"
+    process = subprocess.Popen([sys.executable, str(ROOT / "build.py"), str(scale_recipe), "--output-dir", str(out)],
+                               cwd=ROOT, env={**os.environ, **SAME_THREADS}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while not list(shards.glob("*.parquet")) and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = len(list(shards.glob("*.parquet")))
+    assert 0 < finished < 8, "the kill must land mid-way"
+    (shards / "0123456789abcdef01234567.parquet.tmp-999").write_bytes(b"half a shard")  # a writer killed mid-file
+
+    result = run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
+    assert f"{finished * 2} images found done, {16 - finished * 2} to make" in result.stderr
+    assert not list(shards.glob("*.tmp*"))
+    assert table(out) == table(one_process)
+
+
+def test_a_different_recipe_into_the_same_directory_is_refused(scale_recipe: Path, one_process: Path, tmp_path: Path):
+    before = {p.name: p.stat().st_mtime_ns for p in (one_process / "data").iterdir()}
+    changed = write_recipe(tmp_path, scale_recipe.read_text().replace("num_inference_steps: 2", "num_inference_steps: 3"))
+    result = run_build(str(changed), "--output-dir", str(one_process), check=False)
+    assert result.returncode == 2
+    assert "generation.num_inference_steps: 2 -> 3" in result.stderr and "--overwrite" in result.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in (one_process / "data").iterdir()} == before
+
+
+def test_overwrite_starts_again(scale_recipe: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    run_build(str(scale_recipe), "--output-dir", str(out))
+    changed = write_recipe(tmp_path, scale_recipe.read_text().replace("num_inference_steps: 2", "num_inference_steps: 1"))
+    result = run_build(str(changed), "--output-dir", str(out), "--overwrite")
+    assert "0 images found done, 16 to make" in result.stderr
+    assert len(list((out / ".synthdata" / "shards").glob("*.parquet"))) == 8
+
+
+@pytest.mark.slow
+def test_raising_a_count_and_adding_a_split_reuse_finished_shards(scale_recipe: Path, one_process: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
+    bigger = write_recipe(tmp_path, scale_recipe.read_text().replace("splits: {train: 6, test: 2}", "splits: {train: 8, test: 2, val: 2}"))
+    result = run_build(str(bigger), "--output-dir", str(out), env=SAME_THREADS)
+    assert "16 images found done, 8 to make" in result.stderr
+    rows = table(out)
+    old = table(one_process)
+    by_id = dict(zip(rows["id"], rows["image"]))
+    assert all(by_id[i] == image for i, image in zip(old["id"], old["image"]))
+    assert len(rows["id"]) == 24 and sorted(p.name.split("-")[0] for p in (out / "data").iterdir()).count("val") == 2
+
+
+def test_dry_run_loads_no_model(scale_recipe: Path, tmp_path: Path):
+    result = run_build(str(scale_recipe), "--dry-run", "--output-dir", str(tmp_path / "none"),
+                       env={"SYNTHDATA_CACHE": str(tmp_path / "empty-cache")})
+    assert "16 images, 8 shards" in result.stdout and "train       fox" in result.stdout
+    assert "estimated GPU time" in result.stdout
+    assert not (tmp_path / "empty-cache").exists() and not (tmp_path / "none").exists()
