@@ -7,14 +7,11 @@ rebuild must never push to the original's repo unless it is asked to (``--push-t
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from builders.recipe import HubSettings, Recipe, load_recipe
-
-log = logging.getLogger("synthdata")
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -36,18 +33,16 @@ def recipe_source(ref: str) -> RecipeSource:
         stored = path / "recipe.yaml"
         if not stored.is_file():
             raise SourceError(f"{path}: a directory given in place of a recipe must be a dataset built by build.py; it has no recipe.yaml")
-        return RecipeSource(_without_hub(load_recipe(stored), str(path)), path)
+        return RecipeSource(_without_hub(load_recipe(stored)), path)
     if path.exists() or path.suffix in (".yaml", ".yml") or not _HUB_ID.match(ref):
         return RecipeSource(load_recipe(path))
     from builders.hub import download_recipe
 
     try:
-        return RecipeSource(_without_hub(load_recipe(download_recipe(ref)), ref))
+        return RecipeSource(_without_hub(load_recipe(download_recipe(ref))))
     except FileNotFoundError as err:
         raise SourceError(f"{ref}: no such recipe file or dataset directory, and {err}") from None
 
 
-def _without_hub(recipe: Recipe, source: str) -> Recipe:
-    if recipe.hub.repo_id:
-        log.info("%s: the recipe's hub.repo_id %s is not used (only --push-to-hub pushes a dataset rebuilt from another)", source, recipe.hub.repo_id)
+def _without_hub(recipe: Recipe) -> Recipe:
     return recipe.model_copy(update={"hub": HubSettings()})
