@@ -11,6 +11,7 @@ recipe and from the files of the output directory, so it can be re-rendered at a
 from __future__ import annotations
 
 import json
+import logging
 import re
 import statistics
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from builders.pictures import HISTOGRAM_NAME, TRUE_PROB, class_title, samples_na
 from builders.plan import split_prompts
 from builders.readback import read_columns, stored_features
 from builders.recipe import HubSettings, Recipe, recipe_to_yaml
+
+log = logging.getLogger("synthdata")
 
 CARD = "README.md"
 TEMPLATE = Path(__file__).with_name("card_template.md")
@@ -222,7 +225,7 @@ def _parameters(recipe: Recipe, build_info: dict) -> list[tuple[str, str]]:
 
 def _runtime(build_info: dict) -> str:
     fingerprint = build_info.get("fingerprint", {})
-    return f"{fingerprint.get('device_type', '?')}, {fingerprint.get('model.dtype', '?')}"
+    return f"{fingerprint['device_type']}, {fingerprint['model.dtype']}" if fingerprint else "not recorded"
 
 
 def _type_name(feature) -> str:
@@ -264,12 +267,15 @@ def class_summary(root: Path, recipe: Recipe, features: datasets.Features, split
     """
     path = root / "summary.json"
     if path.exists():
-        splits_json = json.loads(path.read_text(encoding="utf-8"))["splits"]
-        return {
-            split: {name: _stats_from_json(body) for name, body in splits_json[split]["classes"].items()}
-            for split in splits
-            if split in splits_json
-        }, "From `summary.json` (the scoring report beside the data)."
+        try:
+            splits_json = json.loads(path.read_text(encoding="utf-8"))["splits"]
+            return {
+                split: {name: _stats_from_json(body) for name, body in splits_json[split]["classes"].items()}
+                for split in splits
+                if split in splits_json
+            }, "From `summary.json` (the scoring report beside the data)."
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            log.warning("%s: not the expected layout (%r); the card counts rows from the Parquet files instead", path, err)
     return {split: _count_split(root, recipe, features, split) for split in splits}, "Counted from the Parquet files."
 
 

@@ -43,7 +43,7 @@ def with_push_target(recipe: Recipe, repo_id: str | None, private: bool) -> Reci
     """The recipe with the command line's Hub repo and visibility over its ``hub`` section, checked."""
     hub = HubSettings(repo_id=repo_id or recipe.hub.repo_id, private=private or recipe.hub.private)
     if hub.private and not hub.repo_id:
-        raise ValueError("--private: no repo to push to; give --push-to-hub USER/NAME or set hub.repo_id in the recipe")
+        raise ValueError("--private (or hub.private) needs a repo to push to: give --push-to-hub USER/NAME or set hub.repo_id in the recipe")
     if hub.repo_id:
         check_repo_id(hub.repo_id)
     return recipe.model_copy(update={"hub": hub})

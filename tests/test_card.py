@@ -144,6 +144,9 @@ def test_summary_json_beside_the_data_is_used_when_present(scored_dir: Path):
     write_card(scored_dir, parse_recipe(SCORED), features, split_sizes(scored_dir / "data", ["train", "test"]))
     text = card_of(scored_dir).text
     assert "| 여우 | 7 | 0.500 | 0.250 | 0.125 |" in text and "From `summary.json`" in text
+    (scored_dir / "summary.json").write_text(json.dumps({"another": "layout"}), encoding="utf-8")
+    write_card(scored_dir, parse_recipe(SCORED), features, split_sizes(scored_dir / "data", ["train", "test"]))
+    assert "| 여우 | 5 | 0.720 | 0.720 | 0.700 |" in card_of(scored_dir).text  # not understood: counted instead
 
 
 @pytest.mark.parametrize("rows, category", [(0, "n<1K"), (999, "n<1K"), (1000, "1K<n<10K"), (250_000, "100K<n<1M"), (10**10, "n>1B")])

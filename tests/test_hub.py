@@ -94,7 +94,7 @@ def test_push_only_refuses_a_missing_or_incomplete_dataset(copy_of_smoke: Path, 
 @pytest.mark.parametrize("args, expected", [
     (["--push-to-hub", "not a repo"], "Hub repo id 'not a repo' is not valid"),
     (["--push-to-hub", "lonely"], "needs its owner: USER/NAME"),
-    (["--private"], "--private: no repo to push to"),
+    (["--private"], "--private (or hub.private) needs a repo to push to"),
     (["--push-only"], "--push-only: no repo to push to"),
 ])
 def test_bad_push_arguments_fail_before_anything_is_built(tmp_path: Path, args: list[str], expected: str):
