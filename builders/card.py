@@ -1,21 +1,76 @@
-"""The dataset card (``README.md`` at the dataset root), made with huggingface_hub's card tools."""
+"""The dataset card (``README.md`` at the dataset root), made with huggingface_hub's card tools.
+
+Its YAML metadata is what the Hub and ``load_dataset`` read: ``configs`` (which files make which split) and
+``dataset_info`` (features, class names, split sizes), plus license, task, size category and tags. Its text,
+rendered from ``card_template.md`` with ``DatasetCard.from_template``, tells a person what the dataset is: the
+classes and their prompts, the models (with links), the generation parameters, counts and scores per split and
+class, the pictures, how to load it, and the full recipe that rebuilds it. Everything in it is read from the
+recipe and from the files of the output directory, so it can be re-rendered at any time (``refresh_card``).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from builders.recipe import Recipe, recipe_to_yaml
+from builders.models import TINY_RANDOM, is_local_path
+from builders.pictures import HISTOGRAM_NAME, TRUE_PROB, class_title, samples_name
+from builders.plan import split_prompts
+from builders.readback import read_columns, stored_features
+from builders.recipe import HubSettings, Recipe, recipe_to_yaml
+
+log = logging.getLogger("synthdata")
+
+CARD = "README.md"
+TEMPLATE = Path(__file__).with_name("card_template.md")
+PROMPTS_SHOWN = 12
+RESNET50_DOCS = "https://docs.pytorch.org/vision/stable/models/generated/torchvision.models.resnet50.html"
+
+# The licenses of well-known generators; the images (and so the dataset) come under the generator's license.
+GENERATOR_LICENSES = {
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": "creativeml-openrail-m",
+    "runwayml/stable-diffusion-v1-5": "creativeml-openrail-m",
+    "CompVis/stable-diffusion-v1-4": "creativeml-openrail-m",
+    "stabilityai/stable-diffusion-2-1": "openrail++",
+    "stabilityai/stable-diffusion-2-1-base": "openrail++",
+    TINY_RANDOM: "creativeml-openrail-m",  # stands in for SD 1.5 in tests
+}
+_SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+
+
+def size_category(rows: int) -> str:
+    """The Hub's ``size_categories`` bin of a row count."""
+    return next((name for limit, name in _SIZE_CATEGORIES if rows < limit), "n>1B")
+
+
+def license_metadata(model_id: str) -> dict:
+    """``license`` (and for an unknown generator ``license_name``/``license_link``, as the Hub asks for ``other``)."""
+    if model_id in GENERATOR_LICENSES:
+        return {"license": GENERATOR_LICENSES[model_id]}
+    slug = re.sub(r"[^a-z0-9.]+", "-", Path(model_id).name.lower()).strip("-") or "generator"
+    link = {} if is_local_path(model_id) else {"license_link": f"https://huggingface.co/{model_id}"}
+    return {"license": "other", "license_name": f"{slug}-license", **link}
 
 
 def card_data(recipe: Recipe, features: datasets.Features, split_sizes: datasets.SplitDict) -> DatasetCardData:
     """YAML metadata the Hub and ``load_dataset`` understand: configs pointing at data/, features, splits."""
     info = datasets.DatasetInfo(features=features, splits=split_sizes, config_name="default")
     return DatasetCardData(
+        **license_metadata(recipe.model.id),
         task_categories=["image-classification"],
-        tags=["synthetic", "stable-diffusion"],
+        task_ids=["multi-class-image-classification"],
+        annotations_creators=["machine-generated"],
+        source_datasets=["original"],
+        size_categories=[size_category(sum(s.num_examples for s in split_sizes.values()))],
+        tags=["synthetic", "stable-diffusion", "text-to-image"],
         pretty_name=recipe.name,
         configs=[
             {
@@ -28,11 +83,222 @@ def card_data(recipe: Recipe, features: datasets.Features, split_sizes: datasets
 
 
 def write_card(root: Path, recipe: Recipe, features: datasets.Features, split_sizes: datasets.SplitDict) -> DatasetCard:
-    data = card_data(recipe, features, split_sizes)
-    body = (
-        f"# {recipe.name}\n\n{recipe.description}\n\n"
-        f"## Recipe\n\nRebuild with `python build.py recipe.yaml`:\n\n```yaml\n{recipe_to_yaml(recipe)}```\n"
-    )
-    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
-    card.save(root / "README.md")
+    """Write ``README.md`` for the exported dataset at ``root`` (after data/, recipe.yaml, build_info.json, pictures)."""
+    return render_card(Path(root), recipe, card_data(recipe, features, split_sizes))
+
+
+def refresh_card(root: Path, recipe: Recipe) -> DatasetCard:
+    """Re-render the card's text for ``recipe`` (say, a new Hub repo id), keeping its YAML metadata as it is."""
+    return render_card(Path(root), recipe, DatasetCard.load(Path(root) / CARD).data)
+
+
+def render_card(root: Path, recipe: Recipe, data: DatasetCardData) -> DatasetCard:
+    card = DatasetCard.from_template(data, template_path=str(TEMPLATE), **card_context(root, recipe, data))
+    card.save(root / CARD)
     return card
+
+
+# -- what the text says -------------------------------------------------------------------------------------------
+def card_context(root: Path, recipe: Recipe, data: DatasetCardData) -> dict:
+    info = _default_info(data)
+    splits = [s["name"] for s in info["splits"]]
+    features = stored_features(root, splits[0])
+    build_info = _build_info(root)
+    summary, source = class_summary(root, recipe, features, splits)
+    return {
+        "title": _md(recipe.name),
+        "name": recipe.name,
+        "description": _md(recipe.description.strip()),
+        "total_rows": sum(s["num_examples"] for s in info["splits"]),
+        "generator": _model_link(recipe.model.id, recipe.model.revision),
+        "scorers": [role for role, _ in _scorer_models(recipe)],
+        "classes": [_class_entry(recipe, label, name, splits) for label, name in enumerate(recipe.class_names)],
+        "prompt_disjoint": recipe.prompt_disjoint,
+        "pictures": _pictures(root, recipe),
+        "summary": _summary_tables(recipe, splits, summary),
+        "any_scored": any(stats.scored for per_class in summary.values() for stats in per_class.values()),
+        "summary_source": source,
+        "models": [{"role": "generator", "model": _model_link(recipe.model.id, recipe.model.revision)}]
+        + [{"role": role, "model": model} for role, model in _scorer_models(recipe)],
+        "parameters": _parameters(recipe, build_info),
+        "columns": [(name, _type_name(feature)) for name, feature in features.items()],
+        "repo_id": recipe.hub.repo_id or "USER/NAME",
+        "runtime": _runtime(build_info),
+        "versions": ", ".join(f"{k} {v}" for k, v in build_info.get("versions", {}).items()) or "unknown versions",
+        **_recipe_block(recipe),
+        "license_text": _license_text(data),
+    }
+
+
+def _recipe_block(recipe: Recipe) -> dict:
+    """The recipe as YAML (its ``hub`` section blank: a rebuild must not push to this repo) and a code fence
+    longer than any run of backticks in it."""
+    text = recipe_to_yaml(recipe.model_copy(update={"hub": HubSettings()}))
+    return {"recipe_yaml": text, "fence": "`" * max(3, 1 + max(map(len, re.findall("`+", text)), default=0))}
+
+
+def _default_info(data: DatasetCardData) -> dict:
+    info = data.dataset_info
+    return next(i for i in info if i.get("config_name", "default") == "default") if isinstance(info, list) else info
+
+
+def _build_info(root: Path) -> dict:
+    path = root / "build_info.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def _md(text: str) -> str:
+    """Text safe inside a Markdown table cell or line: markup characters escaped, no line breaks."""
+    return re.sub(r"([\\`*_\[\]<>|#~])", r"\\\1", " ".join(str(text).split()))
+
+
+def _model_link(ref: str, revision: str | None = None) -> str:
+    if ref == TINY_RANDOM:
+        return "a tiny random model built locally (`tiny-random`, for tests: the images are noise)"
+    if is_local_path(ref):
+        return f"the local model `{_md(Path(ref).name)}`"
+    url = f"https://huggingface.co/{ref}" + (f"/tree/{revision}" if revision else "")
+    return f"[{ref}]({url})" + (f" (revision `{revision}`)" if revision else "")
+
+
+def _scorer_models(recipe: Recipe) -> list[tuple[str, str]]:
+    scorers = []
+    clip, resnet = recipe.scoring.clip, recipe.scoring.resnet50
+    if clip.enabled:
+        templates = ", ".join(f"“{_md(t)}”" for t in clip.label_templates)
+        scorers.append(("CLIP (zero-shot class probabilities)", f"{_model_link(clip.model)}; class texts from {templates}"))
+    if resnet.enabled:
+        weights = resnet.weights
+        if weights == TINY_RANDOM:
+            model = _model_link(TINY_RANDOM)
+        elif Path(weights).suffix:
+            model = f"torchvision ResNet50, local checkpoint `{_md(Path(weights).name)}`"
+        else:
+            model = f"[torchvision ResNet50, `ResNet50_Weights.{weights}`]({RESNET50_DOCS})"
+        scorers.append(("ResNet50 (ImageNet top-5)", model))
+    return scorers
+
+
+def _class_entry(recipe: Recipe, label: int, name: str, splits: list[str]) -> dict:
+    spec = recipe.classes[name]
+    by_split = split_prompts(recipe, name) if recipe.prompt_disjoint else {"": recipe.prompts_of(name)}
+    return {
+        "label": label,
+        "name": _md(name),
+        "label_text": _md(recipe.label_text(name)),
+        "imagenet": ", ".join(_md(c) for c in spec.imagenet_classes),
+        "negative_prompt": _md(recipe.negative_prompt_of(name)),
+        "guidance_scale": recipe.guidance_scale_of(name),
+        "prompts": {
+            split: {"shown": [f"“{_md(p)}”" for p in prompts[:PROMPTS_SHOWN]], "more": max(0, len(prompts) - PROMPTS_SHOWN)}
+            for split, prompts in by_split.items()
+            if not split or split in splits
+        },
+    }
+
+
+def _pictures(root: Path, recipe: Recipe) -> dict:
+    samples = [
+        {"path": samples_name(label), "alt": f"sample images of {class_title(label, name)}, per split"}
+        for label, name in enumerate(recipe.class_names)
+        if (root / samples_name(label)).exists()
+    ]
+    return {"samples": samples, "histogram": HISTOGRAM_NAME if (root / HISTOGRAM_NAME).exists() else None}
+
+
+def _parameters(recipe: Recipe, build_info: dict) -> list[tuple[str, str]]:
+    g, m, o = recipe.generation, recipe.model, recipe.output
+    safety = f"on; flagged images are {'regenerated (up to %d times)' % m.max_regenerations if m.on_flagged == 'regenerate' else 'dropped'}" if m.safety_checker else "off"
+    return [
+        ("seed", f"{recipe.seed} (every image's seed derives from it and the image's identity)"),
+        ("scheduler", m.scheduler if m.scheduler != "default" else "the model's own"),
+        ("inference steps", str(g.num_inference_steps)),
+        ("guidance scale", str(g.guidance_scale) + (" (some classes override it, see above)" if any(c.guidance_scale is not None for c in recipe.classes.values()) else "")),
+        ("image size", f"{g.width} × {g.height}"),
+        ("images per prompt", str(g.images_per_prompt)),
+        ("batch size", str(g.batch_size)),
+        ("safety checker", safety),
+        ("device and dtype", _runtime(build_info)),
+        ("image format", o.image_format + (f" (quality {o.quality})" if o.image_format != "png" else "")),
+    ]
+
+
+def _runtime(build_info: dict) -> str:
+    fingerprint = build_info.get("fingerprint", {})
+    return f"{fingerprint['device_type']}, {fingerprint['model.dtype']}" if fingerprint else "not recorded"
+
+
+def _type_name(feature) -> str:
+    if isinstance(feature, datasets.ClassLabel):
+        return f"ClassLabel ({feature.num_classes} classes, see above)"
+    if isinstance(feature, datasets.Value):
+        return feature.dtype
+    if isinstance(feature, datasets.List):
+        return f"list of {_type_name(feature.feature)}"
+    return type(feature).__name__
+
+
+def _license_text(data: DatasetCardData) -> str:
+    if data.get("license") != "other":
+        return f"`{data.get('license')}`"
+    link = data.get("license_link")
+    return f"see [the generator's card]({link})" if link else "see the generator's own license"
+
+
+# -- counts and scores per split and class ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClassStats:
+    rows: int
+    mean: float | None = None
+    median: float | None = None
+    min: float | None = None
+
+    @property
+    def scored(self) -> bool:
+        return self.mean is not None
+
+
+def class_summary(root: Path, recipe: Recipe, features: datasets.Features, splits: list[str]) -> tuple[dict[str, dict[str, ClassStats]], str]:
+    """Rows and CLIP true-class probability per split and class, and a line saying where they come from.
+
+    The one place the card depends on the scoring step: its ``summary.json`` beside the data when there is one
+    (``{"splits": {split: {"classes": {class: {"rows": n, "clip_true_prob": {"mean", "median", "min"}}}}}}``),
+    otherwise counted here from the ``label`` and ``clip_true_prob`` columns of the Parquet files.
+    """
+    path = root / "summary.json"
+    if path.exists():
+        try:
+            splits_json = json.loads(path.read_text(encoding="utf-8"))["splits"]
+            return {
+                split: {name: _stats_from_json(body) for name, body in splits_json[split]["classes"].items()}
+                for split in splits
+                if split in splits_json
+            }, "From `summary.json` (the scoring report beside the data)."
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            log.warning("%s: not the expected layout (%r); the card counts rows from the Parquet files instead", path, err)
+    return {split: _count_split(root, recipe, features, split) for split in splits}, "Counted from the Parquet files."
+
+
+def _stats_from_json(body: dict) -> ClassStats:
+    prob = body.get(TRUE_PROB) or {}
+    return ClassStats(rows=body["rows"], mean=prob.get("mean"), median=prob.get("median"), min=prob.get("min"))
+
+
+def _count_split(root: Path, recipe: Recipe, features: datasets.Features, split: str) -> dict[str, ClassStats]:
+    columns = read_columns(root, split, features, ["label", TRUE_PROB] if TRUE_PROB in features else ["label"])
+    stats = {}
+    for label, name in enumerate(recipe.class_names):
+        probs = [p for p, y in zip(columns.get(TRUE_PROB, []), columns["label"]) if y == label and p is not None]
+        rows = columns["label"].count(label)
+        stats[name] = ClassStats(rows, statistics.fmean(probs), statistics.median(probs), min(probs)) if probs else ClassStats(rows)
+    return stats
+
+
+def _summary_tables(recipe: Recipe, splits: list[str], summary: dict[str, dict[str, ClassStats]]) -> list[dict]:
+    fmt = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
+    tables = []
+    for split in splits:
+        per_class = summary.get(split, {})
+        rows = [{"name": _md(n), "rows": s.rows, "mean": fmt(s.mean), "median": fmt(s.median), "min": fmt(s.min)} for n, s in per_class.items()]
+        tables.append({"name": split, "rows": sum(s.rows for s in per_class.values()), "scored": any(s.scored for s in per_class.values()), "classes": rows})
+    return tables

@@ -1,13 +1,18 @@
-"""``build.py``: the command line of the build. Thin: parse, load the recipe, call ``builders.run.build``."""
+"""``build.py``: the command line of the build. Thin: parse, load the recipe, call ``builders.run.build``, push."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shlex
 import sys
 from pathlib import Path
 
-from builders.recipe import RecipeError, load_recipe
+from builders.recipe import Recipe, RecipeError
+from builders.source import SourceError, recipe_source
+
+log = logging.getLogger("synthdata")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -16,8 +21,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Build a synthetic image-classification dataset from a YAML recipe. "
         "Run with `accelerate launch build.py RECIPE` to use every GPU.",
     )
-    parser.add_argument("recipe", help="path of a YAML recipe (see recipes/)")
-    parser.add_argument("--output-dir", help="where the dataset goes (default: outputs/<recipe name>)")
+    parser.add_argument("recipe", help="a YAML recipe (see recipes/), or a built dataset's directory or Hub id to rebuild it from its recipe.yaml")
+    parser.add_argument("--output-dir", help="where the dataset goes (default: outputs/<recipe name>; with --push-only "
+                        "and a dataset directory as RECIPE, that directory)")
+    parser.add_argument("--push-to-hub", metavar="USER/NAME", help="after the build, upload the dataset to this Hub dataset repo (overrides hub.repo_id)")
+    parser.add_argument("--private", action="store_true", help="create the Hub repo private (overrides hub.private)")
+    parser.add_argument("--push-only", action="store_true", help="push the already built dataset; generate nothing, load no model")
     parser.add_argument("--overwrite", action="store_true", help="discard finished shards made under different settings")
     parser.add_argument("--no-background-writer", dest="background", action="store_false",
                         help="encode and write images in the generating thread (same output, slower)")
@@ -31,15 +40,25 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("httpx", "filelock", "urllib3", "PIL", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from builders import hub
+
     try:
-        recipe = load_recipe(args.recipe)
-    except RecipeError as err:
+        source = recipe_source(args.recipe)
+        recipe = hub.with_push_target(source.recipe, args.push_to_hub, args.private)
+        if args.push_only and not recipe.hub.repo_id:
+            raise ValueError("--push-only: no repo to push to; give --push-to-hub USER/NAME or set hub.repo_id in the recipe")
+    except (RecipeError, SourceError, ValueError) as err:
         print(err, file=sys.stderr)
         return 2
-    output_dir = args.output_dir or str(Path("outputs") / recipe.name)
+    default_dir = source.dataset_dir if args.push_only and source.dataset_dir else Path("outputs") / recipe.name
+    output_dir = args.output_dir or str(default_dir)
     if args.dry_run:
         print(dry_run(recipe, output_dir))
         return 0
+    if args.push_only:
+        return _push(recipe, output_dir, args) if int(os.environ.get("RANK", "0")) == 0 else 0
+    if recipe.hub.repo_id and (warning := hub.missing_token_warning()):
+        log.warning(warning)
     _quiet_libraries()
     from builders.run import WorldMismatch, build
     from builders.store import FingerprintMismatch
@@ -51,10 +70,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from accelerate import PartialState
 
-    if PartialState().is_main_process:
-        print(f"dataset written to {report.output_dir}: {report.images_generated} images made, "
-              f"{report.images_found_done} found done, {len(report.safety_dropped)} dropped by the safety checker, "
-              f"{report.seconds:.1f}s")
+    if not PartialState().is_main_process:
+        return 0
+    print(f"dataset written to {report.output_dir}: {report.images_generated} images made, "
+          f"{report.images_found_done} found done, {len(report.safety_dropped)} dropped by the safety checker, "
+          f"{report.seconds:.1f}s")
+    return _push(recipe, output_dir, args) if recipe.hub.repo_id else 0
+
+
+def _push(recipe: Recipe, output_dir: str, args: argparse.Namespace) -> int:
+    """Push and say how it went: 0 pushed, 2 nothing complete to push, 3 the Hub failed (the data is safe)."""
+    from builders.hub import IncompleteDataset, PushError, push_dataset
+
+    try:
+        url = push_dataset(Path(output_dir), recipe)
+    except IncompleteDataset as err:
+        print(f"{err}\nNothing was pushed.", file=sys.stderr)
+        return 2
+    except PushError as err:
+        retry = ["python", "build.py", args.recipe, "--output-dir", output_dir, "--push-only", "--push-to-hub", recipe.hub.repo_id]
+        print(f"{err}\nThe dataset in {output_dir} is complete. Retry the push alone with:\n  "
+              f"{shlex.join(retry + ['--private'] * recipe.hub.private)}", file=sys.stderr)
+        return 3
+    print(f"dataset pushed to {url}")
     return 0
 
 

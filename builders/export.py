@@ -15,6 +15,7 @@ import datasets
 import pyarrow.parquet as pq
 
 from builders.card import write_card
+from builders.pictures import write_pictures
 from builders.plan import Plan
 from builders.recipe import recipe_to_yaml
 from builders.store import OutputDir
@@ -31,6 +32,7 @@ def export_dataset(builder, store: OutputDir, plan: Plan) -> dict[str, int]:
     info = builder.provenance()
     (store.root / "recipe.yaml").write_text(info["recipe_yaml"], encoding="utf-8")
     (store.root / "build_info.json").write_text(json.dumps({**info, "rows": rows}, indent=2, ensure_ascii=False), encoding="utf-8")
+    write_pictures(store.root, builder.info.features, list(rows))
     write_card(store.root, builder.recipe, builder.info.features, split_sizes=split_sizes(store.data, list(rows)))
     return rows
 

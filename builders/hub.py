@@ -1,0 +1,173 @@
+"""The Hugging Face Hub: push an exported dataset, fetch a published dataset's recipe.
+
+Everything goes through huggingface_hub's own API (``create_repo``, ``upload_folder``, ``hf_hub_download``) and
+its own token resolution (``HF_TOKEN``, ``hf auth login``). The token is never read into anything we write or
+log; error texts are scrubbed of it all the same, since they may quote a server's reply.
+
+A push happens after the dataset is complete on disk and never changes it (beyond re-rendering the card for the
+repo it goes to), so a failed push loses nothing and is retried alone with ``build.py ... --push-only``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from huggingface_hub import DatasetCard, HfApi, get_token, hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+from huggingface_hub.utils import validate_repo_id
+
+from builders.card import CARD, refresh_card
+from builders.readback import split_files
+from builders.recipe import HubSettings, Recipe, RecipeError, load_recipe
+from builders.store import WORK_DIR
+
+log = logging.getLogger("synthdata")
+
+IGNORE_PATTERNS = [f"{WORK_DIR}/**"]
+RECIPE_FILE = "recipe.yaml"
+_SHARD_NAME = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
+
+
+class PushError(RuntimeError):
+    """The push did not happen (or not completely); the local dataset is untouched."""
+
+
+class IncompleteDataset(RuntimeError):
+    """There is no complete exported dataset of this recipe where the push should take it from."""
+
+
+# -- where to push ----------------------------------------------------------------------------------------------
+def with_push_target(recipe: Recipe, repo_id: str | None, private: bool) -> Recipe:
+    """The recipe with the command line's Hub repo and visibility over its ``hub`` section, checked."""
+    hub = HubSettings(repo_id=repo_id or recipe.hub.repo_id, private=private or recipe.hub.private)
+    if hub.private and not hub.repo_id:
+        raise ValueError("--private (or hub.private) needs a repo to push to: give --push-to-hub USER/NAME or set hub.repo_id in the recipe")
+    if hub.repo_id:
+        check_repo_id(hub.repo_id)
+    return recipe.model_copy(update={"hub": hub})
+
+
+def check_repo_id(repo_id: str) -> None:
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise ValueError(f"Hub repo id {repo_id!r} is not valid: {err}") from None
+    if "/" not in repo_id:
+        raise ValueError(f"Hub repo id {repo_id!r} needs its owner: USER/NAME or ORG/NAME")
+
+
+def missing_token_warning() -> str | None:
+    """A warning to give before a long build whose push would fail for want of a token."""
+    if get_token() is None:
+        return "no Hugging Face token found (HF_TOKEN unset, `hf auth login` not run): the dataset will be built, but the push will fail"
+    return None
+
+
+# -- push ---------------------------------------------------------------------------------------------------------
+def push_dataset(root: Path, recipe: Recipe) -> str:
+    """Upload the exported dataset at ``root`` to the Hub dataset repo ``recipe.hub.repo_id``; returns its URL.
+
+    Raises ``IncompleteDataset`` before anything is sent when ``root`` is not a complete export of ``recipe``,
+    and ``PushError`` (naming the repo, the cause and what to do) when the Hub cannot be reached or refuses.
+    """
+    root, repo_id = Path(root), recipe.hub.repo_id
+    problems = dataset_problems(root, recipe)
+    if problems:
+        raise IncompleteDataset(f"{root} is not a complete dataset of recipe {recipe.name!r}:\n" + "\n".join(f"  - {p}" for p in problems))
+    refresh_card(root, recipe)  # the card names the repo it is in
+    if get_token() is None:
+        raise PushError(f"cannot push to the Hub dataset {repo_id}: no Hugging Face token found. Set HF_TOKEN or run `hf auth login` (a token with write access).")
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=recipe.hub.private, exist_ok=True)
+        api.upload_folder(
+            repo_id=repo_id,
+            repo_type="dataset",
+            folder_path=root,
+            ignore_patterns=IGNORE_PATTERNS,
+            delete_patterns=_replaced_folders(root),
+            commit_message=f"Upload {recipe.name} (built by synthdata)",
+        )
+    except Exception as err:  # noqa: BLE001 - any failure of the Hub client is reported the same way
+        log.debug("push failed", exc_info=True)
+        raise PushError(f"cannot push to the Hub dataset {repo_id}: {_cause(err)}. {_advice(err)}") from None
+    return f"https://huggingface.co/datasets/{repo_id}"
+
+
+def _replaced_folders(root: Path) -> list[str]:
+    """Folders the upload replaces whole on the Hub, so files of an earlier, larger build do not linger there."""
+    return [f"{p.name}/**" for p in sorted(root.iterdir()) if p.is_dir() and p.name != WORK_DIR]
+
+
+def _advice(err: Exception) -> str:
+    if isinstance(err, OfflineModeIsEnabled):
+        return "HF_HUB_OFFLINE is set: unset it to push."
+    status = getattr(getattr(err, "response", None), "status_code", None)
+    if isinstance(err, HfHubHTTPError) and status == 401:
+        return "The token was refused: log in again with `hf auth login` or set a valid HF_TOKEN."
+    if isinstance(err, HfHubHTTPError) and status == 403:
+        return "The token may not write there: use a write token of the repo's owner (or an organisation member's)."
+    return "Check the network connection (and HF_ENDPOINT if set)."
+
+
+def _cause(err: Exception) -> str:
+    """The error's type and message, scrubbed of the token (a server's reply might quote it)."""
+    text, token = f"{type(err).__name__}: {err}".rstrip("."), get_token()
+    return text.replace(token, "<token>") if token else text
+
+
+# -- is there a complete dataset to push? ------------------------------------------------------------------------
+def dataset_problems(root: Path, recipe: Recipe) -> list[str]:
+    """Why ``root`` is not a complete export of ``recipe`` (empty when it is). Reads file names and footers only."""
+    if not (root / CARD).is_file() or not (root / RECIPE_FILE).is_file():
+        return [f"no exported dataset here ({CARD} and {RECIPE_FILE} missing): build it first"]
+    try:
+        stored = load_recipe(root / RECIPE_FILE)
+    except RecipeError as err:
+        return [str(err)]
+    if _content(stored) != _content(recipe):
+        return [f"{root / RECIPE_FILE} is not this recipe: the dataset here was built from another one (rebuild it, or choose --output-dir)"]
+    card_splits = _card_splits(root)
+    problems = [f"split {s!r} of the recipe is not in {CARD}" for s in recipe.splits if s not in card_splits]
+    for split, rows in card_splits.items():
+        problems += _split_problems(root, split, rows)
+    return problems
+
+
+def _content(recipe: Recipe) -> Recipe:
+    return recipe.model_copy(update={"hub": HubSettings()})
+
+
+def _card_splits(root: Path) -> dict[str, int]:
+    info = DatasetCard.load(root / CARD).data.dataset_info or {}
+    infos = info if isinstance(info, list) else [info]
+    return {s["name"]: s["num_examples"] for i in infos if i.get("config_name", "default") == "default" for s in i.get("splits", [])}
+
+
+def _split_problems(root: Path, split: str, rows: int) -> list[str]:
+    import pyarrow.parquet as pq
+
+    files = [Path(f) for f in split_files(root, split)]
+    names = [m for m in map(_SHARD_NAME.match, (f.name for f in files)) if m and m["split"] == split]
+    counts = {int(m["count"]) for m in names}
+    if not names or len(counts) != 1 or sorted(int(m["index"]) for m in names) != list(range(counts.pop())):
+        return [f"data/{split}-*.parquet: files missing (an interrupted export?): found {[f.name for f in files]}"]
+    try:
+        found = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    except Exception as err:  # noqa: BLE001 - a truncated or foreign file, whatever pyarrow says about it
+        return [f"data/{split}-*.parquet: unreadable file ({err})"]
+    return [] if found == rows else [f"split {split!r}: {found} rows in data/ but {rows} in {CARD} (an interrupted export?)"]
+
+
+# -- a published dataset's recipe ---------------------------------------------------------------------------------
+def download_recipe(repo_id: str) -> Path:
+    """``recipe.yaml`` of a Hub dataset (only that file), for rebuilding it."""
+    try:
+        return Path(hf_hub_download(repo_id, RECIPE_FILE, repo_type="dataset"))
+    except Exception as err:  # noqa: BLE001 - offline, unknown repo, no such file, no rights: all end here
+        raise FileNotFoundError(
+            f"cannot fetch {RECIPE_FILE} of the Hub dataset {repo_id}: {_cause(err)}. "
+            f"Check the id and the network (HF_HUB_OFFLINE must be unset), or download {RECIPE_FILE} yourself and pass its path."
+        ) from None

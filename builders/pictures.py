@@ -1,0 +1,129 @@
+"""Pictures to look at before using a dataset: sample images per class, and how sure CLIP is of each class.
+
+Written as PNG under ``<out>/pictures/`` (shown in the card by relative links, uploaded with the data):
+
+- ``samples-class-NNN.png``: per class (``NNN`` its label index, never its raw name), one row per split with
+  its first images, each captioned with CLIP's probability of the true class when the dataset has that column;
+- ``clip-true-prob.png``: per class, a histogram of that probability in every split (only with the column).
+
+Only the few sample images are read; the histogram reads the score column alone (see ``builders.readback``).
+Figures have a fixed size in pixels (``*_size`` functions), whatever the data.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import datasets
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
+
+from builders.readback import first_rows_of_class, read_columns  # noqa: E402
+
+PICTURES_DIR = "pictures"
+TRUE_PROB = "clip_true_prob"
+SAMPLES_PER_SPLIT = 6
+HISTOGRAM_COLUMNS = 4
+DPI = 100
+_CELL = (1.6, 1.85)  # inches per sample image (width, height with its caption)
+_TITLE = 0.5  # inches for a figure's title
+_PANEL = (3.2, 2.4)  # inches per class panel of the histogram
+
+
+def samples_name(label: int) -> str:
+    return f"{PICTURES_DIR}/samples-class-{label:03d}.png"
+
+
+HISTOGRAM_NAME = f"{PICTURES_DIR}/clip-true-prob.png"
+
+
+def samples_size(num_splits: int) -> tuple[int, int]:
+    """Pixel size of a class's sample grid."""
+    return round(SAMPLES_PER_SPLIT * _CELL[0] * DPI), round((num_splits * _CELL[1] + _TITLE) * DPI)
+
+
+def histogram_size(num_classes: int) -> tuple[int, int]:
+    """Pixel size of the histogram figure: one panel per class, ``HISTOGRAM_COLUMNS`` to a row."""
+    columns, rows = min(num_classes, HISTOGRAM_COLUMNS), math.ceil(num_classes / HISTOGRAM_COLUMNS)
+    return round(columns * _PANEL[0] * DPI), round((rows * _PANEL[1] + _TITLE) * DPI)
+
+
+def write_pictures(root: Path, features: datasets.Features, splits: list[str]) -> list[str]:
+    """Draw every picture of the dataset at ``root``; returns their paths relative to it."""
+    root = Path(root)
+    (root / PICTURES_DIR).mkdir(exist_ok=True)
+    for stale in (root / PICTURES_DIR).glob("*.png"):
+        stale.unlink()  # a class or the score column may be gone since the last export
+    class_names = features["label"].names
+    written = [_save(_sample_grid(root, features, splits, label, name), root / samples_name(label)) for label, name in enumerate(class_names)]
+    if TRUE_PROB in features:
+        written.append(_save(_histogram(root, features, splits, class_names), root / HISTOGRAM_NAME))
+    return [str(Path(p).relative_to(root)) for p in written]
+
+
+def _save(figure, path: Path) -> Path:
+    figure.savefig(path, dpi=DPI, format="png")
+    plt.close(figure)
+    return path
+
+
+def _sample_grid(root: Path, features: datasets.Features, splits: list[str], label: int, name: str):
+    width, height = samples_size(len(splits))
+    figure, axes = plt.subplots(len(splits), SAMPLES_PER_SPLIT, figsize=(width / DPI, height / DPI), squeeze=False)
+    figure.suptitle(class_title(label, name), fontsize=11)
+    for row, split in zip(axes, splits):
+        samples = first_rows_of_class(root, split, features, label, SAMPLES_PER_SPLIT)
+        for column, ax in enumerate(row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if column == 0:
+                ax.set_ylabel(split, fontsize=9)
+            if column < len(samples):
+                ax.imshow(samples[column]["image"].convert("RGB"), interpolation="nearest")
+                if TRUE_PROB in samples[column]:
+                    ax.set_xlabel(f"p(true) = {samples[column][TRUE_PROB]:.2f}", fontsize=8)
+            else:
+                ax.set_frame_on(False)
+    figure.subplots_adjust(left=0.06, right=0.99, bottom=0.06, top=1 - _TITLE / (height / DPI), wspace=0.08, hspace=0.3)
+    return figure
+
+
+def _histogram(root: Path, features: datasets.Features, splits: list[str], class_names: list[str]):
+    columns = {split: read_columns(root, split, features, ["label", TRUE_PROB]) for split in splits}
+    width, height = histogram_size(len(class_names))
+    ncols, nrows = min(len(class_names), HISTOGRAM_COLUMNS), math.ceil(len(class_names) / HISTOGRAM_COLUMNS)
+    figure, axes = plt.subplots(nrows, ncols, figsize=(width / DPI, height / DPI), squeeze=False)
+    figure.suptitle("CLIP probability of the true class", fontsize=11)
+    bins = [i / 20 for i in range(21)]
+    for label, ax in enumerate(axes.flat):
+        if label >= len(class_names):
+            ax.set_visible(False)
+            continue
+        for split, values in columns.items():
+            probs = [p for p, y in zip(values[TRUE_PROB], values["label"]) if y == label and p is not None]
+            ax.hist(probs, bins=bins, histtype="step", linewidth=1.5, label=f"{split} ({len(probs)})")
+        ax.set_title(class_title(label, class_names[label]), fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    figure.subplots_adjust(left=0.06, right=0.98, bottom=0.1, top=1 - _TITLE / (height / DPI), wspace=0.25, hspace=0.45)
+    return figure
+
+
+def class_title(label: int, name: str) -> str:
+    """``class 0: fox``; just ``class 0`` when the plotting font lacks a glyph of the name (it may be in any
+    script), rather than boxes and warnings. The card gives every index its name."""
+    charmap = _font_charmap()
+    return f"class {label}: {name}" if all(ord(char) in charmap for char in name) else f"class {label}"
+
+
+@lru_cache(maxsize=1)
+def _font_charmap() -> frozenset[int]:
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    return frozenset(FT2Font(font_manager.findfont(font_manager.FontProperties())).get_charmap())
