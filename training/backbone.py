@@ -65,7 +65,10 @@ def _from_checkpoint(path: Path) -> nn.Module:
     state = _read_state_dict(path)
     model = resnet18(weights=None)
     body = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the head is replaced anyway
-    missing, unexpected = model.load_state_dict(body, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(body, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise TrainingError(f"--backbone-weights: {path} is not a ResNet18 state dict: {err}") from None
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
         raise TrainingError(

@@ -92,7 +92,8 @@ def train_probe(model: ImageClassifier, train: Split, evals: list[Split], classe
         x, y, hit = split_features(split, body, model.transform, backbone_id, config, cache_dir, state)
         features.append((x.to(state.device), split.our_labels(y).to(state.device)))
         cache[split.name] = "hit" if hit else "miss"
-        log.info("features of %s: %d images, cache %s", split.name, len(x), cache[split.name])
+        if state.is_main_process:
+            log.info("features of %s: %d images, cache %s", split.name, len(x), cache[split.name])
     if not state.is_main_process:
         return None
     feature_seconds = time.perf_counter() - started

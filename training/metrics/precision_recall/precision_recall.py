@@ -18,4 +18,4 @@ class PrecisionRecall(evaluate.Metric):
         precision, recall, _, support = precision_recall_fscore_support(
             references, predictions, labels=labels, average=None, zero_division=0
         )
-        return {"precision": precision.tolist(), "recall": recall.tolist(), "support": support.tolist()}
+        return {"precision": precision.tolist(), "recall": recall.tolist(), "support": [int(n) for n in support]}
