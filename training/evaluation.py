@@ -1,0 +1,31 @@
+"""Metrics of one eval split, through the ``evaluate`` modules shipped in ``training/metrics`` (loaded by path)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import evaluate
+
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"
+METRIC_NAMES = ("accuracy", "macro_f1", "precision_recall", "confusion_matrix")
+
+
+@cache
+def load_metric(name: str) -> evaluate.Metric:
+    return evaluate.load(str(METRICS_DIR / name))
+
+
+def compute_metrics(predictions: list[int], references: list[int], classes: list[str]) -> dict:
+    """Accuracy, macro F1, per-class precision/recall (keyed by class name) and the confusion matrix."""
+    labels = list(range(len(classes)))
+    inputs = {"predictions": predictions, "references": references}
+    per_class = load_metric("precision_recall").compute(**inputs, labels=labels)
+    return {
+        **load_metric("accuracy").compute(**inputs),
+        **load_metric("macro_f1").compute(**inputs, labels=labels),
+        "precision": dict(zip(classes, per_class["precision"])),
+        "recall": dict(zip(classes, per_class["recall"])),
+        "support": dict(zip(classes, per_class["support"])),
+        **load_metric("confusion_matrix").compute(**inputs, labels=labels),
+    }
