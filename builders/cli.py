@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import PartialState
 
     if PartialState().is_main_process:
+        from eval.summary import format_table, read_summary
+
+        print(format_table(read_summary(report.output_dir)))
         print(f"dataset written to {report.output_dir}: {report.images_generated} images made, "
               f"{report.images_found_done} found done, {report.seconds:.1f}s")
     return 0
