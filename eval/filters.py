@@ -37,4 +37,4 @@ def keep_mask(table: pa.Table, filters: FilterSettings) -> pa.ChunkedArray:
 
 def thresholds(filters: FilterSettings) -> dict:
     """The active filters as plain values, for the summary and the card."""
-    return {key: value for key, value in filters.model_dump().items() if key != "dropped" and value not in (None, False)}
+    return {key: value for key, value in filters.model_dump().items() if key != "dropped" and value is not None and value is not False}

@@ -70,16 +70,20 @@ def hub_files(data_dir: Path) -> dict[str, list[Path]]:
 
 def summarize(root: str | Path, filters: dict | None = None, splits: list[str] | None = None, label_column: str = "label") -> DatasetSummary:
     """The summary of the dataset at ``root``: kept rows in ``data/``, dropped rows in ``dropped/data/`` or in
-    ``data/<split>_dropped-*`` splits. ``filters`` (the active thresholds) is recorded as given; ``splits`` fixes
-    the order (default: the order of the file names)."""
+    ``data/<split>_dropped-*`` splits. ``filters`` (the active thresholds) is recorded as given; ``splits`` names
+    the splits (one the filters emptied has no files) and fixes their order (default: the file names' order)."""
     root = Path(root)
     kept = hub_files(root / "data")
     dropped = hub_files(root / "dropped" / "data")
-    for name in [s for s in kept if s.endswith(DROPPED_SUFFIX) and s.removesuffix(DROPPED_SUFFIX) in kept]:
+    known = set(splits or []) | set(kept)
+    for name in [s for s in kept if s.endswith(DROPPED_SUFFIX) and s.removesuffix(DROPPED_SUFFIX) in known]:
         dropped[name.removesuffix(DROPPED_SUFFIX)] = kept.pop(name)
     order = [s for s in (splits or []) if s in kept or s in dropped]
     order += [s for s in dict.fromkeys([*kept, *dropped]) if s not in order]
-    class_names = _class_names(next(iter([*kept.values(), *dropped.values()]))[0], label_column)
+    files = [path for paths in [*kept.values(), *dropped.values()] for path in paths]
+    if not files:
+        return DatasetSummary(classes=[], filters=filters or {})
+    class_names = _class_names(files[0], label_column)
     classes = []
     for split in order:
         rows = _split_rows(kept.get(split, []), dropped.get(split, []), label_column)
