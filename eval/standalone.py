@@ -99,6 +99,8 @@ def check_columns(dataset: datasets.DatasetDict, columns: Columns, source: str) 
             raise InputError(f"{source}: split {split!r} has no Image column {columns.image!r} (columns: {ds.column_names}); use --image-column")
         if not isinstance(label, datasets.ClassLabel):
             raise InputError(f"{source}: split {split!r} column {columns.label!r} is {label!r}, expected a ClassLabel; use --label-column")
+        if min(ds[columns.label][:], default=0) < 0:
+            raise InputError(f"{source}: split {split!r} has rows without a label (-1); scoring needs each image's true class")
     names = [ds.features[columns.label].names for ds in dataset.values()]
     if any(n != names[0] for n in names):
         raise InputError(f"{source}: the splits have different class names: {names}")
@@ -126,8 +128,6 @@ def score_split(ds: datasets.Dataset, split: str, task: ScoringTask, scorers: Sc
         writer = ParquetWriter(features=features, path=str(path), writer_batch_size=ROWS_PER_ROW_GROUP, embed_local_files=True)
         for batch in ds.shard(count, index, contiguous=True).iter(batch_size):
             labels = batch[columns.label]
-            if min(labels) < 0:
-                raise InputError(f"split {split!r} has rows without a label (-1); scoring needs the true class")
             texts = batch.get(columns.prompt) or [template.format(label=task.label_texts[label]) for label in labels]
             scores = scorers.score(image_tensors(batch[columns.image], scorers.device), labels, texts)
             writer.write_batch(features.encode_batch({**batch, **scores}))
@@ -138,7 +138,8 @@ def score_split(ds: datasets.Dataset, split: str, task: ScoringTask, scorers: Sc
 
 def write_scored_card(out: Path, source: str, dataset: datasets.DatasetDict, features: datasets.Features, summary: DatasetSummary) -> None:
     name = Path(source.rstrip("/")).name
-    data = layout_card_data(f"{name} (scored)", features, split_sizes(out / "data", list(dataset)), tags=["scored"])
+    sizes = split_sizes(out / "data", [split for split, ds in dataset.items() if ds.num_rows])
+    data = layout_card_data(f"{name} (scored)", features, sizes, tags=["scored"])
     body = (
         f"# {name}, scored\n\nThe images and labels of `{source}`, unchanged, with CLIP and ResNet50 score columns "
         f"added by `python -m eval` (see the project's README, \"Scores and filters\").\n\n```\n{format_table(summary)}\n```\n"
