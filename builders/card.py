@@ -13,17 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import re
-import statistics
-from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from builders.models import TINY_RANDOM, is_local_path
-from builders.pictures import HISTOGRAM_NAME, TRUE_PROB, class_title, samples_name
+from builders.pictures import HISTOGRAM_NAME, class_title, samples_name
 from builders.plan import split_prompts
-from builders.readback import read_columns, stored_features
+from builders.readback import stored_features
 from builders.recipe import HubSettings, Recipe, recipe_to_yaml
 
 log = logging.getLogger("synthdata")
@@ -61,17 +59,31 @@ def license_metadata(model_id: str) -> dict:
 
 
 def card_data(recipe: Recipe, features: datasets.Features, split_sizes: datasets.SplitDict) -> DatasetCardData:
-    """YAML metadata the Hub and ``load_dataset`` understand: configs pointing at data/, features, splits."""
-    info = datasets.DatasetInfo(features=features, splits=split_sizes, config_name="default")
-    return DatasetCardData(
+    """YAML metadata the Hub and ``load_dataset`` understand: configs pointing at data/, features, splits,
+    plus the generator's license and what the Hub shows about a synthetic dataset."""
+    return layout_card_data(
+        recipe.name,
+        features,
+        split_sizes,
+        tags=["synthetic", "stable-diffusion", "text-to-image"],
         **license_metadata(recipe.model.id),
-        task_categories=["image-classification"],
         task_ids=["multi-class-image-classification"],
         annotations_creators=["machine-generated"],
         source_datasets=["original"],
+    )
+
+
+def layout_card_data(
+    pretty_name: str, features: datasets.Features, split_sizes: datasets.SplitDict, tags: list[str], **metadata
+) -> DatasetCardData:
+    """Card metadata of any image-classification dataset in the Hub layout (also standalone-scored ones)."""
+    info = datasets.DatasetInfo(features=features, splits=split_sizes, config_name="default")
+    return DatasetCardData(
+        task_categories=["image-classification"],
         size_categories=[size_category(sum(s.num_examples for s in split_sizes.values()))],
-        tags=["synthetic", "stable-diffusion", "text-to-image"],
-        pretty_name=recipe.name,
+        tags=tags,
+        pretty_name=pretty_name,
+        **metadata,
         configs=[
             {
                 "config_name": "default",
@@ -98,13 +110,19 @@ def render_card(root: Path, recipe: Recipe, data: DatasetCardData) -> DatasetCar
     return card
 
 
+def save_card(root: Path, data: DatasetCardData, body: str) -> DatasetCard:
+    """``README.md`` at ``root`` from YAML metadata and a markdown body (cards of datasets without a recipe)."""
+    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+    card.save(root / CARD)
+    return card
+
+
 # -- what the text says -------------------------------------------------------------------------------------------
 def card_context(root: Path, recipe: Recipe, data: DatasetCardData) -> dict:
     info = _default_info(data)
     splits = [s["name"] for s in info["splits"]]
     features = stored_features(root, splits[0])
     build_info = _build_info(root)
-    summary, source = class_summary(root, recipe, features, splits)
     return {
         "title": _md(recipe.name),
         "name": recipe.name,
@@ -115,9 +133,7 @@ def card_context(root: Path, recipe: Recipe, data: DatasetCardData) -> dict:
         "classes": [_class_entry(recipe, label, name, splits) for label, name in enumerate(recipe.class_names)],
         "prompt_disjoint": recipe.prompt_disjoint,
         "pictures": _pictures(root, recipe),
-        "summary": _summary_tables(recipe, splits, summary),
-        "any_scored": any(stats.scored for per_class in summary.values() for stats in per_class.values()),
-        "summary_source": source,
+        "summary_table": summary_table(root, splits),
         "models": [{"role": "generator", "model": _model_link(recipe.model.id, recipe.model.revision)}]
         + [{"role": role, "model": model} for role, model in _scorer_models(recipe)],
         "parameters": _parameters(recipe, build_info),
@@ -246,59 +262,19 @@ def _license_text(data: DatasetCardData) -> str:
 
 
 # -- counts and scores per split and class ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ClassStats:
-    rows: int
-    mean: float | None = None
-    median: float | None = None
-    min: float | None = None
+def summary_table(root: Path, splits: list[str]) -> str:
+    """The scoring step's summary (``summary.json`` beside the data, or made now) as a Markdown table."""
+    from eval.summary import SUMMARY_FILE, read_summary, summarize
 
-    @property
-    def scored(self) -> bool:
-        return self.mean is not None
-
-
-def class_summary(root: Path, recipe: Recipe, features: datasets.Features, splits: list[str]) -> tuple[dict[str, dict[str, ClassStats]], str]:
-    """Rows and CLIP true-class probability per split and class, and a line saying where they come from.
-
-    The one place the card depends on the scoring step: its ``summary.json`` beside the data when there is one
-    (``{"splits": {split: {"classes": {class: {"rows": n, "clip_true_prob": {"mean", "median", "min"}}}}}}``),
-    otherwise counted here from the ``label`` and ``clip_true_prob`` columns of the Parquet files.
-    """
-    path = root / "summary.json"
-    if path.exists():
-        try:
-            splits_json = json.loads(path.read_text(encoding="utf-8"))["splits"]
-            return {
-                split: {name: _stats_from_json(body) for name, body in splits_json[split]["classes"].items()}
-                for split in splits
-                if split in splits_json
-            }, "From `summary.json` (the scoring report beside the data)."
-        except (KeyError, TypeError, AttributeError, ValueError) as err:
-            log.warning("%s: not the expected layout (%r); the card counts rows from the Parquet files instead", path, err)
-    return {split: _count_split(root, recipe, features, split) for split in splits}, "Counted from the Parquet files."
-
-
-def _stats_from_json(body: dict) -> ClassStats:
-    prob = body.get(TRUE_PROB) or {}
-    return ClassStats(rows=body["rows"], mean=prob.get("mean"), median=prob.get("median"), min=prob.get("min"))
-
-
-def _count_split(root: Path, recipe: Recipe, features: datasets.Features, split: str) -> dict[str, ClassStats]:
-    columns = read_columns(root, split, features, ["label", TRUE_PROB] if TRUE_PROB in features else ["label"])
-    stats = {}
-    for label, name in enumerate(recipe.class_names):
-        probs = [p for p, y in zip(columns.get(TRUE_PROB, []), columns["label"]) if y == label and p is not None]
-        rows = columns["label"].count(label)
-        stats[name] = ClassStats(rows, statistics.fmean(probs), statistics.median(probs), min(probs)) if probs else ClassStats(rows)
-    return stats
-
-
-def _summary_tables(recipe: Recipe, splits: list[str], summary: dict[str, dict[str, ClassStats]]) -> list[dict]:
-    fmt = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
-    tables = []
-    for split in splits:
-        per_class = summary.get(split, {})
-        rows = [{"name": _md(n), "rows": s.rows, "mean": fmt(s.mean), "median": fmt(s.median), "min": fmt(s.min)} for n, s in per_class.items()]
-        tables.append({"name": split, "rows": sum(s.rows for s in per_class.values()), "scored": any(s.scored for s in per_class.values()), "classes": rows})
-    return tables
+    summary = read_summary(root) if (root / SUMMARY_FILE).exists() else summarize(root, splits=splits)
+    fmt = lambda value, spec: "-" if value is None else format(value, spec)  # noqa: E731
+    lines = [
+        "| split | class | generated | kept | dropped | mean p(true) | median p(true) | mean CLIPScore | ResNet50 agreement |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {c.split} | {_md(c.class_name)} | {c.generated} | {c.kept} | {c.dropped} | {fmt(c.clip_true_prob_mean, '.3f')} | "
+        f"{fmt(c.clip_true_prob_median, '.3f')} | {fmt(c.clip_score_mean, '.2f')} | {fmt(c.resnet50_agreement, '.0%')} |"
+        for c in summary.classes
+    ]
+    return "\n".join(lines)

@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if not PartialState().is_main_process:
         return 0
+    from eval.summary import format_table, read_summary
+
+    print(format_table(read_summary(report.output_dir)))
     print(f"dataset written to {report.output_dir}: {report.images_generated} images made, "
           f"{report.images_found_done} found done, {len(report.safety_dropped)} dropped by the safety checker, "
           f"{report.seconds:.1f}s")

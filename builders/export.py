@@ -1,9 +1,11 @@
 """Export: finished shards become the dataset's files in the Hub layout, described by a card and build info.
 
-Runs on the main process once every shard exists. It links shards into ``data/`` (no image bytes copied),
-then writes ``README.md`` (whose YAML ``configs`` and ``dataset_info`` let ``load_dataset(DIR)`` return every split
-with its features and class names in a process that imports nothing of ours), ``recipe.yaml`` and
-``build_info.json``.
+Runs on the main process once every shard exists. Without filters it links shards into ``data/`` (no image
+bytes copied). With filters, each shard's rows are split by the score columns: kept rows go to ``data/``,
+dropped rows to ``dropped/data/`` (a dataset of its own, with its own card) or to ``<split>_dropped`` splits;
+a shard that is wholly kept or wholly dropped is still just linked. Then it writes ``README.md`` (whose YAML
+``configs`` and ``dataset_info`` let ``load_dataset(DIR)`` return every split with its features and class names
+in a process that imports nothing of ours), ``recipe.yaml``, ``build_info.json`` and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -12,29 +14,102 @@ import json
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from builders.card import write_card
+from builders.card import card_data, save_card, write_card
 from builders.pictures import write_pictures
-from builders.plan import Plan
-from builders.recipe import recipe_to_yaml
-from builders.store import OutputDir
+from builders.plan import Plan, Shard
+from builders.recipe import FilterSettings, Recipe
+from builders.store import OutputDir, hub_file_name, write_parquet
 
 
 def export_dataset(builder, store: OutputDir, plan: Plan) -> dict[str, int]:
-    """Lay out ``data/`` from the shards and describe it; returns the number of rows per split."""
-    names = store.export_names(plan)
+    """Lay out ``data/`` (and ``dropped/``) from the shards and describe it; returns the rows per split of ``data/``."""
+    from eval.filters import thresholds
+    from eval.summary import summarize, write_summary
+
+    recipe = builder.recipe
     store.clear_export()
-    rows: dict[str, int] = {}
-    for shard in plan.shards:
-        path = store.export(shard, names[shard.key])
-        rows[shard.split] = rows.get(shard.split, 0) + pq.ParquetFile(path).metadata.num_rows
+    if recipe.filters.active:
+        _export_filtered(store, plan, recipe.filters)
+    else:
+        names = store.export_names(plan)
+        for shard in plan.shards:
+            store.export(shard, names[shard.key])
+    rows = _rows_per_split(store.data, [name for split in plan.splits for name in (split, f"{split}_dropped")])
     info = builder.provenance()
     (store.root / "recipe.yaml").write_text(info["recipe_yaml"], encoding="utf-8")
-    (store.root / "build_info.json").write_text(json.dumps({**info, "rows": rows}, indent=2, ensure_ascii=False), encoding="utf-8")
-    write_pictures(store.root, builder.info.features, list(rows))
-    write_card(store.root, builder.recipe, builder.info.features, split_sizes=split_sizes(store.data, list(rows)))
+    safety_dropped = [job_id for shard in plan.shards for job_id in store.safety_dropped(shard)]
+    build_info = {**info, "rows": rows, "safety_dropped": safety_dropped}
+    (store.root / "build_info.json").write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")
+    features = builder.info.features
+    write_summary(store.root, summarize(store.root, thresholds(recipe.filters), plan.splits))  # the card reads it
+    write_pictures(store.root, features, list(rows))
+    write_card(store.root, recipe, features, split_sizes=split_sizes(store.data, list(rows)))
+    if store.dropped.exists():
+        _write_dropped_card(store.dropped, recipe, features, plan.splits)
     return rows
+
+
+def _rows_per_split(data_dir: Path, order: list[str]) -> dict[str, int]:
+    """Rows of every split that has files in ``data_dir``, in the given order, from the Parquet footers."""
+    from eval.summary import hub_files
+
+    files = hub_files(data_dir)
+    return {split: sum(pq.ParquetFile(f).metadata.num_rows for f in files[split]) for split in order if split in files}
+
+
+def _export_filtered(store: OutputDir, plan: Plan, filters: FilterSettings) -> None:
+    """Every shard's kept rows into ``data/`` and its dropped rows aside, numbered among the non-empty parts.
+
+    Empty parts are not written (a Parquet file without rows breaks ``load_dataset``); a split whose rows were
+    all dropped has no files, and so no entry in the card. ``eval.summary`` reports it.
+    """
+    from eval.filters import filter_columns, keep_mask
+
+    masks = {shard.key: keep_mask(pq.read_table(store.shard_path(shard), columns=filter_columns(filters)), filters) for shard in plan.shards}
+    for split in plan.splits:
+        shards = plan.shards_of(split)
+        kept = [s for s in shards if pc.any(masks[s.key]).as_py()]
+        dropped = [s for s in shards if not pc.all(masks[s.key]).as_py()]
+        targets: dict[str, dict[bool, Path]] = {s.key: {} for s in shards}
+        for i, shard in enumerate(kept):
+            targets[shard.key][True] = store.data / hub_file_name(split, i, len(kept))
+        for i, shard in enumerate(dropped):
+            targets[shard.key][False] = _dropped_target(store, filters, split, i, len(dropped))
+        for shard in shards:
+            _write_parts(store, shard, masks[shard.key], targets[shard.key])
+
+
+def _dropped_target(store: OutputDir, filters: FilterSettings, split: str, index: int, count: int) -> Path:
+    if filters.dropped == "split":
+        return store.data / hub_file_name(f"{split}_dropped", index, count)
+    return store.dropped / "data" / hub_file_name(split, index, count)
+
+
+def _write_parts(store: OutputDir, shard: Shard, mask: pa.ChunkedArray, targets: dict[bool, Path]) -> None:
+    """The kept (True) and dropped (False) rows of a shard to their targets: a link when one part is all of it."""
+    if len(targets) == 1:
+        store.link(shard, next(iter(targets.values())))
+        return
+    table = pq.read_table(store.shard_path(shard))
+    write_parquet(table.filter(mask), targets[True])
+    write_parquet(table.filter(pc.invert(mask)), targets[False])
+
+
+def _write_dropped_card(root: Path, recipe: Recipe, features: datasets.Features, splits: list[str]) -> None:
+    from eval.filters import thresholds
+
+    sizes = split_sizes(root / "data", list(_rows_per_split(root / "data", splits)))
+    rules = ", ".join(f"`{key}: {value}`" for key, value in thresholds(recipe.filters).items())
+    body = (
+        f"# {recipe.name}: rows dropped by the filters\n\n"
+        f"Images of `{recipe.name}` that failed the recipe's filters ({rules}). They are kept here, never deleted: "
+        "the same columns as the dataset in the parent directory, readable with `load_dataset` on this directory.\n"
+    )
+    save_card(root, card_data(recipe, features, sizes), body)
 
 
 def split_sizes(data_dir: Path, splits: list[str]) -> datasets.SplitDict:

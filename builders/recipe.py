@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from builders.models import TINY_RANDOM, is_local_path
 from builders.schedulers import SCHEDULER_NAMES, is_known_scheduler
@@ -44,6 +44,23 @@ class _Strict(BaseModel):
 
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+def _imagenet_category(name: str) -> str:
+    """An ImageNet class name exactly as torchvision's metadata spells it (read locally, nothing downloaded)."""
+    import difflib
+
+    from eval.resnet50 import imagenet_categories
+
+    categories = imagenet_categories()
+    if name in categories:
+        return name
+    close = [c for c in categories if c.casefold() == name.casefold()] or difflib.get_close_matches(name, categories, n=3)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else " (see torchvision's ResNet50_Weights.DEFAULT.meta['categories'])"
+    raise ValueError(f"{name!r} is not an ImageNet class name{hint}")
+
+
+ImageNetClass = Annotated[NonEmptyStr, AfterValidator(_imagenet_category)]
 
 
 class ModelSettings(_Strict):
@@ -109,7 +126,7 @@ class ClassSpec(_Strict):
     negative_prompt: str | None = None
     guidance_scale: float | None = Field(default=None, ge=0)
     label_text: NonEmptyStr | None = None
-    imagenet_classes: list[NonEmptyStr] = []
+    imagenet_classes: list[ImageNetClass] = []
 
 
 class ClipSettings(_Strict):
@@ -159,7 +176,7 @@ class FilterSettings(_Strict):
     """Thresholds a row must pass to stay in its split; the others are kept aside, never deleted."""
 
     min_true_class_prob: float | None = Field(default=None, ge=0, le=1)
-    min_clip_score: float | None = None
+    min_clip_score: float | None = Field(default=None, ge=0, le=100)
     require_imagenet_match: bool = False
     dropped: Literal["dataset", "split"] = "dataset"
 
@@ -241,6 +258,13 @@ class Recipe(_Strict):
             raise ValueError(_JOINER.join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _filters_have_their_scorers(self) -> "Recipe":
+        problems = _filter_problems(self)
+        if problems:
+            raise ValueError(_JOINER.join(problems))
+        return self
+
     @property
     def class_names(self) -> list[str]:
         return list(self.classes)
@@ -314,6 +338,30 @@ def _prompt_problems(recipe: Recipe) -> list[str]:
                 f"classes.{name}: prompt_disjoint needs at least one distinct prompt per split "
                 f"({len(recipe.splits)} splits) but the class has {len(prompts)}"
             )
+    return problems
+
+
+def _filter_problems(recipe: Recipe) -> list[str]:
+    """Filters read score columns: each needs its scorer, and their outputs must not collide with splits."""
+    filters, scoring = recipe.filters, recipe.scoring
+    needs = {
+        "min_true_class_prob": ("clip", filters.min_true_class_prob is not None, scoring.clip.enabled),
+        "min_clip_score": ("clip", filters.min_clip_score is not None, scoring.clip.enabled),
+        "require_imagenet_match": ("resnet50", filters.require_imagenet_match, scoring.resnet50.enabled),
+    }
+    problems = [
+        f"filters.{key}: reads the {scorer} scores, but scoring.{scorer}.enabled is false"
+        for key, (scorer, used, enabled) in needs.items()
+        if used and not enabled
+    ]
+    if filters.require_imagenet_match and not any(spec.imagenet_classes for spec in recipe.classes.values()):
+        problems.append("filters.require_imagenet_match: no class has imagenet_classes, so it would keep every row")
+    if filters.active and filters.dropped == "split":
+        problems += [
+            f"splits.{name}: with filters.dropped 'split', the dropped rows of split {name.removesuffix('_dropped')!r} go to {name!r}"
+            for name in recipe.splits
+            if name.endswith("_dropped") and name.removesuffix("_dropped") in recipe.splits
+        ]
     return problems
 
 

@@ -8,10 +8,11 @@ Layout of ``<out>/``::
     .synthdata/fingerprint.json     content fingerprint the shards were made under
     .synthdata/shards/<key>.parquet finished shards, named by content key (the unit of resume)
     .synthdata/shards/<key>.json    what the safety checker dropped in that shard
+    dropped/                        rows the recipe's filters dropped, a dataset of its own (when filtering)
 
 A shard is written to a temporary name and renamed into place only once complete, so a file under its final
 name is always a finished shard. Exported files in ``data/`` are hard links to the shards: no image byte is
-copied, and the shards stay for resume and reuse.
+copied, and the shards stay for resume and reuse. Only a shard that filters split in two is rewritten.
 """
 
 from __future__ import annotations
@@ -23,10 +24,27 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
 
 from builders.plan import Plan, Shard
 
 WORK_DIR = ".synthdata"
+ROWS_PER_ROW_GROUP = 64
+
+
+def hub_file_name(split: str, index: int, count: int) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """A table of rows as a Parquet file written like a shard: datasets' writer, features in the schema."""
+    from datasets.arrow_writer import ParquetWriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = ParquetWriter(features=datasets.Features.from_arrow_schema(table.schema), path=str(path), writer_batch_size=ROWS_PER_ROW_GROUP)
+    writer.write_table(table)
+    writer.finalize()
+    writer.close()
 
 
 class FingerprintMismatch(RuntimeError):
@@ -40,6 +58,7 @@ class OutputDir:
         self.shards = self.work / "shards"
         self.progress = self.work / "progress"
         self.data = self.root / "data"
+        self.dropped = self.root / "dropped"
 
     # -- fingerprint -----------------------------------------------------------------------------------------
     @property
@@ -107,17 +126,22 @@ class OutputDir:
         for split in plan.splits:
             shards = plan.shards_of(split)
             for i, shard in enumerate(shards):
-                names[shard.key] = f"{split}-{i:05d}-of-{len(shards):05d}.parquet"
+                names[shard.key] = hub_file_name(split, i, len(shards))
         return names
 
     def clear_export(self) -> None:
-        if self.data.exists():
-            shutil.rmtree(self.data)
+        for exported in (self.data, self.dropped):
+            if exported.exists():
+                shutil.rmtree(exported)
         self.data.mkdir(parents=True)
 
     def export(self, shard: Shard, name: str) -> Path:
-        """Put a finished shard into ``data/`` under its final name, as a hard link (a copy where links fail)."""
-        target = self.data / name
+        """Put a finished shard into ``data/`` under its final name."""
+        return self.link(shard, self.data / name)
+
+    def link(self, shard: Shard, target: Path) -> Path:
+        """A finished shard as ``target``: a hard link (a copy where links fail)."""
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(self.shard_path(shard), target)
         except OSError:
@@ -136,7 +160,7 @@ class ShardWriter:
         self.features = features
         self.final = store.shard_path(shard)
         self.temp = self.final.with_name(f"{self.final.name}.tmp-{os.getpid()}")
-        self.writer = ParquetWriter(features=features, path=str(self.temp), writer_batch_size=64)
+        self.writer = ParquetWriter(features=features, path=str(self.temp), writer_batch_size=ROWS_PER_ROW_GROUP)
         self.safety_dropped: list[str] = []
 
     def write(self, rows: list[dict]) -> None:

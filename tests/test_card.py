@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -55,7 +56,7 @@ def test_card_text_describes_the_dataset(smoke_dir: Path):
     assert "“수채화 여우”" in text and "“a watercolor painting of a golden retriever”" in text
     assert "**prompt-disjoint**" in text
     assert "| inference steps | 4 |" in text and "| image size | 32 × 32 |" in text and "| device and dtype | cpu, float32 |" in text
-    assert "**train** (12 rows)" in text and "| 여우 | 4 |" in text and "**test** (6 rows)" in text
+    assert "| train | 여우 | 4 | 4 | 0 |" in text and "| test | 여우 | 2 | 2 | 0 |" in text
     assert 'load_dataset("USER/NAME", split="train")' in text and "python build.py USER/NAME" in text
     for link in re.findall(r"\]\((pictures/[^)]+)\)", text):
         assert (smoke_dir / link).is_file(), link
@@ -81,8 +82,9 @@ def test_sample_grids_are_pngs_of_the_expected_size(smoke_dir: Path):
         with Image.open(smoke_dir / samples_name(label)) as picture:
             assert picture.format == "PNG" and picture.size == samples_size(2)
             picture.verify()
-    assert not (smoke_dir / HISTOGRAM_NAME).exists()  # no CLIP column in this build: no histogram
-    assert sorted(p.name for p in (smoke_dir / "pictures").iterdir()) == [f"samples-class-00{i}.png" for i in range(3)]
+    with Image.open(smoke_dir / HISTOGRAM_NAME) as picture:  # the smoke build has CLIP columns: a histogram
+        assert picture.format == "PNG" and picture.size == histogram_size(3)
+    assert sorted(p.name for p in (smoke_dir / "pictures").iterdir()) == ["clip-true-prob.png"] + [f"samples-class-00{i}.png" for i in range(3)]
 
 
 # -- a scored dataset in the Hub layout, written with datasets itself -----------------------------------------------
@@ -125,28 +127,25 @@ def test_scored_dataset_gets_a_histogram_and_score_table(scored_dir: Path):
         assert picture.format == "PNG" and picture.size == histogram_size(3)
     card = card_of(scored_dir)
     assert f"]({HISTOGRAM_NAME})" in card.text
-    assert "| red fox | 5 | 0.120 | 0.120 | 0.100 |" in card.text  # 0.1 + 0.01 i for i < 5
-    assert "| a\\|b\\*c | 2 | 0.405 | 0.405 | 0.400 |" in card.text  # markup escaped, the table intact
+    assert "| train | red fox | 5 | 5 | 0 | 0.120 | 0.120 | - | - |" in card.text  # 0.1 + 0.01 i for i < 5
+    assert "| test | a\\|b\\*c | 2 | 2 | 0 | 0.405 | 0.405 | - | - |" in card.text  # markup escaped, the table intact
     prose, recipe_block = card.text.split("## Recipe")
     assert "\\<b\\>bold\\</b\\> prompt" in prose and "<b>" not in prose and "- <b>bold</b> prompt" in recipe_block
     assert "A \\*scored\\* dataset \\| with markup" in card.text
-    assert "Counted from the Parquet files." in card.text
     assert card.data.license == "other" and card.data.license_link == "https://huggingface.co/someone/some-sd-model"
     assert "[someone/some-sd-model](https://huggingface.co/someone/some-sd-model)" in card.text
     assert "torchvision.models.resnet50.html" in card.text and "ResNet50_Weights.IMAGENET1K_V2" in card.text
 
 
 def test_summary_json_beside_the_data_is_used_when_present(scored_dir: Path):
-    summary = {"splits": {s: {"classes": {n: {"rows": 7, "clip_true_prob": {"mean": 0.5, "median": 0.25, "min": 0.125}}
-                                          for n in ["red fox", "a|b*c", "여우"]}} for s in ["train", "test"]}}
-    (scored_dir / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    from eval.summary import summarize, write_summary
+
+    summary = summarize(scored_dir, splits=["train", "test"])
+    summary.classes[-1] = dataclasses.replace(summary.classes[-1], clip_score_mean=31.25)
+    write_summary(scored_dir, summary)
     features = stored_features(scored_dir, "train")
     write_card(scored_dir, parse_recipe(SCORED), features, split_sizes(scored_dir / "data", ["train", "test"]))
-    text = card_of(scored_dir).text
-    assert "| 여우 | 7 | 0.500 | 0.250 | 0.125 |" in text and "From `summary.json`" in text
-    (scored_dir / "summary.json").write_text(json.dumps({"another": "layout"}), encoding="utf-8")
-    write_card(scored_dir, parse_recipe(SCORED), features, split_sizes(scored_dir / "data", ["train", "test"]))
-    assert "| 여우 | 5 | 0.720 | 0.720 | 0.700 |" in card_of(scored_dir).text  # not understood: counted instead
+    assert "| test | 여우 | 2 | 2 | 0 | 0.705 | 0.705 | 31.25 | - |" in card_of(scored_dir).text
 
 
 @pytest.mark.parametrize("rows, category", [(0, "n<1K"), (999, "n<1K"), (1000, "1K<n<10K"), (250_000, "100K<n<1M"), (10**10, "n>1B")])

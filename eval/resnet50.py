@@ -1,0 +1,106 @@
+"""ResNet50: ImageNet top-5 of every image, and whether it agrees with the class's ImageNet names.
+
+Weights are a torchvision weights name (``IMAGENET1K_V2`` by default), a local checkpoint file (a plain state
+dict of torchvision's ``resnet50``), or ``tiny-random``. Category names and preprocessing come from the weights
+enum's metadata; a local checkpoint uses those of ``IMAGENET1K_V2`` (its categories are the same 1000 names).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+import datasets
+import torch
+
+from builders.models import TINY_RANDOM, resolve
+from eval.preprocess import Images, Preprocess
+
+WEIGHT_NAMES = ("IMAGENET1K_V1", "IMAGENET1K_V2", "DEFAULT")
+LOCAL_CHECKPOINT_WEIGHTS = "IMAGENET1K_V2"
+TOP_K = 5
+TINY_RANDOM_CROP = 32
+
+
+def resnet50_features() -> dict:
+    return {
+        "resnet50_top5_ids": datasets.Sequence(datasets.Value("int32")),
+        "resnet50_top5_labels": datasets.Sequence(datasets.Value("string")),
+        "resnet50_top5_probs": datasets.Sequence(datasets.Value("float32")),
+        "resnet50_match": datasets.Value("bool"),
+    }
+
+
+def weights_enum(ref: str):
+    """The torchvision weights entry whose metadata (categories, transforms) applies to ``ref``."""
+    from torchvision.models import ResNet50_Weights
+
+    return ResNet50_Weights[ref if ref in WEIGHT_NAMES else LOCAL_CHECKPOINT_WEIGHTS]
+
+
+@lru_cache(maxsize=1)
+def imagenet_categories() -> tuple[str, ...]:
+    """The 1000 ImageNet class names, from torchvision's metadata (nothing is downloaded)."""
+    return tuple(weights_enum("DEFAULT").meta["categories"])
+
+
+def load_resnet50(ref: str) -> torch.nn.Module:
+    """torchvision's resnet50 with the named weights (downloaded by torchvision) or a local state dict."""
+    from torchvision.models import resnet50
+
+    if ref in WEIGHT_NAMES:
+        return resnet50(weights=weights_enum(ref))
+    path = resolve(ref, "resnet50.pt")
+    with torch.device("meta"):  # no random init of weights the checkpoint replaces
+        model = resnet50(weights=None)
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), assign=True)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: not a state dict of torchvision's resnet50 ({err})") from None
+    return model
+
+
+def weights_preprocess(ref: str) -> Preprocess:
+    """The resize, crop and normalization of the weights' own ``transforms()``, as torch operations.
+
+    ``tiny-random`` keeps those values but scales the sizes down to a 32-pixel crop: its random weights see
+    nothing at any size, and a full-size ResNet50 pass on a CPU would dominate the offline tests.
+    """
+    transforms = weights_enum(ref).transforms()
+    scale = TINY_RANDOM_CROP / transforms.crop_size[0] if ref == TINY_RANDOM else 1
+    return Preprocess(
+        resize=tuple(round(size * scale) for size in transforms.resize_size),
+        crop=tuple(round(size * scale) for size in transforms.crop_size),
+        mean=tuple(transforms.mean),
+        std=tuple(transforms.std),
+        interpolation=transforms.interpolation,
+    )
+
+
+class ResNet50Scorer:
+    """The ``resnet50_*`` columns of a batch."""
+
+    def __init__(self, weights: str, imagenet_classes: Sequence[Sequence[str]], device: str | torch.device, dtype: torch.dtype):
+        self.dtype = dtype
+        self.model = load_resnet50(weights).to(device=device, dtype=dtype).eval()
+        self.preprocess = weights_preprocess(weights)
+        self.categories = list(weights_enum(weights).meta["categories"])
+        index = {name: i for i, name in enumerate(self.categories)}
+        self.mapped = [bool(names) for names in imagenet_classes]
+        targets = torch.zeros(len(imagenet_classes), len(self.categories), dtype=torch.bool)
+        for label, names in enumerate(imagenet_classes):
+            targets[label, [index[name] for name in names]] = True
+        self.targets = targets.to(device)
+
+    @torch.inference_mode()
+    def score(self, images: Images, labels: torch.Tensor) -> dict[str, list]:
+        probs = self.model(self.preprocess(images, self.dtype)).float().softmax(dim=-1)
+        top = probs.topk(TOP_K, dim=-1)
+        match = self.targets[labels].gather(1, top.indices).any(dim=-1)
+        ids = top.indices.tolist()
+        return {
+            "resnet50_top5_ids": ids,
+            "resnet50_top5_labels": [[self.categories[i] for i in row] for row in ids],
+            "resnet50_top5_probs": top.values.tolist(),
+            "resnet50_match": [m if self.mapped[label] else None for m, label in zip(match.tolist(), labels.tolist())],
+        }
