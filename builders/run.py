@@ -116,10 +116,17 @@ def _write_shards(builder: SyntheticImages, store: OutputDir, shards: list[Shard
 
     def write(writer, rows) -> None:
         nonlocal written
-        writer.write([builder.encode(row) for row in rows])
-        writer.safety_dropped += rows.dropped
-        written += len(rows) + len(rows.dropped)
-        store.report_progress(state.process_index, written)
+        with builder.clock.stage("encode"):
+            encoded = [builder.encode(row) for row in rows]
+        with builder.clock.stage("write"):
+            writer.write(encoded)
+            writer.safety_dropped += rows.dropped
+            written += len(rows) + len(rows.dropped)
+            store.report_progress(state.process_index, written)
+
+    def commit(writer) -> None:
+        with builder.clock.stage("write"):
+            writer.commit()
 
     with TaskQueue(background=background, max_pending=4) as queue:
         for shard in shards:
@@ -127,7 +134,8 @@ def _write_shards(builder: SyntheticImages, store: OutputDir, shards: list[Shard
             writer = store.open_shard(shard, features)
             for rows in builder.shard_rows(shard):
                 queue.submit(write, writer, rows)
-            queue.submit(writer.commit)
+            queue.submit(commit, writer)
+    log.info("rank %d: time per stage: %s", state.process_index, builder.clock)
 
 
 class _ProgressBar(threading.Thread):
