@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
 
 from benchmarks.flops import ComponentFlops, counted_flops, matmul_peak_tflops  # noqa: E402
 from builders.builder import SyntheticImages  # noqa: E402
@@ -218,7 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         model_id, size = str(sd15_random_dir()), args.size or 512
     else:
         model_id, size = "tiny-random", args.size or 64
-    recipe = bench_recipe(args, model_id, size)
+    try:
+        recipe = bench_recipe(args, model_id, size)
+    except ValidationError as err:
+        raise SystemExit(f"invalid benchmark settings: {err}") from None
     builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, state), name=recipe.name)
     with tempfile.TemporaryDirectory(prefix="synthdata-benchmark-") as scratch:
         runs = [measure(builder, with_batch_size(recipe, b), state, Path(scratch) / f"batch-{b}") for b in args.batch_size]
