@@ -20,6 +20,7 @@ from builders.models import Placement
 from builders.plan import Plan, Shard, content_fingerprint, make_plan
 from builders.provenance import provenance
 from builders.recipe import Recipe, recipe_to_yaml
+from builders.timing import StageClock
 
 
 def base_features(recipe: Recipe) -> dict:
@@ -57,6 +58,7 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
         super().__init__(*args, **kwargs)
         self._generator: ImageGenerator | None = None
         self._scorers = None
+        self.clock = StageClock(self.placement.device if self.placement else "cpu")
 
     @property
     def recipe(self) -> Recipe:
@@ -118,9 +120,12 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
         """
         generator, scorers = self._models()
         for batch in shard.batches:
-            made = generator.generate(batch)
-            scores = scorers.score(made.images, [job.label for job in made.jobs], [job.prompt for job in made.jobs])
-            pixels = to_uint8_hwc(made.images)
+            with self.clock.stage("generate", on_device=True):
+                made = generator.generate(batch)
+            with self.clock.stage("score", on_device=True):
+                scores = scorers.score(made.images, [job.label for job in made.jobs], [job.prompt for job in made.jobs])
+            with self.clock.stage("copy to host"):
+                pixels = to_uint8_hwc(made.images)
             rows = BatchRows(
                 {
                     "id": job.id,

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from filelock import FileLock
 
@@ -28,17 +29,21 @@ def cache_root() -> Path:
 
 def tiny_models_dir() -> Path:
     """Directory holding ``sd/``, ``clip/`` and ``resnet50.pt``, created on first use."""
-    root = cache_root() / f"tiny-random-{TINY_VERSION}"
+    return built_once(cache_root() / f"tiny-random-{TINY_VERSION}", _write_tiny_models)
+
+
+def built_once(root: Path, write: Callable[[Path], None]) -> Path:
+    """``root``, filled by ``write`` the first time any process asks (in a staging directory, under a lock)."""
     if (root / "complete").exists():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root) + ".lock"):
         if not (root / "complete").exists():
-            staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tiny-staging-"))
-            _write_tiny_models(staging)
+            staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=".staging-"))
+            write(staging)
             shutil.rmtree(root, ignore_errors=True)
             staging.rename(root)
-            (root / "complete").write_text(TINY_VERSION)
+            (root / "complete").write_text(root.name)
     return root
 
 

@@ -1,0 +1,81 @@
+"""Speed settings change only speed: the background writer and torch.compile leave the images as they were.
+
+And the benchmark scripts stay runnable: each runs on tiny settings and ends with its headline number.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+
+from builders.recipe import Recipe, load_recipe
+from tests.conftest import ROOT, run_build
+
+
+def stored_rows(path: Path) -> dict[str, list]:
+    """Every split's rows as stored, images as their encoded bytes."""
+    ds = datasets.load_dataset(str(path)).cast_column("image", datasets.Image(decode=False))
+    return {split: ds[split].to_list() for split in ds}
+
+
+def test_background_writer_gives_the_same_dataset(smoke_dir: Path, tmp_path: Path):
+    """The smoke build (background writer) and the same recipe written inline have identical rows and bytes."""
+    inline = tmp_path / "inline"
+    run_build("recipes/smoke.yaml", "--output-dir", str(inline), "--no-background-writer")
+    background_rows, inline_rows = stored_rows(smoke_dir), stored_rows(inline)
+    assert background_rows == inline_rows
+    assert sum(len(rows) for rows in inline_rows.values()) == 18
+
+
+def generated_pixels(recipe: Recipe) -> np.ndarray:
+    from accelerate import PartialState
+
+    from builders.generate import ImageGenerator, to_uint8_hwc
+    from builders.plan import make_plan
+    from builders.run import placement_for
+
+    placement = placement_for(recipe, PartialState(cpu=True))
+    batch = make_plan(recipe, {}).shards[0].batches[0]
+    return to_uint8_hwc(ImageGenerator(recipe, placement).generate(batch).images)
+
+
+@pytest.mark.slow
+def test_compile_changes_only_speed():
+    """torch.compile (inductor, C++ kernels built with the system gcc) gives the eager images within rounding.
+
+    The first run compiles for about a minute on two cores; inductor's cache makes later runs quick.
+    """
+    recipe = load_recipe(ROOT / "recipes" / "smoke.yaml")
+    recipe = recipe.model_copy(update={"model": recipe.model.model_copy(update={"safety_checker": False})})
+    compiled = recipe.model_copy(update={"model": recipe.model.model_copy(update={"compile": True})})
+    eager_pixels, compiled_pixels = generated_pixels(recipe), generated_pixels(compiled)
+    assert eager_pixels.shape == compiled_pixels.shape == (2, 32, 32, 3)
+    difference = np.abs(eager_pixels.astype(int) - compiled_pixels.astype(int))
+    assert difference.max() <= 2, f"compiled images differ by up to {difference.max()} levels of 255"
+    assert eager_pixels.std() > 0  # not a blank image on both sides
+
+
+def last_token_of_last_line(script: str, *args: str) -> float:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    last_line = result.stdout.strip().splitlines()[-1]
+    assert last_line.startswith("headline:"), result.stdout
+    return float(last_line.split()[-1])
+
+
+@pytest.mark.slow
+def test_generation_benchmark_prints_its_headline():
+    ratio = last_token_of_last_line("generation.py", "--steps", "2", "--num-images", "4", "--batch-size", "2", "--size", "32")
+    assert 0 < ratio < 10
+
+
+@pytest.mark.slow
+def test_memory_benchmark_prints_its_headline():
+    ratio = last_token_of_last_line("memory.py", "--images", "2", "4")
+    assert 0 < ratio < 10
