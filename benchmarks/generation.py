@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         recipe = bench_recipe(args, model_id, size)
     except ValidationError as err:
         raise SystemExit(f"invalid benchmark settings: {err}") from None
-    builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, state), name=recipe.name)
+    builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, state.device), name=recipe.name)
     with tempfile.TemporaryDirectory(prefix="synthdata-benchmark-") as scratch:
         runs = [measure(builder, with_batch_size(recipe, b), state, Path(scratch) / f"batch-{b}") for b in args.batch_size]
     flops, source = image_flops(args, builder._models()[0].pipe, size)

@@ -39,7 +39,7 @@ def generated_pixels(recipe: Recipe) -> np.ndarray:
     from builders.plan import make_plan
     from builders.run import placement_for
 
-    placement = placement_for(recipe, PartialState(cpu=True))
+    placement = placement_for(recipe, PartialState(cpu=True).device)
     batch = make_plan(recipe, {}).shards[0].batches[0]
     return to_uint8_hwc(ImageGenerator(recipe, placement).generate(batch).images)
 
