@@ -9,6 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from builders.logs import configure_logging
 from builders.recipe import Recipe, RecipeError
 from builders.source import SourceError, recipe_source
 
@@ -37,9 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("httpx", "filelock", "urllib3", "PIL", "fsspec"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging()
     from builders import hub
 
     try:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from builders.card import layout_card_data, save_card
 from builders.export import split_sizes
+from builders.logs import configure_logging
 from builders.models import choose_dtype
 from builders.recipe import RecipeError, ScoringSettings, load_recipe
 from builders.store import ROWS_PER_ROW_GROUP, hub_file_name
@@ -176,7 +177,7 @@ def score_dataset(args: argparse.Namespace) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    configure_logging()
     try:
         out = score_dataset(args)
     except (InputError, RecipeError) as err:

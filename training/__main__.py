@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from pydantic import ValidationError
 
+from builders.logs import configure_logging
 from training.config import TrainingError, parse_config
 from training.hub import PushError
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("httpx", "filelock", "urllib3", "PIL", "fsspec", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging()
     try:
         from training.train import run
 
