@@ -87,7 +87,7 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
             "recipe": json.loads(self.recipe.model_dump_json()),
             "recipe_yaml": recipe_to_yaml(self.recipe),
             "fingerprint": self.fingerprint(),
-            **provenance(self._generator.pipe if self._generator else None),
+            **provenance(self.recipe),
         }
 
     def _split_generators(self, dl_manager):

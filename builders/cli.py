@@ -59,12 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     if recipe.hub.repo_id and (warning := hub.missing_token_warning()):
         log.warning(warning)
     _quiet_libraries()
+    from builders.export import EmptyDataset
     from builders.run import WorldMismatch, build
     from builders.store import FingerprintMismatch
 
     try:
         report = build(recipe, output_dir, overwrite=args.overwrite, background=args.background)
-    except (FingerprintMismatch, WorldMismatch) as err:
+    except (FingerprintMismatch, WorldMismatch, EmptyDataset) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from accelerate import PartialState

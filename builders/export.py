@@ -25,6 +25,10 @@ from builders.recipe import FilterSettings, Recipe
 from builders.store import OutputDir, hub_file_name, write_parquet
 
 
+class EmptyDataset(RuntimeError):
+    """The filters (or the safety checker) left no row in any split: there is no dataset to describe."""
+
+
 def export_dataset(builder, store: OutputDir, plan: Plan) -> dict[str, int]:
     """Lay out ``data/`` (and ``dropped/``) from the shards and describe it; returns the rows per split of ``data/``."""
     from eval.filters import thresholds
@@ -32,11 +36,13 @@ def export_dataset(builder, store: OutputDir, plan: Plan) -> dict[str, int]:
 
     recipe = builder.recipe
     store.clear_export()
+    # A shard the safety checker emptied has no rows to export (an empty Parquet file breaks load_dataset).
+    with_rows = Plan(tuple(shard for shard in plan.shards if store.num_rows(shard)))
     if recipe.filters.active:
-        _export_filtered(store, plan, recipe.filters)
+        _export_filtered(store, with_rows, recipe.filters)
     else:
-        names = store.export_names(plan)
-        for shard in plan.shards:
+        names = store.export_names(with_rows)
+        for shard in with_rows.shards:
             store.export(shard, names[shard.key])
     rows = _rows_per_split(store.data, [name for split in plan.splits for name in (split, f"{split}_dropped")])
     info = builder.provenance()
@@ -46,10 +52,17 @@ def export_dataset(builder, store: OutputDir, plan: Plan) -> dict[str, int]:
     (store.root / "build_info.json").write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")
     features = builder.info.features
     write_summary(store.root, summarize(store.root, thresholds(recipe.filters), plan.splits))  # the card reads it
-    write_pictures(store.root, features, list(rows))
-    write_card(store.root, recipe, features, split_sizes=split_sizes(store.data, list(rows)))
     if store.dropped.exists():
         _write_dropped_card(store.dropped, recipe, features, plan.splits)
+    if not any(split in rows for split in plan.splits):
+        raise EmptyDataset(
+            f"{store.root}: no image is left in any split (filters: {thresholds(recipe.filters) or 'none'}; "
+            f"{len(safety_dropped)} dropped by the safety checker). Nothing was lost: the rows are in "
+            f"{store.dropped if store.dropped.exists() else store.shards}; loosen the filters and run the same "
+            "command again (nothing is regenerated). summary.json says what was dropped."
+        )
+    write_pictures(store.root, features, list(rows))
+    write_card(store.root, recipe, features, split_sizes=split_sizes(store.data, list(rows)))
     return rows
 
 

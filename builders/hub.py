@@ -130,10 +130,22 @@ def dataset_problems(root: Path, recipe: Recipe) -> list[str]:
     if _content(stored) != _content(recipe):
         return [f"{root / RECIPE_FILE} is not this recipe: the dataset here was built from another one (rebuild it, or choose --output-dir)"]
     card_splits = _card_splits(root)
-    problems = [f"split {s!r} of the recipe is not in {CARD}" for s in recipe.splits if s not in card_splits]
+    problems = [f"split {s!r} of the recipe is not in {CARD}" for s in _splits_with_rows(root, recipe) if s not in card_splits]
     for split, rows in card_splits.items():
         problems += _split_problems(root, split, rows)
     return problems
+
+
+def _splits_with_rows(root: Path, recipe: Recipe) -> list[str]:
+    """The recipe's splits that kept rows: one the filters emptied is rightly absent from the card."""
+    from eval.summary import SUMMARY_FILE, read_summary
+
+    if not (root / SUMMARY_FILE).exists():
+        return list(recipe.splits)
+    kept: dict[str, int] = {}
+    for row in read_summary(root).classes:
+        kept[row.split] = kept.get(row.split, 0) + row.kept
+    return [split for split in recipe.splits if kept.get(split, 0)]
 
 
 def _content(recipe: Recipe) -> Recipe:

@@ -110,8 +110,11 @@ def content_fingerprint(recipe: Recipe, device_type: str, dtype_name: str) -> di
         "model.dtype": dtype_name,
         "model.scheduler": recipe.model.scheduler,
         "model.safety_checker": recipe.model.safety_checker,
-        "model.on_flagged": recipe.model.on_flagged,
-        "model.max_regenerations": recipe.model.max_regenerations,
+        "model.on_flagged": recipe.model.on_flagged if recipe.model.safety_checker else None,
+        "model.max_regenerations": recipe.model.max_regenerations if recipe.model.safety_checker else None,
+        "model.compile": recipe.model.compile,  # these three change pixels within rounding, not more
+        "model.channels_last": recipe.model.channels_last,
+        "model.attention": recipe.model.attention,
         "device_type": device_type,
         "generation.num_inference_steps": recipe.generation.num_inference_steps,
         "generation.height": recipe.generation.height,

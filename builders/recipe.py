@@ -252,15 +252,8 @@ class Recipe(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _prompts_resolve(self) -> "Recipe":
-        problems = _prompt_problems(self)
-        if problems:
-            raise ValueError(_JOINER.join(problems))
-        return self
-
-    @model_validator(mode="after")
-    def _filters_have_their_scorers(self) -> "Recipe":
-        problems = _filter_problems(self)
+    def _prompts_and_filters_resolve(self) -> "Recipe":
+        problems = _prompt_problems(self) + _filter_problems(self)
         if problems:
             raise ValueError(_JOINER.join(problems))
         return self
@@ -314,31 +307,37 @@ def _prompt_problems(recipe: Recipe) -> list[str]:
     problems = []
     for i, template in enumerate(recipe.templates):
         problems += _template_problems(template, f"templates[{i}]")
-    for name, spec in recipe.classes.items():
-        variables = {**recipe.variables, **spec.variables}
-        templates = recipe.templates if spec.templates is None else spec.templates
-        where = "templates" if spec.templates is None else f"classes.{name}.templates"
-        for i, template in enumerate(spec.templates or []):
-            problems += _template_problems(template, f"classes.{name}.templates[{i}]")
-        if problems:
-            continue
-        for i, template in enumerate(templates):
-            problems += [
-                f"{where}[{i}]: variable {{{field}}} is not defined for class {name!r} (define it in 'variables' or 'classes.{name}.variables')"
-                for field in sorted(_template_fields(template) - variables.keys())
-                if field
-            ]
-        if problems:
-            continue
-        prompts = recipe.prompts_of(name)
-        if not prompts:
-            problems.append(f"classes.{name}: has no prompts (give 'prompts', or 'templates' with their 'variables')")
-        elif recipe.prompt_disjoint and len(prompts) < len(recipe.splits):
-            problems.append(
-                f"classes.{name}: prompt_disjoint needs at least one distinct prompt per split "
-                f"({len(recipe.splits)} splits) but the class has {len(prompts)}"
-            )
+    if problems:
+        return problems
+    for name in recipe.classes:
+        problems += _class_prompt_problems(recipe, name)
     return problems
+
+
+def _class_prompt_problems(recipe: Recipe, name: str) -> list[str]:
+    """One class's template and prompt problems; its prompts are expanded only once its templates resolve."""
+    spec = recipe.classes[name]
+    problems = [p for i, t in enumerate(spec.templates or []) for p in _template_problems(t, f"classes.{name}.templates[{i}]")]
+    if problems:
+        return problems
+    variables = {**recipe.variables, **spec.variables}
+    where = "templates" if spec.templates is None else f"classes.{name}.templates"
+    for i, template in enumerate(recipe.templates if spec.templates is None else spec.templates):
+        problems += [
+            f"{where}[{i}]: variable {{{field}}} is not defined for class {name!r} (define it in 'variables' or 'classes.{name}.variables')"
+            for field in sorted(_template_fields(template) - variables.keys())
+        ]
+    if problems:
+        return problems
+    prompts = recipe.prompts_of(name)
+    if not prompts:
+        return [f"classes.{name}: has no prompts (give 'prompts', or 'templates' with their 'variables')"]
+    if recipe.prompt_disjoint and len(prompts) < len(recipe.splits):
+        return [
+            f"classes.{name}: prompt_disjoint needs at least one distinct prompt per split "
+            f"({len(recipe.splits)} splits) but the class has {len(prompts)}"
+        ]
+    return []
 
 
 def _filter_problems(recipe: Recipe) -> list[str]:

@@ -88,6 +88,7 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
     plan = builder.plan()
     pending = [shard for shard in plan.shards if not store.is_done(shard)]
     done_images = plan.num_images - sum(s.size for s in pending)
+    state.wait_for_everyone()  # every rank has its list before any rank commits a shard, so all lists agree
     if state.is_main_process:
         log.info("plan: %d images in %d shards; %d images found done, %d to make on %d process(es)",
                  plan.num_images, len(plan.shards), done_images, plan.num_images - done_images, state.num_processes)

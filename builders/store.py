@@ -25,6 +25,7 @@ from typing import Any
 
 import datasets
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from builders.plan import Plan, Shard
 
@@ -105,6 +106,10 @@ class OutputDir:
     def is_done(self, shard: Shard) -> bool:
         return self.shard_path(shard).exists()
 
+    def num_rows(self, shard: Shard) -> int:
+        """Rows of a finished shard, from its footer (fewer than planned where the safety checker dropped some)."""
+        return pq.ParquetFile(self.shard_path(shard)).metadata.num_rows
+
     def open_shard(self, shard: Shard, features: datasets.Features) -> "ShardWriter":
         return ShardWriter(self, shard, features)
 
@@ -117,7 +122,13 @@ class OutputDir:
         _atomic_write_text(self.progress / f"rank-{rank}", str(images))
 
     def progress_total(self) -> int:
-        return sum(int(p.read_text() or 0) for p in self.progress.glob("rank-*"))
+        total = 0
+        for path in self.progress.glob("rank-*"):
+            try:
+                total += int(path.read_text() or 0)
+            except FileNotFoundError:  # replaced while we read: the next poll counts it
+                pass
+        return total
 
     # -- export ----------------------------------------------------------------------------------------------
     def export_names(self, plan: Plan) -> dict[str, str]:
@@ -176,6 +187,6 @@ class ShardWriter:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # hidden: never matches a reader's pattern
     temp.write_text(text, encoding="utf-8")
     os.replace(temp, path)

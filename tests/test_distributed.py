@@ -6,6 +6,7 @@ this GPU-less machine works only because build.py creates accelerate's state in 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -104,6 +105,8 @@ def test_killed_build_resumes_to_the_same_dataset(scale_recipe: Path, one_proces
     assert f"{finished * 2} images found done, {16 - finished * 2} to make" in result.stderr
     assert not list(shards.glob("*.tmp*"))
     assert table(out) == table(one_process)
+    models = lambda path: json.loads((path / "build_info.json").read_text())["models"]  # noqa: E731
+    assert models(out) == models(one_process)
 
 
 def test_a_different_recipe_into_the_same_directory_is_refused(scale_recipe: Path, one_process: Path, tmp_path: Path):

@@ -116,3 +116,25 @@ def test_dropped_split_mode_keeps_image_bytes(smoke_dir: Path, tmp_path: Path, s
     as_bytes = lambda path, split: {r["id"]: r["image"]["bytes"] for r in datasets.load_dataset(str(path), split=split).cast_column("image", datasets.Image(decode=False))}
     original = as_bytes(smoke_dir, "train")
     assert as_bytes(out, "train_dropped") == {i: original[i] for i in found["train_dropped"]}
+
+
+def test_a_split_the_filters_empty_is_absent_and_the_dataset_still_pushable(smoke_dir: Path, tmp_path: Path, scores: dict):
+    from builders.hub import dataset_problems
+    from builders.recipe import load_recipe
+
+    test_max = max(r["clip_true_prob"] for r in scores.values() if r["split"] == "test")
+    assert any(r["clip_true_prob"] > test_max for r in scores.values() if r["split"] == "train")
+    out, _ = filtered_build(smoke_dir, tmp_path, f"{{min_true_class_prob: {between([r['clip_true_prob'] for r in scores.values()], test_max)!r}}}")
+    assert list(ids_by_split(out)) == ["train"] and "test" in ids_by_split(out / "dropped")
+    assert dataset_problems(out, load_recipe(out / "recipe.yaml")) == []
+
+
+def test_filters_that_keep_nothing_fail_clearly_and_lose_nothing(smoke_dir: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    shutil.copytree(smoke_dir / ".synthdata", out / ".synthdata")
+    recipe = write_recipe(tmp_path, (ROOT / "recipes" / "smoke.yaml").read_text(encoding="utf-8") + "filters: {min_true_class_prob: 1.0}\n")
+    result = run_build(str(recipe), "--output-dir", str(out), check=False)
+    assert result.returncode == 2 and "no image is left in any split" in result.stderr and "nothing is regenerated" in result.stderr
+    dropped = datasets.load_dataset(str(out / "dropped"))
+    assert sum(ds.num_rows for ds in dropped.values()) == 18 and (out / "dropped" / "README.md").exists()
+    assert json.loads((out / "summary.json").read_text())["emptied_by_filters"]

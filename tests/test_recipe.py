@@ -105,3 +105,14 @@ def test_templates_expand_into_every_combination_and_unicode_works():
     )
     assert recipe.prompts_of("fox") == ["a watercolor of a red fox", "a watercolor of a kit fox", "a sketch of a red fox", "a sketch of a kit fox"]
     assert recipe.prompts_of("여우") == ["수채화 여우"]
+
+
+def test_problems_of_every_class_and_of_the_filters_are_reported_together():
+    found = problems(
+        "name: t\nclasses:\n  a: {templates: ['{x} fox']}\n  b: {templates: ['{y} dog']}\n  c: {}\n"
+        "splits: {train: 1}\nscoring: {clip: {enabled: false}}\nfilters: {min_clip_score: 20}\n"
+    )
+    text = "\n".join(found)
+    for expected in ("variable {x} is not defined for class 'a'", "variable {y} is not defined for class 'b'",
+                     "classes.c: has no prompts", "filters.min_clip_score"):
+        assert expected in text, (expected, found)

@@ -6,9 +6,11 @@ threshold is set to the median score of a few images so that about half of all i
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -61,6 +63,7 @@ def test_flagged_images_are_regenerated_with_a_recorded_seed(half_flagging_model
     recipe = write_recipe(tmp_path, RECIPE.format(model=half_flagging_model, policy="regenerate"))
     result = run_build(str(recipe), "--output-dir", str(tmp_path / "out"))
     got = rows(tmp_path / "out")
+    assert got["id"], "some images must survive the checker"
     regenerated = [i for i, n in enumerate(got["safety_regenerations"]) if n > 0]
     assert regenerated, "the half-flagging checker must have fired"
     dropped = int(result.stdout.split(" dropped by the safety checker")[0].split()[-1])
@@ -77,9 +80,15 @@ def test_flagged_images_are_regenerated_with_a_recorded_seed(half_flagging_model
 
 
 def test_flagged_images_can_be_dropped_and_are_counted(half_flagging_model: Path, tmp_path: Path):
-    recipe = write_recipe(tmp_path, RECIPE.format(model=half_flagging_model, policy="drop"))
+    """One image per shard, so some shards lose every row: they must not become empty files in data/."""
+    text = RECIPE.format(model=half_flagging_model, policy="drop").replace("batch_size: 4", "batch_size: 1")
+    recipe = write_recipe(tmp_path, text + "output: {shard_size: 1}\n")
     result = run_build(str(recipe), "--output-dir", str(tmp_path / "out"))
     got = rows(tmp_path / "out")
     dropped = int(result.stdout.split(" dropped by the safety checker")[0].split()[-1])
     assert 0 < dropped < 12 and len(got["id"]) == 12 - dropped
     assert set(got["safety_regenerations"]) == {0}
+    info = json.loads((tmp_path / "out" / "build_info.json").read_text())
+    assert len(info["safety_dropped"]) == dropped and not set(info["safety_dropped"]) & set(got["id"])
+    train = datasets.load_dataset(str(tmp_path / "out"), split="train")
+    assert train.num_rows == 12 - dropped and len(list((tmp_path / "out" / "data").iterdir())) == 12 - dropped

@@ -45,8 +45,11 @@ def split_features(split: Split, backbone: nn.Module, transform, backbone_id: st
                    cache_dir: Path, state) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """(features, dataset labels, whether the cache had them); every process gets the full tensors."""
     path = cache_file(cache_dir, split, backbone_id, config)
-    hit = path.is_file()
-    state.wait_for_everyone()  # nobody writes this entry before every process has looked for it
+    from accelerate.utils import broadcast_object_list
+
+    # The main process decides for all (ranks that disagreed would wait at different barriers), and nobody writes
+    # this entry before that decision.
+    hit = broadcast_object_list([path.is_file()])[0]
     if not hit:
         _extract_to_cache(split, backbone, transform, config, path, state)
     cached = load_file(path)
