@@ -22,7 +22,7 @@ from builders.models import TINY_RANDOM, is_local_path
 from builders.pictures import HISTOGRAM_NAME, class_title, samples_name
 from builders.plan import split_prompts
 from builders.readback import stored_features
-from builders.recipe import HubSettings, Recipe, recipe_to_yaml
+from builders.recipe import Recipe, recipe_to_yaml
 
 log = logging.getLogger("synthdata")
 
@@ -149,7 +149,7 @@ def card_context(root: Path, recipe: Recipe, data: DatasetCardData) -> dict:
 def _recipe_block(recipe: Recipe) -> dict:
     """The recipe as YAML (its ``hub`` section blank: a rebuild must not push to this repo) and a code fence
     longer than any run of backticks in it."""
-    text = recipe_to_yaml(recipe.model_copy(update={"hub": HubSettings()}))
+    text = recipe_to_yaml(recipe.without_hub())
     return {"recipe_yaml": text, "fence": "`" * max(3, 1 + max(map(len, re.findall("`+", text)), default=0))}
 
 

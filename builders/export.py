@@ -22,7 +22,7 @@ from builders.card import card_data, save_card, write_card
 from builders.pictures import write_pictures
 from builders.plan import Plan, Shard
 from builders.recipe import FilterSettings, Recipe
-from builders.store import OutputDir, hub_file_name, write_parquet
+from builders.store import OutputDir, hub_file_name, hub_files, write_parquet
 
 
 class EmptyDataset(RuntimeError):
@@ -68,8 +68,6 @@ def export_dataset(builder, store: OutputDir, plan: Plan) -> dict[str, int]:
 
 def _rows_per_split(data_dir: Path, order: list[str]) -> dict[str, int]:
     """Rows of every split that has files in ``data_dir``, in the given order, from the Parquet footers."""
-    from eval.summary import hub_files
-
     files = hub_files(data_dir)
     return {split: sum(pq.ParquetFile(f).metadata.num_rows for f in files[split]) for split in order if split in files}
 
@@ -128,8 +126,9 @@ def _write_dropped_card(root: Path, recipe: Recipe, features: datasets.Features,
 def split_sizes(data_dir: Path, splits: list[str]) -> datasets.SplitDict:
     """Rows and bytes per split, read from the Parquet footers (no data is read)."""
     split_dict = datasets.SplitDict()
+    files_of = hub_files(data_dir)
     for split in splits:
-        files = sorted(data_dir.glob(f"{split}-*.parquet"))
+        files = files_of.get(split, [])
         metadata = [pq.ParquetFile(f).metadata for f in files]
         split_dict.add(
             datasets.SplitInfo(

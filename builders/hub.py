@@ -11,7 +11,6 @@ repo it goes to), so a failed push loses nothing and is retried alone with ``bui
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, HfApi, get_token, hf_hub_download
@@ -21,13 +20,12 @@ from huggingface_hub.utils import validate_repo_id
 from builders.card import CARD, refresh_card
 from builders.readback import split_files
 from builders.recipe import HubSettings, Recipe, RecipeError, load_recipe
-from builders.store import WORK_DIR
+from builders.store import HUB_FILE, WORK_DIR
 
 log = logging.getLogger("synthdata")
 
 IGNORE_PATTERNS = [f"{WORK_DIR}/**"]
 RECIPE_FILE = "recipe.yaml"
-_SHARD_NAME = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
 
 
 class PushError(RuntimeError):
@@ -127,7 +125,7 @@ def dataset_problems(root: Path, recipe: Recipe) -> list[str]:
         stored = load_recipe(root / RECIPE_FILE)
     except RecipeError as err:
         return [str(err)]
-    if _content(stored) != _content(recipe):
+    if stored.without_hub() != recipe.without_hub():
         return [f"{root / RECIPE_FILE} is not this recipe: the dataset here was built from another one (rebuild it, or choose --output-dir)"]
     card_splits = _card_splits(root)
     problems = [f"split {s!r} of the recipe is not in {CARD}" for s in _splits_with_rows(root, recipe) if s not in card_splits]
@@ -148,10 +146,6 @@ def _splits_with_rows(root: Path, recipe: Recipe) -> list[str]:
     return [split for split in recipe.splits if kept.get(split, 0)]
 
 
-def _content(recipe: Recipe) -> Recipe:
-    return recipe.model_copy(update={"hub": HubSettings()})
-
-
 def _card_splits(root: Path) -> dict[str, int]:
     info = DatasetCard.load(root / CARD).data.dataset_info or {}
     infos = info if isinstance(info, list) else [info]
@@ -162,7 +156,7 @@ def _split_problems(root: Path, split: str, rows: int) -> list[str]:
     import pyarrow.parquet as pq
 
     files = [Path(f) for f in split_files(root, split)]
-    names = [m for m in map(_SHARD_NAME.match, (f.name for f in files)) if m and m["split"] == split]
+    names = [m for m in map(HUB_FILE.match, (f.name for f in files)) if m and m["split"] == split]
     counts = {int(m["count"]) for m in names}
     if not names or len(counts) != 1 or sorted(int(m["index"]) for m in names) != list(range(counts.pop())):
         return [f"data/{split}-*.parquet: files missing (an interrupted export?): found {[f.name for f in files]}"]

@@ -13,10 +13,12 @@ from pathlib import Path
 import datasets
 import pyarrow.parquet as pq
 
+from builders.store import hub_files
+
 
 def split_files(root: Path, split: str) -> list[str]:
     """The exported Parquet files of a split, in order (``data/<split>-NNNNN-of-NNNNN.parquet``)."""
-    return [str(p) for p in sorted((Path(root) / "data").glob(f"{split}-[0-9]*-of-[0-9]*.parquet"))]
+    return [str(p) for p in hub_files(Path(root) / "data").get(split, [])]
 
 
 def stored_features(root: Path, split: str) -> datasets.Features:

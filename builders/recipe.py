@@ -258,6 +258,10 @@ class Recipe(_Strict):
             raise ValueError(_JOINER.join(problems))
         return self
 
+    def without_hub(self) -> "Recipe":
+        """The recipe minus where it is pushed: what decides the dataset, and what a rebuild should start from."""
+        return self.model_copy(update={"hub": HubSettings()})
+
     @property
     def class_names(self) -> list[str]:
         return list(self.classes)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from builders.recipe import HubSettings, Recipe, load_recipe
+from builders.recipe import Recipe, load_recipe
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -33,16 +33,13 @@ def recipe_source(ref: str) -> RecipeSource:
         stored = path / "recipe.yaml"
         if not stored.is_file():
             raise SourceError(f"{path}: a directory given in place of a recipe must be a dataset built by build.py; it has no recipe.yaml")
-        return RecipeSource(_without_hub(load_recipe(stored)), path)
+        return RecipeSource(load_recipe(stored).without_hub(), path)
     if path.exists() or path.suffix in (".yaml", ".yml") or not _HUB_ID.match(ref):
         return RecipeSource(load_recipe(path))
     from builders.hub import download_recipe
 
     try:
-        return RecipeSource(_without_hub(load_recipe(download_recipe(ref))))
+        return RecipeSource(load_recipe(download_recipe(ref)).without_hub())
     except FileNotFoundError as err:
         raise SourceError(f"{ref}: no such recipe file or dataset directory, and {err}") from None
 
-
-def _without_hub(recipe: Recipe) -> Recipe:
-    return recipe.model_copy(update={"hub": HubSettings()})

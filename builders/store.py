@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,20 @@ WORK_DIR = ".synthdata"
 ROWS_PER_ROW_GROUP = 64
 
 
+HUB_FILE = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
+
+
 def hub_file_name(split: str, index: int, count: int) -> str:
     return f"{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def hub_files(data_dir: Path) -> dict[str, list[Path]]:
+    """Parquet files per split, in order, from the Hub layout's names ``<split>-NNNNN-of-NNNNN.parquet``."""
+    files: dict[str, list[Path]] = {}
+    for path in sorted(Path(data_dir).glob("*.parquet")):
+        if match := HUB_FILE.match(path.name):
+            files.setdefault(match["split"], []).append(path)
+    return files
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,11 +19,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from builders.store import hub_files
+
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
 DROPPED_SUFFIX = "_dropped"
-_HUB_FILE = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.parquet$")
 _SCORES = ["clip_true_prob", "clip_score", "resnet50_match"]
 
 
@@ -57,15 +57,6 @@ class DatasetSummary:
     @classmethod
     def from_dict(cls, data: dict) -> "DatasetSummary":
         return cls(classes=[ClassSummary(**c) for c in data["classes"]], filters=data["filters"])
-
-
-def hub_files(data_dir: Path) -> dict[str, list[Path]]:
-    """Parquet files per split, from the Hub layout's names ``<split>-NNNNN-of-NNNNN.parquet``."""
-    files: dict[str, list[Path]] = {}
-    for path in sorted(data_dir.glob("*.parquet")):
-        if match := _HUB_FILE.match(path.name):
-            files.setdefault(match["split"], []).append(path)
-    return files
 
 
 def summarize(root: str | Path, filters: dict | None = None, splits: list[str] | None = None, label_column: str = "label") -> DatasetSummary:

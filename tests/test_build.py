@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import datasets
-import pytest
 
 from builders.recipe import load_recipe
 from tests.conftest import ROOT, run_build, write_recipe
