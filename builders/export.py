@@ -44,7 +44,8 @@ def export_dataset(builder, store: OutputDir, plan: Plan) -> dict[str, int]:
         names = store.export_names(with_rows)
         for shard in with_rows.shards:
             store.export(shard, names[shard.key])
-    rows = _rows_per_split(store.data, [name for split in plan.splits for name in (split, f"{split}_dropped")])
+    sizes = split_sizes(store.data, [name for split in plan.splits for name in (split, f"{split}_dropped")])
+    rows = {name: info.num_examples for name, info in sizes.items()}
     info = builder.provenance()
     (store.root / "recipe.yaml").write_text(info["recipe_yaml"], encoding="utf-8")
     safety_dropped = [job_id for shard in plan.shards for job_id in store.safety_dropped(shard)]
@@ -62,14 +63,8 @@ def export_dataset(builder, store: OutputDir, plan: Plan) -> dict[str, int]:
             "command again (nothing is regenerated). summary.json says what was dropped."
         )
     write_pictures(store.root, features, list(rows))
-    write_card(store.root, recipe, features, split_sizes=split_sizes(store.data, list(rows)))
+    write_card(store.root, recipe, features, split_sizes=sizes)
     return rows
-
-
-def _rows_per_split(data_dir: Path, order: list[str]) -> dict[str, int]:
-    """Rows of every split that has files in ``data_dir``, in the given order, from the Parquet footers."""
-    files = hub_files(data_dir)
-    return {split: sum(pq.ParquetFile(f).metadata.num_rows for f in files[split]) for split in order if split in files}
 
 
 def _export_filtered(store: OutputDir, plan: Plan, filters: FilterSettings) -> None:
@@ -113,7 +108,7 @@ def _write_parts(store: OutputDir, shard: Shard, mask: pa.ChunkedArray, targets:
 def _write_dropped_card(root: Path, recipe: Recipe, features: datasets.Features, splits: list[str]) -> None:
     from eval.filters import thresholds
 
-    sizes = split_sizes(root / "data", list(_rows_per_split(root / "data", splits)))
+    sizes = split_sizes(root / "data", splits)
     rules = ", ".join(f"`{key}: {value}`" for key, value in thresholds(recipe.filters).items())
     body = (
         f"# {recipe.name}: rows dropped by the filters\n\n"
@@ -124,11 +119,12 @@ def _write_dropped_card(root: Path, recipe: Recipe, features: datasets.Features,
 
 
 def split_sizes(data_dir: Path, splits: list[str]) -> datasets.SplitDict:
-    """Rows and bytes per split, read from the Parquet footers (no data is read)."""
+    """Rows and bytes of each of ``splits`` that has files in ``data_dir``, in that order, from the Parquet
+    footers (no data is read). A split without files (emptied by the filters) is left out."""
     split_dict = datasets.SplitDict()
     files_of = hub_files(data_dir)
-    for split in splits:
-        files = files_of.get(split, [])
+    for split in [s for s in splits if s in files_of]:
+        files = files_of[split]
         metadata = [pq.ParquetFile(f).metadata for f in files]
         split_dict.add(
             datasets.SplitInfo(
