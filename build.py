@@ -1,7 +1,7 @@
 """Build a synthetic image-classification dataset from a recipe.
 
-    python build.py recipes/smoke.yaml                  # one process
-    accelerate launch build.py recipes/fox_dog.yaml     # every GPU accelerate gives it
+python build.py recipes/smoke.yaml                  # one process
+accelerate launch build.py recipes/fox_dog.yaml     # every GPU accelerate gives it
 """
 
 import sys

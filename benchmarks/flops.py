@@ -30,7 +30,9 @@ def counted_flops(pipe, height: int, width: int) -> ComponentFlops:
     device, dtype = pipe.unet.device, pipe.unet.dtype
     latents = torch.zeros(1, pipe.unet.config.in_channels, height // scale, width // scale, device=device, dtype=dtype)
     tokens = torch.zeros(1, pipe.tokenizer.model_max_length, dtype=torch.long, device=device)
-    text = torch.zeros(1, pipe.tokenizer.model_max_length, pipe.unet.config.cross_attention_dim, device=device, dtype=dtype)
+    text = torch.zeros(
+        1, pipe.tokenizer.model_max_length, pipe.unet.config.cross_attention_dim, device=device, dtype=dtype
+    )
 
     def flops_of(fn) -> float:
         with FlopCounterMode(display=False) as counter:

@@ -5,7 +5,8 @@
 
 For each batch size, the same prompts, batches and seeds run three ways on one loaded pipeline:
 - bare:   ``pipe(...)`` on each batch, images left on the device: generation and nothing else;
-- build:  the build's own loop (``builders.run._write_shards``: ImageGenerator, scorers, copy to host, then
+- build:  the build's own loop (``builders.distributed_build.write_shards``: the generator plug-in, scorers, copy
+          to host, then
           encoding and Parquet writing in the background worker), into a scratch output directory;
 - inline: the same with the worker off (``build.py --no-background-writer``), to show what the worker hides.
 It prints images/s, the build/bare ratio, the fraction of the hardware floor reached (FLOPs per image over
@@ -29,36 +30,54 @@ from pydantic import ValidationError  # noqa: E402
 
 from benchmarks.flops import ComponentFlops, counted_flops, matmul_peak_tflops  # noqa: E402
 from builders.builder import SyntheticImages  # noqa: E402
+from builders.distributed_build import placement_for, write_shards  # noqa: E402
 from builders.plan import Plan, make_plan  # noqa: E402
 from builders.recipe import Recipe  # noqa: E402
-from builders.run import _write_shards, placement_for, start_state  # noqa: E402
 from builders.schedulers import SCHEDULER_NAMES  # noqa: E402
 from builders.store import OutputDir  # noqa: E402
+from synthcore.launch import start_state  # noqa: E402
 
 H100_DENSE_BF16_TFLOPS = 800.0
 PROMPTS = [
-    "a photo of a red fox in the snow", "a watercolor painting of a golden retriever", "a pencil sketch of a cat",
-    "a photo of a lighthouse at dusk", "an oil painting of a sailing boat", "a photo of a bowl of ramen",
-    "a photo of a mountain lake at sunrise", "a close-up photo of a sunflower",
+    "a photo of a red fox in the snow",
+    "a watercolor painting of a golden retriever",
+    "a pencil sketch of a cat",
+    "a photo of a lighthouse at dusk",
+    "an oil painting of a sailing boat",
+    "a photo of a bowl of ramen",
+    "a photo of a mountain lake at sunrise",
+    "a close-up photo of a sunflower",
 ]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sd15-architecture", action="store_true",
-                        help="SD 1.5 at full size with random weights (built once, no download) instead of the tiny models")
+    parser.add_argument(
+        "--sd15-architecture",
+        action="store_true",
+        help="SD 1.5 at full size with random weights (built once, no download) instead of the tiny models",
+    )
     parser.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
-    parser.add_argument("--batch-size", type=int, nargs="+", default=[1, 8], help="batch sizes to measure (default 1 8)")
+    parser.add_argument(
+        "--batch-size", type=int, nargs="+", default=[1, 8], help="batch sizes to measure (default 1 8)"
+    )
     parser.add_argument("--num-images", type=int, default=32, help="images per run and batch size (default 32)")
-    parser.add_argument("--size", type=int, help="image height and width (default 512 with --sd15-architecture, else 64)")
+    parser.add_argument(
+        "--size", type=int, help="image height and width (default 512 with --sd15-architecture, else 64)"
+    )
     parser.add_argument("--scheduler", default="default", help=f"'default' or one of {', '.join(SCHEDULER_NAMES)}")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the UNet and the VAE decoder")
     parser.add_argument("--channels-last", action="store_true", help="channels-last UNet and VAE")
-    parser.add_argument("--no-scoring", action="store_true", help="turn the scorers off (tiny-random scorers otherwise)")
-    parser.add_argument("--peak-tflops", type=float,
-                        help=f"the device's peak TFLOP/s (default {H100_DENSE_BF16_TFLOPS:g} on cuda, H100 dense bf16; "
-                        "a measured matmul rate on CPU)")
+    parser.add_argument(
+        "--no-scoring", action="store_true", help="turn the scorers off (tiny-random scorers otherwise)"
+    )
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        help=f"the device's peak TFLOP/s (default {H100_DENSE_BF16_TFLOPS:g} on cuda, H100 dense bf16; "
+        "a measured matmul rate on CPU)",
+    )
     return parser.parse_args(argv)
 
 
@@ -69,16 +88,26 @@ def bench_recipe(args: argparse.Namespace, model_id: str, size: int) -> Recipe:
     architecture file). The scorers are the tiny random CLIP and the full-size random ResNet50: a few GFLOPs
     per image either way, against tens of TFLOPs of generation.
     """
-    return Recipe.model_validate({
-        "name": "generation-benchmark",
-        "model": {"id": model_id, "dtype": args.dtype, "scheduler": args.scheduler, "safety_checker": False,
-                  "compile": args.compile, "channels_last": args.channels_last},
-        "generation": {"num_inference_steps": args.steps, "height": size, "width": size, "images_per_prompt": 1},
-        "classes": {"bench": {"prompts": PROMPTS}},
-        "splits": {"train": args.num_images},
-        "scoring": {"clip": {"enabled": not args.no_scoring, "model": "tiny-random"},
-                    "resnet50": {"enabled": not args.no_scoring, "weights": "tiny-random"}},
-    })
+    return Recipe.model_validate(
+        {
+            "name": "generation-benchmark",
+            "model": {
+                "id": model_id,
+                "dtype": args.dtype,
+                "scheduler": args.scheduler,
+                "safety_checker": False,
+                "compile": args.compile,
+                "channels_last": args.channels_last,
+            },
+            "generation": {"num_inference_steps": args.steps, "height": size, "width": size, "images_per_prompt": 1},
+            "classes": {"bench": {"prompts": PROMPTS}},
+            "splits": {"train": args.num_images},
+            "scoring": {
+                "clip": {"enabled": not args.no_scoring, "model": "tiny-random"},
+                "resnet50": {"enabled": not args.no_scoring, "weights": "tiny-random"},
+            },
+        }
+    )
 
 
 @dataclass
@@ -136,7 +165,7 @@ def build_loop(builder: SyntheticImages, plan: Plan, state, directory: Path, bac
     """The build's own loop over the plan's shards, written into a fresh output directory."""
     store = OutputDir(directory)
     store.prepare(builder.fingerprint(), overwrite=False)
-    _write_shards(builder, store, list(plan.shards), state, background)
+    write_shards(builder, store, list(plan.shards), state, background)
 
 
 def measure(builder: SyntheticImages, recipe: Recipe, state, scratch: Path) -> Run:
@@ -144,7 +173,7 @@ def measure(builder: SyntheticImages, recipe: Recipe, state, scratch: Path) -> R
     device = builder.placement.device
     first_batch = replace(plan.shards[0], batches=plan.shards[0].batches[:1])
     build_loop(builder, Plan((first_batch,)), state, scratch / "warm-up", background=True)  # loads, compiles
-    pipe = builder._models()[0].pipe
+    pipe = builder.models()[0].pipe
     bare = timed(lambda: bare_loop(pipe, recipe, plan), device)
     builder.clock.reset()
     build = timed(lambda: build_loop(builder, plan, state, scratch / "build", background=True), device)
@@ -180,38 +209,48 @@ def device_name(device: str) -> str:
 def print_report(args, builder: SyntheticImages, runs: list[Run], flops: ComponentFlops, flops_source: str) -> float:
     """Print the tables; return the headline (worst build/bare ratio)."""
     recipe, placement = builder.recipe, builder.placement
-    pipe = builder._models()[0].pipe
+    pipe = builder.models()[0].pipe
     unet_calls, guidance = len(pipe.scheduler.timesteps), pipe.do_classifier_free_guidance
     per_image = flops.per_image(unet_calls, guidance)
     peak, peak_source = peak_tflops(args, placement.device, placement.dtype)
     floor = peak * 1e12 / per_image
     gen = recipe.generation
-    print(f"device {device_name(placement.device)}, {placement.dtype_name}, scheduler {recipe.model.scheduler}, "
-          f"{gen.num_inference_steps} steps, {gen.width}x{gen.height}, compile {recipe.model.compile}, "
-          f"channels_last {recipe.model.channels_last}, scoring {not args.no_scoring}, model {recipe.model.id}")
+    print(
+        f"device {device_name(placement.device)}, {placement.dtype_name}, scheduler {recipe.model.scheduler}, "
+        f"{gen.num_inference_steps} steps, {gen.width}x{gen.height}, compile {recipe.model.compile}, "
+        f"channels_last {recipe.model.channels_last}, scoring {not args.no_scoring}, model {recipe.model.id}"
+    )
     branches = 2 if guidance else 1
-    print(f"FLOPs per image: {per_image / 1e12:.4g} TFLOP = {unet_calls} UNet calls x {branches} x "
-          f"{flops.unet / 1e9:.4g} GFLOP + VAE decode {flops.vae_decode / 1e9:.4g} GFLOP + text {branches} x "
-          f"{flops.text_encoder / 1e9:.4g} GFLOP ({flops_source})")
+    print(
+        f"FLOPs per image: {per_image / 1e12:.4g} TFLOP = {unet_calls} UNet calls x {branches} x "
+        f"{flops.unet / 1e9:.4g} GFLOP + VAE decode {flops.vae_decode / 1e9:.4g} GFLOP + text {branches} x "
+        f"{flops.text_encoder / 1e9:.4g} GFLOP ({flops_source})"
+    )
     print(f"peak {peak:.4g} TFLOP/s ({peak_source}): floor {floor:.4g} images/s ({1 / floor:.4g} s per image)\n")
     print("batch | bare img/s | build img/s | inline img/s | build/bare | inline/bare | bare % floor | build % floor")
     for r in runs:
         bare, build, inline = (r.images / s for s in (r.bare, r.build, r.inline))
-        print(f"{r.batch_size:5d} | {bare:10.3f} | {build:11.3f} | {inline:12.3f} | {build / bare:10.3f} | "
-              f"{inline / bare:11.3f} | {100 * bare / floor:11.2f}% | {100 * build / floor:12.2f}%")
+        print(
+            f"{r.batch_size:5d} | {bare:10.3f} | {build:11.3f} | {inline:12.3f} | {build / bare:10.3f} | "
+            f"{inline / bare:11.3f} | {100 * bare / floor:11.2f}% | {100 * build / floor:12.2f}%"
+        )
     print("\nwhere the build's wall time went, seconds (encode and write run on the writer thread, beside generation):")
     print("batch |   wall | generate |  score | copy to host | encode |  write | idle (generating thread)")
     for r in runs:
         g = r.stages.get
-        print(f"{r.batch_size:5d} | {r.build:6.2f} | {g('generate', 0):8.2f} | {g('score', 0):6.2f} | "
-              f"{g('copy to host', 0):12.2f} | {g('encode', 0):6.2f} | {g('write', 0):6.2f} | {r.idle:6.2f}")
+        print(
+            f"{r.batch_size:5d} | {r.build:6.2f} | {g('generate', 0):8.2f} | {g('score', 0):6.2f} | "
+            f"{g('copy to host', 0):12.2f} | {g('encode', 0):6.2f} | {g('write', 0):6.2f} | {r.idle:6.2f}"
+        )
     return min(r.bare / r.build for r in runs)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if bad := [b for b in args.batch_size if args.num_images % b]:
-        raise SystemExit(f"--num-images {args.num_images} is not a multiple of --batch-size {bad}: every batch must have one shape")
+        raise SystemExit(
+            f"--num-images {args.num_images} is not a multiple of --batch-size {bad}: every batch must have one shape"
+        )
     state = start_state()
     if args.sd15_architecture:
         from benchmarks.sd15_random import sd15_random_dir
@@ -225,8 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"invalid benchmark settings: {err}") from None
     builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, state.device), name=recipe.name)
     with tempfile.TemporaryDirectory(prefix="synthdata-benchmark-") as scratch:
-        runs = [measure(builder, with_batch_size(recipe, b), state, Path(scratch) / f"batch-{b}") for b in args.batch_size]
-    flops, source = image_flops(args, builder._models()[0].pipe, size)
+        runs = [
+            measure(builder, with_batch_size(recipe, b), state, Path(scratch) / f"batch-{b}") for b in args.batch_size
+        ]
+    flops, source = image_flops(args, builder.models()[0].pipe, size)
     ratio = print_report(args, builder, runs, flops, source)
     print(f"\nheadline: build/bare throughput ratio (worst batch size) {ratio:.3f}")
     return 0

@@ -27,8 +27,14 @@ from builders.recipe import Recipe, recipe_to_yaml  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, nargs=2, default=[200, 2000], metavar=("SMALL", "LARGE"),
-                        help="images in the small and the large build (default 200 2000)")
+    parser.add_argument(
+        "--images",
+        type=int,
+        nargs=2,
+        default=[200, 2000],
+        metavar=("SMALL", "LARGE"),
+        help="images in the small and the large build (default 200 2000)",
+    )
     parser.add_argument("--steps", type=int, default=1, help="denoising steps (default 1)")
     parser.add_argument("--size", type=int, default=32, help="image height and width (default 32)")
     parser.add_argument("--batch-size", type=int, default=8, help="generation.batch_size (default 8)")
@@ -38,17 +44,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def recipe_text(args: argparse.Namespace, images: int) -> str:
     """Two classes of ``images / 2`` training images each, on the tiny random models."""
-    return recipe_to_yaml(Recipe.model_validate({
-        "name": f"memory-{images}",
-        "model": {"id": "tiny-random", "safety_checker": False},
-        "generation": {"num_inference_steps": args.steps, "height": args.size, "width": args.size,
-                       "batch_size": args.batch_size},
-        "classes": {"fox": {"prompts": ["a fox", "a red fox", "a fox in snow"]},
-                    "dog": {"prompts": ["a dog", "a small dog", "a dog on a beach"]}},
-        "splits": {"train": images // 2},
-        "scoring": {"clip": {"enabled": args.scoring, "model": "tiny-random"},
-                    "resnet50": {"enabled": args.scoring, "weights": "tiny-random"}},
-    }))
+    return recipe_to_yaml(
+        Recipe.model_validate(
+            {
+                "name": f"memory-{images}",
+                "model": {"id": "tiny-random", "safety_checker": False},
+                "generation": {
+                    "num_inference_steps": args.steps,
+                    "height": args.size,
+                    "width": args.size,
+                    "batch_size": args.batch_size,
+                },
+                "classes": {
+                    "fox": {"prompts": ["a fox", "a red fox", "a fox in snow"]},
+                    "dog": {"prompts": ["a dog", "a small dog", "a dog on a beach"]},
+                },
+                "splits": {"train": images // 2},
+                "scoring": {
+                    "clip": {"enabled": args.scoring, "model": "tiny-random"},
+                    "resnet50": {"enabled": args.scoring, "weights": "tiny-random"},
+                },
+            }
+        )
+    )
 
 
 def peak_rss_of_build(recipe: Path, output_dir: Path, log: Path) -> tuple[float, float]:
@@ -73,9 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         for images in args.images:
             recipe = Path(scratch) / f"memory-{images}.yaml"
             recipe.write_text(recipe_text(args, images), encoding="utf-8")
-            rows.append((images, *peak_rss_of_build(recipe, Path(scratch) / f"out-{images}", Path(scratch) / f"{images}.log")))
-    print(f"tiny random models, {args.size}x{args.size}, {args.steps} step(s), batch {args.batch_size}, "
-          f"scoring {'on' if args.scoring else 'off'}, {os.cpu_count()} CPUs\n")
+            rows.append(
+                (images, *peak_rss_of_build(recipe, Path(scratch) / f"out-{images}", Path(scratch) / f"{images}.log"))
+            )
+    print(
+        f"tiny random models, {args.size}x{args.size}, {args.steps} step(s), batch {args.batch_size}, "
+        f"scoring {'on' if args.scoring else 'off'}, {os.cpu_count()} CPUs\n"
+    )
     print("images | build s | images/s | peak RSS MiB")
     for images, rss, seconds in rows:
         print(f"{images:6d} | {seconds:7.1f} | {images / seconds:8.1f} | {rss:12.1f}")

@@ -50,11 +50,16 @@ def write_dataset(root: Path, classes: int, per_class: int, size: int) -> datase
     """Noisy solid-colour PNGs, one colour per class, as a Parquet split read back with load_dataset."""
     rng = np.random.default_rng(0)
     colours = rng.integers(0, 256, (classes, 3))
-    images = [Image.fromarray(np.clip(c + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8))
-              for c in colours for _ in range(per_class)]
+    images = [
+        Image.fromarray(np.clip(c + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8))
+        for c in colours
+        for _ in range(per_class)
+    ]
     labels = [k for k in range(classes) for _ in range(per_class)]
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=classes)})
-    datasets.Dataset.from_dict({"image": images, "label": labels}, features=features).to_parquet(str(root / "data" / "train-00000-of-00001.parquet"))
+    datasets.Dataset.from_dict({"image": images, "label": labels}, features=features).to_parquet(
+        str(root / "data" / "train-00000-of-00001.parquet")
+    )
     return datasets.load_dataset(str(root), split="train")
 
 
@@ -82,8 +87,14 @@ def time_naive(dataset, config: TrainConfig, classes: list[str], device) -> tupl
     counter = ForwardCounter(body)
     loader = image_loader(dataset, config, model.transform, shuffle=True)
     started = time.perf_counter()
-    fit(NaiveProbe(body, model.net.fc), lambda: ((b["pixel_values"].to(device), b["label"].to(device)) for b in loader),
-        None, [], classes, config)
+    fit(
+        NaiveProbe(body, model.net.fc),
+        lambda: ((b["pixel_values"].to(device), b["label"].to(device)) for b in loader),
+        None,
+        [],
+        classes,
+        config,
+    )
     _sync(device)
     return time.perf_counter() - started, counter.images
 
@@ -99,7 +110,9 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--image-size", type=int, default=128, help="side of the stored images (preprocessing makes them 224)")
+    parser.add_argument(
+        "--image-size", type=int, default=128, help="side of the stored images (preprocessing makes them 224)"
+    )
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--backbone-weights", default="none", help="none (no download) or a ResNet18_Weights name")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -108,13 +121,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         dataset = write_dataset(Path(tmp), args.classes, args.images_per_class, args.image_size)
         classes = dataset.features["label"].names
-        config = TrainConfig(dataset=tmp, output_dir=tmp, epochs=args.epochs, batch_size=args.batch_size,
-                             backbone_weights=args.backbone_weights, num_workers=args.num_workers)
+        config = TrainConfig(
+            dataset=tmp,
+            output_dir=tmp,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            backbone_weights=args.backbone_weights,
+            num_workers=args.num_workers,
+        )
         cached_s, cached_images = time_cached(dataset, config, classes, args.device)
         naive_s, naive_images = time_naive(dataset, config, classes, args.device)
 
-    print(f"ResNet18 linear probe, {len(dataset)} images ({args.image_size}px stored, 224px in), {args.epochs} epochs, "
-          f"batch {args.batch_size}, device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"ResNet18 linear probe, {len(dataset)} images ({args.image_size}px stored, 224px in), {args.epochs} epochs, "
+        f"batch {args.batch_size}, device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     print(f"{'method':<18}{'backbone images':>16}{'seconds':>10}{'images/s':>10}")
     for name, seconds, images in (("cached features", cached_s, cached_images), ("naive loop", naive_s, naive_images)):
         print(f"{name:<18}{images:>16}{seconds:>10.2f}{len(dataset) * args.epochs / seconds:>10.1f}")

@@ -3,8 +3,9 @@
 The benchmarks need the real model's shapes (its FLOPs, memory traffic and kernels) but cannot download its
 weights, so the UNet, VAE and text encoder are built from ``sd15_architecture.json`` (a copy of SD 1.5's
 config.json values and the FLOPs measured on them, ``measured_flops``) and saved once as a diffusers pipeline
-directory, which a recipe then names as its ``model.id``. The tokenizer is the tiny models' byte-level CLIP tokenizer (77 tokens, ids
-below 514); the text encoder keeps the real vocabulary size (49408), so its FLOPs and size are the real ones.
+directory, which a recipe then names as its ``model.id``. The tokenizer is the tiny models' byte-level CLIP
+tokenizer (77 tokens, ids below 514); the text encoder keeps the real vocabulary size (49408), so its FLOPs and
+size are the real ones.
 Images from random weights are noise: only the timings mean something.
 """
 
@@ -15,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from benchmarks.flops import ComponentFlops
-from builders.tiny import _byte_level_clip_tokenizer, built_once, cache_root
+from synthcore.tiny import _byte_level_clip_tokenizer, built_once, cache_root
 
 ARCHITECTURE_FILE = Path(__file__).with_name("sd15_architecture.json")
 VERSION = "v1"
@@ -28,7 +29,9 @@ def architecture() -> dict:
 def measured_flops() -> ComponentFlops:
     """SD 1.5's FLOPs at 512x512 as measured on its configs with torch.utils.flop_counter (from the json)."""
     flops = architecture()["measured_flops"]
-    return ComponentFlops(unet=flops["unet_forward"], vae_decode=flops["vae_decode"], text_encoder=flops["text_encoder"])
+    return ComponentFlops(
+        unet=flops["unet_forward"], vae_decode=flops["vae_decode"], text_encoder=flops["text_encoder"]
+    )
 
 
 def sd15_random_dir() -> Path:
@@ -46,7 +49,9 @@ def _write_pipeline(directory: Path) -> None:
     tokenizer = _byte_level_clip_tokenizer(directory / "vocab")
     text_config = CLIPTextConfig(
         **arch["text_encoder"],
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     scheduler_config = {k: v for k, v in arch["scheduler"].items() if k != "_class_name"}
     pipe = StableDiffusionPipeline(

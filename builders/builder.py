@@ -9,38 +9,27 @@ datasets' own ``ParquetWriter``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import datasets
 
 from builders.encode import encode_image
-from builders.generate import ImageGenerator, to_uint8_hwc
-from builders.models import Placement
+from builders.generators import generator_for
+from builders.generators.base import LoadedGenerator, to_uint8_hwc
 from builders.plan import Plan, Shard, content_fingerprint, make_plan
 from builders.provenance import provenance
 from builders.recipe import Recipe, recipe_to_yaml
+from builders.rows import BatchRows, GeneratedRow, row_features
 from builders.timing import StageClock
-
-
-def base_features(recipe: Recipe) -> dict:
-    """The columns every build has; scorers add theirs."""
-    return {
-        "id": datasets.Value("string"),
-        "image": datasets.Image(),
-        "label": datasets.ClassLabel(names=recipe.class_names),
-        "prompt": datasets.Value("string"),
-        "negative_prompt": datasets.Value("string"),
-        "seed": datasets.Value("int64"),
-        "guidance_scale": datasets.Value("float32"),
-        "safety_regenerations": datasets.Value("int32"),
-    }
+from eval.scorers import Scorers, scorer_features
+from synthcore.model_refs import Placement
 
 
 def dataset_features(recipe: Recipe) -> datasets.Features:
-    from eval.scorers import scorer_features
-
-    return datasets.Features({**base_features(recipe), **scorer_features(recipe)})
+    return datasets.Features(
+        {**row_features(recipe.class_names), **scorer_features(recipe.scoring_task(), recipe.scoring)}
+    )
 
 
 @dataclass
@@ -56,7 +45,7 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._generator: ImageGenerator | None = None
+        self._generator: LoadedGenerator | None = None
         self._scorers = None
         self.clock = StageClock(self.placement.device if self.placement else "cpu")
 
@@ -77,7 +66,8 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
     def _info(self) -> datasets.DatasetInfo:
         recipe = self.config.recipe
         return datasets.DatasetInfo(
-            description=recipe.description or f"Synthetic image-classification dataset built from recipe {recipe.name!r}.",
+            description=recipe.description
+            or f"Synthetic image-classification dataset built from recipe {recipe.name!r}.",
             features=dataset_features(recipe),
         )
 
@@ -92,33 +82,33 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         plan = self.plan()
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"shards": plan.shards_of(split)}) for split in plan.splits]
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"shards": plan.shards_of(split)}) for split in plan.splits
+        ]
 
     def _generate_examples(self, shards: list[Shard]):
         for shard in shards:
-            for rows in self.shard_rows(shard):
-                for row in rows:
+            for batch in self.shard_rows(shard):
+                for row in batch.rows:
                     yield row["id"], self.encode(row)
 
     def encode(self, row: dict) -> dict:
         """A row as stored: the raw pixels replaced by encoded image bytes."""
         return {**row, "image": encode_image(row["image"], self.recipe.output)}
 
-    def _models(self):
+    def models(self):
+        """The generator and the scorers, loaded on first use (once per process)."""
         if self._generator is None:
-            from eval.scorers import load_scorers
-
-            self._generator = ImageGenerator(self.recipe, self.placement)
-            self._scorers = load_scorers(self.recipe, self.placement)
+            self._generator = generator_for(self.recipe.model.id).load(self.recipe, self.placement)
+            self._scorers = Scorers(
+                self.recipe.scoring_task(), self.recipe.scoring, self.placement.device, self.placement.dtype
+            )
         return self._generator, self._scorers
 
-    def shard_rows(self, shard: Shard) -> Iterator[list[dict]]:
-        """The rows of one shard, one list per batch, images as uint8 (H, W, 3) arrays.
-
-        Safety-flagged images that could not be regenerated are left out; ``dropped`` on the yielded list says
-        which jobs they were.
-        """
-        generator, scorers = self._models()
+    def shard_rows(self, shard: Shard) -> Iterator[BatchRows]:
+        """The rows of one shard, batch by batch, images as uint8 (H, W, 3) arrays. Safety-flagged images that
+        could not be regenerated are left out, and named in ``dropped``."""
+        generator, scorers = self.models()
         for batch in shard.batches:
             with self.clock.stage("generate", on_device=True):
                 made = generator.generate(batch)
@@ -126,25 +116,18 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
                 scores = scorers.score(made.images, [job.label for job in made.jobs], [job.prompt for job in made.jobs])
             with self.clock.stage("copy to host"):
                 pixels = to_uint8_hwc(made.images)
-            rows = BatchRows(
-                {
-                    "id": job.id,
-                    "image": pixels[i],
-                    "label": job.label,
-                    "prompt": job.prompt,
-                    "negative_prompt": job.negative_prompt,
-                    "seed": made.seeds[i],
-                    "guidance_scale": job.guidance_scale,
-                    "safety_regenerations": made.safety_regenerations[i],
-                    **{column: values[i] for column, values in scores.items()},
-                }
+            rows = [
+                GeneratedRow(
+                    id=job.id,
+                    image=pixels[i],
+                    label=job.label,
+                    prompt=job.prompt,
+                    negative_prompt=job.negative_prompt,
+                    seed=made.seeds[i],
+                    guidance_scale=job.guidance_scale,
+                    safety_regenerations=made.safety_regenerations[i],
+                ).as_dict()
+                | {column: values[i] for column, values in scores.items()}
                 for i, job in enumerate(made.jobs)
-            )
-            rows.dropped = [job.id for job in made.dropped]
-            yield rows
-
-
-class BatchRows(list):
-    """The rows of one batch, and the ids of jobs the safety checker made us drop."""
-
-    dropped: list[str]
+            ]
+            yield BatchRows(rows, [job.id for job in made.dropped])

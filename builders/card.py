@@ -18,18 +18,20 @@ from pathlib import Path
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from builders.models import TINY_RANDOM, is_local_path
-from builders.pictures import HISTOGRAM_NAME, class_title, samples_name
 from builders.plan import split_prompts
-from builders.readback import stored_features
 from builders.recipe import Recipe, recipe_to_yaml
+from eval.pictures import HISTOGRAM_NAME, picture_alt, samples_name
+from eval.scorers import enabled_scorers
+from eval.summary import STATS, DatasetSummary, format_stat, read_summary
+from synthcore.cardmeta import CARD, layout_card_data, md, model_link
+from synthcore.model_refs import TINY_RANDOM, is_local_path
+from synthcore.readback import stored_features
 
 log = logging.getLogger("synthdata")
 
-CARD = "README.md"
 TEMPLATE = Path(__file__).with_name("card_template.md")
+BUILD_INFO = "build_info.json"
 PROMPTS_SHOWN = 12
-RESNET50_DOCS = "https://docs.pytorch.org/vision/stable/models/generated/torchvision.models.resnet50.html"
 
 # The licenses of well-known generators; the images (and so the dataset) come under the generator's license.
 GENERATOR_LICENSES = {
@@ -38,15 +40,8 @@ GENERATOR_LICENSES = {
     "CompVis/stable-diffusion-v1-4": "creativeml-openrail-m",
     "stabilityai/stable-diffusion-2-1": "openrail++",
     "stabilityai/stable-diffusion-2-1-base": "openrail++",
-    TINY_RANDOM: "creativeml-openrail-m",  # stands in for SD 1.5 in tests
+    TINY_RANDOM: "apache-2.0",  # random weights made by this project (Apache-2.0): no generator's license applies
 }
-_SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
-
-
-def size_category(rows: int) -> str:
-    """The Hub's ``size_categories`` bin of a row count."""
-    return next((name for limit, name in _SIZE_CATEGORIES if rows < limit), "n>1B")
 
 
 def license_metadata(model_id: str) -> dict:
@@ -73,68 +68,52 @@ def card_data(recipe: Recipe, features: datasets.Features, split_sizes: datasets
     )
 
 
-def layout_card_data(
-    pretty_name: str, features: datasets.Features, split_sizes: datasets.SplitDict, tags: list[str], **metadata
-) -> DatasetCardData:
-    """Card metadata of any image-classification dataset in the Hub layout (also standalone-scored ones)."""
-    info = datasets.DatasetInfo(features=features, splits=split_sizes, config_name="default")
-    return DatasetCardData(
-        task_categories=["image-classification"],
-        size_categories=[size_category(sum(s.num_examples for s in split_sizes.values()))],
-        tags=tags,
-        pretty_name=pretty_name,
-        **metadata,
-        configs=[
-            {
-                "config_name": "default",
-                "data_files": [{"split": split, "path": f"data/{split}-*"} for split in split_sizes],
-            }
-        ],
-        dataset_info=info._to_yaml_dict(),
-    )
-
-
-def write_card(root: Path, recipe: Recipe, features: datasets.Features, split_sizes: datasets.SplitDict) -> DatasetCard:
-    """Write ``README.md`` for the exported dataset at ``root`` (after data/, recipe.yaml, build_info.json, pictures)."""
-    return render_card(Path(root), recipe, card_data(recipe, features, split_sizes))
-
-
-def refresh_card(root: Path, recipe: Recipe) -> DatasetCard:
-    """Re-render the card's text for ``recipe`` (say, a new Hub repo id), keeping its YAML metadata as it is."""
-    return render_card(Path(root), recipe, DatasetCard.load(Path(root) / CARD).data)
-
-
-def render_card(root: Path, recipe: Recipe, data: DatasetCardData) -> DatasetCard:
-    card = DatasetCard.from_template(data, template_path=str(TEMPLATE), **card_context(root, recipe, data))
-    card.save(root / CARD)
+def write_card(
+    root: Path,
+    recipe: Recipe,
+    features: datasets.Features,
+    split_sizes: datasets.SplitDict,
+    summary: DatasetSummary,
+    build_info: dict,
+) -> DatasetCard:
+    """Write ``README.md`` for the exported dataset at ``root`` (after data/ and the pictures)."""
+    card = render_card(Path(root), recipe, card_data(recipe, features, split_sizes), summary, build_info)
+    card.save(Path(root) / CARD)
     return card
 
 
-def save_card(root: Path, data: DatasetCardData, body: str) -> DatasetCard:
-    """``README.md`` at ``root`` from YAML metadata and a markdown body (cards of datasets without a recipe)."""
-    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
-    card.save(root / CARD)
-    return card
+def refreshed_card(root: Path, recipe: Recipe) -> DatasetCard:
+    """The card's text re-rendered for ``recipe`` (say, a new Hub repo id) from the files of the dataset at
+    ``root``, its YAML metadata kept as it is. Not saved: the caller decides where it goes."""
+    root = Path(root)
+    build_info = json.loads((root / BUILD_INFO).read_text(encoding="utf-8")) if (root / BUILD_INFO).exists() else {}
+    return render_card(root, recipe, DatasetCard.load(root / CARD).data, read_summary(root), build_info)
+
+
+def render_card(
+    root: Path, recipe: Recipe, data: DatasetCardData, summary: DatasetSummary, build_info: dict
+) -> DatasetCard:
+    context = card_context(root, recipe, data, summary, build_info)
+    return DatasetCard.from_template(data, template_path=str(TEMPLATE), **context)
 
 
 # -- what the text says -------------------------------------------------------------------------------------------
-def card_context(root: Path, recipe: Recipe, data: DatasetCardData) -> dict:
+def card_context(root: Path, recipe: Recipe, data: DatasetCardData, summary: DatasetSummary, build_info: dict) -> dict:
     info = _default_info(data)
     splits = [s["name"] for s in info["splits"]]
     features = stored_features(root, splits[0])
-    build_info = _build_info(root)
     return {
-        "title": _md(recipe.name),
+        "title": md(recipe.name),
         "name": recipe.name,
-        "description": _md(recipe.description.strip()),
+        "description": md(recipe.description.strip()),
         "total_rows": sum(s["num_examples"] for s in info["splits"]),
-        "generator": _model_link(recipe.model.id, recipe.model.revision),
+        "generator": model_link(recipe.model.id, recipe.model.revision),
         "scorers": [role for role, _ in _scorer_models(recipe)],
         "classes": [_class_entry(recipe, label, name, splits) for label, name in enumerate(recipe.class_names)],
         "prompt_disjoint": recipe.prompt_disjoint,
         "pictures": _pictures(root, recipe),
-        "summary_table": summary_table(root, splits),
-        "models": [{"role": "generator", "model": _model_link(recipe.model.id, recipe.model.revision)}]
+        "summary_table": summary_table(summary),
+        "models": [{"role": "generator", "model": model_link(recipe.model.id, recipe.model.revision)}]
         + [{"role": role, "model": model} for role, model in _scorer_models(recipe)],
         "parameters": _parameters(recipe, build_info),
         "columns": [(name, _type_name(feature)) for name, feature in features.items()],
@@ -158,41 +137,8 @@ def _default_info(data: DatasetCardData) -> dict:
     return next(i for i in info if i.get("config_name", "default") == "default") if isinstance(info, list) else info
 
 
-def _build_info(root: Path) -> dict:
-    path = root / "build_info.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-
-
-def _md(text: str) -> str:
-    """Text safe inside a Markdown table cell or line: markup characters escaped, no line breaks."""
-    return re.sub(r"([\\`*_\[\]<>|#~])", r"\\\1", " ".join(str(text).split()))
-
-
-def _model_link(ref: str, revision: str | None = None) -> str:
-    if ref == TINY_RANDOM:
-        return "a tiny random model built locally (`tiny-random`, for tests: the images are noise)"
-    if is_local_path(ref):
-        return f"the local model `{_md(Path(ref).name)}`"
-    url = f"https://huggingface.co/{ref}" + (f"/tree/{revision}" if revision else "")
-    return f"[{ref}]({url})" + (f" (revision `{revision}`)" if revision else "")
-
-
 def _scorer_models(recipe: Recipe) -> list[tuple[str, str]]:
-    scorers = []
-    clip, resnet = recipe.scoring.clip, recipe.scoring.resnet50
-    if clip.enabled:
-        templates = ", ".join(f"“{_md(t)}”" for t in clip.label_templates)
-        scorers.append(("CLIP (zero-shot class probabilities)", f"{_model_link(clip.model)}; class texts from {templates}"))
-    if resnet.enabled:
-        weights = resnet.weights
-        if weights == TINY_RANDOM:
-            model = _model_link(TINY_RANDOM)
-        elif Path(weights).suffix:
-            model = f"torchvision ResNet50, local checkpoint `{_md(Path(weights).name)}`"
-        else:
-            model = f"[torchvision ResNet50, `ResNet50_Weights.{weights}`]({RESNET50_DOCS})"
-        scorers.append(("ResNet50 (ImageNet top-5)", model))
-    return scorers
+    return [scorer.describe(settings) for scorer, settings in enabled_scorers(recipe.scoring)]
 
 
 def _class_entry(recipe: Recipe, label: int, name: str, splits: list[str]) -> dict:
@@ -200,13 +146,16 @@ def _class_entry(recipe: Recipe, label: int, name: str, splits: list[str]) -> di
     by_split = split_prompts(recipe, name) if recipe.prompt_disjoint else {"": recipe.prompts_of(name)}
     return {
         "label": label,
-        "name": _md(name),
-        "label_text": _md(recipe.label_text(name)),
-        "imagenet": ", ".join(_md(c) for c in spec.imagenet_classes),
-        "negative_prompt": _md(recipe.negative_prompt_of(name)),
+        "name": md(name),
+        "label_text": md(recipe.label_text(name)),
+        "imagenet": ", ".join(md(c) for c in spec.imagenet_classes),
+        "negative_prompt": md(recipe.negative_prompt_of(name)),
         "guidance_scale": recipe.guidance_scale_of(name),
         "prompts": {
-            split: {"shown": [f"“{_md(p)}”" for p in prompts[:PROMPTS_SHOWN]], "more": max(0, len(prompts) - PROMPTS_SHOWN)}
+            split: {
+                "shown": [f"“{md(p)}”" for p in prompts[:PROMPTS_SHOWN]],
+                "more": max(0, len(prompts) - PROMPTS_SHOWN),
+            }
             for split, prompts in by_split.items()
             if not split or split in splits
         },
@@ -215,7 +164,7 @@ def _class_entry(recipe: Recipe, label: int, name: str, splits: list[str]) -> di
 
 def _pictures(root: Path, recipe: Recipe) -> dict:
     samples = [
-        {"path": samples_name(label), "alt": f"sample images of {class_title(label, name)}, per split"}
+        {"path": samples_name(label), "alt": md(picture_alt(samples_name(label), recipe.class_names))}
         for label, name in enumerate(recipe.class_names)
         if (root / samples_name(label)).exists()
     ]
@@ -224,12 +173,25 @@ def _pictures(root: Path, recipe: Recipe) -> dict:
 
 def _parameters(recipe: Recipe, build_info: dict) -> list[tuple[str, str]]:
     g, m, o = recipe.generation, recipe.model, recipe.output
-    safety = f"on; flagged images are {'regenerated (up to %d times)' % m.max_regenerations if m.on_flagged == 'regenerate' else 'dropped'}" if m.safety_checker else "off"
+    safety = (
+        "on; flagged images are "
+        f"{f'regenerated (up to {m.max_regenerations} times)' if m.on_flagged == 'regenerate' else 'dropped'}"
+        if m.safety_checker
+        else "off"
+    )
     return [
         ("seed", f"{recipe.seed} (every image's seed derives from it and the image's identity)"),
         ("scheduler", m.scheduler if m.scheduler != "default" else "the model's own"),
         ("inference steps", str(g.num_inference_steps)),
-        ("guidance scale", str(g.guidance_scale) + (" (some classes override it, see above)" if any(c.guidance_scale is not None for c in recipe.classes.values()) else "")),
+        (
+            "guidance scale",
+            str(g.guidance_scale)
+            + (
+                " (some classes override it, see above)"
+                if any(c.guidance_scale is not None for c in recipe.classes.values())
+                else ""
+            ),
+        ),
         ("image size", f"{g.width} × {g.height}"),
         ("images per prompt", str(g.images_per_prompt)),
         ("batch size", str(g.batch_size)),
@@ -262,19 +224,23 @@ def _license_text(data: DatasetCardData) -> str:
 
 
 # -- counts and scores per split and class ------------------------------------------------------------------------
-def summary_table(root: Path, splits: list[str]) -> str:
-    """The scoring step's summary (``summary.json`` beside the data, or made now) as a Markdown table."""
-    from eval.summary import SUMMARY_FILE, read_summary, summarize
-
-    summary = read_summary(root) if (root / SUMMARY_FILE).exists() else summarize(root, splits=splits)
-    fmt = lambda value, spec: "-" if value is None else format(value, spec)  # noqa: E731
-    lines = [
-        "| split | class | generated | kept | dropped | mean p(true) | median p(true) | mean CLIPScore | ResNet50 agreement |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+def summary_table(summary: DatasetSummary) -> str:
+    """The scoring step's summary as a Markdown table."""
+    header = ["split", "class", "generated", "kept", "dropped", *(stat.header for stat in STATS)]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     lines += [
-        f"| {c.split} | {_md(c.class_name)} | {c.generated} | {c.kept} | {c.dropped} | {fmt(c.clip_true_prob_mean, '.3f')} | "
-        f"{fmt(c.clip_true_prob_median, '.3f')} | {fmt(c.clip_score_mean, '.2f')} | {fmt(c.resnet50_agreement, '.0%')} |"
+        "| "
+        + " | ".join(
+            [
+                md(c.split),
+                md(c.class_name),
+                str(c.generated),
+                str(c.kept),
+                str(c.dropped),
+                *(format_stat(stat, c.scores.get(stat.key)) for stat in STATS),
+            ]
+        )
+        + " |"
         for c in summary.classes
     ]
     return "\n".join(lines)

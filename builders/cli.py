@@ -1,4 +1,5 @@
-"""``build.py``: the command line of the build. Thin: parse, load the recipe, call ``builders.run.build``, push."""
+"""``build.py``: the command line of the build. Thin: parse, load the recipe, call
+``builders.distributed_build.build``, push."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from builders.logs import configure_logging
 from builders.recipe import Recipe, RecipeError
 from builders.source import SourceError, recipe_source
+from synthcore.hub import PUSH_FAILED, PushError, scrub
+from synthcore.logs import configure_logging
 
 log = logging.getLogger("synthdata")
 
@@ -22,17 +24,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Build a synthetic image-classification dataset from a YAML recipe. "
         "Run with `accelerate launch build.py RECIPE` to use every GPU.",
     )
-    parser.add_argument("recipe", help="a YAML recipe (see recipes/), or a built dataset's directory or Hub id to rebuild it from its recipe.yaml")
-    parser.add_argument("--output-dir", help="where the dataset goes (default: outputs/<recipe name>; with --push-only "
-                        "and a dataset directory as RECIPE, that directory)")
-    parser.add_argument("--push-to-hub", metavar="USER/NAME", help="after the build, upload the dataset to this Hub dataset repo (overrides hub.repo_id)")
+    parser.add_argument(
+        "recipe",
+        help="a YAML recipe (see recipes/), or a built dataset's directory or Hub id to rebuild it from its "
+        "recipe.yaml",
+    )
+    parser.add_argument(
+        "--output-dir",
+        help="where the dataset goes (default: outputs/<recipe name>; with --push-only "
+        "and a dataset directory as RECIPE, that directory)",
+    )
+    parser.add_argument(
+        "--push-to-hub",
+        metavar="USER/NAME",
+        help="after the build, upload the dataset to this Hub dataset repo (overrides hub.repo_id)",
+    )
     parser.add_argument("--private", action="store_true", help="create the Hub repo private (overrides hub.private)")
-    parser.add_argument("--push-only", action="store_true", help="push the already built dataset; generate nothing, load no model")
-    parser.add_argument("--overwrite", action="store_true", help="discard finished shards made under different settings")
-    parser.add_argument("--no-background-writer", dest="background", action="store_false",
-                        help="encode and write images in the generating thread (same output, slower)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the plan's size per split and class and a GPU-time estimate; load no model")
+    parser.add_argument(
+        "--push-only", action="store_true", help="push the already built dataset; generate nothing, load no model"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="discard finished shards made under different settings"
+    )
+    parser.add_argument(
+        "--no-background-writer",
+        dest="background",
+        action="store_false",
+        help="encode and write images in the generating thread (same output, slower)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan's size per split and class and a GPU-time estimate; load no model",
+    )
     return parser.parse_args(argv)
 
 
@@ -45,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         source = recipe_source(args.recipe)
         recipe = hub.with_push_target(source.recipe, args.push_to_hub, args.private)
         if args.push_only and not recipe.hub.repo_id:
-            raise ValueError("--push-only: no repo to push to; give --push-to-hub USER/NAME or set hub.repo_id in the recipe")
+            raise ValueError(
+                "--push-only: no repo to push to; give --push-to-hub USER/NAME or set hub.repo_id in the recipe"
+            )
     except (RecipeError, SourceError, ValueError) as err:
-        print(err, file=sys.stderr)
+        print(scrub(str(err)), file=sys.stderr)
         return 2
     default_dir = source.dataset_dir if args.push_only and source.dataset_dir else Path("outputs") / recipe.name
     output_dir = args.output_dir or str(default_dir)
@@ -59,31 +85,34 @@ def main(argv: list[str] | None = None) -> int:
     if recipe.hub.repo_id and (warning := hub.missing_token_warning()):
         log.warning(warning)
     _quiet_libraries()
+    from builders.distributed_build import build
     from builders.export import EmptyDataset
-    from builders.run import WorldMismatch, build
     from builders.store import FingerprintMismatch
+    from synthcore.launch import WorldMismatch
 
     try:
         report = build(recipe, output_dir, overwrite=args.overwrite, background=args.background)
     except (FingerprintMismatch, WorldMismatch, EmptyDataset) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {scrub(str(err))}", file=sys.stderr)
         return 2
     from accelerate import PartialState
 
     if not PartialState().is_main_process:
         return 0
-    from eval.summary import format_table, read_summary
+    from eval.summary import format_table
 
-    print(format_table(read_summary(report.output_dir)))
-    print(f"dataset written to {report.output_dir}: {report.images_generated} images made, "
-          f"{report.images_found_done} found done, {len(report.safety_dropped)} dropped by the safety checker, "
-          f"{report.seconds:.1f}s")
+    print(format_table(report.summary))
+    print(
+        f"dataset written to {report.output_dir}: {report.images_generated} images made, "
+        f"{report.images_found_done} found done, {len(report.safety_dropped)} dropped by the safety checker, "
+        f"{report.seconds:.1f}s"
+    )
     return _push(recipe, output_dir, args) if recipe.hub.repo_id else 0
 
 
 def _push(recipe: Recipe, output_dir: str, args: argparse.Namespace) -> int:
     """Push and say how it went: 0 pushed, 2 nothing complete to push, 3 the Hub failed (the data is safe)."""
-    from builders.hub import IncompleteDataset, PushError, push_dataset
+    from builders.hub import IncompleteDataset, push_dataset
 
     try:
         url = push_dataset(Path(output_dir), recipe)
@@ -91,19 +120,32 @@ def _push(recipe: Recipe, output_dir: str, args: argparse.Namespace) -> int:
         print(f"{err}\nNothing was pushed.", file=sys.stderr)
         return 2
     except PushError as err:
-        retry = ["python", "build.py", args.recipe, "--output-dir", output_dir, "--push-only", "--push-to-hub", recipe.hub.repo_id]
-        print(f"{err}\nThe dataset in {output_dir} is complete. Retry the push alone with:\n  "
-              f"{shlex.join(retry + ['--private'] * recipe.hub.private)}", file=sys.stderr)
-        return 3
+        retry = [
+            "python",
+            "build.py",
+            args.recipe,
+            "--output-dir",
+            output_dir,
+            "--push-only",
+            "--push-to-hub",
+            recipe.hub.repo_id,
+        ]
+        print(
+            f"{err}\nThe dataset in {output_dir} is complete. Retry the push alone with:\n  "
+            f"{shlex.join(retry + ['--private'] * recipe.hub.private)}",
+            file=sys.stderr,
+        )
+        return PUSH_FAILED
     print(f"dataset pushed to {url}")
     return 0
 
 
 def dry_run(recipe, output_dir: str) -> str:
     from builders.builder import SyntheticImages
+    from builders.distributed_build import placement_for
     from builders.dryrun import describe
-    from builders.run import local_device, placement_for
     from builders.store import OutputDir
+    from synthcore.launch import local_device
 
     builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, local_device()), name=recipe.name)
     return describe(recipe, builder.plan(), OutputDir(output_dir))

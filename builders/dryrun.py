@@ -31,20 +31,30 @@ def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
     """A table of images per split and class, shards already finished in ``store``, and the GPU-time estimate."""
     counts = plan.counts()
     done = sum(shard.size for shard in plan.shards if store.is_done(shard))
-    lines = [f"recipe {recipe.name!r}: {plan.num_images} images, {len(plan.shards)} shards of up to "
-             f"{recipe.output.shard_size}, batches of {recipe.generation.batch_size}", "",
-             f"{'split':<12}{'class':<24}{'images':>8}"]
+    lines = [
+        f"recipe {recipe.name!r}: {plan.num_images} images, {len(plan.shards)} shards of up to "
+        f"{recipe.output.shard_size}, batches of {recipe.generation.batch_size}",
+        "",
+        f"{'split':<12}{'class':<24}{'images':>8}",
+    ]
     for split, per_class in counts.items():
         for class_name, count in per_class.items():
             lines.append(f"{split:<12}{class_name:<24}{count:>8}")
     total_tflops = sum(tflops_per_image(recipe, job.guidance_scale) for shard in plan.shards for job in shard.jobs)
     remaining = 1 - done / plan.num_images
     gen = recipe.generation
-    plain_seconds = plan.num_images * PLAIN_DIFFUSERS_SECONDS_512_50_STEPS * (gen.height * gen.width / 512**2) * gen.num_inference_steps / 50
+    plain_seconds = (
+        plan.num_images
+        * PLAIN_DIFFUSERS_SECONDS_512_50_STEPS
+        * (gen.height * gen.width / 512**2)
+        * gen.num_inference_steps
+        / 50
+    )
     lines += [
         "",
         f"already finished in {store.root}: {done} images; to make: {plan.num_images - done}",
-        f"compute: {total_tflops / max(plan.num_images, 1):.1f} TFLOPs per image (SD 1.5 architecture), {total_tflops / 1000:.1f} PFLOPs in all",
+        f"compute: {total_tflops / max(plan.num_images, 1):.1f} TFLOPs per image (SD 1.5 architecture), "
+        f"{total_tflops / 1000:.1f} PFLOPs in all",
         f"estimated GPU time for what remains, in H100-time: floor {_duration(total_tflops * remaining / H100_TFLOPS)} "
         f"(all {H100_TFLOPS:.0f} TFLOP/s used); plain diffusers pace {_duration(plain_seconds * remaining)}",
     ]

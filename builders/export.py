@@ -11,6 +11,7 @@ in a process that imports nothing of ours), ``recipe.yaml``, ``build_info.json``
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -18,23 +19,36 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from builders.card import card_data, save_card, write_card
-from builders.pictures import write_pictures
+from builders.card import BUILD_INFO, card_data, write_card
 from builders.plan import Plan, Shard
 from builders.recipe import FilterSettings, Recipe
-from builders.store import OutputDir, hub_file_name, hub_files, write_parquet
+from builders.store import OutputDir
+from eval.filters import keep_mask
+from eval.pictures import write_pictures
+from eval.summary import DatasetSummary, summarize, write_summary
+from synthcore.cardmeta import md, save_card
+from synthcore.columns import DROPPED_SUFFIX
+from synthcore.layout import hub_file_name, split_sizes, write_parquet
 
 
 class EmptyDataset(RuntimeError):
     """The filters (or the safety checker) left no row in any split: there is no dataset to describe."""
 
 
-def export_dataset(builder, store: OutputDir, plan: Plan) -> dict[str, int]:
-    """Lay out ``data/`` (and ``dropped/``) from the shards and describe it; returns the rows per split of ``data/``."""
-    from eval.filters import thresholds
-    from eval.summary import summarize, write_summary
+@dataclass(frozen=True)
+class ExportResult:
+    """What the export computed, handed on to the command line's table and report (never re-read from files)."""
 
-    recipe = builder.recipe
+    rows: dict[str, int]  # rows per split of data/
+    summary: DatasetSummary
+    build_info: dict
+
+
+def export_dataset(
+    recipe: Recipe, features: datasets.Features, provenance: dict, store: OutputDir, plan: Plan
+) -> ExportResult:
+    """Lay out ``data/`` (and ``dropped/``) from the shards of ``plan`` and describe it: ``recipe.yaml``,
+    ``build_info.json`` (``provenance`` plus rows and safety drops), ``summary.json``, pictures and the card."""
     store.clear_export()
     # A shard the safety checker emptied has no rows to export (an empty Parquet file breaks load_dataset).
     with_rows = Plan(tuple(shard for shard in plan.shards if store.num_rows(shard)))
@@ -44,27 +58,26 @@ def export_dataset(builder, store: OutputDir, plan: Plan) -> dict[str, int]:
         names = store.export_names(with_rows)
         for shard in with_rows.shards:
             store.export(shard, names[shard.key])
-    sizes = split_sizes(store.data, [name for split in plan.splits for name in (split, f"{split}_dropped")])
+    sizes = split_sizes(store.data, [name for split in plan.splits for name in (split, f"{split}{DROPPED_SUFFIX}")])
     rows = {name: info.num_examples for name, info in sizes.items()}
-    info = builder.provenance()
-    (store.root / "recipe.yaml").write_text(info["recipe_yaml"], encoding="utf-8")
+    (store.root / "recipe.yaml").write_text(provenance["recipe_yaml"], encoding="utf-8")
     safety_dropped = [job_id for shard in plan.shards for job_id in store.safety_dropped(shard)]
-    build_info = {**info, "rows": rows, "safety_dropped": safety_dropped}
-    (store.root / "build_info.json").write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")
-    features = builder.info.features
-    write_summary(store.root, summarize(store.root, thresholds(recipe.filters), plan.splits))  # the card reads it
+    build_info = {**provenance, "rows": rows, "safety_dropped": safety_dropped}
+    (store.root / BUILD_INFO).write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")
+    summary = summarize(store.root, recipe.filters.thresholds(), plan.splits)
+    write_summary(store.root, summary)
     if store.dropped.exists():
         _write_dropped_card(store.dropped, recipe, features, plan.splits)
     if not any(split in rows for split in plan.splits):
         raise EmptyDataset(
-            f"{store.root}: no image is left in any split (filters: {thresholds(recipe.filters) or 'none'}; "
+            f"{store.root}: no image is left in any split (filters: {recipe.filters.thresholds() or 'none'}; "
             f"{len(safety_dropped)} dropped by the safety checker). Nothing was lost: the rows are in "
             f"{store.dropped if store.dropped.exists() else store.shards}; loosen the filters and run the same "
             "command again (nothing is regenerated). summary.json says what was dropped."
         )
-    write_pictures(store.root, features, list(rows))
-    write_card(store.root, recipe, features, split_sizes=sizes)
-    return rows
+    write_pictures(store.root, features, list(rows), thresholds=recipe.filters.thresholds())
+    write_card(store.root, recipe, features, sizes, summary, build_info)
+    return ExportResult(rows=rows, summary=summary, build_info=build_info)
 
 
 def _export_filtered(store: OutputDir, plan: Plan, filters: FilterSettings) -> None:
@@ -73,9 +86,10 @@ def _export_filtered(store: OutputDir, plan: Plan, filters: FilterSettings) -> N
     Empty parts are not written (a Parquet file without rows breaks ``load_dataset``); a split whose rows were
     all dropped has no files, and so no entry in the card. ``eval.summary`` reports it.
     """
-    from eval.filters import filter_columns, keep_mask
-
-    masks = {shard.key: keep_mask(pq.read_table(store.shard_path(shard), columns=filter_columns(filters)), filters) for shard in plan.shards}
+    masks = {
+        shard.key: keep_mask(pq.read_table(store.shard_path(shard), columns=filters.columns()), filters)
+        for shard in plan.shards
+    }
     for split in plan.splits:
         shards = plan.shards_of(split)
         kept = [s for s in shards if pc.any(masks[s.key]).as_py()]
@@ -91,7 +105,7 @@ def _export_filtered(store: OutputDir, plan: Plan, filters: FilterSettings) -> N
 
 def _dropped_target(store: OutputDir, filters: FilterSettings, split: str, index: int, count: int) -> Path:
     if filters.dropped == "split":
-        return store.data / hub_file_name(f"{split}_dropped", index, count)
+        return store.data / hub_file_name(f"{split}{DROPPED_SUFFIX}", index, count)
     return store.dropped / "data" / hub_file_name(split, index, count)
 
 
@@ -106,31 +120,11 @@ def _write_parts(store: OutputDir, shard: Shard, mask: pa.ChunkedArray, targets:
 
 
 def _write_dropped_card(root: Path, recipe: Recipe, features: datasets.Features, splits: list[str]) -> None:
-    from eval.filters import thresholds
-
     sizes = split_sizes(root / "data", splits)
-    rules = ", ".join(f"`{key}: {value}`" for key, value in thresholds(recipe.filters).items())
+    rules = ", ".join(f"`{key}: {value}`" for key, value in recipe.filters.thresholds().items())
     body = (
-        f"# {recipe.name}: rows dropped by the filters\n\n"
+        f"# {md(recipe.name)}: rows dropped by the filters\n\n"
         f"Images of `{recipe.name}` that failed the recipe's filters ({rules}). They are kept here, never deleted: "
         "the same columns as the dataset in the parent directory, readable with `load_dataset` on this directory.\n"
     )
     save_card(root, card_data(recipe, features, sizes), body)
-
-
-def split_sizes(data_dir: Path, splits: list[str]) -> datasets.SplitDict:
-    """Rows and bytes of each of ``splits`` that has files in ``data_dir``, in that order, from the Parquet
-    footers (no data is read). A split without files (emptied by the filters) is left out."""
-    split_dict = datasets.SplitDict()
-    files_of = hub_files(data_dir)
-    for split in [s for s in splits if s in files_of]:
-        files = files_of[split]
-        metadata = [pq.ParquetFile(f).metadata for f in files]
-        split_dict.add(
-            datasets.SplitInfo(
-                name=split,
-                num_examples=sum(m.num_rows for m in metadata),
-                num_bytes=sum(m.row_group(i).total_byte_size for m in metadata for i in range(m.num_row_groups)),
-            )
-        )
-    return split_dict

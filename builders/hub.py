@@ -13,23 +13,22 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from huggingface_hub import DatasetCard, HfApi, get_token, hf_hub_download
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+from huggingface_hub import DatasetCard, get_token, hf_hub_download
+from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from builders.card import CARD, refresh_card
-from builders.readback import split_files
+from builders.card import refreshed_card
 from builders.recipe import HubSettings, Recipe, RecipeError, load_recipe
-from builders.store import HUB_FILE, WORK_DIR
+from builders.store import WORK_DIR
+from synthcore.cardmeta import CARD
+from synthcore.hub import describe_error, push_folder
+from synthcore.layout import HUB_FILE
+from synthcore.readback import split_files
 
 log = logging.getLogger("synthdata")
 
 IGNORE_PATTERNS = [f"{WORK_DIR}/**"]
 RECIPE_FILE = "recipe.yaml"
-
-
-class PushError(RuntimeError):
-    """The push did not happen (or not completely); the local dataset is untouched."""
 
 
 class IncompleteDataset(RuntimeError):
@@ -41,7 +40,10 @@ def with_push_target(recipe: Recipe, repo_id: str | None, private: bool) -> Reci
     """The recipe with the command line's Hub repo and visibility over its ``hub`` section, checked."""
     hub = HubSettings(repo_id=repo_id or recipe.hub.repo_id, private=private or recipe.hub.private)
     if hub.private and not hub.repo_id:
-        raise ValueError("--private (or hub.private) needs a repo to push to: give --push-to-hub USER/NAME or set hub.repo_id in the recipe")
+        raise ValueError(
+            "--private (or hub.private) needs a repo to push to: give --push-to-hub USER/NAME or set "
+            "hub.repo_id in the recipe"
+        )
     if hub.repo_id:
         check_repo_id(hub.repo_id)
     return recipe.model_copy(update={"hub": hub})
@@ -59,7 +61,10 @@ def check_repo_id(repo_id: str) -> None:
 def missing_token_warning() -> str | None:
     """A warning to give before a long build whose push would fail for want of a token."""
     if get_token() is None:
-        return "no Hugging Face token found (HF_TOKEN unset, `hf auth login` not run): the dataset will be built, but the push will fail"
+        return (
+            "no Hugging Face token found (HF_TOKEN unset, `hf auth login` not run): "
+            "the dataset will be built, but the push will fail"
+        )
     return None
 
 
@@ -68,52 +73,33 @@ def push_dataset(root: Path, recipe: Recipe) -> str:
     """Upload the exported dataset at ``root`` to the Hub dataset repo ``recipe.hub.repo_id``; returns its URL.
 
     Raises ``IncompleteDataset`` before anything is sent when ``root`` is not a complete export of ``recipe``,
-    and ``PushError`` (naming the repo, the cause and what to do) when the Hub cannot be reached or refuses.
+    and ``PushError`` (naming the repo, the cause and what to do) when the Hub cannot be reached or refuses. The
+    card that names the repo is uploaded, and written locally only once the push succeeded.
     """
     root, repo_id = Path(root), recipe.hub.repo_id
     problems = dataset_problems(root, recipe)
     if problems:
-        raise IncompleteDataset(f"{root} is not a complete dataset of recipe {recipe.name!r}:\n" + "\n".join(f"  - {p}" for p in problems))
-    refresh_card(root, recipe)  # the card names the repo it is in
-    if get_token() is None:
-        raise PushError(f"cannot push to the Hub dataset {repo_id}: no Hugging Face token found. Set HF_TOKEN or run `hf auth login` (a token with write access).")
-    api = HfApi()
-    try:
-        api.create_repo(repo_id, repo_type="dataset", private=recipe.hub.private, exist_ok=True)
-        api.upload_folder(
-            repo_id=repo_id,
-            repo_type="dataset",
-            folder_path=root,
-            ignore_patterns=IGNORE_PATTERNS,
-            delete_patterns=_replaced_folders(root),
-            commit_message=f"Upload {recipe.name} (built by synthdata)",
+        raise IncompleteDataset(
+            f"{root} is not a complete dataset of recipe {recipe.name!r}:\n" + "\n".join(f"  - {p}" for p in problems)
         )
-    except Exception as err:  # noqa: BLE001 - any failure of the Hub client is reported the same way
-        log.debug("push failed", exc_info=True)
-        raise PushError(f"cannot push to the Hub dataset {repo_id}: {_cause(err)}. {_advice(err)}") from None
-    return f"https://huggingface.co/datasets/{repo_id}"
+    card = refreshed_card(root, recipe)  # names the repo it goes to
+    url = push_folder(
+        root,
+        repo_id,
+        repo_type="dataset",
+        private=recipe.hub.private,
+        commit_message=f"Upload {recipe.name} (built by synthdata)",
+        ignore_patterns=IGNORE_PATTERNS,
+        delete_patterns=_replaced_folders(root),
+        card=str(card),
+    )
+    card.save(root / CARD)
+    return url
 
 
 def _replaced_folders(root: Path) -> list[str]:
     """Folders the upload replaces whole on the Hub, so files of an earlier, larger build do not linger there."""
     return [f"{p.name}/**" for p in sorted(root.iterdir()) if p.is_dir() and p.name != WORK_DIR]
-
-
-def _advice(err: Exception) -> str:
-    if isinstance(err, OfflineModeIsEnabled):
-        return "HF_HUB_OFFLINE is set: unset it to push."
-    status = getattr(getattr(err, "response", None), "status_code", None)
-    if isinstance(err, HfHubHTTPError) and status == 401:
-        return "The token was refused: log in again with `hf auth login` or set a valid HF_TOKEN."
-    if isinstance(err, HfHubHTTPError) and status == 403:
-        return "The token may not write there: use a write token of the repo's owner (or an organisation member's)."
-    return "Check the network connection (and HF_ENDPOINT if set)."
-
-
-def _cause(err: Exception) -> str:
-    """The error's type and message, scrubbed of the token (a server's reply might quote it)."""
-    text, token = f"{type(err).__name__}: {err}".rstrip("."), get_token()
-    return text.replace(token, "<token>") if token else text
 
 
 # -- is there a complete dataset to push? ------------------------------------------------------------------------
@@ -126,9 +112,14 @@ def dataset_problems(root: Path, recipe: Recipe) -> list[str]:
     except RecipeError as err:
         return [str(err)]
     if stored.without_hub() != recipe.without_hub():
-        return [f"{root / RECIPE_FILE} is not this recipe: the dataset here was built from another one (rebuild it, or choose --output-dir)"]
+        return [
+            f"{root / RECIPE_FILE} is not this recipe: the dataset here was built from another one (rebuild it, "
+            "or choose --output-dir)"
+        ]
     card_splits = _card_splits(root)
-    problems = [f"split {s!r} of the recipe is not in {CARD}" for s in _splits_with_rows(root, recipe) if s not in card_splits]
+    problems = [
+        f"split {s!r} of the recipe is not in {CARD}" for s in _splits_with_rows(root, recipe) if s not in card_splits
+    ]
     for split, rows in card_splits.items():
         problems += _split_problems(root, split, rows)
     return problems
@@ -149,7 +140,12 @@ def _splits_with_rows(root: Path, recipe: Recipe) -> list[str]:
 def _card_splits(root: Path) -> dict[str, int]:
     info = DatasetCard.load(root / CARD).data.dataset_info or {}
     infos = info if isinstance(info, list) else [info]
-    return {s["name"]: s["num_examples"] for i in infos if i.get("config_name", "default") == "default" for s in i.get("splits", [])}
+    return {
+        s["name"]: s["num_examples"]
+        for i in infos
+        if i.get("config_name", "default") == "default"
+        for s in i.get("splits", [])
+    }
 
 
 def _split_problems(root: Path, split: str, rows: int) -> list[str]:
@@ -164,7 +160,11 @@ def _split_problems(root: Path, split: str, rows: int) -> list[str]:
         found = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     except Exception as err:  # noqa: BLE001 - a truncated or foreign file, whatever pyarrow says about it
         return [f"data/{split}-*.parquet: unreadable file ({err})"]
-    return [] if found == rows else [f"split {split!r}: {found} rows in data/ but {rows} in {CARD} (an interrupted export?)"]
+    return (
+        []
+        if found == rows
+        else [f"split {split!r}: {found} rows in data/ but {rows} in {CARD} (an interrupted export?)"]
+    )
 
 
 # -- a published dataset's recipe ---------------------------------------------------------------------------------
@@ -174,6 +174,7 @@ def download_recipe(repo_id: str) -> Path:
         return Path(hf_hub_download(repo_id, RECIPE_FILE, repo_type="dataset"))
     except Exception as err:  # noqa: BLE001 - offline, unknown repo, no such file, no rights: all end here
         raise FileNotFoundError(
-            f"cannot fetch {RECIPE_FILE} of the Hub dataset {repo_id}: {_cause(err)}. "
-            f"Check the id and the network (HF_HUB_OFFLINE must be unset), or download {RECIPE_FILE} yourself and pass its path."
+            f"cannot fetch {RECIPE_FILE} of the Hub dataset {repo_id}: {describe_error(err)}. "
+            f"Check the id and the network (HF_HUB_OFFLINE must be unset), or download {RECIPE_FILE} yourself "
+            "and pass its path."
         ) from None

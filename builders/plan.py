@@ -188,7 +188,10 @@ def _chunks(items: list, size: int) -> list[list]:
 
 
 def shard_key(fingerprint: dict[str, Any], batches: list[Batch]) -> str:
-    content = [fingerprint, [[[j.id, j.prompt, j.negative_prompt, j.guidance_scale, j.seed] for j in b.jobs] for b in batches]]
+    content = [
+        fingerprint,
+        [[[j.id, j.prompt, j.negative_prompt, j.guidance_scale, j.seed] for j in b.jobs] for b in batches],
+    ]
     return hashlib.sha256(json.dumps(content, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -200,7 +203,10 @@ def make_plan(recipe: Recipe, fingerprint: dict[str, Any]) -> Plan:
     for class_name in recipe.class_names:
         prompts_by_split = split_prompts(recipe, class_name)
         for split in recipe.splits:
-            batches = [Batch(tuple(c)) for c in _chunks(jobs_for(recipe, split, class_name, prompts_by_split[split]), batch_size)]
+            batches = [
+                Batch(tuple(c))
+                for c in _chunks(jobs_for(recipe, split, class_name, prompts_by_split[split]), batch_size)
+            ]
             for group in _chunks(batches, batches_per_shard):
                 shards.append(Shard(split, class_name, tuple(group), shard_key(fingerprint, group)))
     order = {split: i for i, split in enumerate(recipe.splits)}

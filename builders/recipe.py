@@ -7,36 +7,36 @@ came from. Everything downstream receives a ``Recipe`` object, never a dict.
 
 from __future__ import annotations
 
-import io
+import difflib
 import itertools
 import re
 import string
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from builders.models import TINY_RANDOM, is_local_path
 from builders.schedulers import SCHEDULER_NAMES, is_known_scheduler
+from eval.filters import FilterSettings
+from eval.scorers import ScoringSettings
+from eval.scorers.base import ScoringTask
+from eval.scorers.resnet50 import imagenet_categories
+from synthcore.columns import DROPPED_SUFFIX
+from synthcore.model_refs import check_model_ref
+from synthcore.yamlfile import PROBLEM_JOINER, ConfigFileError, load_yaml, read_text, validate
 
 DEFAULT_GENERATOR = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-DEFAULT_CLIP = "openai/clip-vit-base-patch32"
-DEFAULT_RESNET50_WEIGHTS = "IMAGENET1K_V2"
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _FORBIDDEN_IN_CLASS = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigFileError):
     """A recipe that cannot be used, with every problem found and where it is."""
 
-    def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{source}: invalid recipe ({len(problems)} problem{'s' * (len(problems) > 1)}):\n{lines}")
+    kind = "recipe"
 
 
 class _Strict(BaseModel):
@@ -48,15 +48,17 @@ NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 def _imagenet_category(name: str) -> str:
     """An ImageNet class name exactly as torchvision's metadata spells it (read locally, nothing downloaded)."""
-    import difflib
-
-    from eval.resnet50 import imagenet_categories
-
     categories = imagenet_categories()
     if name in categories:
         return name
-    close = [c for c in categories if c.casefold() == name.casefold()] or difflib.get_close_matches(name, categories, n=3)
-    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else " (see torchvision's ResNet50_Weights.DEFAULT.meta['categories'])"
+    close = [c for c in categories if c.casefold() == name.casefold()] or difflib.get_close_matches(
+        name, categories, n=3
+    )
+    hint = (
+        f"; did you mean {' or '.join(map(repr, close))}?"
+        if close
+        else " (see torchvision's ResNet50_Weights.DEFAULT.meta['categories'])"
+    )
     raise ValueError(f"{name!r} is not an ImageNet class name{hint}")
 
 
@@ -90,13 +92,7 @@ class ModelSettings(_Strict):
     @field_validator("id")
     @classmethod
     def _existing_local_path(cls, value: str) -> str:
-        return _check_model_ref(value)
-
-
-def _check_model_ref(value: str) -> str:
-    if value != TINY_RANDOM and is_local_path(value) and not Path(value).expanduser().exists():
-        raise ValueError(f"local model path {value!r} does not exist (expected a Hub id, an existing directory, or {TINY_RANDOM!r})")
-    return value
+        return check_model_ref(value)
 
 
 class GenerationSettings(_Strict):
@@ -127,62 +123,6 @@ class ClassSpec(_Strict):
     guidance_scale: float | None = Field(default=None, ge=0)
     label_text: NonEmptyStr | None = None
     imagenet_classes: list[ImageNetClass] = []
-
-
-class ClipSettings(_Strict):
-    enabled: bool = True
-    model: NonEmptyStr = DEFAULT_CLIP
-    label_templates: list[NonEmptyStr] = ["a photo of a {label}"]
-
-    @field_validator("model")
-    @classmethod
-    def _existing_local_path(cls, value: str) -> str:
-        return _check_model_ref(value)
-
-    @field_validator("label_templates")
-    @classmethod
-    def _has_label_field(cls, value: list[str]) -> list[str]:
-        for template in value:
-            if _template_fields(template) != {"label"}:
-                raise ValueError(f"template {template!r} must use exactly the field {{label}}")
-        if not value:
-            raise ValueError("needs at least one template")
-        return value
-
-
-class ResNetSettings(_Strict):
-    enabled: bool = True
-    weights: NonEmptyStr = DEFAULT_RESNET50_WEIGHTS
-
-    @field_validator("weights")
-    @classmethod
-    def _known_weights(cls, value: str) -> str:
-        if value in (TINY_RANDOM, "IMAGENET1K_V1", "IMAGENET1K_V2", "DEFAULT"):
-            return value
-        if not Path(value).expanduser().is_file():
-            raise ValueError(
-                f"{value!r} is neither a torchvision ResNet50 weights name (IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT) "
-                f"nor an existing checkpoint file, nor {TINY_RANDOM!r}"
-            )
-        return value
-
-
-class ScoringSettings(_Strict):
-    clip: ClipSettings = ClipSettings()
-    resnet50: ResNetSettings = ResNetSettings()
-
-
-class FilterSettings(_Strict):
-    """Thresholds a row must pass to stay in its split; the others are kept aside, never deleted."""
-
-    min_true_class_prob: float | None = Field(default=None, ge=0, le=1)
-    min_clip_score: float | None = Field(default=None, ge=0, le=100)
-    require_imagenet_match: bool = False
-    dropped: Literal["dataset", "split"] = "dataset"
-
-    @property
-    def active(self) -> bool:
-        return self.min_true_class_prob is not None or self.min_clip_score is not None or self.require_imagenet_match
 
 
 class OutputSettings(_Strict):
@@ -223,7 +163,8 @@ class Recipe(_Strict):
     def _safe_name(cls, value: str) -> str:
         if not _SAFE_NAME.match(value) or ".." in value:
             raise ValueError(
-                f"{value!r} is not a safe dataset name: use letters, digits, '.', '_' and '-', starting with a letter or digit"
+                f"{value!r} is not a safe dataset name: use letters, digits, '.', '_' and '-', starting with a "
+                "letter or digit"
             )
         return value
 
@@ -238,7 +179,7 @@ class Recipe(_Strict):
         if duplicates:
             problems.append(f"class names must differ other than by case: {duplicates}")
         if problems:
-            raise ValueError(_JOINER.join(problems))
+            raise ValueError(PROBLEM_JOINER.join(problems))
         return value
 
     @field_validator("splits")
@@ -252,19 +193,27 @@ class Recipe(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _prompts_and_filters_resolve(self) -> "Recipe":
+    def _prompts_and_filters_resolve(self) -> Recipe:
         problems = _prompt_problems(self) + _filter_problems(self)
         if problems:
-            raise ValueError(_JOINER.join(problems))
+            raise ValueError(PROBLEM_JOINER.join(problems))
         return self
 
-    def without_hub(self) -> "Recipe":
+    def without_hub(self) -> Recipe:
         """The recipe minus where it is pushed: what decides the dataset, and what a rebuild should start from."""
         return self.model_copy(update={"hub": HubSettings()})
 
     @property
     def class_names(self) -> list[str]:
         return list(self.classes)
+
+    def scoring_task(self) -> ScoringTask:
+        """What the scorers need to know about the classes."""
+        return ScoringTask(
+            class_names=tuple(self.class_names),
+            label_texts=tuple(self.label_text(name) for name in self.class_names),
+            imagenet_classes=tuple(tuple(spec.imagenet_classes) for spec in self.classes.values()),
+        )
 
     def label_text(self, class_name: str) -> str:
         return self.classes[class_name].label_text or class_name
@@ -284,9 +233,6 @@ class Recipe(_Strict):
     def guidance_scale_of(self, class_name: str) -> float:
         override = self.classes[class_name].guidance_scale
         return self.generation.guidance_scale if override is None else override
-
-
-_JOINER = "\n<problem>"
 
 
 def _class_name_problem(name: str) -> str | None:
@@ -321,14 +267,17 @@ def _prompt_problems(recipe: Recipe) -> list[str]:
 def _class_prompt_problems(recipe: Recipe, name: str) -> list[str]:
     """One class's template and prompt problems; its prompts are expanded only once its templates resolve."""
     spec = recipe.classes[name]
-    problems = [p for i, t in enumerate(spec.templates or []) for p in _template_problems(t, f"classes.{name}.templates[{i}]")]
+    problems = [
+        p for i, t in enumerate(spec.templates or []) for p in _template_problems(t, f"classes.{name}.templates[{i}]")
+    ]
     if problems:
         return problems
     variables = {**recipe.variables, **spec.variables}
     where = "templates" if spec.templates is None else f"classes.{name}.templates"
     for i, template in enumerate(recipe.templates if spec.templates is None else spec.templates):
         problems += [
-            f"{where}[{i}]: variable {{{field}}} is not defined for class {name!r} (define it in 'variables' or 'classes.{name}.variables')"
+            f"{where}[{i}]: variable {{{field}}} is not defined for class {name!r} (define it in 'variables' or "
+            f"'classes.{name}.variables')"
             for field in sorted(_template_fields(template) - variables.keys())
         ]
     if problems:
@@ -346,24 +295,21 @@ def _class_prompt_problems(recipe: Recipe, name: str) -> list[str]:
 
 def _filter_problems(recipe: Recipe) -> list[str]:
     """Filters read score columns: each needs its scorer, and their outputs must not collide with splits."""
-    filters, scoring = recipe.filters, recipe.scoring
-    needs = {
-        "min_true_class_prob": ("clip", filters.min_true_class_prob is not None, scoring.clip.enabled),
-        "min_clip_score": ("clip", filters.min_clip_score is not None, scoring.clip.enabled),
-        "require_imagenet_match": ("resnet50", filters.require_imagenet_match, scoring.resnet50.enabled),
-    }
+    filters = recipe.filters
     problems = [
-        f"filters.{key}: reads the {scorer} scores, but scoring.{scorer}.enabled is false"
-        for key, (scorer, used, enabled) in needs.items()
-        if used and not enabled
+        f"filters.{rule.key}: reads the {scorer} scores, but scoring.{scorer}.enabled is false"
+        for scorer, rule, _ in filters.rules()
+        if not getattr(recipe.scoring, scorer).enabled
     ]
     if filters.require_imagenet_match and not any(spec.imagenet_classes for spec in recipe.classes.values()):
         problems.append("filters.require_imagenet_match: no class has imagenet_classes, so it would keep every row")
     if filters.active and filters.dropped == "split":
         problems += [
-            f"splits.{name}: with filters.dropped 'split', the dropped rows of split {name.removesuffix('_dropped')!r} go to {name!r}"
+            f"splits.{name}: with filters.dropped 'split', the dropped rows of split "
+            f"{name.removesuffix(DROPPED_SUFFIX)!r} "
+            f"go to {name!r}"
             for name in recipe.splits
-            if name.endswith("_dropped") and name.removesuffix("_dropped") in recipe.splits
+            if name.endswith(DROPPED_SUFFIX) and name.removesuffix(DROPPED_SUFFIX) in recipe.splits
         ]
     return problems
 
@@ -376,77 +322,16 @@ def _template_problems(template: str, where: str) -> list[str]:
     return [f"{where}: empty or positional field '{{}}' in {template!r}; name every field"] if "" in fields else []
 
 
-class _SafeLoaderNoDuplicates(yaml.SafeLoader):
-    """YAML's safe loader (never constructs Python objects) that also refuses duplicate keys."""
-
-
-def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_SafeLoaderNoDuplicates.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
-
-
 def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     """Parse YAML text into a validated recipe, or raise one RecipeError listing every problem."""
-    try:
-        stream = io.StringIO(text)
-        stream.name = source  # so YAML's messages name the file
-        data = yaml.load(stream, Loader=_SafeLoaderNoDuplicates)
-    except yaml.YAMLError as err:
-        raise RecipeError(source, [f"malformed YAML: {err}"]) from None
-    if not isinstance(data, dict):
-        raise RecipeError(source, [f"expected a mapping of recipe keys at the top level, got {type(data).__name__}"])
-    try:
-        return Recipe.model_validate(data)
-    except ValidationError as err:
-        raise RecipeError(source, _format_errors(err)) from None
+    return validate(Recipe, load_yaml(text, source, RecipeError), source, RecipeError, "recipe")
 
 
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise RecipeError(str(path), [f"cannot read the recipe: {err.strerror or err}"]) from None
-    return parse_recipe(text, str(path))
+    return parse_recipe(read_text(Path(path), RecipeError), str(path))
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:
     """The recipe as YAML with every default made explicit, so a stored copy rebuilds the same dataset."""
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-
-
-def _format_errors(err: ValidationError) -> list[str]:
-    problems = []
-    for error in err.errors():
-        path = _key_path(error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see the recipe reference in README.md)"
-        elif error["type"] == "missing":
-            message = "required key is missing"
-        elif "input" in error and error["type"] not in ("value_error", "assertion_error"):
-            message = f"{message} (got {error['input']!r})"
-        for part in message.split(_JOINER):
-            problems.append(f"{path}: {part}" if path and not part.startswith(("classes.", "templates[")) else part)
-    return problems
-
-
-def _key_path(loc: tuple[Any, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path

@@ -32,7 +32,10 @@ def recipe_source(ref: str) -> RecipeSource:
     if path.is_dir():
         stored = path / "recipe.yaml"
         if not stored.is_file():
-            raise SourceError(f"{path}: a directory given in place of a recipe must be a dataset built by build.py; it has no recipe.yaml")
+            raise SourceError(
+                f"{path}: a directory given in place of a recipe must be a dataset built by build.py; it has no "
+                "recipe.yaml"
+            )
         return RecipeSource(load_recipe(stored).without_hub(), path)
     if path.exists() or path.suffix in (".yaml", ".yml") or not _HUB_ID.match(ref):
         return RecipeSource(load_recipe(path))
@@ -42,4 +45,3 @@ def recipe_source(ref: str) -> RecipeSource:
         return RecipeSource(load_recipe(download_recipe(ref)).without_hub())
     except FileNotFoundError as err:
         raise SourceError(f"{ref}: no such recipe file or dataset directory, and {err}") from None
-

@@ -19,46 +19,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import datasets
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from builders.plan import Plan, Shard
+from synthcore.layout import ROWS_PER_ROW_GROUP, hub_file_name
 
 WORK_DIR = ".synthdata"
-ROWS_PER_ROW_GROUP = 64
-
-
-HUB_FILE = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
-
-
-def hub_file_name(split: str, index: int, count: int) -> str:
-    return f"{split}-{index:05d}-of-{count:05d}.parquet"
-
-
-def hub_files(data_dir: Path) -> dict[str, list[Path]]:
-    """Parquet files per split, in order, from the Hub layout's names ``<split>-NNNNN-of-NNNNN.parquet``."""
-    files: dict[str, list[Path]] = {}
-    for path in sorted(Path(data_dir).glob("*.parquet")):
-        if match := HUB_FILE.match(path.name):
-            files.setdefault(match["split"], []).append(path)
-    return files
-
-
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """A table of rows as a Parquet file written like a shard: datasets' writer, features in the schema."""
-    from datasets.arrow_writer import ParquetWriter
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = ParquetWriter(features=datasets.Features.from_arrow_schema(table.schema), path=str(path), writer_batch_size=ROWS_PER_ROW_GROUP)
-    writer.write_table(table)
-    writer.finalize()
-    writer.close()
 
 
 class FingerprintMismatch(RuntimeError):
@@ -87,7 +58,8 @@ class OutputDir:
         keys = list(dict.fromkeys([*recorded, *fingerprint]))
         missing = "<absent>"
         return [
-            f"{key}: {json.dumps(recorded.get(key, missing), ensure_ascii=False)} -> {json.dumps(fingerprint.get(key, missing), ensure_ascii=False)}"
+            f"{key}: {json.dumps(recorded.get(key, missing), ensure_ascii=False)} -> "
+            f"{json.dumps(fingerprint.get(key, missing), ensure_ascii=False)}"
             for key in keys
             if recorded.get(key, missing) != fingerprint.get(key, missing)
         ]
@@ -123,7 +95,7 @@ class OutputDir:
         """Rows of a finished shard, from its footer (fewer than planned where the safety checker dropped some)."""
         return pq.ParquetFile(self.shard_path(shard)).metadata.num_rows
 
-    def open_shard(self, shard: Shard, features: datasets.Features) -> "ShardWriter":
+    def open_shard(self, shard: Shard, features: datasets.Features) -> ShardWriter:
         return ShardWriter(self, shard, features)
 
     def safety_dropped(self, shard: Shard) -> list[str]:

@@ -1,40 +1,73 @@
 """Quality filters: which rows of a table of scored rows pass the recipe's thresholds.
 
-Computed with pyarrow on the score columns only, so a shard's images are never decoded to decide. A row whose
-class has no ImageNet mapping has a null ``resnet50_match``; it passes ``require_imagenet_match`` (there is
-nothing to disagree with).
+The recipe's ``filters`` section has one key per ``FilterRule`` of the registered scorers (``min_*`` thresholds
+and ``require_*`` switches) plus ``dropped``, where the rows that fail go. Masks are computed with pyarrow on the
+score columns only, so a shard's images are never decoded to decide. A row whose ``require_*`` column is null
+(nothing to compare, e.g. a class without ImageNet names) passes.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from builders.recipe import FilterSettings
+from eval.scorers import SCORERS
+from eval.scorers.base import FilterRule
 
-
-def filter_columns(filters: FilterSettings) -> list[str]:
-    """The score columns the active filters read."""
-    used = {
-        "clip_true_prob": filters.min_true_class_prob is not None,
-        "clip_score": filters.min_clip_score is not None,
-        "resnet50_match": filters.require_imagenet_match,
-    }
-    return [column for column, active in used.items() if active]
+RULES: dict[str, tuple[str, FilterRule]] = {
+    rule.key: (name, rule) for name, scorer in SCORERS.items() for rule in scorer.filters
+}
 
 
-def keep_mask(table: pa.Table, filters: FilterSettings) -> pa.ChunkedArray:
-    """True for the rows that pass every active filter (all rows when none is active); a null score fails."""
+class _FilterBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    def rules(self) -> list[tuple[str, FilterRule, float | bool]]:
+        """The active rules: (scorer name, rule, its value from the recipe)."""
+        active = []
+        for key, (scorer, rule) in RULES.items():
+            value = getattr(self, key)
+            if value is not None and value is not False:
+                active.append((scorer, rule, value))
+        return active
+
+    @property
+    def active(self) -> bool:
+        return bool(self.rules())
+
+    def thresholds(self) -> dict:
+        """The active filters as plain values, for the summary and the card."""
+        return {rule.key: value for _, rule, value in self.rules()}
+
+    def columns(self) -> list[str]:
+        """The score columns the active filters read."""
+        return list(dict.fromkeys(rule.column for _, rule, _ in self.rules()))
+
+
+def _field(rule: FilterRule):
+    if rule.kind == "min":
+        return (float | None, Field(default=None, ge=rule.low, le=rule.high, allow_inf_nan=False))
+    return (bool, False)
+
+
+FilterSettings = create_model(
+    "FilterSettings",
+    __base__=_FilterBase,
+    __doc__="Thresholds a row must pass to stay in its split; the others are kept aside, never deleted.",
+    **{key: _field(rule) for key, (_, rule) in RULES.items()},
+    dropped=(Literal["dataset", "split"], "dataset"),
+)
+
+
+def keep_mask(table: pa.Table, filters: _FilterBase) -> pa.ChunkedArray:
+    """True for the rows that pass every active filter (all rows when none is active)."""
     keep = pa.chunked_array([pa.repeat(True, table.num_rows)])
-    if filters.min_true_class_prob is not None:
-        keep = pc.and_(keep, pc.greater_equal(table["clip_true_prob"], filters.min_true_class_prob))
-    if filters.min_clip_score is not None:
-        keep = pc.and_(keep, pc.greater_equal(table["clip_score"], filters.min_clip_score))
-    if filters.require_imagenet_match:
-        keep = pc.and_(keep, pc.fill_null(table["resnet50_match"], True))
+    for _, rule, value in filters.rules():
+        if rule.kind == "min":
+            keep = pc.and_(keep, pc.greater_equal(table[rule.column], value))
+        else:
+            keep = pc.and_(keep, pc.fill_null(table[rule.column], True))
     return pc.fill_null(keep, False)
-
-
-def thresholds(filters: FilterSettings) -> dict:
-    """The active filters as plain values, for the summary and the card."""
-    return {key: value for key, value in filters.model_dump().items() if key != "dropped" and value is not None and value is not False}

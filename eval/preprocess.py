@@ -7,8 +7,8 @@ a batch of generated images on the GPU from the VAE decoder to the scores.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torchvision.transforms.v2 import InterpolationMode

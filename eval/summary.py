@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,13 +20,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builders.store import hub_files
+from eval.scorers import SCORERS
+from eval.scorers.base import SummaryStat
+from synthcore.columns import DROPPED_SUFFIX, LABEL
+from synthcore.layout import hub_files
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("synthdata.eval")
 
 SUMMARY_FILE = "summary.json"
-DROPPED_SUFFIX = "_dropped"
-_SCORES = ["clip_true_prob", "clip_score", "resnet50_match"]
+STATS: tuple[SummaryStat, ...] = tuple(stat for scorer in SCORERS.values() for stat in scorer.summary)
+_REDUCE = {"mean": np.mean, "median": np.median, "share": np.mean}
 
 
 @dataclass(frozen=True)
@@ -35,11 +39,8 @@ class ClassSummary:
     generated: int
     kept: int
     dropped: int
-    clip_true_prob_mean: float | None
-    clip_true_prob_median: float | None
-    clip_score_mean: float | None
-    resnet50_agreement: float | None  # share of rows whose top-5 holds one of the class's ImageNet names; None if unmapped
     emptied_by_filters: bool  # rows were generated but the filters dropped all of them
+    scores: dict[str, float | None] = field(default_factory=dict)  # every registered SummaryStat's key; None: no data
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,20 @@ class DatasetSummary:
         return [f"{c.split}/{c.class_name}" for c in self.classes if c.emptied_by_filters]
 
     def to_dict(self) -> dict:
-        return {"filters": self.filters, "emptied_by_filters": self.emptied, "classes": [asdict(c) for c in self.classes]}
+        return {
+            "filters": self.filters,
+            "emptied_by_filters": self.emptied,
+            "classes": [asdict(c) for c in self.classes],
+        }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DatasetSummary":
+    def from_dict(cls, data: dict) -> DatasetSummary:
         return cls(classes=[ClassSummary(**c) for c in data["classes"]], filters=data["filters"])
 
 
-def summarize(root: str | Path, filters: dict | None = None, splits: list[str] | None = None, label_column: str = "label") -> DatasetSummary:
+def summarize(
+    root: str | Path, filters: dict | None = None, splits: list[str] | None = None, label_column: str = LABEL
+) -> DatasetSummary:
     """The summary of the dataset at ``root``: kept rows in ``data/``, dropped rows in ``dropped/data/`` or in
     ``data/<split>_dropped-*`` splits. ``filters`` (the active thresholds) is recorded as given; ``splits`` names
     the splits (one the filters emptied has no files) and fixes their order (default: the file names' order)."""
@@ -78,7 +85,9 @@ def summarize(root: str | Path, filters: dict | None = None, splits: list[str] |
     classes = []
     for split in order:
         rows = _split_rows(kept.get(split, []), dropped.get(split, []), label_column)
-        classes += [_class_summary(split, name, rows[label_column] == label, rows) for label, name in enumerate(class_names)]
+        classes += [
+            _class_summary(split, name, rows[label_column] == label, rows) for label, name in enumerate(class_names)
+        ]
     return DatasetSummary(classes=classes, filters=filters or {})
 
 
@@ -93,7 +102,8 @@ def _split_rows(kept: list[Path], dropped: list[Path], label_column: str) -> dic
     for files, is_kept in ((kept, True), (dropped, False)):
         for path in files:
             present = pq.read_schema(path).names
-            table = pq.read_table(path, columns=[c for c in [label_column, *_SCORES] if c in present])
+            wanted = [label_column, *dict.fromkeys(stat.column for stat in STATS)]
+            table = pq.read_table(path, columns=[c for c in wanted if c in present])
             tables.append(table.append_column("kept", pa.repeat(is_kept, table.num_rows)))
     table = pa.concat_tables(tables)
     return {name: table[name].to_numpy(zero_copy_only=False) for name in table.column_names}
@@ -103,23 +113,24 @@ def _class_summary(split: str, name: str, mask: np.ndarray, rows: dict[str, np.n
     of_class = {column: values[mask] for column, values in rows.items()}
     kept = int(of_class["kept"].sum())
     generated = int(mask.sum())
-    matches = [m for m in of_class.get("resnet50_match", []) if m is not None]
     return ClassSummary(
         split=split,
         class_name=name,
         generated=generated,
         kept=kept,
         dropped=generated - kept,
-        clip_true_prob_mean=_stat(np.mean, of_class.get("clip_true_prob")),
-        clip_true_prob_median=_stat(np.median, of_class.get("clip_true_prob")),
-        clip_score_mean=_stat(np.mean, of_class.get("clip_score")),
-        resnet50_agreement=_stat(np.mean, np.array(matches, dtype=float)) if matches else None,
         emptied_by_filters=kept == 0 and generated > 0,
+        scores={stat.key: _stat(stat, of_class.get(stat.column)) for stat in STATS},
     )
 
 
-def _stat(fn, values: np.ndarray | None) -> float | None:
-    return float(fn(values.astype(np.float64))) if values is not None and len(values) else None
+def _stat(stat: SummaryStat, values: np.ndarray | None) -> float | None:
+    """The statistic over the non-null values (None when there are none, or the column is absent)."""
+    if values is None:
+        return None
+    present = np.array([v for v in values if v is not None], dtype=np.float64)
+    present = present[~np.isnan(present)]
+    return float(_REDUCE[stat.reduce](present)) if len(present) else None
 
 
 def write_summary(root: str | Path, summary: DatasetSummary) -> Path:
@@ -135,32 +146,42 @@ def read_summary(root: str | Path) -> DatasetSummary:
     return DatasetSummary.from_dict(json.loads((Path(root) / SUMMARY_FILE).read_text(encoding="utf-8")))
 
 
-_HEADER = ("split", "class", "generated", "kept", "dropped", "P(true) mean", "P(true) median", "CLIPScore", "ResNet50 agree")
+_HEADER = ("split", "class", "generated", "kept", "dropped", *(stat.header for stat in STATS))
 
 
-def format_table(summary: DatasetSummary) -> str:
-    """The summary as an aligned text table, with a line for every class the filters emptied."""
-    rows = [_HEADER] + [
+def format_table(summary: DatasetSummary, rows_word: str = "generated") -> str:
+    """The summary as an aligned text table, with a line for every class the filters emptied. ``rows_word``
+    heads the row-count column ("generated" for a build, "rows" for a dataset scored as it is)."""
+    rows = [(*_HEADER[:2], rows_word, *_HEADER[3:])] + [
         (
             c.split,
             c.class_name + (" !" if c.emptied_by_filters else ""),
             str(c.generated),
             str(c.kept),
             str(c.dropped),
-            _fmt(c.clip_true_prob_mean, ".3f"),
-            _fmt(c.clip_true_prob_median, ".3f"),
-            _fmt(c.clip_score_mean, ".2f"),
-            _fmt(c.resnet50_agreement, ".0%"),
+            *(format_stat(stat, c.scores.get(stat.key)) for stat in STATS),
         )
         for c in summary.classes
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
-    lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    widths = [max(display_width(row[i]) for row in rows) for i in range(len(_HEADER))]
+    lines = [
+        "  ".join(pad(cell, w, left=i < 2) for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows
+    ]
     if summary.filters:
         lines.append("filters: " + ", ".join(f"{k}={v}" for k, v in summary.filters.items()))
     lines += [f"! {where}: the filters dropped every image of this class in this split" for where in summary.emptied]
     return "\n".join(lines)
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def format_stat(stat: SummaryStat, value: float | None) -> str:
+    return "-" if value is None else format(value, stat.fmt)
+
+
+def display_width(text: str) -> int:
+    """Columns a terminal gives ``text``: wide (East Asian) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def pad(text: str, width: int, left: bool) -> str:
+    fill = " " * (width - display_width(text))
+    return text + fill if left else fill + text

@@ -16,10 +16,14 @@ os.environ.setdefault("SYNTHDATA_CACHE", tempfile.mkdtemp(prefix="synthdata-test
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def run_build(*args: str, env: dict | None = None, check: bool = True, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
+def run_build(
+    *args: str, env: dict | None = None, check: bool = True, launcher: list[str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``build.py`` the way a user does, in a fresh process."""
     command = [*(launcher or [sys.executable]), str(ROOT / "build.py"), *args]
-    result = subprocess.run(command, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        command, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=600
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

@@ -22,7 +22,9 @@ def load_fresh(path: Path) -> dict:
         " 'labels': d[s]['label'][:], 'size': list(d[s][0]['image'].size)} for s in d}))\n"
         "assert not [m for m in sys.modules if m.split('.')[0] in ('builders', 'eval', 'training')]\n"
     )
-    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd="/", check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd="/", check=True
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -37,7 +39,9 @@ def test_smoke_build_reads_back_with_load_dataset(smoke_dir: Path):
         assert "ClassLabel(names=['fox', 'dog', '여우'])" in seen[split]["features"]
         assert "Image(" in seen[split]["features"]
         assert seen[split]["size"] == [recipe.generation.width, recipe.generation.height]
-        assert seen[split]["ids"] == sorted(seen[split]["ids"], key=lambda i: (recipe.class_names.index(i.split("/")[1]), i))
+        assert seen[split]["ids"] == sorted(
+            seen[split]["ids"], key=lambda i: (recipe.class_names.index(i.split("/")[1]), i)
+        )
 
 
 def test_hub_layout_and_metadata(smoke_dir: Path):
@@ -63,21 +67,31 @@ def test_builder_download_and_prepare_gives_the_same_rows(smoke_dir: Path, tmp_p
     from accelerate import PartialState
 
     from builders.builder import SyntheticImages
-    from builders.run import placement_for
+    from builders.distributed_build import placement_for
 
     recipe = load_recipe(ROOT / "recipes" / "smoke.yaml")
-    builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, PartialState(cpu=True).device), name=recipe.name, cache_dir=str(tmp_path))
+    builder = SyntheticImages(
+        recipe=recipe,
+        placement=placement_for(recipe, PartialState(cpu=True).device),
+        name=recipe.name,
+        cache_dir=str(tmp_path),
+    )
     builder.download_and_prepare()
     ours = datasets.load_dataset(str(smoke_dir))
     theirs = builder.as_dataset()
     for split in recipe.splits:
-        a, b = ours[split].cast_column("image", datasets.Image(decode=False)), theirs[split].cast_column("image", datasets.Image(decode=False))
+        a, b = (
+            ours[split].cast_column("image", datasets.Image(decode=False)),
+            theirs[split].cast_column("image", datasets.Image(decode=False)),
+        )
         assert a["id"][:] == b["id"][:] and a["seed"][:] == b["seed"][:]
         assert [x["bytes"] for x in a["image"]] == [x["bytes"] for x in b["image"]]
 
 
 def test_bad_recipe_fails_before_any_model_loads(tmp_path: Path):
-    path = write_recipe(tmp_path, "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1}\ngeneration: {guidance_scal: 3}\n")
+    path = write_recipe(
+        tmp_path, "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1}\ngeneration: {guidance_scal: 3}\n"
+    )
     result = run_build(str(path), "--output-dir", str(tmp_path / "out"), check=False)
     assert result.returncode == 2
     assert f"{path}: invalid recipe" in result.stderr and "generation.guidance_scal: unknown key" in result.stderr

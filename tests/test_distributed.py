@@ -20,8 +20,18 @@ import pytest
 from tests.conftest import ROOT, run_build, write_recipe
 
 SAME_THREADS = {"OMP_NUM_THREADS": "1"}  # identical thread settings for every process count
-ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no"]
+ACCELERATE = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--multi_gpu",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
 
 SCALE_RECIPE = """
 name: scale
@@ -63,12 +73,21 @@ def one_process(scale_recipe: Path, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("processes", [2, 3])
-def test_any_number_of_processes_gives_the_same_dataset(processes: int, scale_recipe: Path, one_process: Path, tmp_path: Path):
+def test_any_number_of_processes_gives_the_same_dataset(
+    processes: int, scale_recipe: Path, one_process: Path, tmp_path: Path
+):
     out = tmp_path / "out"
-    result = run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS,
-                       launcher=[*ACCELERATE, "--num_processes", str(processes)])
+    result = run_build(
+        str(scale_recipe),
+        "--output-dir",
+        str(out),
+        env=SAME_THREADS,
+        launcher=[*ACCELERATE, "--num_processes", str(processes)],
+    )
     assert f"on {processes} process(es)" in result.stderr
-    ranks = {int(line.split("rank ")[1].split(":")[0]) for line in result.stderr.splitlines() if ": writing shard" in line}
+    ranks = {
+        int(line.split("rank ")[1].split(":")[0]) for line in result.stderr.splitlines() if ": writing shard" in line
+    }
     assert ranks == set(range(processes)), "every process must write shards of its own"
     expected = table(one_process)
     assert len(expected["id"]) == 16
@@ -77,10 +96,20 @@ def test_any_number_of_processes_gives_the_same_dataset(processes: int, scale_re
 
 def test_cpu_launch_without_cpu_mode_is_refused(tmp_path: Path):
     """Under --multi_gpu on a GPU-less machine, a state made without cpu=True believes it is rank 0 of 1."""
-    script = write_recipe(tmp_path, "from accelerate import PartialState\nfrom builders.run import check_world\n"
-                                    "check_world(PartialState())\nprint('not refused')\n", name="probe.py")
-    result = subprocess.run([*ACCELERATE, "--num_processes", "2", str(script)], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    script = write_recipe(
+        tmp_path,
+        "from accelerate import PartialState\nfrom synthcore.launch import check_world\n"
+        "check_world(PartialState())\nprint('not refused')\n",
+        name="probe.py",
+    )
+    result = subprocess.run(
+        [*ACCELERATE, "--num_processes", "2", str(script)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
     assert result.returncode != 0 and "not refused" not in result.stdout
     assert "every process would build the whole dataset" in result.stderr
 
@@ -89,9 +118,14 @@ def test_cpu_launch_without_cpu_mode_is_refused(tmp_path: Path):
 def test_killed_build_resumes_to_the_same_dataset(scale_recipe: Path, one_process: Path, tmp_path: Path):
     out = tmp_path / "out"
     shards = out / ".synthdata" / "shards"
-    process = subprocess.Popen([sys.executable, str(ROOT / "build.py"), str(scale_recipe), "--output-dir", str(out)],
-                               cwd=ROOT, env={**os.environ, **SAME_THREADS}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "build.py"), str(scale_recipe), "--output-dir", str(out)],
+        cwd=ROOT,
+        env={**os.environ, **SAME_THREADS},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while not list(shards.glob("*.parquet")) and time.time() < deadline:
         time.sleep(0.05)
@@ -111,7 +145,9 @@ def test_killed_build_resumes_to_the_same_dataset(scale_recipe: Path, one_proces
 
 def test_a_different_recipe_into_the_same_directory_is_refused(scale_recipe: Path, one_process: Path, tmp_path: Path):
     before = {p.name: p.stat().st_mtime_ns for p in (one_process / "data").iterdir()}
-    changed = write_recipe(tmp_path, scale_recipe.read_text().replace("num_inference_steps: 2", "num_inference_steps: 3"))
+    changed = write_recipe(
+        tmp_path, scale_recipe.read_text().replace("num_inference_steps: 2", "num_inference_steps: 3")
+    )
     result = run_build(str(changed), "--output-dir", str(one_process), check=False)
     assert result.returncode == 2
     assert "generation.num_inference_steps: 2 -> 3" in result.stderr and "--overwrite" in result.stderr
@@ -121,17 +157,23 @@ def test_a_different_recipe_into_the_same_directory_is_refused(scale_recipe: Pat
 def test_overwrite_starts_again(scale_recipe: Path, tmp_path: Path):
     out = tmp_path / "out"
     run_build(str(scale_recipe), "--output-dir", str(out))
-    changed = write_recipe(tmp_path, scale_recipe.read_text().replace("num_inference_steps: 2", "num_inference_steps: 1"))
+    changed = write_recipe(
+        tmp_path, scale_recipe.read_text().replace("num_inference_steps: 2", "num_inference_steps: 1")
+    )
     result = run_build(str(changed), "--output-dir", str(out), "--overwrite")
     assert "0 images found done, 16 to make" in result.stderr
     assert len(list((out / ".synthdata" / "shards").glob("*.parquet"))) == 8
 
 
 @pytest.mark.slow
-def test_raising_a_count_and_adding_a_split_reuse_finished_shards(scale_recipe: Path, one_process: Path, tmp_path: Path):
+def test_raising_a_count_and_adding_a_split_reuse_finished_shards(
+    scale_recipe: Path, one_process: Path, tmp_path: Path
+):
     out = tmp_path / "out"
     run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
-    bigger = write_recipe(tmp_path, scale_recipe.read_text().replace("splits: {train: 6, test: 2}", "splits: {train: 8, test: 2, val: 2}"))
+    bigger = write_recipe(
+        tmp_path, scale_recipe.read_text().replace("splits: {train: 6, test: 2}", "splits: {train: 8, test: 2, val: 2}")
+    )
     result = run_build(str(bigger), "--output-dir", str(out), env=SAME_THREADS)
     assert "16 images found done, 8 to make" in result.stderr
     rows = table(out)
@@ -142,8 +184,13 @@ def test_raising_a_count_and_adding_a_split_reuse_finished_shards(scale_recipe: 
 
 
 def test_dry_run_loads_no_model(scale_recipe: Path, tmp_path: Path):
-    result = run_build(str(scale_recipe), "--dry-run", "--output-dir", str(tmp_path / "none"),
-                       env={"SYNTHDATA_CACHE": str(tmp_path / "empty-cache")})
+    result = run_build(
+        str(scale_recipe),
+        "--dry-run",
+        "--output-dir",
+        str(tmp_path / "none"),
+        env={"SYNTHDATA_CACHE": str(tmp_path / "empty-cache")},
+    )
     assert "16 images, 8 shards" in result.stdout and "train       fox" in result.stdout
     assert "estimated GPU time" in result.stdout
     assert not (tmp_path / "empty-cache").exists() and not (tmp_path / "none").exists()

@@ -15,8 +15,7 @@ import datasets
 import pyarrow as pa
 import pytest
 
-from builders.recipe import FilterSettings
-from eval.filters import keep_mask
+from eval.filters import FilterSettings, keep_mask
 from eval.summary import read_summary, write_summary
 from tests.conftest import ROOT, run_build, write_recipe
 
@@ -24,17 +23,25 @@ CLASSES = ["fox", "dog", "여우"]
 
 
 def test_keep_mask_thresholds_and_null_match_passes():
-    table = pa.table({
-        "clip_true_prob": pa.array([0.2, 0.5, 0.9, 0.9, None], pa.float32()),
-        "clip_score": pa.array([30, 30, 10, 30, 30], pa.float32()),
-        "resnet50_match": [True, None, True, False, True],
-    })
+    table = pa.table(
+        {
+            "clip_true_prob": pa.array([0.2, 0.5, 0.9, 0.9, None], pa.float32()),
+            "clip_score": pa.array([30, 30, 10, 30, 30], pa.float32()),
+            "resnet50_match": [True, None, True, False, True],
+        }
+    )
     mask = lambda **kw: keep_mask(table, FilterSettings(**kw)).to_pylist()
     assert mask() == [True] * 5
     assert mask(min_true_class_prob=0.5) == [False, True, True, True, False]
     assert mask(min_clip_score=20) == [True, True, False, True, True]
     assert mask(require_imagenet_match=True) == [True, True, True, False, True]
-    assert mask(min_true_class_prob=0.5, min_clip_score=20, require_imagenet_match=True) == [False, True, False, False, False]
+    assert mask(min_true_class_prob=0.5, min_clip_score=20, require_imagenet_match=True) == [
+        False,
+        True,
+        False,
+        False,
+        False,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +61,9 @@ def between(values: list[float], below: float) -> float:
 def filtered_build(smoke_dir: Path, tmp_path: Path, filters: str) -> tuple[Path, str]:
     out = tmp_path / "out"
     shutil.copytree(smoke_dir / ".synthdata", out / ".synthdata")
-    recipe = write_recipe(tmp_path, (ROOT / "recipes" / "smoke.yaml").read_text(encoding="utf-8") + f"filters: {filters}\n")
+    recipe = write_recipe(
+        tmp_path, (ROOT / "recipes" / "smoke.yaml").read_text(encoding="utf-8") + f"filters: {filters}\n"
+    )
     result = run_build(str(recipe), "--output-dir", str(out))
     assert "18 found done" in result.stdout  # only the export ran
     return out, result.stderr + result.stdout
@@ -68,7 +77,11 @@ def check_summary(out: Path, scores: dict, kept: set[str]) -> list[str]:
     """summary.json counts equal the expected ones; returns the classes it flags as emptied."""
     summary = json.loads((out / "summary.json").read_text())
     for entry in summary["classes"]:
-        rows = [i for i, r in scores.items() if r["split"] == entry["split"] and r["label"] == CLASSES.index(entry["class_name"])]
+        rows = [
+            i
+            for i, r in scores.items()
+            if r["split"] == entry["split"] and r["label"] == CLASSES.index(entry["class_name"])
+        ]
         n_kept = len([i for i in rows if i in kept])
         assert (entry["generated"], entry["kept"], entry["dropped"]) == (len(rows), n_kept, len(rows) - n_kept)
         assert entry["emptied_by_filters"] == (n_kept == 0)
@@ -77,8 +90,10 @@ def check_summary(out: Path, scores: dict, kept: set[str]) -> list[str]:
 
 def test_dropped_dataset_mode(smoke_dir: Path, tmp_path: Path, scores: dict, caplog):
     probs = [r["clip_true_prob"] for r in scores.values()]
-    lowest_group_max = min(max(r["clip_true_prob"] for r in scores.values() if (r["split"], r["label"]) == g)
-                           for g in {(r["split"], r["label"]) for r in scores.values()})
+    lowest_group_max = min(
+        max(r["clip_true_prob"] for r in scores.values() if (r["split"], r["label"]) == g)
+        for g in {(r["split"], r["label"]) for r in scores.values()}
+    )
     threshold = between(probs, lowest_group_max)  # empties at least that split/class, keeps some rows
     out, log = filtered_build(smoke_dir, tmp_path, f"{{min_true_class_prob: {threshold!r}}}")
 
@@ -102,29 +117,43 @@ def test_dropped_dataset_mode(smoke_dir: Path, tmp_path: Path, scores: dict, cap
 def test_dropped_split_mode_keeps_image_bytes(smoke_dir: Path, tmp_path: Path, scores: dict):
     clip_scores = [r["clip_score"] for r in scores.values()]
     threshold = between(clip_scores, min(clip_scores))
-    out, _ = filtered_build(smoke_dir, tmp_path, f"{{min_clip_score: {threshold!r}, require_imagenet_match: true, dropped: split}}")
+    out, _ = filtered_build(
+        smoke_dir, tmp_path, f"{{min_clip_score: {threshold!r}, require_imagenet_match: true, dropped: split}}"
+    )
 
     kept = {i for i, r in scores.items() if r["clip_score"] >= threshold and r["resnet50_match"] is not False}
     assert kept and len(kept) < len(scores)
     found = ids_by_split(out)
     assert not (out / "dropped").exists()
-    assert set(found) <= {"train", "test", "train_dropped", "test_dropped"} and {"train_dropped", "test_dropped"} <= set(found)
+    assert set(found) <= {"train", "test", "train_dropped", "test_dropped"} and {
+        "train_dropped",
+        "test_dropped",
+    } <= set(found)
     assert {i for s, ids in found.items() if not s.endswith("_dropped") for i in ids} == kept
     assert {i for s, ids in found.items() if s.endswith("_dropped") for i in ids} == set(scores) - kept
     check_summary(out, scores, kept)
 
-    as_bytes = lambda path, split: {r["id"]: r["image"]["bytes"] for r in datasets.load_dataset(str(path), split=split).cast_column("image", datasets.Image(decode=False))}
+    as_bytes = lambda path, split: {
+        r["id"]: r["image"]["bytes"]
+        for r in datasets.load_dataset(str(path), split=split).cast_column("image", datasets.Image(decode=False))
+    }
     original = as_bytes(smoke_dir, "train")
     assert as_bytes(out, "train_dropped") == {i: original[i] for i in found["train_dropped"]}
 
 
-def test_a_split_the_filters_empty_is_absent_and_the_dataset_still_pushable(smoke_dir: Path, tmp_path: Path, scores: dict):
+def test_a_split_the_filters_empty_is_absent_and_the_dataset_still_pushable(
+    smoke_dir: Path, tmp_path: Path, scores: dict
+):
     from builders.hub import dataset_problems
     from builders.recipe import load_recipe
 
     test_max = max(r["clip_true_prob"] for r in scores.values() if r["split"] == "test")
     assert any(r["clip_true_prob"] > test_max for r in scores.values() if r["split"] == "train")
-    out, _ = filtered_build(smoke_dir, tmp_path, f"{{min_true_class_prob: {between([r['clip_true_prob'] for r in scores.values()], test_max)!r}}}")
+    out, _ = filtered_build(
+        smoke_dir,
+        tmp_path,
+        f"{{min_true_class_prob: {between([r['clip_true_prob'] for r in scores.values()], test_max)!r}}}",
+    )
     assert list(ids_by_split(out)) == ["train"] and "test" in ids_by_split(out / "dropped")
     assert dataset_problems(out, load_recipe(out / "recipe.yaml")) == []
 
@@ -132,9 +161,16 @@ def test_a_split_the_filters_empty_is_absent_and_the_dataset_still_pushable(smok
 def test_filters_that_keep_nothing_fail_clearly_and_lose_nothing(smoke_dir: Path, tmp_path: Path):
     out = tmp_path / "out"
     shutil.copytree(smoke_dir / ".synthdata", out / ".synthdata")
-    recipe = write_recipe(tmp_path, (ROOT / "recipes" / "smoke.yaml").read_text(encoding="utf-8") + "filters: {min_true_class_prob: 1.0}\n")
+    recipe = write_recipe(
+        tmp_path,
+        (ROOT / "recipes" / "smoke.yaml").read_text(encoding="utf-8") + "filters: {min_true_class_prob: 1.0}\n",
+    )
     result = run_build(str(recipe), "--output-dir", str(out), check=False)
-    assert result.returncode == 2 and "no image is left in any split" in result.stderr and "nothing is regenerated" in result.stderr
+    assert (
+        result.returncode == 2
+        and "no image is left in any split" in result.stderr
+        and "nothing is regenerated" in result.stderr
+    )
     dropped = datasets.load_dataset(str(out / "dropped"))
     assert sum(ds.num_rows for ds in dropped.values()) == 18 and (out / "dropped" / "README.md").exists()
     assert json.loads((out / "summary.json").read_text())["emptied_by_filters"]

@@ -52,7 +52,9 @@ def test_changing_one_class_leaves_other_classes_seeds_and_shards_alone():
     _, after = plan_of(BASE.replace("subject: [red fox, kit fox]", "subject: [fennec fox]"))
     dog = lambda plan: {k: v for k, v in rows(plan).items() if "/dog/" in k}
     assert dog(before) == dog(after)
-    assert {s.key for s in before.shards if s.class_name == "dog"} == {s.key for s in after.shards if s.class_name == "dog"}
+    assert {s.key for s in before.shards if s.class_name == "dog"} == {
+        s.key for s in after.shards if s.class_name == "dog"
+    }
     assert rows(before)["train/fox/000000"] != rows(after)["train/fox/000000"]
 
 

@@ -30,7 +30,11 @@ def test_shipped_recipes_validate_and_open_with_their_command(path: Path):
 def test_fox_dog_reproduces_the_reference_exercise():
     recipe = load_recipe(ROOT / "recipes" / "fox_dog.yaml")
     assert recipe.model.id == "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    assert (recipe.generation.guidance_scale, recipe.generation.num_inference_steps, recipe.generation.images_per_prompt) == (7.5, 50, 2)
+    assert (
+        recipe.generation.guidance_scale,
+        recipe.generation.num_inference_steps,
+        recipe.generation.images_per_prompt,
+    ) == (7.5, 50, 2)
     assert set(recipe.class_names) == {"fox", "dog"} and {"train", "test"} <= set(recipe.splits)
     assert recipe.negative_prompt
     assert "fox" in recipe.prompts_of("fox")[0] and "golden retriever" in recipe.prompts_of("dog")[0]
@@ -48,8 +52,15 @@ def test_all_problems_reported_together_with_key_paths():
         "splits: {train: 0, test: -1}\nmodel: {scheduler: nonsense}\ngeneration: {guidance_scale: high}\n"
     )
     text = "\n".join(found)
-    for expected in ("guidance_scal: unknown key", "classes.fox.prompts[0]", "classes.fox.promts: unknown key",
-                     "splits.train", "splits.test", "model.scheduler: unknown scheduler", "generation.guidance_scale"):
+    for expected in (
+        "guidance_scal: unknown key",
+        "classes.fox.prompts[0]",
+        "classes.fox.promts: unknown key",
+        "splits.train",
+        "splits.test",
+        "model.scheduler: unknown scheduler",
+        "generation.guidance_scale",
+    ):
         assert expected in text, (expected, found)
 
 
@@ -58,14 +69,26 @@ def test_all_problems_reported_together_with_key_paths():
     [
         ("name: t\nclasses: {}\nsplits: {train: 1}\n", "classes: needs at least one class"),
         ("name: t\nclasses: {a: {prompts: [x]}, a: {prompts: [y]}}\nsplits: {train: 1}\n", "duplicate key 'a'"),
-        ("name: t\nclasses: {Fox: {prompts: [x]}, fox: {prompts: [y]}}\nsplits: {train: 1}\n", "differ other than by case"),
+        (
+            "name: t\nclasses: {Fox: {prompts: [x]}, fox: {prompts: [y]}}\nsplits: {train: 1}\n",
+            "differ other than by case",
+        ),
         ("name: t\nclasses: {a: {prompts: [x]}}\nsplits: {}\n", "splits: needs at least one split"),
-        ("name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1}\nmodel: {id: ./no/such/dir}\n", "model.id: local model path"),
+        (
+            "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1}\nmodel: {id: ./no/such/dir}\n",
+            "model.id: local model path",
+        ),
         ("name: t\nclasses: {a: {prompts: [x]}}\n", "splits: required key is missing"),
         ("name: t\nclasses: {a: {templates: ['a {kind}']}}\nsplits: {train: 1}\n", "variable {kind} is not defined"),
-        ("name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1, test: 1}\nprompt_disjoint: true\n", "at least one distinct prompt per split"),
+        (
+            "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1, test: 1}\nprompt_disjoint: true\n",
+            "at least one distinct prompt per split",
+        ),
         ("name: t\nclasses: {a: {}}\nsplits: {train: 1}\n", "classes.a: has no prompts"),
-        ("name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: '3'}\n", "splits.train: Input should be a valid integer"),
+        (
+            "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: '3'}\n",
+            "splits.train: Input should be a valid integer",
+        ),
         ("name: [t\n", "malformed YAML"),
         ("- a list\n", "expected a mapping"),
     ],
@@ -76,7 +99,10 @@ def test_bad_recipes_fail_clearly(text: str, expected: str):
 
 def test_yaml_tags_that_construct_objects_are_rejected_not_run(tmp_path: Path):
     marker = tmp_path / "pwned"
-    text = f"name: !!python/object/apply:os.system ['touch {marker}']\nclasses: {{a: {{prompts: [x]}}}}\nsplits: {{train: 1}}\n"
+    text = (
+        f"name: !!python/object/apply:os.system ['touch {marker}']\n"
+        "classes: {a: {prompts: [x]}}\nsplits: {train: 1}\n"
+    )
     assert any("malformed YAML" in p for p in problems(text))
     assert not marker.exists()
 
@@ -89,10 +115,14 @@ def test_path_characters_in_names_are_refused(name: str):
 
 
 def test_file_errors_name_the_file(tmp_path: Path):
-    path = write_recipe(tmp_path, "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1}\ngeneration: {guidance_scal: 3}\n")
+    path = write_recipe(
+        tmp_path, "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1}\ngeneration: {guidance_scal: 3}\n"
+    )
     with pytest.raises(RecipeError, match=str(path)) as caught:
         load_recipe(path)
-    assert caught.value.problems == ["generation.guidance_scal: unknown key (check the spelling; see the recipe reference in README.md)"]
+    assert caught.value.problems == [
+        "generation.guidance_scal: unknown key (check the spelling; see the recipe reference in README.md)"
+    ]
     with pytest.raises(RecipeError, match="cannot read the recipe"):
         load_recipe(tmp_path / "missing.yaml")
 
@@ -103,7 +133,12 @@ def test_templates_expand_into_every_combination_and_unicode_works():
         "classes:\n  fox: {variables: {subject: [red fox, kit fox]}}\n  여우: {prompts: [수채화 여우], templates: []}\n"
         "splits: {train: 2}\n"
     )
-    assert recipe.prompts_of("fox") == ["a watercolor of a red fox", "a watercolor of a kit fox", "a sketch of a red fox", "a sketch of a kit fox"]
+    assert recipe.prompts_of("fox") == [
+        "a watercolor of a red fox",
+        "a watercolor of a kit fox",
+        "a sketch of a red fox",
+        "a sketch of a kit fox",
+    ]
     assert recipe.prompts_of("여우") == ["수채화 여우"]
 
 
@@ -113,6 +148,10 @@ def test_problems_of_every_class_and_of_the_filters_are_reported_together():
         "splits: {train: 1}\nscoring: {clip: {enabled: false}}\nfilters: {min_clip_score: 20}\n"
     )
     text = "\n".join(found)
-    for expected in ("variable {x} is not defined for class 'a'", "variable {y} is not defined for class 'b'",
-                     "classes.c: has no prompts", "filters.min_clip_score"):
+    for expected in (
+        "variable {x} is not defined for class 'a'",
+        "variable {y} is not defined for class 'b'",
+        "classes.c: has no prompts",
+        "filters.min_clip_score",
+    ):
         assert expected in text, (expected, found)

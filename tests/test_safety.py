@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from builders.models import resolve
+from synthcore.model_refs import resolve
 from tests.conftest import run_build, write_recipe
 
 RECIPE = """
@@ -40,25 +40,37 @@ def half_flagging_model(tmp_path_factory) -> Path:
     shutil.copytree(resolve("tiny-random", "sd"), model)
     pipe = StableDiffusionPipeline.from_pretrained(model)
     with torch.no_grad():
-        images = pipe(["a fox"] * 8, num_inference_steps=2, height=32, width=32, output_type="pil",
-                      generator=[torch.Generator().manual_seed(i) for i in range(8)]).images
+        images = pipe(
+            ["a fox"] * 8,
+            num_inference_steps=2,
+            height=32,
+            width=32,
+            output_type="pil",
+            generator=[torch.Generator().manual_seed(i) for i in range(8)],
+        ).images
         checker = pipe.safety_checker
         clip_input = pipe.feature_extractor(images, return_tensors="pt").pixel_values
-        scores = cosine_distance(checker.visual_projection(checker.vision_model(clip_input)[1]), checker.concept_embeds)[:, 0]
+        scores = cosine_distance(
+            checker.visual_projection(checker.vision_model(clip_input)[1]), checker.concept_embeds
+        )[:, 0]
         checker.concept_embeds_weights.fill_(scores.median().item())
     checker.save_pretrained(model / "safety_checker")
     return model
 
 
 def rows(out: Path) -> dict[str, list]:
-    table = pq.read_table(sorted((out / "data").glob("*.parquet")), columns=["id", "prompt", "negative_prompt", "seed", "safety_regenerations", "image"])
+    table = pq.read_table(
+        sorted((out / "data").glob("*.parquet")),
+        columns=["id", "prompt", "negative_prompt", "seed", "safety_regenerations", "image"],
+    )
     return table.to_pydict()
 
 
 def test_flagged_images_are_regenerated_with_a_recorded_seed(half_flagging_model: Path, tmp_path: Path):
+    import io
+
     from diffusers import StableDiffusionPipeline
     from PIL import Image
-    import io
 
     recipe = write_recipe(tmp_path, RECIPE.format(model=half_flagging_model, policy="regenerate"))
     result = run_build(str(recipe), "--output-dir", str(tmp_path / "out"))
@@ -71,10 +83,19 @@ def test_flagged_images_are_regenerated_with_a_recorded_seed(half_flagging_model
     for image in got["image"]:
         assert np.asarray(Image.open(io.BytesIO(image["bytes"]))).any(), "no blacked-out image may be kept"
 
-    pipe = StableDiffusionPipeline.from_pretrained(half_flagging_model, safety_checker=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        half_flagging_model, safety_checker=None, requires_safety_checker=False
+    )
     i = regenerated[0]
-    alone = pipe(got["prompt"][i], negative_prompt=got["negative_prompt"][i], num_inference_steps=2, height=32, width=32,
-                 generator=torch.Generator().manual_seed(got["seed"][i]), output_type="np").images[0]
+    alone = pipe(
+        got["prompt"][i],
+        negative_prompt=got["negative_prompt"][i],
+        num_inference_steps=2,
+        height=32,
+        width=32,
+        generator=torch.Generator().manual_seed(got["seed"][i]),
+        output_type="np",
+    ).images[0]
     kept = np.asarray(Image.open(io.BytesIO(got["image"][i]["bytes"]))).astype(int)
     assert np.abs((alone * 255).round().astype(int) - kept).max() <= 2, "the recorded seed regenerates the image alone"
 

@@ -1,4 +1,5 @@
-"""Score columns of a build (tiny random CLIP and ResNet50): types, valid probabilities, the evaluate module, switches."""
+"""Score columns of a build (tiny random CLIP and ResNet50): types, valid probabilities, the evaluate module,
+switches."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import numpy as np
 import pytest
 
 from builders.recipe import load_recipe, parse_recipe
-from eval.resnet50 import imagenet_categories
 from eval.scorers import scorer_features
+from eval.scorers.resnet50 import imagenet_categories
 from eval.summary import read_summary
 from tests.conftest import ROOT, run_build, write_recipe
 
@@ -55,7 +56,9 @@ def test_resnet50_top5_and_agreement_with_the_recipe_mapping(smoke):
     fox = set(load_recipe(ROOT / "recipes" / "smoke.yaml").classes["fox"].imagenet_classes)
     for split in smoke.values():
         for row in split.select_columns(["label", *[c for c in SCORE_FEATURES if c.startswith("resnet50")]]):
-            assert len(row["resnet50_top5_ids"]) == 5 and row["resnet50_top5_labels"] == [categories[i] for i in row["resnet50_top5_ids"]]
+            assert len(row["resnet50_top5_ids"]) == 5 and row["resnet50_top5_labels"] == [
+                categories[i] for i in row["resnet50_top5_ids"]
+            ]
             probs = row["resnet50_top5_probs"]
             assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
             expected = bool(fox & set(row["resnet50_top5_labels"])) if row["label"] == 0 else None  # only fox is mapped
@@ -64,15 +67,23 @@ def test_resnet50_top5_and_agreement_with_the_recipe_mapping(smoke):
 
 def test_summary_matches_the_columns_and_is_printed(smoke, smoke_dir: Path):
     summary = read_summary(smoke_dir)
-    assert [(c.split, c.class_name) for c in summary.classes] == [(s, n) for s in ("train", "test") for n in ("fox", "dog", "여우")]
+    assert [(c.split, c.class_name) for c in summary.classes] == [
+        (s, n) for s in ("train", "test") for n in ("fox", "dog", "여우")
+    ]
     for entry in summary.classes:
-        rows = smoke[entry.split].filter(lambda r: r["label"] == ["fox", "dog", "여우"].index(entry.class_name))
-        assert (entry.generated, entry.kept, entry.dropped, entry.emptied_by_filters) == (rows.num_rows, rows.num_rows, 0, False)
-        assert entry.clip_true_prob_mean == pytest.approx(np.mean(rows["clip_true_prob"][:]), rel=1e-6)
-        assert entry.clip_true_prob_median == pytest.approx(np.median(rows["clip_true_prob"][:]), rel=1e-6)
-        assert entry.clip_score_mean == pytest.approx(np.mean(rows["clip_score"][:]), abs=1e-5)
+        label = ["fox", "dog", "여우"].index(entry.class_name)
+        rows = smoke[entry.split].filter(lambda r, label=label: r["label"] == label)
+        assert (entry.generated, entry.kept, entry.dropped, entry.emptied_by_filters) == (
+            rows.num_rows,
+            rows.num_rows,
+            0,
+            False,
+        )
+        assert entry.scores["clip_true_prob_mean"] == pytest.approx(np.mean(rows["clip_true_prob"][:]), rel=1e-6)
+        assert entry.scores["clip_true_prob_median"] == pytest.approx(np.median(rows["clip_true_prob"][:]), rel=1e-6)
+        assert entry.scores["clip_score_mean"] == pytest.approx(np.mean(rows["clip_score"][:]), abs=1e-5)
         matches = [m for m in rows["resnet50_match"][:] if m is not None]
-        assert entry.resnet50_agreement == (pytest.approx(np.mean(matches)) if matches else None)
+        assert entry.scores["resnet50_agreement"] == (pytest.approx(np.mean(matches)) if matches else None)
     assert json.loads((smoke_dir / "summary.json").read_text())["emptied_by_filters"] == []
 
 
@@ -93,7 +104,7 @@ def test_evaluate_module_loads_by_path_and_gives_the_build_column(smoke):
 
 
 def test_long_prompt_is_truncated_with_a_warning(caplog):
-    from eval.clip import Clip
+    from eval.scorers.clip import Clip
 
     clip = Clip("tiny-random", "cpu")
     long_prompt = "a watercolor painting of a red fox in the snow " * 4  # > 77 byte-level tokens
@@ -105,22 +116,32 @@ def test_long_prompt_is_truncated_with_a_warning(caplog):
 
 def test_scorer_switches_remove_columns():
     base = "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1}\n"
-    for clip, resnet, expected in [(True, True, set(SCORE_FEATURES)), (False, True, {c for c in SCORE_FEATURES if c.startswith("resnet50")}),
-                                   (True, False, {c for c in SCORE_FEATURES if c.startswith("clip")}), (False, False, set())]:
-        recipe = parse_recipe(base + f"scoring: {{clip: {{enabled: {str(clip).lower()}}}, resnet50: {{enabled: {str(resnet).lower()}}}}}\n")
-        assert set(scorer_features(recipe)) == expected
+    for clip, resnet, expected in [
+        (True, True, set(SCORE_FEATURES)),
+        (False, True, {c for c in SCORE_FEATURES if c.startswith("resnet50")}),
+        (True, False, {c for c in SCORE_FEATURES if c.startswith("clip")}),
+        (False, False, set()),
+    ]:
+        recipe = parse_recipe(
+            base
+            + f"scoring: {{clip: {{enabled: {str(clip).lower()}}}, resnet50: {{enabled: {str(resnet).lower()}}}}}\n"
+        )
+        assert set(scorer_features(recipe.scoring_task(), recipe.scoring)) == expected
 
 
 def test_build_without_clip_has_only_resnet_columns(tmp_path: Path):
     recipe = write_recipe(
         tmp_path,
-        "name: noclip\nmodel: {id: tiny-random}\ngeneration: {num_inference_steps: 2, height: 32, width: 32, batch_size: 2}\n"
+        "name: noclip\nmodel: {id: tiny-random}\ngeneration: "
+        "{num_inference_steps: 2, height: 32, width: 32, batch_size: 2}\n"
         "classes: {fox: {prompts: [a fox], imagenet_classes: [red fox]}}\nsplits: {train: 2}\n"
         "scoring: {clip: {enabled: false}, resnet50: {weights: tiny-random}}\n",
     )
     result = run_build(str(recipe), "--output-dir", str(tmp_path / "out"))
     train = datasets.load_dataset(str(tmp_path / "out"), split="train")
-    assert [c for c in train.column_names if c.startswith(("clip", "resnet50"))] == [c for c in SCORE_FEATURES if c.startswith("resnet50")]
+    assert [c for c in train.column_names if c.startswith(("clip", "resnet50"))] == [
+        c for c in SCORE_FEATURES if c.startswith("resnet50")
+    ]
     assert "ResNet50 agree" in result.stdout and "fox" in result.stdout
 
 
@@ -128,16 +149,30 @@ def test_unknown_imagenet_class_is_a_recipe_error_with_its_key_path():
     from builders.recipe import RecipeError
 
     with pytest.raises(RecipeError) as caught:
-        parse_recipe("name: t\nclasses: {fox: {prompts: [x], imagenet_classes: [red fox, arctic fox]}}\nsplits: {train: 1}\n", "r.yaml")
-    assert caught.value.problems == ["classes.fox.imagenet_classes[1]: 'arctic fox' is not an ImageNet class name; did you mean 'Arctic fox'?"]
+        parse_recipe(
+            "name: t\nclasses: {fox: {prompts: [x], imagenet_classes: [red fox, arctic fox]}}\nsplits: {train: 1}\n",
+            "r.yaml",
+        )
+    assert caught.value.problems == [
+        "classes.fox.imagenet_classes[1]: 'arctic fox' is not an ImageNet class name; did you mean 'Arctic fox'?"
+    ]
 
 
 @pytest.mark.parametrize(
     "settings, expected",
     [
-        ("scoring: {clip: {enabled: false}}\nfilters: {min_clip_score: 20}", "filters.min_clip_score: reads the clip scores, but scoring.clip.enabled is false"),
-        ("scoring: {clip: {enabled: false}}\nfilters: {min_true_class_prob: 0.5}", "filters.min_true_class_prob: reads the clip scores"),
-        ("scoring: {resnet50: {enabled: false}}\nfilters: {require_imagenet_match: true}", "filters.require_imagenet_match: reads the resnet50 scores"),
+        (
+            "scoring: {clip: {enabled: false}}\nfilters: {min_clip_score: 20}",
+            "filters.min_clip_score: reads the clip scores, but scoring.clip.enabled is false",
+        ),
+        (
+            "scoring: {clip: {enabled: false}}\nfilters: {min_true_class_prob: 0.5}",
+            "filters.min_true_class_prob: reads the clip scores",
+        ),
+        (
+            "scoring: {resnet50: {enabled: false}}\nfilters: {require_imagenet_match: true}",
+            "filters.require_imagenet_match: reads the resnet50 scores",
+        ),
         ("filters: {require_imagenet_match: true}", "filters.require_imagenet_match: no class has imagenet_classes"),
         ("filters: {min_clip_score: 101}", "filters.min_clip_score: Input should be less than or equal to 100"),
     ],
@@ -154,4 +189,7 @@ def test_split_named_like_a_dropped_split_is_refused_with_split_mode():
     from builders.recipe import RecipeError
 
     with pytest.raises(RecipeError, match="splits.train_dropped: with filters.dropped 'split'"):
-        parse_recipe("name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1, train_dropped: 1}\nfilters: {min_clip_score: 1, dropped: split}\n")
+        parse_recipe(
+            "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1, train_dropped: 1}\nfilters: "
+            "{min_clip_score: 1, dropped: split}\n"
+        )

@@ -31,7 +31,9 @@ def test_a_dataset_directory_is_read_for_its_recipe_without_its_hub_target(smoke
     (published / "recipe.yaml").write_text(text, encoding="utf-8")
     source = recipe_source(str(published))
     assert source.dataset_dir == published and source.recipe.hub.repo_id is None
-    assert source.recipe.model_copy(update={"hub": load_recipe(ROOT / "recipes" / "smoke.yaml").hub}) == load_recipe(ROOT / "recipes" / "smoke.yaml")
+    assert source.recipe.model_copy(update={"hub": load_recipe(ROOT / "recipes" / "smoke.yaml").hub}) == load_recipe(
+        ROOT / "recipes" / "smoke.yaml"
+    )
 
 
 def test_a_directory_without_recipe_is_refused(tmp_path: Path):
@@ -40,8 +42,13 @@ def test_a_directory_without_recipe_is_refused(tmp_path: Path):
 
 
 def test_a_hub_id_fetches_only_recipe_yaml_and_fails_clearly_offline(tmp_path: Path):
-    result = run_build("someone/some-dataset", "--output-dir", str(tmp_path / "out"), env={"HF_HUB_OFFLINE": "1"}, check=False)
+    result = run_build(
+        "someone/some-dataset", "--output-dir", str(tmp_path / "out"), env={"HF_HUB_OFFLINE": "1"}, check=False
+    )
     assert result.returncode == 2
-    assert "someone/some-dataset: no such recipe file or dataset directory, and cannot fetch recipe.yaml of the Hub dataset someone/some-dataset" in result.stderr
+    assert (
+        "someone/some-dataset: no such recipe file or dataset directory, and cannot fetch recipe.yaml of the "
+        "Hub dataset someone/some-dataset" in result.stderr
+    )
     assert "HF_HUB_OFFLINE must be unset" in result.stderr
     assert not (tmp_path / "out").exists()

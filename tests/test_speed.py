@@ -35,13 +35,14 @@ def test_background_writer_gives_the_same_dataset(smoke_dir: Path, tmp_path: Pat
 def generated_pixels(recipe: Recipe) -> np.ndarray:
     from accelerate import PartialState
 
-    from builders.generate import ImageGenerator, to_uint8_hwc
+    from builders.distributed_build import placement_for
+    from builders.generators import generator_for
+    from builders.generators.base import to_uint8_hwc
     from builders.plan import make_plan
-    from builders.run import placement_for
 
     placement = placement_for(recipe, PartialState(cpu=True).device)
     batch = make_plan(recipe, {}).shards[0].batches[0]
-    return to_uint8_hwc(ImageGenerator(recipe, placement).generate(batch).images)
+    return to_uint8_hwc(generator_for(recipe.model.id).load(recipe, placement).generate(batch).images)
 
 
 @pytest.mark.slow
@@ -61,8 +62,13 @@ def test_compile_changes_only_speed():
 
 
 def last_token_of_last_line(script: str, *args: str) -> float:
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     last_line = result.stdout.strip().splitlines()[-1]
     assert last_line.startswith("headline:"), result.stdout
@@ -71,7 +77,9 @@ def last_token_of_last_line(script: str, *args: str) -> float:
 
 @pytest.mark.slow
 def test_generation_benchmark_prints_its_headline():
-    ratio = last_token_of_last_line("generation.py", "--steps", "2", "--num-images", "4", "--batch-size", "2", "--size", "32")
+    ratio = last_token_of_last_line(
+        "generation.py", "--steps", "2", "--num-images", "4", "--batch-size", "2", "--size", "32"
+    )
     assert 0 < ratio < 10
 
 

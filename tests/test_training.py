@@ -30,7 +30,9 @@ from training.train import run
 COLOURS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
 
 
-def colour_split(per_class: int, seed: int, names: list[str] | None = None, with_scores: bool = True) -> datasets.Dataset:
+def colour_split(
+    per_class: int, seed: int, names: list[str] | None = None, with_scores: bool = True
+) -> datasets.Dataset:
     """Noisy 32x32 solid-colour images; ``clip_true_prob`` is a made-up score column to filter on."""
     rng = np.random.default_rng(seed)
     rows: dict[str, list] = {"image": [], "label": [], "clip_true_prob": []}
@@ -40,8 +42,11 @@ def colour_split(per_class: int, seed: int, names: list[str] | None = None, with
             rows["image"].append(Image.fromarray(pixels))
             rows["label"].append(label)
             rows["clip_true_prob"].append(float(rng.uniform()))
-    features = {"image": datasets.Image(), "label": datasets.ClassLabel(names=names or list(COLOURS)),
-                "clip_true_prob": datasets.Value("float32")}
+    features = {
+        "image": datasets.Image(),
+        "label": datasets.ClassLabel(names=names or list(COLOURS)),
+        "clip_true_prob": datasets.Value("float32"),
+    }
     if not with_scores:
         del rows["clip_true_prob"], features["clip_true_prob"]
     return datasets.Dataset.from_dict(rows, features=datasets.Features(features))
@@ -64,14 +69,39 @@ def colours(tmp_path_factory) -> Path:
 def trained(colours, tmp_path_factory) -> tuple[Path, dict, Path]:
     """One probe run on the colour dataset: (output dir, its metrics, its feature cache dir)."""
     out, cache = tmp_path_factory.mktemp("probe"), tmp_path_factory.mktemp("features")
-    metrics = run(parse_config(["--dataset", str(colours), "--output-dir", str(out), "--backbone-weights", "none",
-                                "--cache-dir", str(cache)]))
+    metrics = run(
+        parse_config(
+            [
+                "--dataset",
+                str(colours),
+                "--output-dir",
+                str(out),
+                "--backbone-weights",
+                "none",
+                "--cache-dir",
+                str(cache),
+            ]
+        )
+    )
     return out, metrics, cache
 
 
 def probe(dataset: Path, out: Path, cache: Path, *extra: str) -> dict:
-    return run(parse_config(["--dataset", str(dataset), "--output-dir", str(out), "--backbone-weights", "none",
-                             "--cache-dir", str(cache), *extra]))
+    return run(
+        parse_config(
+            [
+                "--dataset",
+                str(dataset),
+                "--output-dir",
+                str(out),
+                "--backbone-weights",
+                "none",
+                "--cache-dir",
+                str(cache),
+                *extra,
+            ]
+        )
+    )
 
 
 def test_probe_learns_colours_and_writes_metrics(trained):
@@ -105,7 +135,10 @@ def test_second_run_reads_cached_features_without_the_backbone(colours, trained,
 def test_changed_dataset_invalidates_the_cache(tmp_path):
     """datasets fingerprints a loaded split from all of the dataset's data files: any rewrite is a new dataset."""
     small = write_hub_layout(tmp_path / "small", {"train": colour_split(2, seed=0), "test": colour_split(1, seed=1)})
-    assert probe(small, tmp_path / "a", tmp_path / "cache", "--epochs", "1")["feature_cache"] == {"train": "miss", "test": "miss"}
+    assert probe(small, tmp_path / "a", tmp_path / "cache", "--epochs", "1")["feature_cache"] == {
+        "train": "miss",
+        "test": "miss",
+    }
     write_hub_layout(small, {"train": colour_split(2, seed=2)})  # new training images
     metrics = probe(small, tmp_path / "b", tmp_path / "cache", "--epochs", "1")
     assert metrics["feature_cache"] == {"train": "miss", "test": "miss"}
@@ -121,7 +154,11 @@ def test_saved_classifier_reloads_and_predicts_the_same_labels(colours, trained)
     truth = [model.classes[i] for i in test["label"][:]]
     matrix = [[sum(p == b and t == a for p, t in zip(predicted, truth)) for b in model.classes] for a in model.classes]
     assert matrix == metrics["final"]["test"]["confusion_matrix"]
-    assert set(os.listdir(out)) >= {"config.json", "head.safetensors", "model.safetensors"}  # random backbone travels with it
+    assert set(os.listdir(out)) >= {
+        "config.json",
+        "head.safetensors",
+        "model.safetensors",
+    }  # random backbone travels with it
     tensors = [torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in test["image"][:4]]
     assert model.predict(tensors) == predicted[:4]
     assert model(model.preprocess(test["image"][:2])).shape == (2, 3)
@@ -181,9 +218,29 @@ def test_local_checkpoint_backbone_is_the_same_network(tmp_path):
 def test_finetune_mode_trains_the_whole_model(tmp_path):
     tiny = write_hub_layout(tmp_path / "tiny", {"train": colour_split(2, seed=0), "test": colour_split(1, seed=1)})
     out = tmp_path / "finetune"
-    metrics = run(parse_config(["--dataset", str(tiny), "--output-dir", str(out), "--backbone-weights", "none",
-                                "--mode", "finetune", "--epochs", "1", "--batch-size", "6"]))
-    assert "feature_cache" not in metrics and len(metrics["epochs"]) == 1 and metrics["final"]["test"]["support"]["red"] == 1
+    metrics = run(
+        parse_config(
+            [
+                "--dataset",
+                str(tiny),
+                "--output-dir",
+                str(out),
+                "--backbone-weights",
+                "none",
+                "--mode",
+                "finetune",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "6",
+            ]
+        )
+    )
+    assert (
+        "feature_cache" not in metrics
+        and len(metrics["epochs"]) == 1
+        and metrics["final"]["test"]["support"]["red"] == 1
+    )
     config = json.loads((out / "config.json").read_text())
     assert config["mode"] == "finetune" and config["weights_file"] == "model.safetensors"
     trained_conv = load_file(out / "model.safetensors")["conv1.weight"]
@@ -194,26 +251,59 @@ def test_finetune_mode_trains_the_whole_model(tmp_path):
 def test_push_offline_fails_at_the_hub_client(colours, trained, tmp_path, monkeypatch, capsys):
     _, _, cache = trained
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
-    code = main(["--dataset", str(colours), "--output-dir", str(tmp_path), "--backbone-weights", "none",
-                 "--cache-dir", str(cache), "--epochs", "1", "--push-to-hub", "someone/colour-probe"])
-    assert code == 1
-    assert "cannot push to 'someone/colour-probe': OfflineModeIsEnabled" in capsys.readouterr().err
+    code = main(
+        [
+            "--dataset",
+            str(colours),
+            "--output-dir",
+            str(tmp_path),
+            "--backbone-weights",
+            "none",
+            "--cache-dir",
+            str(cache),
+            "--epochs",
+            "1",
+            "--push-to-hub",
+            "someone/colour-probe",
+        ]
+    )
+    assert code == 3
+    assert "cannot push to the Hub model someone/colour-probe: OfflineModeIsEnabled" in capsys.readouterr().err
     assert (tmp_path / "metrics.json").is_file() and load_classifier(tmp_path).classes == list(COLOURS)
 
 
 def test_cli_trains_on_the_smoke_build_and_a_failed_push_keeps_outputs(smoke_dir, tmp_path):
     """The tool's real output schema through ``python -m training`` in a fresh process; with no Hub token the
-    push fails with a clear message and exit code 1, after every local output is written."""
+    push fails with a clear message and exit code 3, after every local output is written."""
     out = tmp_path / "probe"
     env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
     env.update(HF_TOKEN_PATH=str(tmp_path / "no-token"), PYTHONPATH=str(ROOT))
     result = subprocess.run(
-        [sys.executable, "-m", "training", "--dataset", str(smoke_dir), "--output-dir", str(out), "--backbone-weights", "none",
-         "--cache-dir", str(tmp_path / "cache"), "--epochs", "2", "--push-to-hub", "someone/smoke-probe"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "--dataset",
+            str(smoke_dir),
+            "--output-dir",
+            str(out),
+            "--backbone-weights",
+            "none",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--epochs",
+            "2",
+            "--push-to-hub",
+            "someone/smoke-probe",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    assert result.returncode == 1, result.stderr
-    assert "cannot push to 'someone/smoke-probe': no Hugging Face token" in result.stderr
+    assert result.returncode == 3, result.stderr
+    assert "cannot push to the Hub model someone/smoke-probe: no Hugging Face token" in result.stderr
     assert "== test ==" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["classes"] == ["fox", "dog", "여우"] and metrics["train_rows"] == 12
@@ -227,10 +317,31 @@ def test_accelerate_launch_splits_extraction_and_matches_one_process(colours, tr
     """Two CPU processes each extract half of every split; the joined cache entries equal the one-process ones."""
     _, _, single = trained
     result = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "-m", "training",
-         "--dataset", str(colours), "--output-dir", str(tmp_path / "out"), "--backbone-weights", "none",
-         "--cache-dir", str(tmp_path / "cache"), "--epochs", "10"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--num_processes",
+            "2",
+            "--cpu",
+            "-m",
+            "training",
+            "--dataset",
+            str(colours),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--backbone-weights",
+            "none",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--epochs",
+            "10",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     entries = sorted(p.name for p in (tmp_path / "cache").iterdir())

@@ -1,4 +1,5 @@
-"""``python -m training``: parse the options, run, turn known failures into one clear line and an exit code."""
+"""``python -m training``: parse the options, run, turn known failures into one clear line and an exit code
+(2: bad input; 3: the push failed, the local outputs are complete)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,23 @@ import sys
 
 from pydantic import ValidationError
 
-from builders.logs import configure_logging
+from synthcore.hub import PUSH_FAILED, PushError, scrub
+from synthcore.logs import configure_logging
 from training.config import TrainingError, parse_config
-from training.hub import PushError
+from training.train import run
 
 
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
     try:
-        from training.train import run
-
-        run(parse_config(argv))
+        config = parse_config(argv)
+        run(config)
     except (TrainingError, ValidationError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {scrub(str(err))}", file=sys.stderr)
         return 2
     except PushError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        print(f"error: {err}\nThe trained classifier is in {config.output_dir}.", file=sys.stderr)
+        return PUSH_FAILED
     return 0
 
 

@@ -36,13 +36,15 @@ def eval_transform(ref: str):
 def train_transform(ref: str):
     """Augmentation for fine-tuning: random resized crop and flip at the eval transform's size and normalisation."""
     preset = eval_transform(ref)
-    return v2.Compose([
-        v2.ToImage(),
-        v2.RandomResizedCrop(preset.crop_size, interpolation=preset.interpolation, antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(preset.mean, preset.std),
-    ])
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResizedCrop(preset.crop_size, interpolation=preset.interpolation, antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(preset.mean, preset.std),
+        ]
+    )
 
 
 def build_resnet18(ref: str, seed: int = 0) -> nn.Module:
@@ -73,7 +75,8 @@ def _from_checkpoint(path: Path) -> nn.Module:
     if missing or unexpected:
         raise TrainingError(
             f"--backbone-weights: {path} is not a ResNet18 state dict "
-            f"(missing {missing[:3]}{'...' * (len(missing) > 3)}, unexpected {unexpected[:3]}{'...' * (len(unexpected) > 3)})"
+            f"(missing {missing[:3]}{'...' * (len(missing) > 3)}, unexpected "
+            f"{unexpected[:3]}{'...' * (len(unexpected) > 3)})"
         )
     return model
 

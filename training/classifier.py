@@ -78,8 +78,13 @@ def save_classifier(model: ImageClassifier, directory: Path, mode: str) -> list[
         "mode": mode,
         "backbone_weights": model.backbone_weights,
         "weights_file": MODEL_FILE if whole else HEAD_FILE,
-        "preprocessing": {"resize_size": preset.resize_size, "crop_size": preset.crop_size,
-                          "mean": preset.mean, "std": preset.std, "interpolation": preset.interpolation.value},
+        "preprocessing": {
+            "resize_size": preset.resize_size,
+            "crop_size": preset.crop_size,
+            "mean": preset.mean,
+            "std": preset.std,
+            "interpolation": preset.interpolation.value,
+        },
     }
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
     return [*files, CONFIG_FILE]

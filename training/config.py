@@ -75,32 +75,61 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a ResNet18 linear probe (or fine-tune it) on an image-classification dataset and "
         "evaluate it. Runs under `accelerate launch` too (feature extraction is split between processes).",
     )
-    parser.add_argument("--dataset", required=True, help="local dataset directory or Hub dataset id (read with load_dataset)")
+    parser.add_argument(
+        "--dataset", required=True, help="local dataset directory or Hub dataset id (read with load_dataset)"
+    )
     parser.add_argument("--output-dir", required=True, help="where the classifier, metrics and plots go")
-    parser.add_argument("--mode", choices=["probe", "finetune"], default="probe",
-                        help="probe: frozen backbone, cached features, train fc only (default); finetune: train everything, with augmentation")
+    parser.add_argument(
+        "--mode",
+        choices=["probe", "finetune"],
+        default="probe",
+        help="probe: frozen backbone, cached features, train fc only (default); "
+        "finetune: train everything, with augmentation",
+    )
     parser.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
-    parser.add_argument("--batch-size", type=int, default=32, help="batch size for training and feature extraction (default 32)")
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="batch size for training and feature extraction (default 32)"
+    )
     parser.add_argument("--lr", type=float, default=0.001, help="SGD learning rate (default 0.001)")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the head's init, the shuffling and a random backbone")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the head's init, the shuffling and a random backbone"
+    )
     parser.add_argument("--train-split", default="train", help="split to train on (default train)")
-    parser.add_argument("--eval-splits", nargs="+", help="splits to evaluate every epoch (default: every other split but *_dropped)")
+    parser.add_argument(
+        "--eval-splits", nargs="+", help="splits to evaluate every epoch (default: every other split but *_dropped)"
+    )
     parser.add_argument("--image-column", default="image")
     parser.add_argument("--label-column", default="label", help="a ClassLabel column (default label)")
-    parser.add_argument("--backbone-weights", default=DEFAULT_BACKBONE,
-                        help="torchvision ResNet18_Weights name (default IMAGENET1K_V1), 'none' for random init, or a local checkpoint file")
-    parser.add_argument("--min-true-class-prob", type=float,
-                        help=f"train only on rows whose {TRUE_CLASS_PROB_COLUMN} is at least this")
-    parser.add_argument("--min-score", action="append", default=[], metavar="COLUMN=VALUE",
-                        help="train only on rows whose score COLUMN is at least VALUE (repeatable, comma-separated)")
+    parser.add_argument(
+        "--backbone-weights",
+        default=DEFAULT_BACKBONE,
+        help="torchvision ResNet18_Weights name (default IMAGENET1K_V1), 'none' for random init, "
+        "or a local checkpoint file",
+    )
+    parser.add_argument(
+        "--min-true-class-prob", type=float, help=f"train only on rows whose {TRUE_CLASS_PROB_COLUMN} is at least this"
+    )
+    parser.add_argument(
+        "--min-score",
+        action="append",
+        default=[],
+        metavar="COLUMN=VALUE",
+        help="train only on rows whose score COLUMN is at least VALUE (repeatable, comma-separated)",
+    )
     parser.add_argument("--eval-dataset", help="another dataset (e.g. real photos of the same classes) to evaluate on")
     parser.add_argument("--eval-dataset-splits", nargs="+", help="its splits to evaluate (default: all)")
-    parser.add_argument("--label-map", default="", metavar="THEIRS=OURS,...",
-                        help="eval dataset label name -> training class name; identical names map by themselves")
+    parser.add_argument(
+        "--label-map",
+        default="",
+        metavar="THEIRS=OURS,...",
+        help="eval dataset label name -> training class name; identical names map by themselves",
+    )
     parser.add_argument("--cache-dir", help="feature cache directory (default $SYNTHDATA_CACHE/probe-features)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers for image decoding (default 0)")
-    parser.add_argument("--push-to-hub", metavar="REPO", help="upload the classifier with a model card to this Hub repo")
+    parser.add_argument(
+        "--push-to-hub", metavar="REPO", help="upload the classifier with a model card to this Hub repo"
+    )
     parser.add_argument("--hub-private", action="store_true", help="create the Hub repo private")
     return parser
 

@@ -73,8 +73,13 @@ def keep_min_scores(dataset: datasets.Dataset, min_scores: dict[str, float], sou
         )
     if not min_scores:
         return dataset
-    return dataset.filter(_passes, fn_kwargs={"min_scores": min_scores}, input_columns=list(min_scores), batched=False,
-                          desc="filtering on scores")
+    return dataset.filter(
+        _passes,
+        fn_kwargs={"min_scores": min_scores},
+        input_columns=list(min_scores),
+        batched=False,
+        desc="filtering on scores",
+    )
 
 
 def _passes(*values, min_scores: dict[str, float]) -> bool:
@@ -101,8 +106,9 @@ def image_loader(dataset: datasets.Dataset, config: TrainConfig, transform, shuf
     columns = dataset.select_columns([config.image_column, config.label_column])
     columns = columns.with_transform(partial(_to_tensors, transform, config.image_column, config.label_column))
     generator = torch.Generator().manual_seed(config.seed)
-    return DataLoader(columns, batch_size=config.batch_size, shuffle=shuffle, generator=generator,
-                      num_workers=config.num_workers)
+    return DataLoader(
+        columns, batch_size=config.batch_size, shuffle=shuffle, generator=generator, num_workers=config.num_workers
+    )
 
 
 def _to_tensors(transform, image_column: str, label_column: str, batch: dict) -> dict:

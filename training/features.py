@@ -41,8 +41,9 @@ def cache_file(cache_dir: Path, split: Split, backbone_id: str, config: TrainCon
     return cache_dir / f"{hashlib.sha256(chr(0).join(parts).encode()).hexdigest()[:32]}.safetensors"
 
 
-def split_features(split: Split, backbone: nn.Module, transform, backbone_id: str, config: TrainConfig,
-                   cache_dir: Path, state) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def split_features(
+    split: Split, backbone: nn.Module, transform, backbone_id: str, config: TrainConfig, cache_dir: Path, state
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """(features, dataset labels, whether the cache had them); every process gets the full tensors."""
     path = cache_file(cache_dir, split, backbone_id, config)
     from accelerate.utils import broadcast_object_list
@@ -60,8 +61,15 @@ def _extract_to_cache(split: Split, backbone: nn.Module, transform, config: Trai
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(f"{path.stem}.part{state.process_index}")
     with state.split_between_processes(list(range(len(split.dataset)))) as mine:
-        features, labels = extract(split.dataset.select(mine), backbone, transform, config, state.device,
-                                   desc=f"features {split.name}", show=state.is_main_process)
+        features, labels = extract(
+            split.dataset.select(mine),
+            backbone,
+            transform,
+            config,
+            state.device,
+            desc=f"features {split.name}",
+            show=state.is_main_process,
+        )
     save_file({"features": features, "labels": labels}, part)
     state.wait_for_everyone()
     if state.is_main_process:
@@ -75,8 +83,9 @@ def _extract_to_cache(split: Split, backbone: nn.Module, transform, config: Trai
 
 
 @torch.inference_mode()
-def extract(dataset, backbone: nn.Module, transform, config: TrainConfig, device, desc: str = "features",
-            show: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def extract(
+    dataset, backbone: nn.Module, transform, config: TrainConfig, device, desc: str = "features", show: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Backbone outputs (``fc`` is ``Identity``: the 512-d pooled features) and labels of every image, in order."""
     backbone.eval()
     features, labels = [torch.empty(0, FEATURE_DIM)], [torch.empty(0, dtype=torch.int64)]

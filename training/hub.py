@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from huggingface_hub import ModelCard, ModelCardData, create_repo, get_token, upload_folder
-from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from huggingface_hub import ModelCard, ModelCardData
 
-from builders.models import is_local_path
+from synthcore.hub import push_folder
+from synthcore.model_refs import is_local_path
 from training.config import TrainConfig
 
 CARD_FILE = "README.md"
@@ -22,8 +22,8 @@ _TEMPLATE = """---
 
 # ResNet18 {{ mode_name }} on {{ dataset_link }}
 
-A ResNet18 (backbone weights `{{ backbone }}`) {{ mode_text }}, trained on the `{{ train_split }}` split for {{ epochs }} epochs
-with SGD (lr {{ lr }}, momentum {{ momentum }}) and cross-entropy. Classes: {{ classes }}.
+A ResNet18 (backbone weights `{{ backbone }}`) {{ mode_text }}, trained on the `{{ train_split }}` split
+for {{ epochs }} epochs with SGD (lr {{ lr }}, momentum {{ momentum }}) and cross-entropy. Classes: {{ classes }}.
 
 ## Results (last epoch)
 
@@ -50,7 +50,12 @@ def write_model_card(directory: Path, config: TrainConfig, classes: list[str], f
     data = ModelCardData(
         library_name="pytorch",
         pipeline_tag="image-classification",
-        tags=["image-classification", "resnet18", "linear-probe" if config.mode == "probe" else "fine-tuned", "synthetic-data"],
+        tags=[
+            "image-classification",
+            "resnet18",
+            "linear-probe" if config.mode == "probe" else "fine-tuned",
+            "synthetic-data",
+        ],
         datasets=[config.dataset] if dataset_is_hub else None,
         metrics=["accuracy", "f1"],
     )
@@ -58,8 +63,11 @@ def write_model_card(directory: Path, config: TrainConfig, classes: list[str], f
         data,
         template_str=_TEMPLATE,
         mode_name="linear probe" if config.mode == "probe" else "fine-tuned",
-        mode_text="with frozen features and a trained linear head" if config.mode == "probe" else "fine-tuned end to end",
-        dataset_link=f"[{config.dataset}](https://huggingface.co/datasets/{config.dataset})" if dataset_is_hub
+        mode_text="with frozen features and a trained linear head"
+        if config.mode == "probe"
+        else "fine-tuned end to end",
+        dataset_link=f"[{config.dataset}](https://huggingface.co/datasets/{config.dataset})"
+        if dataset_is_hub
         else f"the local dataset `{Path(config.dataset).name}`",
         backbone=config.backbone_weights,
         train_split=config.train_split,
@@ -73,21 +81,12 @@ def write_model_card(directory: Path, config: TrainConfig, classes: list[str], f
     return card
 
 
-class PushError(RuntimeError):
-    """The upload to the Hub failed; the local outputs are intact."""
-
-
-def push_folder(directory: Path, repo_id: str, private: bool) -> str:
-    """Create the model repo if needed and upload the output folder; returns the commit URL."""
-    if get_token() is None:
-        raise PushError(
-            f"cannot push to {repo_id!r}: no Hugging Face token (run `hf auth login` or set HF_TOKEN). "
-            f"The trained classifier is in {directory}."
-        )
-    try:
-        create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        commit = upload_folder(repo_id=repo_id, folder_path=directory, repo_type="model",
-                               commit_message="Upload ResNet18 classifier trained with synthdata")
-    except (OfflineModeIsEnabled, HfHubHTTPError, OSError, ValueError) as err:
-        raise PushError(f"cannot push to {repo_id!r}: {type(err).__name__}: {err}. The trained classifier is in {directory}.") from None
-    return str(commit.commit_url)
+def push_classifier(directory: Path, repo_id: str, private: bool) -> str:
+    """Create the model repo if needed and upload the output folder; returns the repo URL."""
+    return push_folder(
+        directory,
+        repo_id,
+        repo_type="model",
+        private=private,
+        commit_message="Upload ResNet18 classifier trained with synthdata",
+    )

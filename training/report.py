@@ -25,8 +25,14 @@ def write_metrics(directory: Path, metrics: dict) -> Path:
 
 def epoch_line(record: dict, epochs: int) -> str:
     """One line per epoch: training loss/accuracy, then loss, accuracy and macro F1 of every eval split."""
-    parts = [f"epoch {record['epoch']}/{epochs}  train loss {record['train']['loss']:.4f} acc {record['train']['accuracy']:.3f}"]
-    parts += [f"{name} loss {m['loss']:.4f} acc {m['accuracy']:.3f} f1 {m['macro_f1']:.3f}" for name, m in record["eval"].items()]
+    parts = [
+        f"epoch {record['epoch']}/{epochs}  train loss {record['train']['loss']:.4f} acc "
+        f"{record['train']['accuracy']:.3f}"
+    ]
+    parts += [
+        f"{name} loss {m['loss']:.4f} acc {m['accuracy']:.3f} f1 {m['macro_f1']:.3f}"
+        for name, m in record["eval"].items()
+    ]
     return "  |  ".join(parts)
 
 
@@ -35,9 +41,15 @@ def final_table(final: dict[str, dict], classes: list[str]) -> str:
     width = max([len(c) for c in classes] + [len("macro F1"), 8])
     lines = []
     for split, m in final.items():
-        lines += [f"== {split} ==", f"{'accuracy':<{width}}  {m['accuracy']:.4f}", f"{'macro F1':<{width}}  {m['macro_f1']:.4f}",
-                  f"{'class':<{width}}  precision  recall  support"]
-        lines += [f"{c:<{width}}  {m['precision'][c]:>9.4f}  {m['recall'][c]:>6.4f}  {m['support'][c]:>7d}" for c in classes]
+        lines += [
+            f"== {split} ==",
+            f"{'accuracy':<{width}}  {m['accuracy']:.4f}",
+            f"{'macro F1':<{width}}  {m['macro_f1']:.4f}",
+            f"{'class':<{width}}  precision  recall  support",
+        ]
+        lines += [
+            f"{c:<{width}}  {m['precision'][c]:>9.4f}  {m['recall'][c]:>6.4f}  {m['support'][c]:>7d}" for c in classes
+        ]
     return "\n".join(lines)
 
 
@@ -65,8 +77,15 @@ def plot_confusion(directory: Path, split: str, matrix: list[list[int]], classes
     image = axis.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axis)
     ticks = range(len(classes))
-    axis.set(xticks=ticks, yticks=ticks, xticklabels=classes, yticklabels=classes,
-             xlabel="predicted", ylabel="true", title=f"confusion matrix: {split}")
+    axis.set(
+        xticks=ticks,
+        yticks=ticks,
+        xticklabels=classes,
+        yticklabels=classes,
+        xlabel="predicted",
+        ylabel="true",
+        title=f"confusion matrix: {split}",
+    )
     dark = max(max(values) for values in matrix) / 2
     for row, values in enumerate(matrix):
         for column, count in enumerate(values):

@@ -21,15 +21,24 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from builders.run import start_state
-from builders.tiny import cache_root
+from synthcore.launch import start_state
+from synthcore.tiny import cache_root
 from training.backbone import backbone_identity, feature_extractor, train_transform
 from training.classifier import ImageClassifier, new_resnet18_classifier, save_classifier
 from training.config import TrainConfig, TrainingError
-from training.data import Split, class_names, default_eval_splits, image_loader, keep_min_scores, label_lookup, load_splits, pick
+from training.data import (
+    Split,
+    class_names,
+    default_eval_splits,
+    image_loader,
+    keep_min_scores,
+    label_lookup,
+    load_splits,
+    pick,
+)
 from training.evaluation import compute_metrics
 from training.features import ForwardCounter, split_features
-from training.hub import push_folder, write_model_card
+from training.hub import push_classifier, write_model_card
 from training.report import epoch_line, final_table, plot_confusion, plot_curves, write_metrics
 
 log = logging.getLogger("synthdata.training")
@@ -49,8 +58,13 @@ def run(config: TrainConfig) -> dict | None:
         result = train_finetune(model, train, evals, classes, config, state) if state.is_main_process else None
     if result is None:
         return None
-    metrics = {"config": config.model_dump(), "classes": classes, "train_rows": len(train.dataset),
-               **result, "seconds": round(time.perf_counter() - started, 3)}
+    metrics = {
+        "config": config.model_dump(),
+        "classes": classes,
+        "train_rows": len(train.dataset),
+        **result,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
     write_outputs(model, metrics, config)
     return metrics
 
@@ -62,7 +76,10 @@ def load_data(config: TrainConfig) -> tuple[Split, list[Split], list[str]]:
     classes = class_names(train_ds, config, f"{config.dataset} [{config.train_split}]")
     train_ds = keep_min_scores(train_ds, config.min_scores, f"{config.dataset} [{config.train_split}]")
     if len(train_ds) == 0:
-        raise TrainingError(f"{config.dataset} [{config.train_split}]: no rows left to train on after the score filters {config.min_scores}")
+        raise TrainingError(
+            f"{config.dataset} [{config.train_split}]: no rows left to train on after the score filters "
+            f"{config.min_scores}"
+        )
     evals = []
     for name in config.eval_splits or default_eval_splits(splits, config.train_split):
         source = f"{config.dataset} [{name}]"
@@ -80,7 +97,9 @@ def load_data(config: TrainConfig) -> tuple[Split, list[Split], list[str]]:
     return Split(config.train_split, train_ds), evals, classes
 
 
-def train_probe(model: ImageClassifier, train: Split, evals: list[Split], classes: list[str], config: TrainConfig, state) -> dict | None:
+def train_probe(
+    model: ImageClassifier, train: Split, evals: list[Split], classes: list[str], config: TrainConfig, state
+) -> dict | None:
     """Features once (cached), then epochs of the head alone on them."""
     body = feature_extractor(model.net).requires_grad_(False)
     counter = ForwardCounter(body)
@@ -110,11 +129,18 @@ def train_probe(model: ImageClassifier, train: Split, evals: list[Split], classe
         return model.net.fc(x), y
 
     epochs = fit(model.net.fc, train_batches, eval_outputs, evals, classes, config)
-    return {"epochs": epochs, "final": epochs[-1]["eval"], "feature_cache": cache,
-            "backbone_images": counter.images, "feature_seconds": round(feature_seconds, 3)}
+    return {
+        "epochs": epochs,
+        "final": epochs[-1]["eval"],
+        "feature_cache": cache,
+        "backbone_images": counter.images,
+        "feature_seconds": round(feature_seconds, 3),
+    }
 
 
-def train_finetune(model: ImageClassifier, train: Split, evals: list[Split], classes: list[str], config: TrainConfig, state) -> dict:
+def train_finetune(
+    model: ImageClassifier, train: Split, evals: list[Split], classes: list[str], config: TrainConfig, state
+) -> dict:
     """Every layer trains, on augmented images; each epoch evaluates the whole model on every eval split."""
     device = state.device
     loader = image_loader(train.dataset, config, train_transform(config.backbone_weights), shuffle=True)
@@ -125,18 +151,28 @@ def train_finetune(model: ImageClassifier, train: Split, evals: list[Split], cla
 
     def eval_outputs(index: int) -> tuple[torch.Tensor, torch.Tensor]:
         split = evals[index]
-        batches = [(model(b["pixel_values"].to(device)), split.our_labels(b["label"]).to(device))
-                   for b in image_loader(split.dataset, config, model.transform)]
+        batches = [
+            (model(b["pixel_values"].to(device)), split.our_labels(b["label"]).to(device))
+            for b in image_loader(split.dataset, config, model.transform)
+        ]
         return torch.cat([logits for logits, _ in batches]), torch.cat([labels for _, labels in batches])
 
     epochs = fit(model, train_batches, eval_outputs, evals, classes, config)
     return {"epochs": epochs, "final": epochs[-1]["eval"]}
 
 
-def fit(trainable: nn.Module, train_batches: Callable[[], Batches], eval_outputs: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
-        evals: list[Split], classes: list[str], config: TrainConfig) -> list[dict]:
+def fit(
+    trainable: nn.Module,
+    train_batches: Callable[[], Batches],
+    eval_outputs: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+    evals: list[Split],
+    classes: list[str],
+    config: TrainConfig,
+) -> list[dict]:
     """The epoch loop of both modes: SGD with momentum on cross-entropy, then every eval split's metrics."""
-    optimizer = torch.optim.SGD([p for p in trainable.parameters() if p.requires_grad], lr=config.lr, momentum=config.momentum)
+    optimizer = torch.optim.SGD(
+        [p for p in trainable.parameters() if p.requires_grad], lr=config.lr, momentum=config.momentum
+    )
     records = []
     for epoch in range(1, config.epochs + 1):
         trainable.train()
@@ -153,14 +189,18 @@ def fit(trainable: nn.Module, train_batches: Callable[[], Batches], eval_outputs
         trainable.eval()
         with torch.inference_mode():
             results = {split.name: split_metrics(*eval_outputs(i), classes) for i, split in enumerate(evals)}
-        records.append({"epoch": epoch, "train": {"loss": loss_sum / seen, "accuracy": correct / seen}, "eval": results})
+        records.append(
+            {"epoch": epoch, "train": {"loss": loss_sum / seen, "accuracy": correct / seen}, "eval": results}
+        )
         log.info(epoch_line(records[-1], config.epochs))
     return records
 
 
 def split_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
-    return {"loss": F.cross_entropy(logits, labels).item(),
-            **compute_metrics(logits.argmax(dim=1).tolist(), labels.tolist(), classes)}
+    return {
+        "loss": F.cross_entropy(logits, labels).item(),
+        **compute_metrics(logits.argmax(dim=1).tolist(), labels.tolist(), classes),
+    }
 
 
 def write_outputs(model: ImageClassifier, metrics: dict, config: TrainConfig) -> None:
@@ -175,4 +215,4 @@ def write_outputs(model: ImageClassifier, metrics: dict, config: TrainConfig) ->
     print(final_table(metrics["final"], metrics["classes"]))
     log.info("classifier, metrics.json and plots written to %s", out)
     if config.push_to_hub:
-        log.info("pushed to %s", push_folder(out, config.push_to_hub, config.hub_private))
+        log.info("pushed to %s", push_classifier(out, config.push_to_hub, config.hub_private))

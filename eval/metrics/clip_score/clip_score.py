@@ -11,9 +11,9 @@ import evaluate
 import numpy as np
 import torch
 
-from builders.models import choose_dtype
-from eval.clip import Clip, clip_score
 from eval.preprocess import rgb_tensor
+from eval.scorers.clip import Clip, clip_score
+from synthcore.model_refs import choose_dtype
 
 _DESCRIPTION = """CLIPScore (Hessel et al., 2021): how well each image matches its text, as 100 * the cosine
 similarity of their CLIP embeddings, clamped at 0. Returns the mean over all pairs and every pair's score."""
@@ -43,7 +43,9 @@ Example:
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _INPUTS)
 class ClipScore(evaluate.Metric):
-    def __init__(self, model: str = "openai/clip-vit-base-patch32", device: str | None = None, batch_size: int = 32, **kwargs):
+    def __init__(
+        self, model: str = "openai/clip-vit-base-patch32", device: str | None = None, batch_size: int = 32, **kwargs
+    ):
         super().__init__(**kwargs)
         self.model_ref = model
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -69,5 +71,7 @@ class ClipScore(evaluate.Metric):
         scores = []
         for start in range(0, len(images), self.batch_size):
             pixels = [rgb_tensor(image, self.device) for image in images[start : start + self.batch_size]]
-            scores += clip_score(clip.embed_images(pixels), clip.embed_texts(texts[start : start + self.batch_size])).tolist()
+            scores += clip_score(
+                clip.embed_images(pixels), clip.embed_texts(texts[start : start + self.batch_size])
+            ).tolist()
         return {"clip_score": float(np.mean(scores)) if scores else float("nan"), "clip_scores": scores}

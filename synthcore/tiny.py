@@ -13,8 +13,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from filelock import FileLock
 
@@ -103,7 +103,9 @@ def _vision_config() -> dict:
 def _image_processor():
     from transformers import CLIPImageProcessor
 
-    return CLIPImageProcessor(size={"shortest_edge": _IMAGE_SIZE}, crop_size={"height": _IMAGE_SIZE, "width": _IMAGE_SIZE})
+    return CLIPImageProcessor(
+        size={"shortest_edge": _IMAGE_SIZE}, crop_size={"height": _IMAGE_SIZE, "width": _IMAGE_SIZE}
+    )
 
 
 def _tiny_sd_pipeline(tokenizer):
@@ -135,8 +137,13 @@ def _tiny_sd_pipeline(tokenizer):
     )
     # The scheduler config is SD 1.5's own (see shared/sd15_architecture.json).
     scheduler = PNDMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-        skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        skip_prk_steps=True,
+        set_alpha_to_one=False,
+        steps_offset=1,
     )
     text_encoder = CLIPTextModel(CLIPTextConfig(**_text_config(tokenizer)))
     safety_checker = StableDiffusionSafetyChecker(

@@ -6,23 +6,24 @@ Written as PNG under ``<out>/pictures/`` (shown in the card by relative links, u
   its first images, each captioned with CLIP's probability of the true class when the dataset has that column;
 - ``clip-true-prob.png``: per class, a histogram of that probability in every split (only with the column).
 
-Only the few sample images are read; the histogram reads the score column alone (see ``builders.readback``).
+Only the few sample images are read; the histogram reads the score column alone (see ``synthcore.readback``).
 Figures have a fixed size in pixels (``*_size`` functions), whatever the data.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
 from pathlib import Path
 
 import datasets
 import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
-
-from builders.readback import first_rows_of_class, read_columns  # noqa: E402
+from synthcore.columns import LABEL
+from synthcore.readback import first_rows_of_class, read_columns
 
 PICTURES_DIR = "pictures"
 TRUE_PROB = "clip_true_prob"
@@ -36,6 +37,15 @@ _PANEL = (3.2, 2.4)  # inches per class panel of the histogram
 
 def samples_name(label: int) -> str:
     return f"{PICTURES_DIR}/samples-class-{label:03d}.png"
+
+
+def picture_alt(path: str, class_names: list[str]) -> str:
+    """What a picture written here shows, in words (the card's alt text), class names included."""
+    match = re.fullmatch(rf"{PICTURES_DIR}/samples-class-(\d+)\.png", path)
+    if match:
+        label = int(match[1])
+        return f"sample images of class {label}: {class_names[label]}, per split"
+    return "CLIP probability of the true class, per class and split"
 
 
 HISTOGRAM_NAME = f"{PICTURES_DIR}/clip-true-prob.png"
@@ -52,31 +62,52 @@ def histogram_size(num_classes: int) -> tuple[int, int]:
     return round(columns * _PANEL[0] * DPI), round((rows * _PANEL[1] + _TITLE) * DPI)
 
 
-def write_pictures(root: Path, features: datasets.Features, splits: list[str]) -> list[str]:
-    """Draw every picture of the dataset at ``root``; returns their paths relative to it."""
+def write_pictures(
+    root: Path,
+    features: datasets.Features,
+    splits: list[str],
+    thresholds: dict | None = None,
+    label_column: str = LABEL,
+) -> list[str]:
+    """Draw every picture of the dataset at ``root``; returns their paths relative to it. ``thresholds``: the
+    active filters (the histogram marks ``min_true_class_prob``). Text is never parsed as mathtext: a class
+    name may hold ``$``."""
     root = Path(root)
     (root / PICTURES_DIR).mkdir(exist_ok=True)
     for stale in (root / PICTURES_DIR).glob("*.png"):
         stale.unlink()  # a class or the score column may be gone since the last export
-    class_names = features["label"].names
-    written = [_save(_sample_grid(root, features, splits, label, name), root / samples_name(label)) for label, name in enumerate(class_names)]
-    if TRUE_PROB in features:
-        written.append(_save(_histogram(root, features, splits, class_names), root / HISTOGRAM_NAME))
+    class_names = features[label_column].names
+    with matplotlib.rc_context({"text.parse_math": False}):
+        written = [
+            _save(_sample_grid(root, features, splits, label, name, label_column), root / samples_name(label))
+            for label, name in enumerate(class_names)
+        ]
+        if TRUE_PROB in features:
+            threshold = (thresholds or {}).get("min_true_class_prob")
+            histogram = _histogram(root, features, splits, class_names, threshold, label_column)
+            written.append(_save(histogram, root / HISTOGRAM_NAME))
     return [str(Path(p).relative_to(root)) for p in written]
 
 
-def _save(figure, path: Path) -> Path:
+def _figure(width: int, height: int) -> Figure:
+    """A figure on the Agg canvas, without pyplot: no backend is chosen, no global figure is kept."""
+    figure = Figure(figsize=(width / DPI, height / DPI))
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: Path) -> Path:
     figure.savefig(path, dpi=DPI, format="png")
-    plt.close(figure)
     return path
 
 
-def _sample_grid(root: Path, features: datasets.Features, splits: list[str], label: int, name: str):
+def _sample_grid(root: Path, features: datasets.Features, splits: list[str], label: int, name: str, label_column: str):
     width, height = samples_size(len(splits))
-    figure, axes = plt.subplots(len(splits), SAMPLES_PER_SPLIT, figsize=(width / DPI, height / DPI), squeeze=False)
+    figure = _figure(width, height)
+    axes = figure.subplots(len(splits), SAMPLES_PER_SPLIT, squeeze=False)
     figure.suptitle(class_title(label, name), fontsize=11)
     for row, split in zip(axes, splits):
-        samples = first_rows_of_class(root, split, features, label, SAMPLES_PER_SPLIT)
+        samples = first_rows_of_class(root, split, features, label, SAMPLES_PER_SPLIT, label_column)
         for column, ax in enumerate(row):
             ax.set_xticks([])
             ax.set_yticks([])
@@ -92,11 +123,19 @@ def _sample_grid(root: Path, features: datasets.Features, splits: list[str], lab
     return figure
 
 
-def _histogram(root: Path, features: datasets.Features, splits: list[str], class_names: list[str]):
-    columns = {split: read_columns(root, split, features, ["label", TRUE_PROB]) for split in splits}
+def _histogram(
+    root: Path,
+    features: datasets.Features,
+    splits: list[str],
+    class_names: list[str],
+    threshold: float | None,
+    label_column: str,
+):
+    columns = {split: read_columns(root, split, features, [label_column, TRUE_PROB]) for split in splits}
     width, height = histogram_size(len(class_names))
     ncols, nrows = min(len(class_names), HISTOGRAM_COLUMNS), math.ceil(len(class_names) / HISTOGRAM_COLUMNS)
-    figure, axes = plt.subplots(nrows, ncols, figsize=(width / DPI, height / DPI), squeeze=False)
+    figure = _figure(width, height)
+    axes = figure.subplots(nrows, ncols, squeeze=False)
     figure.suptitle("CLIP probability of the true class", fontsize=11)
     bins = [i / 20 for i in range(21)]
     for label, ax in enumerate(axes.flat):
@@ -104,10 +143,14 @@ def _histogram(root: Path, features: datasets.Features, splits: list[str], class
             ax.set_visible(False)
             continue
         for split, values in columns.items():
-            probs = [p for p, y in zip(values[TRUE_PROB], values["label"]) if y == label and p is not None]
+            probs = [p for p, y in zip(values[TRUE_PROB], values[label_column]) if y == label and p is not None]
             ax.hist(probs, bins=bins, histtype="step", linewidth=1.5, label=f"{split} ({len(probs)})")
         ax.set_title(class_title(label, class_names[label]), fontsize=9)
         ax.set_xlim(0, 1)
+        ax.set_xlabel("CLIP p(true class)", fontsize=7)
+        ax.set_ylabel("images", fontsize=7)
+        if threshold is not None:
+            ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"filter ≥ {threshold:g}")
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)
     figure.subplots_adjust(left=0.06, right=0.98, bottom=0.1, top=1 - _TITLE / (height / DPI), wspace=0.25, hspace=0.45)

@@ -13,7 +13,8 @@ from pathlib import Path
 import datasets
 import pyarrow.parquet as pq
 
-from builders.store import hub_files
+from synthcore.columns import LABEL
+from synthcore.layout import hub_files
 
 
 def split_files(root: Path, split: str) -> list[str]:
@@ -28,7 +29,12 @@ def stored_features(root: Path, split: str) -> datasets.Features:
 
 def _stream(root: Path, split: str, features: datasets.Features, **parquet_options) -> datasets.IterableDataset:
     return datasets.load_dataset(
-        "parquet", data_files={split: split_files(root, split)}, split=split, streaming=True, features=features, **parquet_options
+        "parquet",
+        data_files={split: split_files(root, split)},
+        split=split,
+        streaming=True,
+        features=features,
+        **parquet_options,
     )
 
 
@@ -42,6 +48,8 @@ def read_columns(root: Path, split: str, features: datasets.Features, columns: l
     return values
 
 
-def first_rows_of_class(root: Path, split: str, features: datasets.Features, label: int, count: int) -> list[dict]:
+def first_rows_of_class(
+    root: Path, split: str, features: datasets.Features, label: int, count: int, label_column: str = LABEL
+) -> list[dict]:
     """The first ``count`` rows of one class in a split, images decoded, reading little beyond them."""
-    return list(_stream(root, split, features, filters=[("label", "==", label)]).take(count))
+    return list(_stream(root, split, features, filters=[(label_column, "==", label)]).take(count))

@@ -19,37 +19,16 @@ import torch
 from tqdm.auto import tqdm
 
 from builders.builder import SyntheticImages
-from builders.models import Placement, choose_dtype
+from builders.export import export_dataset
 from builders.plan import Plan, Shard
 from builders.recipe import Recipe
 from builders.store import OutputDir
-from builders.tasks import TaskQueue
+from builders.writer_queue import TaskQueue
+from eval.summary import DatasetSummary
+from synthcore.launch import start_state
+from synthcore.model_refs import Placement, choose_dtype
 
 log = logging.getLogger("synthdata")
-
-
-class WorldMismatch(RuntimeError):
-    """The launcher started several processes but accelerate's state sees only one."""
-
-
-def start_state():
-    """accelerate's state; on a machine without GPUs, its CPU mode (gloo), so ranks are real ranks."""
-    from accelerate import PartialState
-
-    state = PartialState(cpu=not torch.cuda.is_available())
-    check_world(state)
-    return state
-
-
-def check_world(state) -> None:
-    """Refuse to build when every process believes it is rank 0 of 1: each would build the whole dataset."""
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != state.num_processes:
-        raise WorldMismatch(
-            f"the launcher started {launched} processes (WORLD_SIZE={launched}) but accelerate's state sees "
-            f"{state.num_processes}: every process would build the whole dataset. On a machine without GPUs, "
-            "accelerate's state must be created with cpu=True (PartialState(cpu=True)); build.py does this itself."
-        )
 
 
 @dataclass
@@ -61,15 +40,11 @@ class BuildReport:
     images_generated: int
     safety_dropped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    summary: DatasetSummary | None = None  # on the main process
 
 
 def placement_for(recipe: Recipe, device: torch.device) -> Placement:
     return Placement(device=str(device), dtype_name=choose_dtype(recipe.model.dtype, device.type))
-
-
-def local_device() -> torch.device:
-    """The device a single process would use, found without starting accelerate (for --dry-run)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, background: bool = True) -> BuildReport:
@@ -90,19 +65,24 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
     done_images = plan.num_images - sum(s.size for s in pending)
     state.wait_for_everyone()  # every rank has its list before any rank commits a shard, so all lists agree
     if state.is_main_process:
-        log.info("plan: %d images in %d shards; %d images found done, %d to make on %d process(es)",
-                 plan.num_images, len(plan.shards), done_images, plan.num_images - done_images, state.num_processes)
+        log.info(
+            "plan: %d images in %d shards; %d images found done, %d to make on %d process(es)",
+            plan.num_images,
+            len(plan.shards),
+            done_images,
+            plan.num_images - done_images,
+            state.num_processes,
+        )
     monitor = _ProgressBar(store, plan, pending, done_images) if state.is_main_process else None
     with state.split_between_processes(pending) as mine:
-        _write_shards(builder, store, list(mine), state, background)
+        write_shards(builder, store, list(mine), state, background)
     if monitor:
         monitor.join()
     state.wait_for_everyone()
 
+    exported = None
     if state.is_main_process:
-        from builders.export import export_dataset
-
-        export_dataset(builder, store, plan)
+        exported = export_dataset(recipe, builder.info.features, builder.provenance(), store, plan)
     state.wait_for_everyone()
     return BuildReport(
         output_dir=str(store.root),
@@ -112,6 +92,7 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
         images_generated=plan.num_images - done_images,
         safety_dropped=[i for shard in plan.shards for i in store.safety_dropped(shard)],
         seconds=time.perf_counter() - started,
+        summary=exported.summary if exported else None,
     )
 
 
@@ -120,7 +101,7 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
 ENCODE_THREADS = min(4, os.cpu_count() or 1)
 
 
-def _write_shards(builder: SyntheticImages, store: OutputDir, shards: list[Shard], state, background: bool) -> None:
+def write_shards(builder: SyntheticImages, store: OutputDir, shards: list[Shard], state, background: bool) -> None:
     """Make this process's shards; encoding and writing run in a background thread beside generation."""
     features = builder.info.features
     written = 0
@@ -128,26 +109,36 @@ def _write_shards(builder: SyntheticImages, store: OutputDir, shards: list[Shard
     def write(writer, rows) -> None:
         nonlocal written
         with builder.clock.stage("encode"):
-            encoded = list(encoders.map(builder.encode, rows))
+            encoded = list(encoders.map(builder.encode, rows.rows))
         with builder.clock.stage("write"):
             writer.write(encoded)
             writer.safety_dropped += rows.dropped
-            written += len(rows) + len(rows.dropped)
+            written += len(rows.rows) + len(rows.dropped)
             store.report_progress(state.process_index, written)
 
     def commit(writer) -> None:
         with builder.clock.stage("write"):
             writer.commit()
 
-    with ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="synthdata-encode") as encoders, \
-            TaskQueue(background=background, max_pending=4) as queue:
+    with (
+        ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="synthdata-encode") as encoders,
+        TaskQueue(background=background, max_pending=4) as queue,
+    ):
         for shard in shards:
-            log.info("rank %d: writing shard %s (%s/%s, %d images)", state.process_index, shard.key, shard.split, shard.class_name, shard.size)
+            log.info(
+                "rank %d: writing shard %s (%s/%s, %d images)",
+                state.process_index,
+                shard.key,
+                shard.split,
+                shard.class_name,
+                shard.size,
+            )
             writer = store.open_shard(shard, features)
             for rows in builder.shard_rows(shard):
                 queue.submit(write, writer, rows)
             queue.submit(commit, writer)
-    log.info("rank %d: time per stage: %s", state.process_index, builder.clock)
+    if builder.clock.seconds:
+        log.info("rank %d: time per stage: %s", state.process_index, builder.clock)
 
 
 class _ProgressBar(threading.Thread):
@@ -155,14 +146,18 @@ class _ProgressBar(threading.Thread):
 
     def __init__(self, store: OutputDir, plan: Plan, pending: list[Shard], done_images: int):
         super().__init__(name="synthdata-progress", daemon=True)
-        self.store, self.plan, self.pending, self.done_images = store, plan, pending, done_images
+        self.store, self.plan, self.done_images = store, plan, done_images
+        self.to_make = sum(shard.size for shard in pending)
         self.start()
 
     def run(self) -> None:
-        with tqdm(total=self.plan.num_images, initial=self.done_images, unit="img", desc="generating", dynamic_ncols=True) as bar:
+        with tqdm(
+            total=self.plan.num_images, initial=self.done_images, unit="img", desc="generating", dynamic_ncols=True
+        ) as bar:
             while True:
-                finished = all(self.store.is_done(shard) for shard in self.pending)
-                bar.update(self.done_images + self.store.progress_total() - bar.n)
+                made = self.store.progress_total()  # one small file per rank: O(processes) per poll
+                finished = made >= self.to_make
+                bar.update(self.done_images + made - bar.n)
                 if finished:
                     return
                 time.sleep(0.5)

@@ -7,28 +7,25 @@ enum's metadata; a local checkpoint uses those of ``IMAGENET1K_V2`` (its categor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
+from pathlib import Path
 
 import datasets
 import torch
+from pydantic import Field, field_validator
 
-from builders.models import TINY_RANDOM, resolve
 from eval.preprocess import Images, Preprocess
+from eval.scorers.base import CliOption, FilterRule, LoadedScorer, Scorer, ScorerSettings, ScoringTask, SummaryStat
+from synthcore.cardmeta import md, model_link
+from synthcore.model_refs import TINY_RANDOM, resolve
 
 WEIGHT_NAMES = ("IMAGENET1K_V1", "IMAGENET1K_V2", "DEFAULT")
 LOCAL_CHECKPOINT_WEIGHTS = "IMAGENET1K_V2"
 TOP_K = 5
 TINY_RANDOM_CROP = 32
-
-
-def resnet50_features() -> dict:
-    return {
-        "resnet50_top5_ids": datasets.Sequence(datasets.Value("int32")),
-        "resnet50_top5_labels": datasets.Sequence(datasets.Value("string")),
-        "resnet50_top5_probs": datasets.Sequence(datasets.Value("float32")),
-        "resnet50_match": datasets.Value("bool"),
-    }
+DEFAULT_WEIGHTS = "IMAGENET1K_V2"
+RESNET50_DOCS = "https://docs.pytorch.org/vision/stable/models/generated/torchvision.models.resnet50.html"
 
 
 def weights_enum(ref: str):
@@ -77,10 +74,70 @@ def weights_preprocess(ref: str) -> Preprocess:
     )
 
 
-class ResNet50Scorer:
+class ResNetSettings(ScorerSettings):
+    weights: str = Field(default=DEFAULT_WEIGHTS, min_length=1)
+
+    @field_validator("weights")
+    @classmethod
+    def _known_weights(cls, value: str) -> str:
+        if value in (TINY_RANDOM, *WEIGHT_NAMES):
+            return value
+        if not Path(value).expanduser().is_file():
+            raise ValueError(
+                f"{value!r} is neither a torchvision ResNet50 weights name ({', '.join(WEIGHT_NAMES)}) "
+                f"nor an existing checkpoint file, nor {TINY_RANDOM!r}"
+            )
+        return value
+
+
+class ResNet50Scorer(Scorer):
+    """ImageNet top-5 of a torchvision ResNet50, and whether it holds one of the class's ImageNet names."""
+
+    name = "resnet50"
+    Settings = ResNetSettings
+    filters = (FilterRule("require_imagenet_match", "resnet50_match", "require"),)
+    summary = (SummaryStat("resnet50_agreement", "ResNet50 agree", "resnet50_match", "share", ".0%"),)
+    cli_options = (
+        CliOption(
+            "--resnet50-weights",
+            "weights",
+            f"{', '.join(WEIGHT_NAMES)} (default {DEFAULT_WEIGHTS}), a state-dict file, or tiny-random",
+        ),
+    )
+
+    def features(self, task: ScoringTask) -> dict:
+        return {
+            "resnet50_top5_ids": datasets.Sequence(datasets.Value("int32")),
+            "resnet50_top5_labels": datasets.Sequence(datasets.Value("string")),
+            "resnet50_top5_probs": datasets.Sequence(datasets.Value("float32")),
+            "resnet50_match": datasets.Value("bool"),
+        }
+
+    def load(
+        self, settings: ResNetSettings, task: ScoringTask, device: torch.device, dtype: torch.dtype
+    ) -> LoadedResNet50:
+        return LoadedResNet50(settings.weights, task.imagenet_classes, device, dtype)
+
+    def describe(self, settings: ResNetSettings) -> tuple[str, str]:
+        weights = settings.weights
+        if weights == TINY_RANDOM:
+            model = model_link(TINY_RANDOM)
+        elif weights not in WEIGHT_NAMES:
+            model = f"torchvision ResNet50, local checkpoint `{md(Path(weights).name)}`"
+        else:
+            model = f"[torchvision ResNet50, `ResNet50_Weights.{weights}`]({RESNET50_DOCS})"
+        return "ResNet50 (ImageNet top-5)", model
+
+    def provenance(self, settings: ResNetSettings) -> dict:
+        return {"weights": settings.weights}
+
+
+class LoadedResNet50(LoadedScorer):
     """The ``resnet50_*`` columns of a batch."""
 
-    def __init__(self, weights: str, imagenet_classes: Sequence[Sequence[str]], device: str | torch.device, dtype: torch.dtype):
+    def __init__(
+        self, weights: str, imagenet_classes: Sequence[Sequence[str]], device: str | torch.device, dtype: torch.dtype
+    ):
         self.dtype = dtype
         self.model = load_resnet50(weights).to(device=device, dtype=dtype).eval()
         self.preprocess = weights_preprocess(weights)
@@ -93,7 +150,7 @@ class ResNet50Scorer:
         self.targets = targets.to(device)
 
     @torch.inference_mode()
-    def score(self, images: Images, labels: torch.Tensor) -> dict[str, list]:
+    def score(self, images: Images, labels: torch.Tensor, prompts: Sequence[str] = ()) -> dict[str, list]:
         probs = self.model(self.preprocess(images, self.dtype)).float().softmax(dim=-1)
         top = probs.topk(TOP_K, dim=-1)
         match = self.targets[labels].gather(1, top.indices).any(dim=-1)

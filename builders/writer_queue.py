@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _STOP = object()
 
@@ -21,7 +22,7 @@ class TaskQueue:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="synthdata-writer", daemon=True) if background else None
 
-    def __enter__(self) -> "TaskQueue":
+    def __enter__(self) -> TaskQueue:
         if self._thread:
             self._thread.start()
         return self
@@ -38,7 +39,7 @@ class TaskQueue:
             if self._error is None:
                 try:
                     task[0](*task[1])
-                except BaseException as err:  # handed to the submitting thread
+                except BaseException as err:  # noqa: BLE001 - handed to the submitting thread
                     self._error = err
 
     def _raise_if_failed(self) -> None:

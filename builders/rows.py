@@ -1,0 +1,46 @@
+"""The row of a generated image, declared once: its fields are the dataset's first columns, in order, and each
+field carries its ``datasets`` feature, so the features and the rows written cannot drift apart. The scorers'
+columns follow them (``eval.scorers``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import datasets
+import numpy as np
+
+
+def _column(feature: Callable[[list[str]], Any]):
+    """A field whose ``datasets`` feature is ``feature(class_names)``."""
+    return field(metadata={"feature": feature})
+
+
+@dataclass(frozen=True)
+class GeneratedRow:
+    id: str = _column(lambda names: datasets.Value("string"))
+    image: np.ndarray = _column(lambda names: datasets.Image())  # uint8 (H, W, 3) until encoded
+    label: int = _column(lambda names: datasets.ClassLabel(names=names))
+    prompt: str = _column(lambda names: datasets.Value("string"))
+    negative_prompt: str = _column(lambda names: datasets.Value("string"))
+    seed: int = _column(lambda names: datasets.Value("int64"))
+    guidance_scale: float = _column(lambda names: datasets.Value("float32"))
+    safety_regenerations: int | None = _column(lambda names: datasets.Value("int32"))  # None: checker off
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def row_features(class_names: list[str]) -> dict:
+    """The features of ``GeneratedRow``'s columns, in order."""
+    return {f.name: f.metadata["feature"](class_names) for f in fields(GeneratedRow)}
+
+
+@dataclass
+class BatchRows:
+    """The rows of one batch (dicts: a ``GeneratedRow`` plus its score columns), and the ids of the jobs the
+    safety checker made us drop."""
+
+    rows: list[dict]
+    dropped: list[str]

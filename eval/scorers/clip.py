@@ -1,0 +1,211 @@
+"""CLIP: zero-shot class probabilities and CLIPScore, computed on device tensors.
+
+``Clip`` wraps a transformers ``CLIPModel`` and its ``CLIPProcessor`` (a Hub id, a local directory, or
+``tiny-random``): images go through the processor's own resize/crop/normalize values, in torch on the images'
+device; texts go through the processor's tokenizer, truncated to the model's context (77 tokens) with a warning.
+``ClipScorer`` is the plug-in that turns it into the dataset's ``clip_*`` columns.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+from collections.abc import Sequence
+
+import datasets
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+
+from eval.preprocess import Images, Preprocess
+from eval.scorers.base import CliOption, FilterRule, LoadedScorer, Scorer, ScorerSettings, ScoringTask, SummaryStat
+from synthcore.cardmeta import md, model_link
+from synthcore.model_refs import check_model_ref, hub_commit, resolve
+
+log = logging.getLogger("synthdata.eval")
+
+DEFAULT_CLIP = "openai/clip-vit-base-patch32"
+TRUE_PROB = "clip_true_prob"
+PROMPT_CACHE = 65_536
+
+
+def clip_score(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+    """CLIPScore of matching rows of unit embeddings: 100 * cosine similarity, clamped at 0 (Hessel et al., 2021)."""
+    return (100 * (image_embeds * text_embeds).sum(-1)).clamp(min=0)
+
+
+def processor_preprocess(image_processor) -> Preprocess:
+    """The processor's resize, crop and normalization, as torch operations."""
+    from transformers.image_utils import pil_torch_interpolation_mapping
+
+    size, crop = image_processor.size, image_processor.crop_size
+    resize = (size["shortest_edge"],) if size.get("shortest_edge") else (size["height"], size["width"])
+    return Preprocess(
+        resize=resize,
+        crop=(crop["height"], crop["width"]),
+        mean=tuple(image_processor.image_mean),
+        std=tuple(image_processor.image_std),
+        interpolation=pil_torch_interpolation_mapping[image_processor.resample],
+    )
+
+
+class Clip:
+    """A CLIP model and its processor on one device, giving unit-norm image and text embeddings (float32)."""
+
+    def __init__(self, ref: str, device: str | torch.device, dtype: torch.dtype = torch.float32):
+        from transformers import CLIPModel, CLIPProcessor
+
+        path = resolve(ref, "clip")
+        self.ref = ref
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.processor = CLIPProcessor.from_pretrained(path)
+        self.model = CLIPModel.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        self.preprocess = processor_preprocess(self.processor.image_processor)
+        self.max_tokens = min(
+            self.processor.tokenizer.model_max_length, self.model.config.text_config.max_position_embeddings
+        )
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """The temperature CLIP was trained with (exp of the learned log scale): zero-shot logits use it."""
+        return self.model.logit_scale.exp().float()
+
+    @torch.inference_mode()
+    def embed_images(self, images: Images) -> torch.Tensor:
+        features = self.model.get_image_features(pixel_values=self.preprocess(images, self.dtype)).pooler_output
+        return F.normalize(features.float(), dim=-1)
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        self._warn_if_truncated(texts)
+        tokens = self.processor.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        ).to(self.device)
+        features = self.model.get_text_features(**tokens).pooler_output
+        return F.normalize(features.float(), dim=-1)
+
+    def _warn_if_truncated(self, texts: Sequence[str]) -> None:
+        lengths = [len(ids) for ids in self.processor.tokenizer(list(texts), verbose=False)["input_ids"]]
+        for text, length in zip(texts, lengths):
+            if length > self.max_tokens:
+                log.warning(
+                    "CLIP text truncated from %d to %d tokens (the model's context); it is scored as cut: %r",
+                    length,
+                    self.max_tokens,
+                    text,
+                )
+
+    def class_embeddings(self, label_texts: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+        """One unit embedding per class: the mean of its texts' embeddings over the templates, renormalized
+        (prompt ensembling, as in CLIP's zero-shot ImageNet evaluation)."""
+        texts = [template.format(label=label) for label in label_texts for template in templates]
+        embeds = self.embed_texts(texts).view(len(label_texts), len(templates), -1)
+        return F.normalize(embeds.mean(dim=1), dim=-1)
+
+
+class ClipSettings(ScorerSettings):
+    model: str = Field(default=DEFAULT_CLIP, min_length=1)
+    label_templates: list[str] = ["a photo of a {label}"]
+
+    @field_validator("model")
+    @classmethod
+    def _existing_local_path(cls, value: str) -> str:
+        return check_model_ref(value)
+
+    @field_validator("label_templates")
+    @classmethod
+    def _has_label_field(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("needs at least one template")
+        for template in value:
+            try:
+                fields = [
+                    (field, spec, conv)
+                    for _, field, spec, conv in string.Formatter().parse(template)
+                    if field is not None
+                ]
+            except ValueError as err:
+                raise ValueError(f"malformed template {template!r}: {err}") from None
+            if {field for field, _, _ in fields} != {"label"} or any(spec or conv for _, spec, conv in fields):
+                raise ValueError(f"template {template!r} must use exactly the plain field {{label}} (no format spec)")
+        return value
+
+
+class ClipScorer(Scorer):
+    """CLIP zero-shot probabilities over the classes, and CLIPScore of each image against its prompt."""
+
+    name = "clip"
+    Settings = ClipSettings
+    filters = (
+        FilterRule("min_true_class_prob", TRUE_PROB, "min", 0, 1),
+        FilterRule("min_clip_score", "clip_score", "min", 0, 100),
+    )
+    summary = (
+        SummaryStat("clip_true_prob_mean", "P(true) mean", TRUE_PROB, "mean", ".3f"),
+        SummaryStat("clip_true_prob_median", "P(true) median", TRUE_PROB, "median", ".3f"),
+        SummaryStat("clip_score_mean", "CLIPScore", "clip_score", "mean", ".2f"),
+    )
+    cli_options = (
+        CliOption("--clip-model", "model", f"CLIP Hub id, local directory, or tiny-random (default: {DEFAULT_CLIP})"),
+        CliOption(
+            "--label-template",
+            "label_templates",
+            "text per class, with {label}; repeat to ensemble (default: 'a photo of a {label}')",
+            repeat=True,
+        ),
+    )
+
+    def features(self, task: ScoringTask) -> dict:
+        return {
+            "clip_probs": datasets.Sequence(datasets.Value("float32")),
+            "clip_pred": datasets.ClassLabel(names=list(task.class_names)),
+            TRUE_PROB: datasets.Value("float32"),
+            "clip_score": datasets.Value("float32"),
+        }
+
+    def load(self, settings: ClipSettings, task: ScoringTask, device: torch.device, dtype: torch.dtype) -> LoadedClip:
+        return LoadedClip(Clip(settings.model, device, dtype), task.label_texts, settings.label_templates)
+
+    def describe(self, settings: ClipSettings) -> tuple[str, str]:
+        templates = ", ".join(f"“{md(t)}”" for t in settings.label_templates)
+        return "CLIP (zero-shot class probabilities)", f"{model_link(settings.model)}; class texts from {templates}"
+
+    def provenance(self, settings: ClipSettings) -> dict:
+        return {"id": settings.model, "commit": hub_commit(settings.model, None, "config.json")}
+
+    def model_refs(self, settings: ClipSettings) -> list[tuple[str, str]]:
+        return [("scoring.clip.model", settings.model)]
+
+
+class LoadedClip(LoadedScorer):
+    """The ``clip_*`` columns of a batch: zero-shot probabilities over the classes, and CLIPScore vs. its prompt."""
+
+    def __init__(self, clip: Clip, label_texts: Sequence[str], templates: Sequence[str]):
+        self.clip = clip
+        self.classes = clip.class_embeddings(label_texts, templates)
+        self.class_texts = [templates[0].format(label=text) for text in label_texts]
+        self._prompts: dict[str, torch.Tensor] = {}
+
+    def prompt_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Embeddings of the prompts, each computed once: a build has few distinct prompts and many images. The
+        cache is bounded (emptied past ``PROMPT_CACHE`` prompts) for builds of millions of sampled prompts."""
+        if len(self._prompts) > PROMPT_CACHE:
+            self._prompts.clear()
+        new = list(dict.fromkeys(p for p in prompts if p not in self._prompts))
+        if new:
+            self._prompts.update(zip(new, self.clip.embed_texts(new)))
+        return torch.stack([self._prompts[p] for p in prompts])
+
+    @torch.inference_mode()
+    def score(self, images: Images, labels: torch.Tensor, prompts: Sequence[str | None]) -> dict[str, list]:
+        """A row without a prompt (a real dataset) is compared with its class's text in the first label template."""
+        prompts = [p if p is not None else self.class_texts[label] for p, label in zip(prompts, labels.tolist())]
+        embeds = self.clip.embed_images(images)
+        probs = (self.clip.logit_scale * embeds @ self.classes.T).softmax(dim=-1)
+        return {
+            "clip_probs": probs.tolist(),
+            "clip_pred": probs.argmax(dim=-1).tolist(),
+            TRUE_PROB: probs.gather(1, labels[:, None])[:, 0].tolist(),
+            "clip_score": clip_score(embeds, self.prompt_embeddings(prompts)).tolist(),
+        }

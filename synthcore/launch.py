@@ -1,0 +1,46 @@
+"""accelerate's launch and state, the same way for every command line (build, eval, training).
+
+On a machine without GPUs, ``accelerate launch --multi_gpu --num_processes N`` starts N processes, but each knows
+its rank only if the state is created in CPU mode (gloo). ``start_state`` does that, and refuses a launch whose
+processes would each believe they are rank 0 of 1 (each would do the whole job).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+class WorldMismatch(RuntimeError):
+    """The launcher started several processes but accelerate's state sees only one."""
+
+
+def start_state():
+    """accelerate's state; on a machine without GPUs, its CPU mode (gloo), so ranks are real ranks."""
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    check_world(state)
+    return state
+
+
+def check_world(state) -> None:
+    """Refuse to run when every process believes it is rank 0 of 1: each would do the whole job."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != state.num_processes:
+        raise WorldMismatch(
+            f"the launcher started {launched} processes (WORLD_SIZE={launched}) but accelerate's state sees "
+            f"{state.num_processes}: every process would do the whole job. On a machine without GPUs, "
+            "accelerate's state must be created with cpu=True (PartialState(cpu=True)); synthdata does this itself."
+        )
+
+
+def local_device() -> torch.device:
+    """The device a single process would use, found without starting accelerate (for --dry-run)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a launch (or a plain process), read from the launcher's environment without starting a state."""
+    return int(os.environ.get("RANK", "0")) == 0
