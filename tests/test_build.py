@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 
 import datasets
+import pytest
 
 from builders.recipe import load_recipe
 from tests.conftest import ROOT, run_build, write_recipe
+
+pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
 
 
 def load_fresh(path: Path) -> dict:

@@ -35,6 +35,7 @@ def embedded_recipe(card: DatasetCard) -> dict:
     return yaml.safe_load(block.group(1))
 
 
+@pytest.mark.e2e
 def test_card_metadata_is_what_the_hub_reads(smoke_dir: Path):
     data = card_of(smoke_dir).data
     assert data.license == "apache-2.0"  # tiny-random: random weights made by this project
@@ -49,6 +50,7 @@ def test_card_metadata_is_what_the_hub_reads(smoke_dir: Path):
     assert {s["name"]: s["num_examples"] for s in data.dataset_info["splits"]} == {"train": 12, "test": 6}
 
 
+@pytest.mark.e2e
 def test_card_text_describes_the_dataset(smoke_dir: Path):
     text = card_of(smoke_dir).text
     recipe = load_recipe(SMOKE)
@@ -68,6 +70,7 @@ def test_card_text_describes_the_dataset(smoke_dir: Path):
     assert text.count("](pictures/samples-class-") == len(recipe.classes)
 
 
+@pytest.mark.e2e
 def test_embedded_recipe_rebuilds_the_same_dataset(smoke_dir: Path):
     recipe = parse_recipe(yaml.safe_dump(embedded_recipe(card_of(smoke_dir))))
     assert (
@@ -75,6 +78,7 @@ def test_embedded_recipe_rebuilds_the_same_dataset(smoke_dir: Path):
     )
 
 
+@pytest.mark.e2e
 def test_load_dataset_reads_every_feature_locally(smoke_dir: Path):
     features = dataset_features(load_recipe(SMOKE))
     whole = datasets.load_dataset(str(smoke_dir))
@@ -84,6 +88,7 @@ def test_load_dataset_reads_every_feature_locally(smoke_dir: Path):
     assert train[0]["image"].size == (32, 32)
 
 
+@pytest.mark.e2e
 def test_sample_grids_are_pngs_of_the_expected_size(smoke_dir: Path):
     for label in range(3):
         with Image.open(smoke_dir / samples_name(label)) as picture:

@@ -19,6 +19,8 @@ import pytest
 
 from tests.conftest import ROOT, run_build, write_recipe
 
+pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
+
 SAME_THREADS = {"OMP_NUM_THREADS": "1"}  # identical thread settings for every process count
 ACCELERATE = [
     sys.executable,
@@ -71,7 +73,6 @@ def one_process(scale_recipe: Path, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("processes", [2, 3])
 def test_any_number_of_processes_gives_the_same_dataset(
     processes: int, scale_recipe: Path, one_process: Path, tmp_path: Path
@@ -111,10 +112,9 @@ def test_cpu_launch_without_cpu_mode_is_refused(tmp_path: Path):
         timeout=300,
     )
     assert result.returncode != 0 and "not refused" not in result.stdout
-    assert "every process would build the whole dataset" in result.stderr
+    assert "every process would do the whole job" in result.stderr
 
 
-@pytest.mark.slow
 def test_killed_build_resumes_to_the_same_dataset(scale_recipe: Path, one_process: Path, tmp_path: Path):
     out = tmp_path / "out"
     shards = out / ".synthdata" / "shards"
@@ -165,7 +165,6 @@ def test_overwrite_starts_again(scale_recipe: Path, tmp_path: Path):
     assert len(list((out / ".synthdata" / "shards").glob("*.parquet"))) == 8
 
 
-@pytest.mark.slow
 def test_raising_a_count_and_adding_a_split_reuse_finished_shards(
     scale_recipe: Path, one_process: Path, tmp_path: Path
 ):

@@ -88,6 +88,7 @@ def check_summary(out: Path, scores: dict, kept: set[str]) -> list[str]:
     return summary["emptied_by_filters"]
 
 
+@pytest.mark.e2e
 def test_dropped_dataset_mode(smoke_dir: Path, tmp_path: Path, scores: dict, caplog):
     probs = [r["clip_true_prob"] for r in scores.values()]
     lowest_group_max = min(
@@ -114,6 +115,7 @@ def test_dropped_dataset_mode(smoke_dir: Path, tmp_path: Path, scores: dict, cap
     assert json.loads((out / "build_info.json").read_text())["rows"] == {s: len(ids) for s, ids in found_kept.items()}
 
 
+@pytest.mark.e2e
 def test_dropped_split_mode_keeps_image_bytes(smoke_dir: Path, tmp_path: Path, scores: dict):
     clip_scores = [r["clip_score"] for r in scores.values()]
     threshold = between(clip_scores, min(clip_scores))
@@ -141,6 +143,7 @@ def test_dropped_split_mode_keeps_image_bytes(smoke_dir: Path, tmp_path: Path, s
     assert as_bytes(out, "train_dropped") == {i: original[i] for i in found["train_dropped"]}
 
 
+@pytest.mark.e2e
 def test_a_split_the_filters_empty_is_absent_and_the_dataset_still_pushable(
     smoke_dir: Path, tmp_path: Path, scores: dict
 ):
@@ -158,6 +161,7 @@ def test_a_split_the_filters_empty_is_absent_and_the_dataset_still_pushable(
     assert dataset_problems(out, load_recipe(out / "recipe.yaml")) == []
 
 
+@pytest.mark.e2e
 def test_filters_that_keep_nothing_fail_clearly_and_lose_nothing(smoke_dir: Path, tmp_path: Path):
     out = tmp_path / "out"
     shutil.copytree(smoke_dir / ".synthdata", out / ".synthdata")

@@ -21,6 +21,8 @@ from huggingface_hub.utils import filter_repo_objects
 from builders.hub import IGNORE_PATTERNS
 from tests.conftest import ROOT, run_build
 
+pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
+
 FAKE_TOKEN = "hf_SyNtHdAtAfAkEtOkEn0123456789abcdef"
 UNREACHABLE = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": FAKE_TOKEN}  # loopback only
 

@@ -19,6 +19,8 @@ import torch
 from synthcore.model_refs import resolve
 from tests.conftest import run_build, write_recipe
 
+pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
+
 RECIPE = """
 name: safety
 model: {{id: {model}, safety_checker: true, on_flagged: {policy}, max_regenerations: 2}}

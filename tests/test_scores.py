@@ -34,11 +34,13 @@ def smoke(smoke_dir: Path) -> datasets.DatasetDict:
     return datasets.load_dataset(str(smoke_dir))
 
 
+@pytest.mark.e2e
 def test_score_columns_have_the_contract_types(smoke):
     for split in smoke.values():
         assert {name: str(split.features[name]) for name in SCORE_FEATURES} == SCORE_FEATURES
 
 
+@pytest.mark.e2e
 def test_clip_probabilities_are_distributions_over_the_classes(smoke):
     for split in smoke.values():
         probs = np.array(split["clip_probs"][:])
@@ -51,6 +53,7 @@ def test_clip_probabilities_are_distributions_over_the_classes(smoke):
         assert ((scores >= 0) & (scores <= 100)).all()
 
 
+@pytest.mark.e2e
 def test_resnet50_top5_and_agreement_with_the_recipe_mapping(smoke):
     categories = imagenet_categories()
     fox = set(load_recipe(ROOT / "recipes" / "smoke.yaml").classes["fox"].imagenet_classes)
@@ -65,6 +68,7 @@ def test_resnet50_top5_and_agreement_with_the_recipe_mapping(smoke):
             assert row["resnet50_match"] is expected
 
 
+@pytest.mark.e2e
 def test_summary_matches_the_columns_and_is_printed(smoke, smoke_dir: Path):
     summary = read_summary(smoke_dir)
     assert [(c.split, c.class_name) for c in summary.classes] == [
@@ -87,12 +91,14 @@ def test_summary_matches_the_columns_and_is_printed(smoke, smoke_dir: Path):
     assert json.loads((smoke_dir / "summary.json").read_text())["emptied_by_filters"] == []
 
 
+@pytest.mark.e2e
 def test_unfiltered_export_links_the_shards(smoke_dir: Path):
     shards = {p.stat().st_ino for p in (smoke_dir / ".synthdata" / "shards").glob("*.parquet")}
     assert {p.stat().st_ino for p in (smoke_dir / "data").glob("*.parquet")} == shards
     assert not (smoke_dir / "dropped").exists()
 
 
+@pytest.mark.e2e
 def test_evaluate_module_loads_by_path_and_gives_the_build_column(smoke):
     import evaluate
 
@@ -103,6 +109,7 @@ def test_evaluate_module_loads_by_path_and_gives_the_build_column(smoke):
     assert result["clip_score"] == pytest.approx(np.mean(split["clip_score"][:]), abs=1e-3)
 
 
+@pytest.mark.e2e
 def test_long_prompt_is_truncated_with_a_warning(caplog):
     from eval.scorers.clip import Clip
 
@@ -129,6 +136,7 @@ def test_scorer_switches_remove_columns():
         assert set(scorer_features(recipe.scoring_task(), recipe.scoring)) == expected
 
 
+@pytest.mark.e2e
 def test_build_without_clip_has_only_resnet_columns(tmp_path: Path):
     recipe = write_recipe(
         tmp_path,

@@ -11,8 +11,9 @@ from builders.recipe import load_recipe
 from builders.source import SourceError, recipe_source
 from tests.conftest import ROOT, run_build
 
+pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
 
-@pytest.mark.slow
+
 def test_rebuild_from_a_dataset_directory_gives_identical_rows_and_image_bytes(smoke_dir: Path, tmp_path: Path):
     rebuilt = tmp_path / "rebuilt"
     result = run_build(str(smoke_dir), "--output-dir", str(rebuilt))

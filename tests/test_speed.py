@@ -16,6 +16,8 @@ import pytest
 from builders.recipe import Recipe, load_recipe
 from tests.conftest import ROOT, run_build
 
+pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
+
 
 def stored_rows(path: Path) -> dict[str, list]:
     """Every split's rows as stored, images as their encoded bytes."""
@@ -45,7 +47,6 @@ def generated_pixels(recipe: Recipe) -> np.ndarray:
     return to_uint8_hwc(generator_for(recipe.model.id).load(recipe, placement).generate(batch).images)
 
 
-@pytest.mark.slow
 def test_compile_changes_only_speed():
     """torch.compile (inductor, C++ kernels built with the system gcc) gives the eager images within rounding.
 
@@ -75,7 +76,6 @@ def last_token_of_last_line(script: str, *args: str) -> float:
     return float(last_line.split()[-1])
 
 
-@pytest.mark.slow
 def test_generation_benchmark_prints_its_headline():
     ratio = last_token_of_last_line(
         "generation.py", "--steps", "2", "--num-images", "4", "--batch-size", "2", "--size", "32"
@@ -83,7 +83,6 @@ def test_generation_benchmark_prints_its_headline():
     assert 0 < ratio < 10
 
 
-@pytest.mark.slow
 def test_memory_benchmark_prints_its_headline():
     ratio = last_token_of_last_line("memory.py", "--images", "2", "4")
     assert 0 < ratio < 10

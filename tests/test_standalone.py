@@ -17,6 +17,8 @@ from eval.standalone import main
 from tests.conftest import ROOT
 from tests.test_scores import SCORE_FEATURES
 
+pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
+
 
 def raw(path: Path) -> datasets.DatasetDict:
     return datasets.load_dataset(str(path)).cast_column("image", datasets.Image(decode=False))

@@ -27,6 +27,8 @@ from training.backbone import backbone_identity, build_resnet18, eval_transform
 from training.config import TrainingError, parse_config
 from training.train import run
 
+pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
+
 COLOURS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
 
 
@@ -312,7 +314,6 @@ def test_cli_trains_on_the_smoke_build_and_a_failed_push_keeps_outputs(smoke_dir
     assert load_classifier(out).classes == ["fox", "dog", "여우"]
 
 
-@pytest.mark.slow
 def test_accelerate_launch_splits_extraction_and_matches_one_process(colours, trained, tmp_path):
     """Two CPU processes each extract half of every split; the joined cache entries equal the one-process ones."""
     _, _, single = trained
