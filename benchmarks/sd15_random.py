@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from benchmarks.flops import ComponentFlops
-from synthcore.tiny import _byte_level_clip_tokenizer, built_once, cache_root
+from synthcore.tiny import byte_level_clip_tokenizer, built_once, cache_root
 
 ARCHITECTURE_FILE = Path(__file__).with_name("sd15_architecture.json")
 VERSION = "v1"
@@ -46,7 +46,7 @@ def _write_pipeline(directory: Path) -> None:
 
     arch = architecture()
     torch.manual_seed(0)
-    tokenizer = _byte_level_clip_tokenizer(directory / "vocab")
+    tokenizer = byte_level_clip_tokenizer(directory / "vocab")
     text_config = CLIPTextConfig(
         **arch["text_encoder"],
         bos_token_id=tokenizer.bos_token_id,

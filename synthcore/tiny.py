@@ -50,17 +50,18 @@ def built_once(root: Path, write: Callable[[Path], None]) -> Path:
 def _write_tiny_models(directory: Path) -> None:
     import torch
 
-    torch.manual_seed(0)
-    tokenizer = _byte_level_clip_tokenizer(directory / "vocab")
-    _tiny_sd_pipeline(tokenizer).save_pretrained(directory / "sd")
-    model, processor = _tiny_clip(tokenizer)
-    model.save_pretrained(directory / "clip")
-    processor.save_pretrained(directory / "clip")
-    _save_resnet50(directory / "resnet50.pt")
+    with torch.random.fork_rng(devices=[]):  # seeded weights, without reseeding the caller's global RNG
+        torch.manual_seed(0)
+        tokenizer = byte_level_clip_tokenizer(directory / "vocab")
+        _tiny_sd_pipeline(tokenizer).save_pretrained(directory / "sd")
+        model, processor = _tiny_clip(tokenizer)
+        model.save_pretrained(directory / "clip")
+        processor.save_pretrained(directory / "clip")
+        _save_resnet50(directory / "resnet50.pt")
     shutil.rmtree(directory / "vocab")
 
 
-def _byte_level_clip_tokenizer(vocab_dir: Path):
+def byte_level_clip_tokenizer(vocab_dir: Path):
     """A CLIP tokenizer over single bytes (no merges): any text, Korean included, tokenizes without unknowns."""
     from transformers import CLIPTokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
