@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from benchmarks.flops import ComponentFlops
-from synthcore.tiny import byte_level_clip_tokenizer, built_once, cache_root
+from synthcore.tiny import built_once, byte_level_clip_tokenizer, cache_root
 
 ARCHITECTURE_FILE = Path(__file__).with_name("sd15_architecture.json")
 VERSION = "v1"

@@ -8,7 +8,6 @@ datasets' own ``ParquetWriter``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,8 +17,8 @@ from builders.encode import encode_image
 from builders.generators import generator_for
 from builders.generators.base import LoadedGenerator, to_uint8_hwc
 from builders.plan import Plan, Shard, content_fingerprint, make_plan
-from builders.provenance import provenance
-from builders.recipe import Recipe, recipe_to_yaml
+from builders.provenance import dataset_provenance
+from builders.recipe import Recipe
 from builders.rows import BatchRows, GeneratedRow, row_features
 from builders.timing import StageClock
 from eval.scorers import Scorers, scorer_features
@@ -72,13 +71,7 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
         )
 
     def provenance(self) -> dict:
-        """How the dataset was made: the recipe in full, the runtime, library versions and model revisions."""
-        return {
-            "recipe": json.loads(self.recipe.model_dump_json()),
-            "recipe_yaml": recipe_to_yaml(self.recipe),
-            "fingerprint": self.fingerprint(),
-            **provenance(self.recipe),
-        }
+        return dataset_provenance(self.recipe, self.fingerprint())
 
     def _split_generators(self, dl_manager):
         plan = self.plan()

@@ -6,10 +6,11 @@ process happened to load, so ``build_info.json`` is the same however the work wa
 
 from __future__ import annotations
 
+import json
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
-from builders.recipe import Recipe
+from builders.recipe import Recipe, recipe_to_yaml
 from eval.scorers import scorer_provenance
 from synthcore.model_refs import hub_commit
 
@@ -22,6 +23,16 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             versions[package] = "not installed"
     return versions
+
+
+def dataset_provenance(recipe: Recipe, fingerprint: dict) -> dict:
+    """How the dataset was made: the recipe in full, the content fingerprint, library versions and model revisions."""
+    return {
+        "recipe": json.loads(recipe.model_dump_json()),
+        "recipe_yaml": recipe_to_yaml(recipe),
+        "fingerprint": fingerprint,
+        **provenance(recipe),
+    }
 
 
 def provenance(recipe: Recipe) -> dict:
