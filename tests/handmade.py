@@ -43,8 +43,9 @@ def fake_row(recipe: Recipe, job: Job) -> dict:
     probs = [p if k == job.label else (1 - p) / (classes - 1) for k in range(classes)]
     top5 = list(range(5)) if job.label else [imagenet_categories().index("red fox"), 1, 2, 3, 4]
     pixels = np.random.default_rng(job.seed).integers(0, 256, (recipe.generation.height, recipe.generation.width, 3))
-    row = GeneratedRow(job.id, pixels.astype(np.uint8), job.label, job.prompt, job.negative_prompt, job.seed,
-                       job.guidance_scale, None)
+    row = GeneratedRow(
+        job.id, pixels.astype(np.uint8), job.label, job.prompt, job.negative_prompt, job.seed, job.guidance_scale, None
+    )
     return row.as_dict() | {
         "clip_probs": probs,
         "clip_pred": int(np.argmax(probs)),
@@ -68,8 +69,12 @@ def write_shards(recipe: Recipe, root: Path) -> tuple[OutputDir, Plan, dict]:
     features = dataset_features(recipe)
     for shard in plan.shards:
         writer = store.open_shard(shard, features)
-        writer.write([fake_row(recipe, job) | {"image": encode_image(fake_row(recipe, job)["image"], recipe.output)}
-                      for job in shard.jobs])
+        writer.write(
+            [
+                fake_row(recipe, job) | {"image": encode_image(fake_row(recipe, job)["image"], recipe.output)}
+                for job in shard.jobs
+            ]
+        )
         writer.commit()
     return store, plan, dataset_provenance(recipe, fingerprint)
 

@@ -62,8 +62,11 @@ def test_summary_counts_and_statistics_per_split_and_class(tmp_path: Path):
 def test_filters_keep_and_drop_without_losing_a_row(tmp_path: Path, mode: str):
     recipe, plan, root, result = export(tmp_path, f"filters: {{min_true_class_prob: 0.5, dropped: {mode}}}\n")
     loaded = datasets.load_dataset(str(root))
-    dropped = datasets.load_dataset(str(root / "dropped")) if mode == "dataset" else {
-        split.removesuffix("_dropped"): ds for split, ds in loaded.items() if split.endswith("_dropped")}
+    dropped = (
+        datasets.load_dataset(str(root / "dropped"))
+        if mode == "dataset"
+        else {split.removesuffix("_dropped"): ds for split, ds in loaded.items() if split.endswith("_dropped")}
+    )
     for split, ids in all_ids(plan).items():
         kept, aside = loaded[split], dropped[split]
         assert all(p >= 0.5 for p in kept["clip_true_prob"][:])
