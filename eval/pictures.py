@@ -108,13 +108,14 @@ def _sample_grid(root: Path, features: datasets.Features, splits: list[str], lab
     figure.suptitle(class_title(label, name), fontsize=11)
     for row, split in zip(axes, splits):
         samples = first_rows_of_class(root, split, features, label, SAMPLES_PER_SPLIT, label_column)
+        image_key = next(name for name, feature in features.items() if isinstance(feature, datasets.Image))
         for column, ax in enumerate(row):
             ax.set_xticks([])
             ax.set_yticks([])
             if column == 0:
                 ax.set_ylabel(split, fontsize=9)
             if column < len(samples):
-                ax.imshow(samples[column]["image"].convert("RGB"), interpolation="nearest")
+                ax.imshow(samples[column][image_key].convert("RGB"), interpolation="nearest")
                 if TRUE_PROB in samples[column]:
                     ax.set_xlabel(f"p(true) = {samples[column][TRUE_PROB]:.2f}", fontsize=8)
             else:

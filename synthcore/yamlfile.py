@@ -56,7 +56,7 @@ def read_text(path: Path, error: type[ConfigFileError]) -> str:
         with open(path, "rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)
     except OSError as err:
-        raise error(str(path), [f"cannot read the file: {err.strerror or err}"]) from None
+        raise error(str(path), [f"cannot read the {error.kind}: {err.strerror or err}"]) from None
     if len(data) > MAX_FILE_BYTES:
         raise error(str(path), [f"the file is larger than {MAX_FILE_BYTES // 1024} KiB; a recipe is a few KiB of YAML"])
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):

@@ -99,3 +99,16 @@ def test_bad_recipe_fails_before_any_model_loads(tmp_path: Path):
     assert result.returncode == 2
     assert f"{path}: invalid recipe" in result.stderr and "generation.guidance_scal: unknown key" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_building_the_tiny_models_leaves_the_global_rng_alone(tmp_path: Path, monkeypatch):
+    import torch
+
+    from synthcore.tiny import tiny_models_dir
+
+    monkeypatch.setenv("SYNTHDATA_CACHE", str(tmp_path))
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    assert (tiny_models_dir() / "complete").is_file()
+    assert torch.equal(torch.rand(3), expected)

@@ -130,7 +130,7 @@ def test_images_of_any_size_and_mode_from_the_command_line(tmp_path: Path):
     [
         (["--label-column", "prompt"], "column 'prompt' is Value('string'), expected a ClassLabel"),
         (["--image-column", "picture"], "has no Image column 'picture'"),
-        (["--label-template", "a photo"], "must use exactly the field {label}"),
+        (["--label-template", "a photo"], "must use exactly the plain field {label}"),
     ],
 )
 def test_bad_input_fails_clearly(smoke_dir: Path, tmp_path: Path, capsys, args: list[str], expected: str):
