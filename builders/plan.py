@@ -158,7 +158,7 @@ def _proportional_sizes(total: int, weights: list[int]) -> list[int]:
     return [s + 1 for s in sizes]
 
 
-def jobs_for(recipe: Recipe, split: str, class_name: str, prompts: list[str]) -> list[Job]:
+def jobs_for(recipe: Recipe, split: str, label: int, class_name: str, prompts: list[str]) -> list[Job]:
     """The images of one split and class: prompts in turn, ``images_per_prompt`` consecutive images each."""
     per_prompt = recipe.generation.images_per_prompt
     occurrences: dict[str, int] = {}
@@ -171,7 +171,7 @@ def jobs_for(recipe: Recipe, split: str, class_name: str, prompts: list[str]) ->
             Job(
                 id=f"{split}/{class_name}/{index:06d}",
                 split=split,
-                label=recipe.class_names.index(class_name),
+                label=label,
                 class_name=class_name,
                 index=index,
                 prompt=prompt,
@@ -187,27 +187,37 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def shard_key(fingerprint: dict[str, Any], batches: list[Batch]) -> str:
-    content = [
-        fingerprint,
-        [[[j.id, j.prompt, j.negative_prompt, j.guidance_scale, j.seed] for j in b.jobs] for b in batches],
-    ]
-    return hashlib.sha256(json.dumps(content, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:24]
+class ShardKeys:
+    """Shard keys under one fingerprint. The fingerprint (which grows with the number of classes) is serialized and
+    hashed once, not once per shard, so a plan of many classes is linear in its size; the bytes hashed are those of
+    ``json.dumps([fingerprint, batches], ensure_ascii=False, sort_keys=True)``, so keys never change."""
+
+    def __init__(self, fingerprint: dict[str, Any]):
+        self._prefix = hashlib.sha256(f"[{_dumps(fingerprint)}, ".encode())
+
+    def __call__(self, batches: list[Batch]) -> str:
+        jobs = [[[j.id, j.prompt, j.negative_prompt, j.guidance_scale, j.seed] for j in b.jobs] for b in batches]
+        digest = self._prefix.copy()
+        digest.update(f"{_dumps(jobs)}]".encode())
+        return digest.hexdigest()[:24]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def make_plan(recipe: Recipe, fingerprint: dict[str, Any]) -> Plan:
     """Expand a recipe into its shards, in plan order: split, then class, then image index."""
     batch_size = recipe.generation.batch_size
     batches_per_shard = max(1, recipe.output.shard_size // batch_size)
+    shard_key = ShardKeys(fingerprint)
     shards = []
-    for class_name in recipe.class_names:
+    for label, class_name in enumerate(recipe.class_names):
         prompts_by_split = split_prompts(recipe, class_name)
         for split in recipe.splits:
-            batches = [
-                Batch(tuple(c))
-                for c in _chunks(jobs_for(recipe, split, class_name, prompts_by_split[split]), batch_size)
-            ]
+            jobs = jobs_for(recipe, split, label, class_name, prompts_by_split[split])
+            batches = [Batch(tuple(c)) for c in _chunks(jobs, batch_size)]
             for group in _chunks(batches, batches_per_shard):
-                shards.append(Shard(split, class_name, tuple(group), shard_key(fingerprint, group)))
+                shards.append(Shard(split, class_name, tuple(group), shard_key(group)))
     order = {split: i for i, split in enumerate(recipe.splits)}
     return Plan(tuple(sorted(shards, key=lambda s: order[s.split])))

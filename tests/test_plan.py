@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from builders.plan import content_fingerprint, make_plan, split_prompts
 from builders.recipe import parse_recipe
 
@@ -88,3 +91,13 @@ def test_fingerprint_changes_shard_keys():
     recipe, plan = plan_of(BASE)
     other = make_plan(recipe, content_fingerprint(recipe, "cuda", "float16"))
     assert not {s.key for s in plan.shards} & {s.key for s in other.shards}
+
+
+def test_shard_keys_are_the_hash_of_the_fingerprint_and_the_jobs():
+    """The bytes hashed never change, so the finished shards of earlier builds keep their keys."""
+    recipe, plan = plan_of(BASE)
+    fingerprint = content_fingerprint(recipe, "cpu", "float32")
+    for shard in plan.shards:
+        jobs = [[[j.id, j.prompt, j.negative_prompt, j.guidance_scale, j.seed] for j in b.jobs] for b in shard.batches]
+        content = json.dumps([fingerprint, jobs], ensure_ascii=False, sort_keys=True).encode()
+        assert shard.key == hashlib.sha256(content).hexdigest()[:24]
