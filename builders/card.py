@@ -18,7 +18,7 @@ from pathlib import Path
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from builders.plan import split_prompts
+from builders.plan import prompts_with_images
 from builders.recipe import Recipe, recipe_to_yaml
 from eval.pictures import HISTOGRAM_NAME, picture_alt, samples_name
 from eval.scorers import enabled_scorers
@@ -111,6 +111,7 @@ def card_context(root: Path, recipe: Recipe, data: DatasetCardData, summary: Dat
         "scorers": [role for role, _ in _scorer_models(recipe)],
         "classes": [_class_entry(recipe, label, name, splits) for label, name in enumerate(recipe.class_names)],
         "prompt_disjoint": recipe.prompt_disjoint,
+        "prompt_shares": ", ".join(f"{md(split)} {share:.3g}" for split, share in recipe.prompt_shares().items()),
         "pictures": _pictures(root, recipe),
         "summary_table": summary_table(summary),
         "models": [{"role": "generator", "model": model_link(recipe.model.id, recipe.model.revision)}]
@@ -143,7 +144,13 @@ def _scorer_models(recipe: Recipe) -> list[tuple[str, str]]:
 
 def _class_entry(recipe: Recipe, label: int, name: str, splits: list[str]) -> dict:
     spec = recipe.classes[name]
-    by_split = split_prompts(recipe, name) if recipe.prompt_disjoint else {"": recipe.prompts_of(name)}
+    by_split = {
+        split: prompts_with_images(recipe, split, prompts)
+        for split, prompts in recipe.split_prompts(name).items()
+        if split in splits
+    }
+    if not recipe.prompt_disjoint:  # one list: the prompts any split's images use
+        by_split = {"": list(dict.fromkeys(p for prompts in by_split.values() for p in prompts))}
     return {
         "label": label,
         "name": md(name),
@@ -152,12 +159,11 @@ def _class_entry(recipe: Recipe, label: int, name: str, splits: list[str]) -> di
         "negative_prompt": md(recipe.negative_prompt_of(name)),
         "guidance_scale": recipe.guidance_scale_of(name),
         "prompts": {
-            split: {
+            md(split): {
                 "shown": [f"“{md(p)}”" for p in prompts[:PROMPTS_SHOWN]],
                 "more": max(0, len(prompts) - PROMPTS_SHOWN),
             }
             for split, prompts in by_split.items()
-            if not split or split in splits
         },
     }
 
@@ -181,7 +187,7 @@ def _parameters(recipe: Recipe, build_info: dict) -> list[tuple[str, str]]:
     )
     return [
         ("seed", f"{recipe.seed} (every image's seed derives from it and the image's identity)"),
-        ("scheduler", m.scheduler if m.scheduler != "default" else "the model's own"),
+        ("scheduler", md(m.scheduler) if m.scheduler != "default" else "the model's own"),
         ("inference steps", str(g.num_inference_steps)),
         (
             "guidance scale",

@@ -9,9 +9,10 @@ steps). It is an estimate for SD 1.5-sized models; other generators cost differe
 
 from __future__ import annotations
 
-from builders.plan import Plan
+from builders.plan import Plan, prompts_with_images
 from builders.recipe import Recipe
 from builders.store import OutputDir
+from eval.summary import display_width, pad
 
 UNET_GFLOPS_512 = 803.3
 VAE_DECODE_GFLOPS_512 = 2514.5
@@ -28,18 +29,16 @@ def tflops_per_image(recipe: Recipe, guidance_scale: float) -> float:
 
 
 def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
-    """A table of images per split and class, shards already finished in ``store``, and the GPU-time estimate."""
-    counts = plan.counts()
+    """A table of prompts and images per split and class (the prompt partition), shards already finished in
+    ``store``, and the GPU-time estimate."""
     done = sum(shard.size for shard in plan.shards if store.is_done(shard))
     lines = [
         f"recipe {recipe.name!r}: {plan.num_images} images, {len(plan.shards)} shards of up to "
         f"{recipe.output.shard_size}, batches of {recipe.generation.batch_size}",
+        _partition_line(recipe),
         "",
-        f"{'split':<12}{'class':<24}{'images':>8}",
+        *_table(recipe, plan),
     ]
-    for split, per_class in counts.items():
-        for class_name, count in per_class.items():
-            lines.append(f"{split:<12}{class_name:<24}{count:>8}")
     total_tflops = sum(tflops_per_image(recipe, job.guidance_scale) for shard in plan.shards for job in shard.jobs)
     remaining = 1 - done / plan.num_images
     gen = recipe.generation
@@ -59,6 +58,27 @@ def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
         f"(all {H100_TFLOPS:.0f} TFLOP/s used); plain diffusers pace {_duration(plain_seconds * remaining)}",
     ]
     return "\n".join(lines)
+
+
+def _partition_line(recipe: Recipe) -> str:
+    if not recipe.prompt_disjoint:
+        return "prompts: every split draws on all of its class's prompts"
+    shares = ", ".join(f"{split} {share:.3g}" for split, share in recipe.prompt_shares().items())
+    return f"prompts: prompt-disjoint splits, each class's prompts partitioned in shares {shares}"
+
+
+def _table(recipe: Recipe, plan: Plan) -> list[str]:
+    """Per split and class: the prompts its images use ("3 of 5" where the split holds more than its count
+    needs) and the images."""
+    by_class = {name: recipe.split_prompts(name) for name in recipe.class_names}
+    rows = [("split", "class", "prompts", "images")]
+    for split, per_class in plan.counts().items():
+        for class_name, count in per_class.items():
+            held = by_class[class_name][split]
+            used = len(prompts_with_images(recipe, split, held))
+            rows.append((split, class_name, str(used) if used == len(held) else f"{used} of {len(held)}", str(count)))
+    widths = [max(display_width(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(pad(cell, w, left=i < 2) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
 
 
 def _duration(seconds: float) -> str:

@@ -1,7 +1,8 @@
 """The job plan: a pure function from a recipe to every image to make, grouped into batches and shards.
 
 Nothing here touches a GPU or a model. The plan fixes, before any work starts:
-- which prompt each image uses and its seed, derived from the global seed and the image's identity
+- which prompt each image uses (with ``prompt_disjoint``, a prompt's split is a function of the prompt alone:
+  ``Recipe.split_prompts``) and its seed, derived from the global seed and the image's identity
   (split, class, prompt, occurrence), so changing one class never moves another class's seeds, and a seed never
   depends on which process makes the image;
 - the batches (always within one split and class, so a per-class override stays one pipeline call), so the
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,43 +128,24 @@ def content_fingerprint(recipe: Recipe, device_type: str, dtype_name: str) -> di
     }
 
 
-def split_prompts(recipe: Recipe, class_name: str) -> dict[str, list[str]]:
-    """The prompts each split may use. With ``prompt_disjoint`` every prompt belongs to exactly one split.
-
-    The prompts are shuffled with a seed of their own class and cut into contiguous runs proportional to the
-    splits' counts (at least one prompt each), so a test split never sees a train prompt.
-    """
-    prompts = recipe.prompts_of(class_name)
-    if not recipe.prompt_disjoint:
-        return {split: prompts for split in recipe.splits}
-    shuffled = sorted(prompts)
-    random.Random(derive_seed(recipe.seed, "prompt-partition", class_name)).shuffle(shuffled)
-    sizes = _proportional_sizes(len(shuffled), list(recipe.splits.values()))
-    runs, start = {}, 0
-    for split, size in zip(recipe.splits, sizes):
-        runs[split] = shuffled[start : start + size]
-        start += size
-    return runs
+def prompt_of_image(index: int, images_per_prompt: int, prompts: list[str]) -> str:
+    """The prompt of a split's ``index``-th image of a class: prompts in turn, ``images_per_prompt`` consecutive
+    images each."""
+    return prompts[(index // images_per_prompt) % len(prompts)]
 
 
-def _proportional_sizes(total: int, weights: list[int]) -> list[int]:
-    """Split ``total`` items in proportion to ``weights`` (largest remainder), each part at least one."""
-    spare = total - len(weights)
-    exact = [spare * w / sum(weights) for w in weights]
-    sizes = [int(x) for x in exact]
-    by_remainder = sorted(range(len(weights)), key=lambda i: (exact[i] - sizes[i], weights[i]), reverse=True)
-    for i in by_remainder[: spare - sum(sizes)]:
-        sizes[i] += 1
-    return [s + 1 for s in sizes]
+def prompts_with_images(recipe: Recipe, split: str, prompts: list[str]) -> list[str]:
+    """The prompts (of the split's ``prompts`` of a class) that its images use: the first ones, where there are
+    more prompts than the count asks for (``prompt_of_image``)."""
+    return prompts[: -(-recipe.splits[split] // recipe.generation.images_per_prompt)]
 
 
 def jobs_for(recipe: Recipe, split: str, label: int, class_name: str, prompts: list[str]) -> list[Job]:
-    """The images of one split and class: prompts in turn, ``images_per_prompt`` consecutive images each."""
-    per_prompt = recipe.generation.images_per_prompt
+    """The images of one split and class, each with its prompt (``prompt_of_image``) and derived seed."""
     occurrences: dict[str, int] = {}
     jobs = []
     for index in range(recipe.splits[split]):
-        prompt = prompts[(index // per_prompt) % len(prompts)]
+        prompt = prompt_of_image(index, recipe.generation.images_per_prompt, prompts)
         occurrence = occurrences.get(prompt, 0)
         occurrences[prompt] = occurrence + 1
         jobs.append(
@@ -213,7 +194,7 @@ def make_plan(recipe: Recipe, fingerprint: dict[str, Any]) -> Plan:
     shard_key = ShardKeys(fingerprint)
     shards = []
     for label, class_name in enumerate(recipe.class_names):
-        prompts_by_split = split_prompts(recipe, class_name)
+        prompts_by_split = recipe.split_prompts(class_name)
         for split in recipe.splits:
             jobs = jobs_for(recipe, split, label, class_name, prompts_by_split[split])
             batches = [Batch(tuple(c)) for c in _chunks(jobs, batch_size)]

@@ -2,20 +2,29 @@
 
 A recipe is validated whole when it is loaded, before any model is touched: unknown keys are errors, and every
 problem is collected and reported together with its key path (``classes.fox.prompts[0]: ...``) and the file it
-came from. Everything downstream receives a ``Recipe`` object, never a dict.
+came from. The checks that read several keys at once (templates against variables, prompts per split, filters
+against scorers) run in the same pass even when other keys are wrong, so one run lists every problem. Everything
+is bounded before it is expanded: names, texts, sizes, counts and seeds have upper bounds, and templates are
+counted before they expand. Everything downstream receives a ``Recipe`` object, never a dict.
 """
 
 from __future__ import annotations
 
+import collections
 import difflib
+import hashlib
 import itertools
+import json
+import math
 import re
 import string
+import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from builders.schedulers import SCHEDULER_NAMES, is_known_scheduler
 from eval.filters import FilterSettings
@@ -24,13 +33,41 @@ from eval.scorers.base import ScoringTask
 from eval.scorers.resnet50 import imagenet_categories
 from synthcore.columns import DROPPED_SUFFIX
 from synthcore.model_refs import check_model_ref
-from synthcore.yamlfile import PROBLEM_JOINER, ConfigFileError, load_yaml, read_text, validate
+from synthcore.yamlfile import (
+    PROBLEM_JOINER,
+    ConfigFileError,
+    key_path,
+    load_yaml,
+    read_text,
+    short_repr,
+    validate,
+)
 
 DEFAULT_GENERATOR = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_SPLIT_NAME = re.compile(r"^[A-Za-z0-9_]+$")
-_FORBIDDEN_IN_CLASS = re.compile(r"[/\\\x00-\x1f\x7f]")
+# Upper bounds: a recipe of a few lines must not ask for more than a machine can plan, and each names its key.
+MAX_NAME_CHARS = 100  # dataset, class and split names (a dataset name names a directory, a class a row id)
+MAX_TEXT_CHARS = 1_000  # one prompt (expanded templates included), negative prompt, label text, template
+MAX_DESCRIPTION_CHARS = 10_000
+MAX_IMAGE_SIDE = 4096
+MAX_STEPS = 1000
+MAX_BATCH_SIZE = 1024
+MAX_IMAGES_PER_PROMPT = 100_000
+MAX_REGENERATIONS = 100
+MAX_SHARD_SIZE = 100_000
+MAX_SEED = 2**63 - 1
+MAX_CLASSES = 100_000
+MAX_IMAGES = 10_000_000  # per split and class, and in the whole plan (the plan lists every image in memory)
+# Template expansion is counted before it happens (the product of its variables' lengths). A recipe that needs
+# more prompts than this per class must shrink its variables.
+MAX_PROMPTS_PER_CLASS = 100_000
+MAX_PROMPTS = 1_000_000  # all classes together
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")
+# Unicode categories refused in class names: controls, format characters (zero-width joiners, direction marks),
+# line and paragraph separators, surrogates, private use and unassigned code points.
+_FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 
 
 class RecipeError(ConfigFileError):
@@ -40,10 +77,21 @@ class RecipeError(ConfigFileError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+OptionalText = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+
+
+def _variable_name(name: str) -> str:
+    if not name.isidentifier():
+        raise ValueError(f"variable name {short_repr(name)} must be a plain name (letters, digits and '_')")
+    return name
+
+
+Variables = dict[Annotated[str, AfterValidator(_variable_name)], list[Text]]
 
 
 def _imagenet_category(name: str) -> str:
@@ -52,14 +100,14 @@ def _imagenet_category(name: str) -> str:
     if name in categories:
         return name
     close = [c for c in categories if c.casefold() == name.casefold()] or difflib.get_close_matches(
-        name, categories, n=3
+        name[:MAX_NAME_CHARS], categories, n=3
     )
     hint = (
         f"; did you mean {' or '.join(map(repr, close))}?"
         if close
         else " (see torchvision's ResNet50_Weights.DEFAULT.meta['categories'])"
     )
-    raise ValueError(f"{name!r} is not an ImageNet class name{hint}")
+    raise ValueError(f"{short_repr(name)} is not an ImageNet class name{hint}")
 
 
 ImageNetClass = Annotated[NonEmptyStr, AfterValidator(_imagenet_category)]
@@ -69,12 +117,13 @@ class ModelSettings(_Strict):
     """The Stable Diffusion generator and how it runs."""
 
     id: NonEmptyStr = DEFAULT_GENERATOR
-    revision: str | None = None
+    # A branch, tag or commit: no spaces or characters that would break the card's links to it.
+    revision: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s()\[\]<>`\\]+$")] | None = None
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     scheduler: str = "default"
     safety_checker: bool = True
     on_flagged: Literal["regenerate", "drop"] = "regenerate"
-    max_regenerations: int = Field(default=3, ge=0)
+    max_regenerations: int = Field(default=3, ge=0, le=MAX_REGENERATIONS)
     channels_last: bool = False
     compile: bool = False
     attention: Literal["sdpa", "default"] = "sdpa"
@@ -84,7 +133,7 @@ class ModelSettings(_Strict):
     def _known_scheduler(cls, value: str) -> str:
         if not is_known_scheduler(value):
             raise ValueError(
-                f"unknown scheduler {value!r}; expected 'default', one of {', '.join(SCHEDULER_NAMES)}, "
+                f"unknown scheduler {short_repr(value)}; expected 'default', one of {', '.join(SCHEDULER_NAMES)}, "
                 "or a diffusers scheduler class name such as 'DPMSolverMultistepScheduler'"
             )
         return value
@@ -99,11 +148,11 @@ class GenerationSettings(_Strict):
     """Parameters of every pipeline call. Defaults are the reference exercise's."""
 
     guidance_scale: float = Field(default=7.5, ge=0)
-    num_inference_steps: int = Field(default=50, ge=1, le=1000)
-    height: int = Field(default=512, ge=8)
-    width: int = Field(default=512, ge=8)
-    batch_size: int = Field(default=8, ge=1)
-    images_per_prompt: int = Field(default=2, ge=1)
+    num_inference_steps: int = Field(default=50, ge=1, le=MAX_STEPS)
+    height: int = Field(default=512, ge=8, le=MAX_IMAGE_SIDE)
+    width: int = Field(default=512, ge=8, le=MAX_IMAGE_SIDE)
+    batch_size: int = Field(default=8, ge=1, le=MAX_BATCH_SIZE)
+    images_per_prompt: int = Field(default=2, ge=1, le=MAX_IMAGES_PER_PROMPT)
 
     @field_validator("height", "width")
     @classmethod
@@ -116,12 +165,12 @@ class GenerationSettings(_Strict):
 class ClassSpec(_Strict):
     """One class: literal prompts and/or templates expanded over variables, plus optional overrides."""
 
-    prompts: list[NonEmptyStr] = []
-    templates: list[NonEmptyStr] | None = None
-    variables: dict[str, list[NonEmptyStr]] = {}
-    negative_prompt: str | None = None
+    prompts: list[Text] = []
+    templates: list[Text] | None = None
+    variables: Variables = {}
+    negative_prompt: OptionalText | None = None
     guidance_scale: float | None = Field(default=None, ge=0)
-    label_text: NonEmptyStr | None = None
+    label_text: Text | None = None
     imagenet_classes: list[ImageNetClass] = []
 
 
@@ -131,7 +180,7 @@ class OutputSettings(_Strict):
     image_format: Literal["png", "webp", "jpeg"] = "png"
     png_compress_level: int = Field(default=6, ge=0, le=9)
     quality: int = Field(default=95, ge=1, le=100)
-    shard_size: int = Field(default=256, ge=1)
+    shard_size: int = Field(default=256, ge=1, le=MAX_SHARD_SIZE)
 
 
 class HubSettings(_Strict):
@@ -143,16 +192,17 @@ class Recipe(_Strict):
     """A whole build: what to generate, how, how to score it, and where it goes."""
 
     name: str
-    description: str = ""
-    seed: int = Field(default=0, ge=0)
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION_CHARS)] = ""
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     model: ModelSettings = ModelSettings()
     generation: GenerationSettings = GenerationSettings()
-    negative_prompt: str = ""
-    templates: list[NonEmptyStr] = []
-    variables: dict[str, list[NonEmptyStr]] = {}
+    negative_prompt: OptionalText = ""
+    templates: list[Text] = []
+    variables: Variables = {}
     classes: dict[str, ClassSpec]
-    splits: dict[str, Annotated[int, Field(gt=0)]]
+    splits: dict[str, Annotated[int, Field(gt=0, le=MAX_IMAGES)]]
     prompt_disjoint: bool = False
+    prompt_partition: dict[str, Annotated[float, Field(gt=0)]] | None = None
     scoring: ScoringSettings = ScoringSettings()
     filters: FilterSettings = FilterSettings()
     output: OutputSettings = OutputSettings()
@@ -161,10 +211,10 @@ class Recipe(_Strict):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not _SAFE_NAME.match(value) or ".." in value:
+        if not _SAFE_NAME.fullmatch(value) or ".." in value or len(value) > MAX_NAME_CHARS:
             raise ValueError(
-                f"{value!r} is not a safe dataset name: use letters, digits, '.', '_' and '-', starting with a "
-                "letter or digit"
+                f"{short_repr(value)} is not a safe dataset name: use at most {MAX_NAME_CHARS} letters, digits, "
+                "'.', '_' and '-', starting with a letter or digit"
             )
         return value
 
@@ -173,11 +223,9 @@ class Recipe(_Strict):
     def _class_names(cls, value: dict[str, ClassSpec]) -> dict[str, ClassSpec]:
         if not value:
             raise ValueError("needs at least one class")
-        problems = [p for p in map(_class_name_problem, value) if p]
-        folded = [name.casefold() for name in value]
-        duplicates = sorted({n for n in value if folded.count(n.casefold()) > 1})
-        if duplicates:
-            problems.append(f"class names must differ other than by case: {duplicates}")
+        if len(value) > MAX_CLASSES:
+            raise ValueError(f"{len(value):,} classes; at most {MAX_CLASSES:,}")
+        problems = [p for p in map(_class_name_problem, value) if p] + _look_alike_problems(list(value))
         if problems:
             raise ValueError(PROBLEM_JOINER.join(problems))
         return value
@@ -187,14 +235,21 @@ class Recipe(_Strict):
     def _split_names(cls, value: dict[str, int]) -> dict[str, int]:
         if not value:
             raise ValueError("needs at least one split")
-        bad = [name for name in value if not _SPLIT_NAME.match(name)]
+        bad = [name for name in value if not _SPLIT_NAME.fullmatch(name) or len(name) > MAX_NAME_CHARS]
         if bad:
-            raise ValueError(f"split names must be letters, digits and '_' only: {bad}")
+            raise ValueError(
+                f"split names must be at most {MAX_NAME_CHARS} letters, digits and '_': "
+                + ", ".join(map(short_repr, bad[:10]))
+            )
+        folded = collections.Counter(name.casefold() for name in value)
+        same = [name for name in value if folded[name.casefold()] > 1]
+        if same:  # their files would collide on a case-insensitive file system
+            raise ValueError(f"split names must differ other than by case: {', '.join(same)}")
         return value
 
     @model_validator(mode="after")
-    def _prompts_and_filters_resolve(self) -> Recipe:
-        problems = _prompt_problems(self) + _filter_problems(self)
+    def _keys_agree(self) -> Recipe:
+        problems = _cross_key_problems(_Parts.of_recipe(self))
         if problems:
             raise ValueError(PROBLEM_JOINER.join(problems))
         return self
@@ -220,11 +275,19 @@ class Recipe(_Strict):
 
     def prompts_of(self, class_name: str) -> list[str]:
         """All prompts of a class: its literal prompts, then every template expanded over every combination."""
-        spec = self.classes[class_name]
-        variables = {**self.variables, **spec.variables}
-        templates = self.templates if spec.templates is None else spec.templates
-        expanded = [p for t in templates for p in expand_template(t, variables)]
-        return list(dict.fromkeys([*spec.prompts, *expanded]))
+        return _class_parts(self, class_name).prompts()
+
+    def prompt_shares(self) -> dict[str, float]:
+        """Each split's share of every class's prompts under ``prompt_disjoint`` (default: equal shares)."""
+        return _shares(self.splits, self.prompt_partition)
+
+    def split_prompts(self, class_name: str) -> dict[str, list[str]]:
+        """The prompts each split may use. With ``prompt_disjoint`` every prompt belongs to exactly one split,
+        chosen from the prompt alone (see ``partition``): changing counts or adding prompts moves none."""
+        prompts = self.prompts_of(class_name)
+        if not self.prompt_disjoint:
+            return {split: prompts for split in self.splits}
+        return partition(prompts, self.prompt_shares(), self.seed, class_name)
 
     def negative_prompt_of(self, class_name: str) -> str:
         override = self.classes[class_name].negative_prompt
@@ -235,96 +298,382 @@ class Recipe(_Strict):
         return self.generation.guidance_scale if override is None else override
 
 
+# -- names ---------------------------------------------------------------------------------------------------------
 def _class_name_problem(name: str) -> str | None:
+    quoted = short_repr(name)
     if not name.strip() or name != name.strip():
-        return f"class name {name!r} is empty or has leading/trailing spaces"
-    if _FORBIDDEN_IN_CLASS.search(name) or name in (".", "..") or name.startswith("."):
-        return f"class name {name!r} may not contain '/', '\\' or control characters, nor start with '.'"
+        return f"class name {quoted} is empty or has leading/trailing spaces"
+    if len(name) > MAX_NAME_CHARS:
+        return f"class name {quoted} is longer than {MAX_NAME_CHARS} characters"
+    if any(unicodedata.category(char) in _FORBIDDEN_CATEGORIES for char in name):
+        return (
+            f"class name {quoted} holds a control, format or invisible character (a zero-width joiner, a direction "
+            "mark...): write it with visible characters only"
+        )
+    if "/" in name or "\\" in name or name.startswith("."):
+        return f"class name {quoted} may not contain '/' or '\\', nor start with '.'"
     return None
 
 
-def _template_fields(template: str) -> set[str]:
-    return {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
+def comparable_name(name: str) -> str:
+    """The form two names are compared in: NFKC-normalized and case-folded, so look-alikes (``café`` composed or
+    not, fullwidth ``ｆｏｘ``, ``Fox``) are the same name."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+def _look_alike_problems(names: list[str]) -> list[str]:
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(comparable_name(name), []).append(name)
+    return [
+        f"class names {', '.join(map(short_repr, group))} are the same name once normalized (Unicode NFKC, case "
+        "folded): give each class a distinct name"
+        for group in groups.values()
+        if len(group) > 1
+    ]
+
+
+# -- templates -----------------------------------------------------------------------------------------------------
+def template_fields(template: str) -> list[str]:
+    """The template's field names, in order, each once; ``ValueError`` for a template that is not plain:
+    malformed braces, or a field that is not a bare name (no format spec, conversion, index or attribute)."""
+    fields = []
+    for _, field, spec, conversion in string.Formatter().parse(template):
+        if field is None:
+            continue
+        if not field.isidentifier() or spec or conversion:
+            shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(
+                f"field {short_repr(shown)} is not a plain {{name}} field (no format spec, conversion, index or "
+                "attribute; write '{{' and '}}' for literal braces)"
+            )
+        fields.append(field)
+    return list(dict.fromkeys(fields))
 
 
 def expand_template(template: str, variables: dict[str, list[str]]) -> list[str]:
     """Every combination of the template's variables, in the order the variables appear in the template."""
-    fields = list(dict.fromkeys(f for _, f, _, _ in string.Formatter().parse(template) if f is not None))
+    fields = template_fields(template)
     return [template.format(**dict(zip(fields, combo))) for combo in itertools.product(*(variables[f] for f in fields))]
 
 
-def _prompt_problems(recipe: Recipe) -> list[str]:
-    problems = []
-    for i, template in enumerate(recipe.templates):
-        problems += _template_problems(template, f"templates[{i}]")
-    if problems:
-        return problems
-    for name in recipe.classes:
-        problems += _class_prompt_problems(recipe, name)
-    return problems
+def _expansion_count(template: str, variables: dict[str, list[str] | None]) -> int | None:
+    """How many prompts the template expands to, counted without expanding (None if a variable is unreadable)."""
+    lengths = [variables[f] for f in template_fields(template)]
+    return None if any(v is None for v in lengths) else math.prod(len(v) for v in lengths)
 
 
-def _class_prompt_problems(recipe: Recipe, name: str) -> list[str]:
-    """One class's template and prompt problems; its prompts are expanded only once its templates resolve."""
+def _longest_expansion(template: str, variables: dict[str, list[str] | None]) -> int:
+    """The length of the template's longest prompt, from its literal text and each field's longest value."""
+    length = 0
+    for literal, field, _, _ in string.Formatter().parse(template):
+        length += len(literal.replace("{{", "{").replace("}}", "}"))
+        if field is not None:
+            length += max(map(len, variables.get(field) or [""]), default=0)
+    return length
+
+
+# -- prompt-disjoint splits ----------------------------------------------------------------------------------------
+def _shares(splits: dict[str, int], partition_weights: dict[str, float] | None) -> dict[str, float]:
+    weights = partition_weights or dict.fromkeys(splits, 1.0)
+    return {split: weights[split] / sum(weights.values()) for split in splits}
+
+
+def partition(prompts: list[str], shares: dict[str, float], seed: int, class_name: str) -> dict[str, list[str]]:
+    """Each prompt's split, by weighted rendezvous hashing: every split draws a stable pseudo-random score for
+    (seed, class, prompt, split), scaled by its share, and the prompt goes to the best. A prompt's split depends on
+    nothing else, so changing counts moves no prompt, nor does adding prompts; changing one split's share moves
+    prompts only to or from that split. Each split gets its share of the prompts on average.
+
+    One exception keeps every split supplied: a split the hashes leave without any prompt (likely only with a
+    few prompts per split) takes, from the splits holding more than one, the prompt with its best score; adding
+    prompts can later send that one prompt back. Each split's prompts keep the class's order."""
+    scores = {
+        prompt: {
+            split: -math.log(_unit_hash(seed, class_name, prompt, split)) / share for split, share in shares.items()
+        }
+        for prompt in prompts
+    }
+    chosen = {prompt: min(by_split, key=by_split.__getitem__) for prompt, by_split in scores.items()}
+    for split in shares:
+        sizes = collections.Counter(chosen.values())
+        donors = [prompt for prompt in prompts if sizes[chosen[prompt]] > 1]
+        if sizes[split] == 0 and donors:
+            chosen[min(donors, key=lambda prompt: scores[prompt][split])] = split
+    return {split: [prompt for prompt in prompts if chosen[prompt] == split] for split in shares}
+
+
+def _unit_hash(*identity: Any) -> float:
+    """A number in (0, 1) from an identity, stable across Python versions and machines."""
+    digest = hashlib.sha256(json.dumps(["prompt-partition", *identity], ensure_ascii=False).encode()).digest()
+    return (int.from_bytes(digest[:7], "big") + 0.5) / 2**56
+
+
+# -- checks that read several keys ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _ClassParts:
+    """What decides one class's prompts. ``None`` marks a part the data does not give in a usable form (a recipe
+    that failed validation): the checks that need it are skipped, the validation error already says what is wrong."""
+
+    name: str
+    literal: list[str] | None
+    templates: list[tuple[str, str]] | None  # (key path, template) of every template the class uses
+    own_templates: bool  # its own 'templates', or the recipe's
+    variables: dict[str, list[str] | None] | None  # the recipe's variables merged with the class's own
+    has_imagenet: bool
+
+    def prompts(self) -> list[str]:
+        expanded = [p for _, template in self.templates for p in expand_template(template, self.variables)]
+        return list(dict.fromkeys([*self.literal, *expanded]))
+
+
+def _class_parts(recipe: Recipe, name: str) -> _ClassParts:
     spec = recipe.classes[name]
-    problems = [
-        p for i, t in enumerate(spec.templates or []) for p in _template_problems(t, f"classes.{name}.templates[{i}]")
-    ]
-    if problems:
-        return problems
-    variables = {**recipe.variables, **spec.variables}
-    where = "templates" if spec.templates is None else f"classes.{name}.templates"
-    for i, template in enumerate(recipe.templates if spec.templates is None else spec.templates):
-        problems += [
-            f"{where}[{i}]: variable {{{field}}} is not defined for class {name!r} (define it in 'variables' or "
-            f"'classes.{name}.variables')"
-            for field in sorted(_template_fields(template) - variables.keys())
-        ]
-    if problems:
-        return problems
-    prompts = recipe.prompts_of(name)
-    if not prompts:
-        return [f"classes.{name}: has no prompts (give 'prompts', or 'templates' with their 'variables')"]
-    if recipe.prompt_disjoint and len(prompts) < len(recipe.splits):
-        return [
-            f"classes.{name}: prompt_disjoint needs at least one distinct prompt per split "
-            f"({len(recipe.splits)} splits) but the class has {len(prompts)}"
-        ]
-    return []
+    own = spec.templates is not None
+    return _ClassParts(
+        name,
+        spec.prompts,
+        _keyed(spec.templates if own else recipe.templates, ("classes", name, "templates") if own else ("templates",)),
+        own,
+        {**recipe.variables, **spec.variables},
+        bool(spec.imagenet_classes),
+    )
 
 
-def _filter_problems(recipe: Recipe) -> list[str]:
-    """Filters read score columns: each needs its scorer, and their outputs must not collide with splits."""
-    filters = recipe.filters
-    problems = [
-        f"filters.{rule.key}: reads the {scorer} scores, but scoring.{scorer}.enabled is false"
-        for scorer, rule, _ in filters.rules()
-        if not getattr(recipe.scoring, scorer).enabled
-    ]
-    if filters.require_imagenet_match and not any(spec.imagenet_classes for spec in recipe.classes.values()):
-        problems.append("filters.require_imagenet_match: no class has imagenet_classes, so it would keep every row")
-    if filters.active and filters.dropped == "split":
-        problems += [
-            f"splits.{name}: with filters.dropped 'split', the dropped rows of split "
-            f"{name.removesuffix(DROPPED_SUFFIX)!r} "
-            f"go to {name!r}"
-            for name in recipe.splits
-            if name.endswith(DROPPED_SUFFIX) and name.removesuffix(DROPPED_SUFFIX) in recipe.splits
-        ]
-    return problems
+def _keyed(templates: list[str] | None, where: tuple) -> list[tuple[str, str]] | None:
+    return None if templates is None else [(key_path((*where, i)), t) for i, t in enumerate(templates)]
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What the checks across keys read, from a validated recipe or, when validation failed, from the raw data
+    as far as it is usable (``None`` where it is not)."""
+
+    templates: list[tuple[str, str]] | None  # the recipe's own templates, checked once
+    classes: list[_ClassParts] | None
+    splits: dict[str, int] | None
+    prompt_disjoint: bool | None
+    prompt_partition: dict[str, float] | None
+    partition_usable: bool
+    filters: FilterSettings | None
+    scoring: ScoringSettings | None
+
+    @classmethod
+    def of_recipe(cls, recipe: Recipe) -> _Parts:
+        return cls(
+            templates=_keyed(recipe.templates, ("templates",)),
+            classes=[_class_parts(recipe, name) for name in recipe.classes],
+            splits=recipe.splits,
+            prompt_disjoint=recipe.prompt_disjoint,
+            prompt_partition=recipe.prompt_partition,
+            partition_usable=True,
+            filters=recipe.filters,
+            scoring=recipe.scoring,
+        )
+
+    @classmethod
+    def of_data(cls, data: dict) -> _Parts:
+        templates = _strings(data.get("templates", []))
+        variables = _variables(data.get("variables", {}))
+        classes = data.get("classes")
+        partition_weights = data.get("prompt_partition")
+        return cls(
+            templates=_keyed(templates, ("templates",)),
+            classes=[_raw_class_parts(name, spec, templates, variables) for name, spec in classes.items()]
+            if isinstance(classes, dict)
+            else None,
+            splits=_typed_dict(data.get("splits"), int),
+            prompt_disjoint=data.get("prompt_disjoint", False)
+            if _is(data.get("prompt_disjoint", False), bool)
+            else None,
+            prompt_partition=_typed_dict(partition_weights, (int, float)),
+            partition_usable=partition_weights is None or _typed_dict(partition_weights, (int, float)) is not None,
+            filters=_settings(FilterSettings, data.get("filters", {})),
+            scoring=_settings(ScoringSettings, data.get("scoring", {})),
+        )
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """``isinstance``, where a bool is no number (as in strict validation)."""
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+def _strings(value: Any) -> list[str] | None:
+    return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
+
+
+def _typed_dict(value: Any, kind: type | tuple[type, ...]) -> dict | None:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and _is(v, kind) for k, v in value.items()):
+        return None
+    return value
+
+
+def _variables(value: Any) -> dict[str, list[str] | None] | None:
+    return {str(k): _strings(v) for k, v in value.items()} if isinstance(value, dict) else None
+
+
+def _settings(model: type[BaseModel], value: Any) -> Any:
+    try:
+        return model.model_validate(value)
+    except ValidationError:
+        return None
+
+
+def _raw_class_parts(name: Any, spec: Any, templates: list[str] | None, variables: dict | None) -> _ClassParts:
+    if not isinstance(spec, dict):
+        return _ClassParts(str(name), None, None, False, None, False)
+    own = spec.get("templates")
+    own_variables = _variables(spec.get("variables", {}))
+    return _ClassParts(
+        str(name),
+        _strings(spec.get("prompts", [])),
+        _keyed(templates, ("templates",)) if own is None else _keyed(_strings(own), ("classes", name, "templates")),
+        own is not None,
+        None if variables is None or own_variables is None else {**variables, **own_variables},
+        bool(spec.get("imagenet_classes")),
+    )
+
+
+def _cross_key_problems(parts: _Parts) -> list[str]:
+    """Every problem that needs more than one key: templates and their variables, prompt counts, the size of the
+    plan, the prompt partition, and the filters against the scorers."""
+    problems = [p for where, t in parts.templates or [] for p in _template_problems(t, where)]
+    counts: dict[str, int] = {}
+    for spec in parts.classes or []:
+        class_problems, count = _class_prompt_problems(spec)
+        problems += class_problems
+        if count is not None and not class_problems:
+            counts[spec.name] = count
+    total = sum(counts.values())
+    if total > MAX_PROMPTS:
+        problems.append(
+            f"classes: the {len(counts):,} classes expand to {total:,} prompts in all; at most {MAX_PROMPTS:,}"
+        )
+        counts = {}  # too many to partition
+    problems += _plan_size_problems(parts)
+    problems += _partition_problems(parts, counts)
+    return problems + _filter_problems(parts)
 
 
 def _template_problems(template: str, where: str) -> list[str]:
     try:
-        fields = _template_fields(template)
+        fields = template_fields(template)
     except ValueError as err:
-        return [f"{where}: malformed template {template!r}: {err}"]
-    return [f"{where}: empty or positional field '{{}}' in {template!r}; name every field"] if "" in fields else []
+        return [f"{where}: {err} in {short_repr(template)}"]
+    return (
+        [f"{where}: empty or positional field '{{}}' in {short_repr(template)}; name every field"]
+        if "" in fields
+        else []
+    )
+
+
+def _class_prompt_problems(spec: _ClassParts) -> tuple[list[str], int | None]:
+    """One class's template problems and how many prompts it has (None when that cannot be told)."""
+    if spec.templates is None or spec.variables is None or spec.literal is None:
+        return [], None
+    malformed = [p for where, t in spec.templates for p in _template_problems(t, where)]
+    undefined = [
+        f"{where}: variable {{{field}}} is not defined for class {short_repr(spec.name)} (define it in 'variables' "
+        f"or '{key_path(('classes', spec.name, 'variables'))}')"
+        for where, template in spec.templates
+        if not _template_problems(template, where)
+        for field in template_fields(template)
+        if field not in spec.variables
+    ]
+    if malformed or undefined:  # the recipe's own malformed templates are reported once, not for every class
+        return (malformed if spec.own_templates else []) + undefined, None
+    counts = [(where, template, _expansion_count(template, spec.variables)) for where, template in spec.templates]
+    if any(count is None for _, _, count in counts):
+        return [], None
+    total = len(spec.literal) + sum(count for _, _, count in counts)
+    if total > MAX_PROMPTS_PER_CLASS:
+        where, template, count = max(counts, key=lambda c: c[2])
+        sizes = " × ".join(f"{field} {len(spec.variables[field]):,}" for field in template_fields(template))
+        return [
+            f"{key_path(('classes', spec.name))}: its templates expand to {total:,} prompts ({where}: {sizes}); at "
+            f"most {MAX_PROMPTS_PER_CLASS:,} per class: use fewer variable values"
+        ], None
+    problems = [
+        f"{where}: expands to prompts of up to {longest:,} characters for class {short_repr(spec.name)}; at most "
+        f"{MAX_TEXT_CHARS:,}"
+        for where, template in spec.templates
+        if (longest := _longest_expansion(template, spec.variables)) > MAX_TEXT_CHARS
+    ]
+    if not problems and total == 0:
+        where = key_path(("classes", spec.name))
+        problems = [f"{where}: has no prompts (give 'prompts', or 'templates' with their 'variables')"]
+    return problems, total
+
+
+def _plan_size_problems(parts: _Parts) -> list[str]:
+    if parts.classes is None or parts.splits is None:
+        return []
+    per_class = sum(parts.splits.values())
+    if len(parts.classes) * per_class <= MAX_IMAGES:
+        return []
+    return [
+        f"splits: {len(parts.classes):,} classes × {per_class:,} images each = {len(parts.classes) * per_class:,} "
+        f"images; at most {MAX_IMAGES:,} in one recipe"
+    ]
+
+
+def _partition_problems(parts: _Parts, counts: dict[str, int]) -> list[str]:
+    """``prompt_partition`` names every split and only them, and gives each split of each class a prompt."""
+    if parts.splits is None or parts.prompt_disjoint is None or not parts.partition_usable:
+        return []
+    weights = parts.prompt_partition
+    if weights is not None and not parts.prompt_disjoint:
+        return ["prompt_partition: only used with prompt_disjoint: true"]
+    if weights is not None and weights.keys() != parts.splits.keys():
+        missing = [s for s in parts.splits if s not in weights]
+        extra = [s for s in weights if s not in parts.splits]
+        return [f"prompt_partition: no share for split {short_repr(s)}" for s in missing] + [
+            f"prompt_partition.{key_path((s,))}: not a split (the splits are {', '.join(parts.splits)})" for s in extra
+        ]
+    if not parts.prompt_disjoint:
+        return []
+    return [
+        f"{key_path(('classes', spec.name))}: prompt_disjoint needs at least one distinct prompt per split "
+        f"({len(parts.splits)} splits) but the class has {count}"
+        for spec in parts.classes or []
+        if spec.name in counts and (count := len(spec.prompts())) < len(parts.splits)
+    ]
+
+
+def _filter_problems(parts: _Parts) -> list[str]:
+    """Filters read score columns: each needs its scorer, and their outputs must not collide with splits."""
+    filters, scoring = parts.filters, parts.scoring
+    if filters is None or scoring is None:
+        return []
+    problems = [
+        f"filters.{rule.key}: reads the {scorer} scores, but scoring.{scorer}.enabled is false"
+        for scorer, rule, _ in filters.rules()
+        if not getattr(scoring, scorer).enabled
+    ]
+    if filters.require_imagenet_match and parts.classes is not None and not any(c.has_imagenet for c in parts.classes):
+        problems.append("filters.require_imagenet_match: no class has imagenet_classes, so it would keep every row")
+    if filters.active and filters.dropped == "split":
+        problems += [
+            f"splits.{name}: with filters.dropped 'split', the dropped rows of split "
+            f"{name.removesuffix(DROPPED_SUFFIX)!r} go to {name!r}"
+            for name in parts.splits or {}
+            if name.endswith(DROPPED_SUFFIX) and name.removesuffix(DROPPED_SUFFIX) in parts.splits
+        ]
+    return problems
 
 
 def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
-    """Parse YAML text into a validated recipe, or raise one RecipeError listing every problem."""
-    return validate(Recipe, load_yaml(text, source, RecipeError), source, RecipeError, "recipe")
+    """Parse YAML text into a validated recipe, or raise one RecipeError listing every problem: those of single
+    keys and those across keys together, even when the first kind stops pydantic before the second."""
+    data = load_yaml(text, source, RecipeError)
+    try:
+        return validate(Recipe, data, source, RecipeError, "recipe")
+    except RecipeError as err:
+        more = _cross_key_problems(_Parts.of_data(data)) if isinstance(data, dict) else []
+        more = [p for p in more if p not in err.problems]
+        if not more:
+            raise
+        raise RecipeError(source, [*err.problems, *more]) from None
 
 
 def load_recipe(path: str | Path) -> Recipe:

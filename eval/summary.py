@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,8 +139,20 @@ def write_summary(root: str | Path, summary: DatasetSummary) -> Path:
     for where in summary.emptied:
         log.warning("filters dropped every image of %s: that class is missing from the split", where)
     path = Path(root) / SUMMARY_FILE
-    path.write_text(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    text = json.dumps(_finite(summary.to_dict()), indent=2, ensure_ascii=False, allow_nan=False)
+    path.write_text(text, encoding="utf-8")
     return path
+
+
+def _finite(value):
+    """The value with every non-finite number as None: strict JSON has no NaN or infinity (null: no usable data)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def read_summary(root: str | Path) -> DatasetSummary:

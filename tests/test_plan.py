@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from builders.plan import content_fingerprint, make_plan, split_prompts
+from builders.plan import content_fingerprint, make_plan
 from builders.recipe import parse_recipe
 
 BASE = """
@@ -79,7 +79,7 @@ def test_seeds_are_distinct_and_splits_never_share_an_image():
 def test_prompt_disjoint_splits_share_no_prompt():
     recipe, plan = plan_of(BASE + "prompt_disjoint: true\n")
     for name in recipe.class_names:
-        parts = split_prompts(recipe, name)
+        parts = recipe.split_prompts(name)
         assert not set(parts["train"]) & set(parts["test"])
         assert sorted(parts["train"] + parts["test"]) == sorted(recipe.prompts_of(name))
     train = {j.prompt for s in plan.shards_of("train") for j in s.jobs}
