@@ -388,12 +388,7 @@ def partition(prompts: list[str], shares: dict[str, float], seed: int, class_nam
     One exception keeps every split supplied: a split the hashes leave without any prompt (likely only with a
     few prompts per split) takes, from the splits holding more than one, the prompt with its best score; adding
     prompts can later send that one prompt back. Each split's prompts keep the class's order."""
-    scores = {
-        prompt: {
-            split: -math.log(_unit_hash(seed, class_name, prompt, split)) / share for split, share in shares.items()
-        }
-        for prompt in prompts
-    }
+    scores = {prompt: _split_scores(seed, class_name, prompt, shares) for prompt in prompts}
     chosen = {prompt: min(by_split, key=by_split.__getitem__) for prompt, by_split in scores.items()}
     for split in shares:
         sizes = collections.Counter(chosen.values())
@@ -403,10 +398,17 @@ def partition(prompts: list[str], shares: dict[str, float], seed: int, class_nam
     return {split: [prompt for prompt in prompts if chosen[prompt] == split] for split in shares}
 
 
-def _unit_hash(*identity: Any) -> float:
-    """A number in (0, 1) from an identity, stable across Python versions and machines."""
-    digest = hashlib.sha256(json.dumps(["prompt-partition", *identity], ensure_ascii=False).encode()).digest()
-    return (int.from_bytes(digest[:7], "big") + 0.5) / 2**56
+def _split_scores(seed: int, class_name: str, prompt: str, shares: dict[str, float]) -> dict[str, float]:
+    """Each split's score for a prompt (the lowest wins): ``-ln(u) / share`` with ``u`` in (0, 1) from SHA-256 of
+    (seed, class, prompt, split), stable across Python versions and machines."""
+    identity = hashlib.sha256(json.dumps(["prompt-partition", seed, class_name, prompt], ensure_ascii=False).encode())
+    scores = {}
+    for split, share in shares.items():
+        digest = identity.copy()
+        digest.update(split.encode())
+        unit = (int.from_bytes(digest.digest()[:7], "big") + 0.5) / 2**56
+        scores[split] = -math.log(unit) / share
+    return scores
 
 
 # -- checks that read several keys ---------------------------------------------------------------------------------

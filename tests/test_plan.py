@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
+import pytest
+
+from builders.dryrun import describe
 from builders.plan import content_fingerprint, make_plan
-from builders.recipe import parse_recipe
+from builders.recipe import RecipeError, parse_recipe
+from builders.store import OutputDir
 
 BASE = """
 name: t
@@ -101,3 +106,134 @@ def test_shard_keys_are_the_hash_of_the_fingerprint_and_the_jobs():
         jobs = [[[j.id, j.prompt, j.negative_prompt, j.guidance_scale, j.seed] for j in b.jobs] for b in shard.batches]
         content = json.dumps([fingerprint, jobs], ensure_ascii=False, sort_keys=True).encode()
         assert shard.key == hashlib.sha256(content).hexdigest()[:24]
+
+
+# -- prompt-disjoint splits that stay put ---------------------------------------------------------------------------
+def many_prompts(n: int, offset: int = 0) -> str:
+    return "[" + ", ".join(f"prompt {i}" for i in range(offset, offset + n)) + "]"
+
+
+DISJOINT = """
+name: t
+seed: 3
+classes:
+  fox: {prompts: PROMPTS}
+splits: {train: 40, val: 10, test: 10}
+prompt_disjoint: true
+generation: {batch_size: 2, images_per_prompt: 1}
+output: {shard_size: 4}
+"""
+
+
+def disjoint(prompts: str = many_prompts(30), extra: str = "", counts: str = "train: 40, val: 10, test: 10"):
+    return plan_of(DISJOINT.replace("PROMPTS", prompts).replace("train: 40, val: 10, test: 10", counts) + extra)
+
+
+def test_raising_a_count_moves_no_prompt_and_keeps_the_other_splits():
+    recipe, before = disjoint()
+    changed, after = disjoint(counts="train: 80, val: 10, test: 12")
+    assert recipe.split_prompts("fox") == changed.split_prompts("fox")
+    old, new = rows(before), rows(after)
+    assert all(new[k] == v for k, v in old.items())  # every image made before is still planned, identical
+    assert {s.key for s in before.shards_of("val")} == {s.key for s in after.shards_of("val")}
+
+
+def test_adding_prompts_moves_none_of_the_old_ones():
+    recipe, _ = disjoint()
+    grown, _ = disjoint(many_prompts(30)[:-1] + ", " + many_prompts(20, offset=30)[1:])
+    old, new = recipe.split_prompts("fox"), grown.split_prompts("fox")
+    for split, prompts in old.items():
+        assert [p for p in new[split] if p in recipe.prompts_of("fox")] == prompts
+
+
+def test_a_share_change_moves_prompts_only_into_that_split():
+    recipe, _ = disjoint(many_prompts(300))
+    raised, _ = disjoint(many_prompts(300), "prompt_partition: {train: 1, val: 1, test: 2}\n")
+    old, new = recipe.split_prompts("fox"), raised.split_prompts("fox")
+    assert set(old["test"]) < set(new["test"])
+    assert set(new["train"]) <= set(old["train"]) and set(new["val"]) <= set(old["val"])
+
+
+def test_shares_are_followed_on_average_and_every_prompt_has_one_split():
+    recipe, _ = disjoint(many_prompts(2000), "prompt_partition: {train: 0.8, val: 0.1, test: 0.1}\n")
+    parts = recipe.split_prompts("fox")
+    assert sorted(p for ps in parts.values() for p in ps) == sorted(recipe.prompts_of("fox"))
+    assert 1500 < len(parts["train"]) < 1700 and 150 < len(parts["val"]) < 250 and 150 < len(parts["test"]) < 250
+    assert recipe.prompt_shares() == pytest.approx({"train": 0.8, "val": 0.1, "test": 0.1})
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_split_gets_a_prompt_when_there_are_enough(seed: int):
+    recipe, _ = plan_of(
+        f"name: t\nseed: {seed}\nclasses: {{a: {{prompts: [x, y, z]}}}}\nsplits: {{a: 1, b: 1, c: 1}}\n"
+        "prompt_disjoint: true\n"
+    )
+    assert sorted(map(len, recipe.split_prompts("a").values())) == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ("prompt_partition: {train: 1, val: 1}", "prompt_partition: no share for split 'test'"),
+        (
+            "prompt_partition: {train: 1, val: 1, test: 1, tset: 1}",
+            "prompt_partition.tset: not a split (the splits are train, val, test)",
+        ),
+        ("prompt_partition: {train: 1, val: 0, test: 1}", "prompt_partition.val: Input should be greater than 0"),
+        ("prompt_partition: {train: 1, val: .nan, test: 1}", "prompt_partition.val: Input should be a finite number"),
+    ],
+)
+def test_a_partition_names_every_split(extra: str, expected: str):
+    with pytest.raises(RecipeError) as caught:
+        disjoint(extra=extra + "\n")
+    assert [p for p in caught.value.problems if p.startswith(expected)], caught.value.problems
+
+
+def test_a_partition_needs_prompt_disjoint_and_a_prompt_per_split():
+    text = "name: t\nclasses: {a: {prompts: [x, y]}}\nsplits: {train: 1, val: 1, test: 1}\n"
+    with pytest.raises(RecipeError) as caught:
+        parse_recipe(text + "prompt_partition: {train: 1, val: 1, test: 1}\n")
+    assert caught.value.problems == ["prompt_partition: only used with prompt_disjoint: true"]
+    with pytest.raises(RecipeError) as caught:
+        parse_recipe(text + "prompt_disjoint: true\n")
+    assert caught.value.problems == [
+        "classes.a: prompt_disjoint needs at least one distinct prompt per split (3 splits) but the class has 2"
+    ]
+
+
+def test_dry_run_shows_the_partition(tmp_path):
+    recipe, plan = disjoint(many_prompts(30), "prompt_partition: {train: 3, val: 1, test: 1}\n")
+    text = describe(recipe, plan, OutputDir(tmp_path))
+    assert "prompt-disjoint splits, each class's prompts partitioned in shares train 0.6, val 0.2, test 0.2" in text
+    parts = recipe.split_prompts("fox")
+    rows = [line.split() for line in text.splitlines() if line.startswith(("train ", "val ", "test "))]
+    assert rows == [
+        ["train", "fox", str(len(parts["train"])), "40"],
+        [
+            "val",
+            "fox",
+            *(["10", "of", str(len(parts["val"]))] if len(parts["val"]) > 10 else [str(len(parts["val"]))]),
+            "10",
+        ],
+        [
+            "test",
+            "fox",
+            *(["10", "of", str(len(parts["test"]))] if len(parts["test"]) > 10 else [str(len(parts["test"]))]),
+            "10",
+        ],
+    ]
+
+
+def test_ten_thousand_classes_plan_and_dry_run_in_seconds(tmp_path):
+    classes = "".join(f"  c{i}: {{variables: {{subject: [thing {i}, other {i}]}}}}\n" for i in range(10_000))
+    text = (
+        "name: big\ntemplates: ['a {style} of a {subject}']\nvariables: {style: [watercolor, sketch, photo]}\n"
+        "splits: {train: 4, test: 2}\nprompt_disjoint: true\ngeneration: {batch_size: 2}\noutput: {shard_size: 2}\n"
+        f"classes:\n{classes}"
+    )
+    start = time.monotonic()
+    recipe = parse_recipe(text)
+    plan = make_plan(recipe, content_fingerprint(recipe, "cpu", "float32"))
+    table = describe(recipe, plan, OutputDir(tmp_path))
+    assert time.monotonic() - start < 60  # about 5 s; quadratic steps made it 21 minutes
+    assert len(plan.shards) == 30_000 and "c9999" in table
