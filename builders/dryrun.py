@@ -77,8 +77,8 @@ def _table(recipe: Recipe, plan: Plan) -> list[str]:
             held = by_class[class_name][split]
             used = len(prompts_with_images(recipe, split, held))
             rows.append((split, class_name, str(used) if used == len(held) else f"{used} of {len(held)}", str(count)))
-    widths = [max(display_width(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(pad(cell, w, left=i < 2) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    widths = [max(least, 2 + max(display_width(row[i]) for row in rows)) for i, least in enumerate((12, 24, 10, 8))]
+    return ["".join(pad(cell, w, left=i < 2) for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
 
 
 def _duration(seconds: float) -> str:
