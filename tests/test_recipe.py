@@ -125,7 +125,7 @@ def test_file_errors_name_the_file(tmp_path: Path):
     assert caught.value.problems == [
         "generation.guidance_scal: unknown key (check the spelling; see the recipe reference in README.md)"
     ]
-    with pytest.raises(RecipeError, match="cannot read the file"):
+    with pytest.raises(RecipeError, match="cannot read the recipe"):
         load_recipe(tmp_path / "missing.yaml")
 
 
