@@ -63,9 +63,10 @@ def save_card(root: Path, data: DatasetCardData, body: str) -> DatasetCard:
 
 def md(text: str) -> str:
     """Text safe inside a Markdown line or table cell, and as HTML: no line breaks, markup characters escaped,
-    ``&``, ``<`` and ``>`` as entities (so no tag, link or script can be written through a name or prompt)."""
+    ``&``, ``<`` and ``>`` as entities, so no tag, link or script can be written through a name or prompt
+    (quotes stay: they are harmless in Markdown text)."""
     flat = " ".join(str(text).split())
-    return re.sub(r"([\\`*_\[\]|#~!()])", r"\\\1", html.escape(flat, quote=True))
+    return re.sub(r"([\\`*_\[\]|#~!()])", r"\\\1", html.escape(flat, quote=False))
 
 
 def model_link(ref: str, revision: str | None = None) -> str:
