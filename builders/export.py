@@ -25,6 +25,8 @@ from builders.recipe import FilterSettings, Recipe
 from builders.store import OutputDir
 from eval.filters import keep_mask
 from eval.pictures import write_pictures
+from eval.quality import QualityReport, quality_pass
+from eval.quality import write_outputs as write_quality_outputs
 from eval.summary import DatasetSummary, summarize, write_summary
 from synthcore.cardmeta import md, save_card
 from synthcore.columns import DROPPED_SUFFIX
@@ -52,8 +54,9 @@ def export_dataset(
     store.clear_export()
     # A shard the safety checker emptied has no rows to export (an empty Parquet file breaks load_dataset).
     with_rows = Plan(tuple(shard for shard in plan.shards if store.num_rows(shard)))
+    quality = _assess_quality(recipe, store, with_rows)
     if recipe.filters.active:
-        _export_filtered(store, with_rows, recipe.filters)
+        _export_filtered(store, with_rows, recipe.filters, quality.drop_array() if quality else None)
     else:
         names = store.export_names(with_rows)
         for shard in with_rows.shards:
@@ -65,6 +68,7 @@ def export_dataset(
     build_info = {**provenance, "rows": rows, "safety_dropped": safety_dropped}
     (store.root / BUILD_INFO).write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")
     summary = summarize(store.root, recipe.filters.thresholds(), plan.splits)
+    summary = summary.with_quality(quality) if quality else summary
     write_summary(store.root, summary)
     if store.dropped.exists():
         _write_dropped_card(store.dropped, recipe, features, plan.splits)
@@ -76,18 +80,31 @@ def export_dataset(
             "command again (nothing is regenerated). summary.json says what was dropped."
         )
     write_pictures(store.root, features, list(rows), thresholds=recipe.filters.thresholds())
+    if quality:
+        write_quality_outputs(store.root, quality, recipe.class_names)
     write_card(store.root, recipe, features, sizes, summary, build_info)
     return ExportResult(rows=rows, summary=summary, build_info=build_info)
 
 
-def _export_filtered(store: OutputDir, plan: Plan, filters: FilterSettings) -> None:
+def _assess_quality(recipe: Recipe, store: OutputDir, plan: Plan) -> QualityReport | None:
+    """The quality pass (``eval.quality``) over the finished shards in plan order: duplicates, leakage,
+    diversity, CMMD to ``quality.reference``, and the repeats ``filters.drop_duplicates`` drops."""
+    if not recipe.quality.enabled or not plan.shards:
+        return None
+    parts = [(shard.split, store.shard_path(shard)) for shard in plan.shards]
+    clip = recipe.scoring.clip
+    return quality_pass(parts, recipe.quality, clip.model if clip.enabled else None, recipe.model.dtype, recipe.filters)
+
+
+def _export_filtered(store: OutputDir, plan: Plan, filters: FilterSettings, duplicates: pa.Array | None) -> None:
     """Every shard's kept rows into ``data/`` and its dropped rows aside, numbered among the non-empty parts.
 
     Empty parts are not written (a Parquet file without rows breaks ``load_dataset``); a split whose rows were
-    all dropped has no files, and so no entry in the card. ``eval.summary`` reports it.
+    all dropped has no files, and so no entry in the card. ``eval.summary`` reports it. ``duplicates``: ids
+    of the rows ``filters.drop_duplicates`` drops.
     """
     masks = {
-        shard.key: keep_mask(pq.read_table(store.shard_path(shard), columns=filters.columns()), filters)
+        shard.key: keep_mask(pq.read_table(store.shard_path(shard), columns=filters.columns()), filters, duplicates)
         for shard in plan.shards
     }
     for split in plan.splits:

@@ -28,6 +28,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from builders.schedulers import SCHEDULER_NAMES, is_known_scheduler
 from eval.filters import FilterSettings
+from eval.quality import QualitySettings, quality_problems
 from eval.scorers import ScoringSettings
 from eval.scorers.base import ScoringTask
 from eval.scorers.resnet50 import imagenet_categories
@@ -205,6 +206,7 @@ class Recipe(_Strict):
     prompt_partition: dict[str, Annotated[float, Field(gt=0)]] | None = None
     scoring: ScoringSettings = ScoringSettings()
     filters: FilterSettings = FilterSettings()
+    quality: QualitySettings = QualitySettings()
     output: OutputSettings = OutputSettings()
     hub: HubSettings = HubSettings()
 
@@ -249,7 +251,9 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _keys_agree(self) -> Recipe:
-        problems = _cross_key_problems(_Parts.of_recipe(self))
+        problems = _cross_key_problems(_Parts.of_recipe(self)) + quality_problems(
+            self.scoring, self.filters, self.quality
+        )
         if problems:
             raise ValueError(PROBLEM_JOINER.join(problems))
         return self

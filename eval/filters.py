@@ -3,7 +3,8 @@
 The recipe's ``filters`` section has one key per ``FilterRule`` of the registered scorers (``min_*`` thresholds
 and ``require_*`` switches) plus ``dropped``, where the rows that fail go. Masks are computed with pyarrow on the
 score columns only, so a shard's images are never decoded to decide. A row whose ``require_*`` column is null
-(nothing to compare, e.g. a class without ImageNet names) passes.
+(nothing to compare, e.g. a class without ImageNet names) passes. ``drop_duplicates`` (``exact`` or ``near``)
+drops rows repeating an earlier kept row; ``eval.quality`` finds them and hands ``keep_mask`` their ids.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from eval.scorers import SCORERS
 from eval.scorers.base import FilterRule
+from synthcore.columns import ID
 
 RULES: dict[str, tuple[str, FilterRule]] = {
     rule.key: (name, rule) for name, scorer in SCORERS.items() for rule in scorer.filters
@@ -36,15 +38,17 @@ class _FilterBase(BaseModel):
 
     @property
     def active(self) -> bool:
-        return bool(self.rules())
+        return bool(self.rules()) or self.drop_duplicates != "none"
 
     def thresholds(self) -> dict:
         """The active filters as plain values, for the summary and the card."""
-        return {rule.key: value for _, rule, value in self.rules()}
+        dedup = {"drop_duplicates": self.drop_duplicates} if self.drop_duplicates != "none" else {}
+        return {rule.key: value for _, rule, value in self.rules()} | dedup
 
     def columns(self) -> list[str]:
-        """The score columns the active filters read."""
-        return list(dict.fromkeys(rule.column for _, rule, _ in self.rules()))
+        """The columns the active filters read (the row id when duplicates are dropped)."""
+        dedup = [ID] if self.drop_duplicates != "none" else []
+        return list(dict.fromkeys([rule.column for _, rule, _ in self.rules()] + dedup))
 
 
 def _field(rule: FilterRule):
@@ -58,13 +62,17 @@ FilterSettings = create_model(
     __base__=_FilterBase,
     __doc__="Thresholds a row must pass to stay in its split; the others are kept aside, never deleted.",
     **{key: _field(rule) for key, (_, rule) in RULES.items()},
+    drop_duplicates=(Literal["none", "exact", "near"], "none"),
     dropped=(Literal["dataset", "split"], "dataset"),
 )
 
 
-def keep_mask(table: pa.Table, filters: _FilterBase) -> pa.ChunkedArray:
-    """True for the rows that pass every active filter (all rows when none is active)."""
+def keep_mask(table: pa.Table, filters: _FilterBase, duplicates: pa.Array | None = None) -> pa.ChunkedArray:
+    """True for the rows that pass every active filter (all rows when none is active); ``duplicates``: ids of
+    the rows ``drop_duplicates`` drops (``eval.quality.duplicates_to_drop``)."""
     keep = pa.chunked_array([pa.repeat(True, table.num_rows)])
+    if duplicates is not None and len(duplicates):
+        keep = pc.invert(pc.is_in(table[ID], value_set=duplicates))
     for _, rule, value in filters.rules():
         if rule.kind == "min":
             keep = pc.and_(keep, pc.greater_equal(table[rule.column], value))

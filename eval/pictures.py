@@ -19,6 +19,7 @@ from pathlib import Path
 
 import datasets
 import matplotlib
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -45,6 +46,8 @@ def picture_alt(path: str, class_names: list[str]) -> str:
     if match:
         label = int(match[1])
         return f"sample images of class {label}: {class_names[label]}, per split"
+    if path == EMBEDDING_MAP_NAME:
+        return "CLIP image embeddings projected on two principal components, coloured by class, marked by split"
     return "CLIP probability of the true class, per class and split"
 
 
@@ -171,3 +174,49 @@ def _font_charmap() -> frozenset[int]:
     from matplotlib.ft2font import FT2Font
 
     return frozenset(FT2Font(font_manager.findfont(font_manager.FontProperties())).get_charmap())
+
+
+EMBEDDING_MAP_NAME = f"{PICTURES_DIR}/clip-embeddings.png"
+EMBEDDING_MAP_SIZE = (900, 700)  # pixels
+_MARKERS = "o^sDvPX*<>"
+
+
+def write_embedding_map(
+    root: Path,
+    points,
+    labels,
+    splits: list[str],
+    class_names: list[str],
+    explained: tuple[float, float],
+) -> str:
+    """The CLIP embeddings projected on their first two principal components (``eval.quality.project``):
+    colour by class, marker by split. Classes that overlap here may still separate in the full space; classes
+    that sit apart are easy for a classifier. Returns the picture's path relative to ``root``."""
+    figure = _figure(*EMBEDDING_MAP_SIZE)
+    ax = figure.subplots()
+    colours = matplotlib.colormaps["tab10" if len(class_names) <= 10 else "tab20"]
+    split_order = list(dict.fromkeys(splits))
+    with matplotlib.rc_context({"text.parse_math": False}):
+        for s, split in enumerate(split_order):
+            for label, name in enumerate(class_names):
+                chosen = (np.asarray(labels) == label) & (np.asarray(splits) == split)
+                if chosen.any():
+                    ax.scatter(
+                        points[chosen, 0],
+                        points[chosen, 1],
+                        s=14,
+                        alpha=0.7,
+                        color=colours(label % colours.N),
+                        marker=_MARKERS[s % len(_MARKERS)],
+                        label=f"{class_title(label, name)} · {split}",
+                    )
+        ax.set_xlabel(f"principal component 1 ({explained[0]:.0%} of the variance)", fontsize=8)
+        ax.set_ylabel(f"principal component 2 ({explained[1]:.0%} of the variance)", fontsize=8)
+        ax.set_title("CLIP image embeddings: colour = class, marker = split", fontsize=11)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    figure.subplots_adjust(left=0.08, right=0.72, bottom=0.09, top=0.93)
+    path = Path(root) / EMBEDDING_MAP_NAME
+    path.parent.mkdir(exist_ok=True)
+    _save(figure, path)
+    return EMBEDDING_MAP_NAME

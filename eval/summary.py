@@ -13,8 +13,9 @@ import json
 import logging
 import math
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
@@ -25,6 +26,9 @@ from eval.scorers import SCORERS
 from eval.scorers.base import SummaryStat
 from synthcore.columns import DROPPED_SUFFIX, LABEL
 from synthcore.layout import hub_files
+
+if TYPE_CHECKING:
+    from eval.quality import QualityReport
 
 log = logging.getLogger("synthdata.eval")
 
@@ -42,27 +46,63 @@ class ClassSummary:
     dropped: int
     emptied_by_filters: bool  # rows were generated but the filters dropped all of them
     scores: dict[str, float | None] = field(default_factory=dict)  # every registered SummaryStat's key; None: no data
+    # eval.quality (None where the pass did not run or had no embeddings):
+    duplicates: dict | None = None  # rows of this split and class repeating an earlier row, by kind and scope
+    diversity: dict | None = None  # images, mean_cosine_distance, vendi
+    cmmd: float | None = None  # to the reference's images of this class
 
 
 @dataclass(frozen=True)
 class DatasetSummary:
     classes: list[ClassSummary]
     filters: dict = field(default_factory=dict)
+    duplicates: dict | None = None  # eval.quality: the whole dataset's counts (summed over the classes)
+    cmmd: dict | None = None  # eval.quality: reference, overall, per_split (or error)
+    near_not_searched: list[str] = field(default_factory=list)  # classes too big for the exact near search
 
     @property
     def emptied(self) -> list[str]:
         return [f"{c.split}/{c.class_name}" for c in self.classes if c.emptied_by_filters]
 
+    @property
+    def leaked(self) -> dict[str, int]:
+        """Rows repeating a row of an earlier split (exact, near), 0 when not measured."""
+        counts = self.duplicates or {}
+        return {kind: ((counts.get(kind) or {}).get("across_splits") or 0) for kind in ("exact", "near")}
+
     def to_dict(self) -> dict:
         return {
             "filters": self.filters,
             "emptied_by_filters": self.emptied,
+            "duplicates": self.duplicates,
+            "cmmd": self.cmmd,
+            "near_duplicates_not_searched": self.near_not_searched,
             "classes": [asdict(c) for c in self.classes],
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> DatasetSummary:
-        return cls(classes=[ClassSummary(**c) for c in data["classes"]], filters=data["filters"])
+        return cls(
+            classes=[ClassSummary(**c) for c in data["classes"]],
+            filters=data["filters"],
+            duplicates=data.get("duplicates"),
+            cmmd=data.get("cmmd"),
+            near_not_searched=data.get("near_duplicates_not_searched", []),
+        )
+
+    def with_quality(self, report: QualityReport) -> DatasetSummary:
+        """This summary with the quality pass's sections added (per split and class, and overall)."""
+        classes = [
+            replace(c, **{k: v for k, v in report.per_class.get((c.split, c.class_name), {}).items()})
+            for c in self.classes
+        ]
+        return replace(
+            self,
+            classes=classes,
+            duplicates=report.duplicates,
+            cmmd=report.cmmd,
+            near_not_searched=report.near_skipped,
+        )
 
 
 def summarize(
@@ -135,9 +175,12 @@ def _stat(stat: SummaryStat, values: np.ndarray | None) -> float | None:
 
 
 def write_summary(root: str | Path, summary: DatasetSummary) -> Path:
-    """``summary.json`` at ``root``; every class the filters emptied is also logged as a WARNING."""
+    """``summary.json`` at ``root``; every class the filters emptied, and leakage between splits, is also logged
+    as a WARNING."""
     for where in summary.emptied:
         log.warning("filters dropped every image of %s: that class is missing from the split", where)
+    if warning := leakage_warning(summary):
+        log.warning(warning)
     path = Path(root) / SUMMARY_FILE
     text = json.dumps(_finite(summary.to_dict()), indent=2, ensure_ascii=False, allow_nan=False)
     path.write_text(text, encoding="utf-8")
@@ -183,7 +226,7 @@ def format_table(summary: DatasetSummary, rows_word: str = "generated") -> str:
     if summary.filters:
         lines.append("filters: " + ", ".join(f"{k}={v}" for k, v in summary.filters.items()))
     lines += [f"! {where}: the filters dropped every image of this class in this split" for where in summary.emptied]
-    return "\n".join(lines)
+    return "\n".join(lines + quality_lines(summary))
 
 
 def format_stat(stat: SummaryStat, value: float | None) -> str:
@@ -198,3 +241,93 @@ def display_width(text: str) -> int:
 def pad(text: str, width: int, left: bool) -> str:
     fill = " " * (width - display_width(text))
     return text + fill if left else fill + text
+
+
+# -- the quality pass's part (eval.quality) -----------------------------------------------------------------------
+QUALITY_HEADER = ("split", "class", "images", "exact dup", "near dup", "leaked", "cos dist", "Vendi")
+
+
+def quality_table(summary: DatasetSummary) -> list[tuple[str, ...]]:
+    """Header and one row per split and class: rows repeating an earlier row of their split (exact, near),
+    rows repeating a row of an earlier split (leaked), mean pairwise cosine distance, Vendi score, and CMMD to
+    the reference when there is one. Empty when the quality pass did not run."""
+    if summary.duplicates is None:
+        return []
+    with_cmmd = summary.cmmd is not None and "overall" in summary.cmmd
+    rows = [QUALITY_HEADER + (("CMMD",) if with_cmmd else ())]
+    for c in summary.classes:
+        duplicates, diversity = c.duplicates or {}, c.diversity or {}
+        near = duplicates.get("near")
+        leaked = [(duplicates.get(kind) or {}).get("across_splits") for kind in ("exact", "near")]
+        row = (
+            c.split,
+            c.class_name,
+            str(diversity.get("images", c.generated)),
+            _count((duplicates.get("exact") or {}).get("within_split")),
+            _count(near.get("within_split") if near else None),
+            _count(sum(n for n in leaked if n is not None) if leaked[0] is not None else None),
+            _number(diversity.get("mean_cosine_distance"), ".3f"),
+            _number(diversity.get("vendi"), ".1f"),
+        )
+        rows.append(row + ((_number(c.cmmd, ".3f"),) if with_cmmd else ()))
+    return rows
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _number(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def quality_notes(summary: DatasetSummary) -> list[str]:
+    """The sentences under the quality table: duplicate totals, CMMD, what was not searched."""
+    d = summary.duplicates
+    if d is None:
+        return []
+    near = d.get("near")
+    notes = [
+        f"duplicates: {d['exact']['within_split']} exact"
+        + (f" and {near['within_split']} near (cosine >= {d['threshold']:g})" if near else "")
+        + " repeat an earlier image of their split and class"
+        + ("" if near else " (near-duplicates not searched: no clip_embedding column)")
+    ]
+    if summary.near_not_searched:
+        notes.append(f"near-duplicates not searched in {summary.near_not_searched} (over quality.max_exact_per_class)")
+    if summary.cmmd and "overall" in summary.cmmd:
+        per_split = ", ".join(f"{s} {v:.3f}" for s, v in summary.cmmd["per_split"].items())
+        notes.append(
+            f"CMMD to {summary.cmmd['reference']} ({summary.cmmd['reference_images']} images): "
+            f"{summary.cmmd['overall']:.3f} overall; {per_split}"
+        )
+    elif summary.cmmd and "error" in summary.cmmd:
+        notes.append(f"CMMD not measured: {summary.cmmd['error']}")
+    return notes
+
+
+def leakage_warning(summary: DatasetSummary) -> str | None:
+    """The loud line for rows of a later split that repeat rows of an earlier one (None when there are none)."""
+    leaked = summary.leaked
+    if not sum(leaked.values()):
+        return None
+    return (
+        f"LEAKAGE: {sum(leaked.values())} images repeat an image of the same class in an earlier split "
+        f"({leaked['exact']} exact, {leaked['near']} near): a test split that repeats train images measures "
+        "memory, not generalisation. The pairs are in duplicates.parquet; filters.drop_duplicates removes them"
+    )
+
+
+def quality_lines(summary: DatasetSummary) -> list[str]:
+    """The quality table as aligned text, its notes and the leakage warning (nothing without the pass)."""
+    rows = quality_table(summary)
+    if not rows:
+        return []
+    widths = [max(display_width(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["", "quality:"] + [
+        "  ".join(pad(cell, w, left=i < 2) for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows
+    ]
+    lines += quality_notes(summary)
+    if warning := leakage_warning(summary):
+        lines.append(f"!! {warning}")
+    return lines

@@ -37,6 +37,15 @@ def true_prob(job: Job) -> float:
     return 0.05 + 0.9 * (derive_seed(0, job.id) % 1000) / 999
 
 
+EMBEDDING_WIDTH = 16
+
+
+def fake_embedding(job: Job) -> np.ndarray:
+    """A made-up unit CLIP embedding, random by the image's identity (so no two rows are near-duplicates)."""
+    vector = np.random.default_rng(job.seed ^ 1).standard_normal(EMBEDDING_WIDTH)
+    return vector / np.linalg.norm(vector)
+
+
 def fake_row(recipe: Recipe, job: Job) -> dict:
     classes = len(recipe.class_names)
     p = true_prob(job)
@@ -51,6 +60,7 @@ def fake_row(recipe: Recipe, job: Job) -> dict:
         "clip_pred": int(np.argmax(probs)),
         "clip_true_prob": p,
         "clip_score": 100 * p,
+        "clip_embedding": fake_embedding(job).tolist(),
         "resnet50_top5_ids": top5,
         "resnet50_top5_labels": [imagenet_categories()[i] for i in top5],
         "resnet50_top5_probs": [0.5, 0.2, 0.1, 0.1, 0.05],
@@ -58,8 +68,9 @@ def fake_row(recipe: Recipe, job: Job) -> dict:
     }
 
 
-def write_shards(recipe: Recipe, root: Path) -> tuple[OutputDir, Plan, dict]:
-    """Every planned shard of ``recipe`` under ``root``, as a build would leave them before export."""
+def write_shards(recipe: Recipe, root: Path, make_row=fake_row) -> tuple[OutputDir, Plan, dict]:
+    """Every planned shard of ``recipe`` under ``root``, as a build would leave them before export
+    (``make_row(recipe, job)``: a row with its image as a uint8 array)."""
     from builders.encode import encode_image
 
     fingerprint = content_fingerprint(recipe, "cpu", "float32")
@@ -71,8 +82,8 @@ def write_shards(recipe: Recipe, root: Path) -> tuple[OutputDir, Plan, dict]:
         writer = store.open_shard(shard, features)
         writer.write(
             [
-                fake_row(recipe, job) | {"image": encode_image(fake_row(recipe, job)["image"], recipe.output)}
-                for job in shard.jobs
+                row | {"image": encode_image(row["image"], recipe.output)}
+                for row in (make_row(recipe, job) for job in shard.jobs)
             ]
         )
         writer.commit()

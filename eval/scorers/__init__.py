@@ -47,7 +47,9 @@ def enabled_scorers(scoring: ScoringSettings) -> list[tuple[Scorer, ScorerSettin
 def scorer_features(task: ScoringTask, scoring: ScoringSettings) -> dict:
     """The columns the enabled scorers add, in registry order."""
     return {
-        column: feature for scorer, _ in enabled_scorers(scoring) for column, feature in scorer.features(task).items()
+        column: feature
+        for scorer, settings in enabled_scorers(scoring)
+        for column, feature in scorer.features(task, settings).items()
     }
 
 

@@ -98,8 +98,8 @@ class Scorer(ABC):
     cli_options: ClassVar[tuple[CliOption, ...]] = ()
 
     @abstractmethod
-    def features(self, task: ScoringTask) -> dict:
-        """The columns it adds (name -> datasets feature), in order."""
+    def features(self, task: ScoringTask, settings: ScorerSettings) -> dict:
+        """The columns it adds with these settings (name -> datasets feature), in order."""
 
     @abstractmethod
     def load(

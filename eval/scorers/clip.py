@@ -26,6 +26,7 @@ log = logging.getLogger("synthdata.eval")
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 TRUE_PROB = "clip_true_prob"
+EMBEDDING = "clip_embedding"
 PROMPT_CACHE = 65_536
 
 
@@ -107,6 +108,7 @@ class Clip:
 class ClipSettings(ScorerSettings):
     model: str = Field(default=DEFAULT_CLIP, min_length=1)
     label_templates: list[str] = ["a photo of a {label}"]
+    embeddings: bool = True  # the clip_embedding column: duplicates, diversity and CMMD read it
 
     @field_validator("model")
     @classmethod
@@ -156,16 +158,18 @@ class ClipScorer(Scorer):
         ),
     )
 
-    def features(self, task: ScoringTask) -> dict:
-        return {
+    def features(self, task: ScoringTask, settings: ClipSettings) -> dict:
+        columns = {
             "clip_probs": datasets.Sequence(datasets.Value("float32")),
             "clip_pred": datasets.ClassLabel(names=list(task.class_names)),
             TRUE_PROB: datasets.Value("float32"),
             "clip_score": datasets.Value("float32"),
         }
+        return columns | ({EMBEDDING: datasets.Sequence(datasets.Value("float32"))} if settings.embeddings else {})
 
     def load(self, settings: ClipSettings, task: ScoringTask, device: torch.device, dtype: torch.dtype) -> LoadedClip:
-        return LoadedClip(Clip(settings.model, device, dtype), task.label_texts, settings.label_templates)
+        clip = Clip(settings.model, device, dtype)
+        return LoadedClip(clip, task.label_texts, settings.label_templates, settings.embeddings)
 
     def describe(self, settings: ClipSettings) -> tuple[str, str]:
         templates = ", ".join(f"“{md(t)}”" for t in settings.label_templates)
@@ -181,8 +185,9 @@ class ClipScorer(Scorer):
 class LoadedClip(LoadedScorer):
     """The ``clip_*`` columns of a batch: zero-shot probabilities over the classes, and CLIPScore vs. its prompt."""
 
-    def __init__(self, clip: Clip, label_texts: Sequence[str], templates: Sequence[str]):
+    def __init__(self, clip: Clip, label_texts: Sequence[str], templates: Sequence[str], embeddings: bool = True):
         self.clip = clip
+        self.embeddings = embeddings
         self.classes = clip.class_embeddings(label_texts, templates)
         self.class_texts = [templates[0].format(label=text) for text in label_texts]
         self._prompts: dict[str, torch.Tensor] = {}
@@ -199,13 +204,16 @@ class LoadedClip(LoadedScorer):
 
     @torch.inference_mode()
     def score(self, images: Images, labels: torch.Tensor, prompts: Sequence[str | None]) -> dict[str, list]:
-        """A row without a prompt (a real dataset) is compared with its class's text in the first label template."""
+        """A row without a prompt (a real dataset) is compared with its class's text in the first label template.
+        The image embedding itself (unit norm, float32) is a column too, unless switched off: it is what the
+        duplicate, diversity and CMMD measures of ``eval.quality`` read, so they never load CLIP again."""
         prompts = [p if p is not None else self.class_texts[label] for p, label in zip(prompts, labels.tolist())]
         embeds = self.clip.embed_images(images)
         probs = (self.clip.logit_scale * embeds @ self.classes.T).softmax(dim=-1)
-        return {
+        columns = {
             "clip_probs": probs.tolist(),
             "clip_pred": probs.argmax(dim=-1).tolist(),
             TRUE_PROB: probs.gather(1, labels[:, None])[:, 0].tolist(),
             "clip_score": clip_score(embeds, self.prompt_embeddings(prompts)).tolist(),
         }
+        return columns | ({EMBEDDING: embeds.tolist()} if self.embeddings else {})

@@ -105,7 +105,7 @@ class ResNet50Scorer(Scorer):
         ),
     )
 
-    def features(self, task: ScoringTask) -> dict:
+    def features(self, task: ScoringTask, settings: ResNetSettings) -> dict:
         return {
             "resnet50_top5_ids": datasets.Sequence(datasets.Value("int32")),
             "resnet50_top5_labels": datasets.Sequence(datasets.Value("string")),

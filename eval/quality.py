@@ -1,0 +1,629 @@
+"""Is the dataset any good? Duplicates, train/test leakage, diversity per class, and the distance to real images.
+
+Everything here is computed from a dataset's Parquet files in the order of its rows (a build's plan order:
+split, class, index), from two things each row already has: its image (decoded to the uint8 array and hashed,
+for exact duplicates) and its ``clip_embedding`` (the unit CLIP image embedding the scorer stored, for
+near-duplicates, diversity and CMMD). No model is loaded, except CLIP to embed a reference dataset of real images.
+
+- **Duplicates**: within each split and class, a row *repeats* an earlier row when its decoded pixels are the
+  same (``exact``) or, failing that, when the cosine similarity of their embeddings is at least
+  ``near_duplicate_threshold`` (``near``). Across splits, a row repeats a row of the same class in an earlier
+  split (leakage: a test image that nearly repeats a train image). Each repeating row is counted once per scope
+  and listed with the earlier row it is closest to (``duplicates.parquet``). The search is exact: blocked matrix
+  products on the device, up to ``max_exact_per_class`` rows per class.
+- **Dropping duplicates** (``filters.drop_duplicates``): greedy in plan order among the rows the score filters
+  keep: a row is dropped when it repeats a row already kept, so the first of every group stays.
+- **Diversity** per split and class: the mean pairwise cosine distance of the embeddings and their Vendi score
+  (Friedman & Dieng, 2023): exp of the entropy of the eigenvalues of K/n, K the cosine-similarity matrix; it
+  reads as an effective number of distinct images, from 1 (all alike) to n.
+- **CMMD** (Jayasumana et al., CVPR 2024) to a reference dataset: the squared MMD with a Gaussian RBF kernel
+  (sigma 10) between the two sets of unit CLIP embeddings, x 1000, with the biased (minimum-variance) estimator
+  of the paper's reference implementation (google-research ``cmmd/distance.py``, which also normalizes its CLIP
+  embeddings). 0 for identical sets, larger the further apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from eval.filters import keep_mask
+from eval.pictures import write_embedding_map
+from eval.preprocess import rgb_tensor
+from eval.scorers.clip import EMBEDDING, Clip
+from synthcore.columns import ID, IMAGE, LABEL
+from synthcore.model_refs import is_local_path
+
+log = logging.getLogger("synthdata.eval")
+
+PAIRS_FILE = "duplicates.parquet"
+DEFAULT_THRESHOLD = 0.95
+EXACT_SEARCH_LIMIT = 100_000
+CMMD_SIGMA = 10.0
+CMMD_SCALE = 1000.0
+PROJECTION_POINTS = 2000  # most points per split and class in the 2-D picture
+_ROWS, _COLUMNS = 1024, 8192  # block of similarities computed at once (32 MiB of float32)
+PAIRS_SCHEMA = pa.schema(
+    [("id_a", pa.string()), ("id_b", pa.string()), ("similarity", pa.float32()), ("kind", pa.string()),
+     ("across_splits", pa.bool_())]
+)  # fmt: skip
+
+
+class QualityError(ValueError):
+    """A reference dataset or option the quality pass cannot use, with what was expected."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ReferenceSettings(_Strict):
+    """Real images to measure the distance to (CMMD): any ``load_dataset`` dataset with an Image and a
+    ClassLabel column, whose class names are ours or are mapped to ours by ``label_map`` (theirs -> ours);
+    rows of other classes are left out. Every split of it is used unless ``split`` names one."""
+
+    dataset: str = Field(min_length=1)
+    label_map: dict[str, str] = {}
+    split: str | None = None
+    image_column: str = IMAGE
+    label_column: str = LABEL
+
+    @field_validator("dataset")
+    @classmethod
+    def _existing_local_path(cls, value: str) -> str:
+        if is_local_path(value) and not Path(value).expanduser().exists():
+            raise ValueError(f"local dataset {value!r} does not exist (expected a Hub dataset id or a directory)")
+        return value
+
+
+class QualitySettings(_Strict):
+    """The recipe's ``quality`` section (and ``python -m eval``'s quality options)."""
+
+    enabled: bool = True
+    near_duplicate_threshold: float = Field(default=DEFAULT_THRESHOLD, gt=0, le=1)
+    max_exact_per_class: int = Field(default=EXACT_SEARCH_LIMIT, ge=2)
+    reference: ReferenceSettings | None = None
+
+    @field_validator("reference", mode="before")
+    @classmethod
+    def _dataset_only(cls, value):
+        """``reference: DIR`` is short for ``reference: {dataset: DIR}``."""
+        return {"dataset": value} if isinstance(value, str) else value
+
+
+def quality_problems(scoring, filters, quality: QualitySettings) -> list[str]:
+    """What the recipe asks of the quality pass that its ``scoring`` cannot give (checked when it loads)."""
+    embeddings = scoring.clip.enabled and scoring.clip.embeddings
+    problems = []
+    if not embeddings and filters.drop_duplicates == "near":
+        problems.append(
+            "filters.drop_duplicates: 'near' compares CLIP embeddings, but scoring.clip.embeddings is off "
+            "(or scoring.clip.enabled is false); use 'exact' or turn them on"
+        )
+    if not quality.enabled and filters.drop_duplicates != "none":
+        problems.append("filters.drop_duplicates: needs the quality pass, but quality.enabled is false")
+    if not embeddings and quality.reference is not None:
+        problems.append("quality.reference: CMMD compares CLIP embeddings, but scoring.clip.embeddings is off")
+    return problems
+
+
+# -- reading a dataset's rows -------------------------------------------------------------------------------------
+@dataclass
+class Rows:
+    """What the quality pass needs of every row, in row order: ids, splits, labels, pixel hashes, embeddings,
+    and whether the score filters keep the row (``eligible``)."""
+
+    class_names: list[str]
+    ids: list[str] = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    hashes: list[bytes] = field(default_factory=list)
+    eligible: list[bool] = field(default_factory=list)
+    embeddings: torch.Tensor | None = None  # (n, d) float32 on the CPU, None when the column is absent
+
+    @property
+    def split_order(self) -> list[str]:
+        return list(dict.fromkeys(self.splits))
+
+    def of_class(self, label: int) -> np.ndarray:
+        return np.flatnonzero(np.asarray(self.labels) == label)
+
+
+def pixel_hash(encoded: bytes) -> bytes:
+    """A hash of the decoded image: its mode, size and uint8 pixels (two encodings of one image hash alike)."""
+    image = Image.open(io.BytesIO(encoded))
+    pixels = np.asarray(image)
+    return hashlib.blake2b(f"{image.mode}{pixels.shape}".encode() + pixels.tobytes(), digest_size=16).digest()
+
+
+def read_rows(
+    parts: Sequence[tuple[str, Path]], label_column: str = LABEL, filters=None, decode_threads: int = 4
+) -> Rows:
+    """The rows of ``parts`` ((split, Parquet file) in row order), streamed a row group at a time so a dataset
+    larger than memory can be read. A row without an ``id`` column is named ``<split>/<row index>``.
+    ``filters`` (a ``FilterSettings``): rows failing its score rules are not ``eligible`` to stay."""
+    features = datasets.Features.from_arrow_schema(pq.read_schema(parts[0][1]))
+    rows = Rows(class_names=features[label_column].names)
+    embeddings: list[np.ndarray] = []
+    counts: dict[str, int] = {}
+    with ThreadPoolExecutor(decode_threads, thread_name_prefix="synthdata-hash") as pool:
+        for split, batch in _batches(parts, label_column, filters):
+            start = counts.get(split, 0)
+            counts[split] = start + batch.num_rows
+            ids = batch[ID].to_pylist() if ID in batch.column_names else None
+            rows.ids += ids or [f"{split}/{start + i}" for i in range(batch.num_rows)]
+            rows.splits += [split] * batch.num_rows
+            rows.labels += batch[label_column].to_pylist()
+            rows.hashes += pool.map(pixel_hash, batch[IMAGE].combine_chunks().field("bytes").to_pylist())
+            rows.eligible += keep_mask(batch, filters).to_pylist() if filters else [True] * batch.num_rows
+            if EMBEDDING in batch.column_names:
+                embeddings.append(_matrix(batch[EMBEDDING]))
+    if embeddings and sum(len(e) for e in embeddings) == len(rows.ids):
+        rows.embeddings = torch.from_numpy(np.concatenate(embeddings))
+    return rows
+
+
+def _batches(parts, label_column: str, filters) -> Iterator[tuple[str, pa.Table]]:
+    wanted = [ID, label_column, IMAGE, EMBEDDING, *(filters.columns() if filters else [])]
+    for split, path in parts:
+        file = pq.ParquetFile(path)
+        columns = [c for c in dict.fromkeys(wanted) if c in file.schema_arrow.names]
+        for batch in file.iter_batches(batch_size=256, columns=columns):
+            yield split, pa.Table.from_batches([batch])
+
+
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+    """A list<float> column of equal-length rows as an (n, d) float32 array (a null row becomes NaN)."""
+    values = column.combine_chunks()
+    lengths = set(pa.compute.list_value_length(values).drop_null().to_pylist())
+    if len(lengths) > 1:
+        raise QualityError(f"{EMBEDDING}: rows of different lengths {sorted(lengths)}")
+    width = lengths.pop() if lengths else 0
+    filled = pa.compute.fill_null(values, pa.scalar([math.nan] * width, values.type))
+    return filled.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(values), width)
+
+
+# -- similarity search --------------------------------------------------------------------------------------------
+def best_earlier(
+    queries: torch.Tensor, candidates: torch.Tensor, causal: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each query row, its highest cosine similarity to a candidate row and that row's index (-1 and -inf
+    when there is none). ``causal``: queries and candidates are the same rows and only earlier ones count.
+    Exact, in blocks of ``_ROWS`` x ``_COLUMNS`` similarities on ``device``."""
+    best = torch.full((len(queries),), -math.inf)
+    where = torch.full((len(queries),), -1, dtype=torch.long)
+    for q0 in range(0, len(queries), _ROWS):
+        q = queries[q0 : q0 + _ROWS].to(device)
+        rows = torch.arange(q0, q0 + len(q), device=device)[:, None]
+        block_best = torch.full((len(q),), -math.inf, device=device)
+        block_where = torch.full((len(q),), -1, dtype=torch.long, device=device)
+        for c0 in range(0, q0 + len(q) if causal else len(candidates), _COLUMNS):
+            c = candidates[c0 : c0 + _COLUMNS].to(device)
+            sims = q @ c.T
+            if causal:
+                sims.masked_fill_(torch.arange(c0, c0 + len(c), device=device)[None, :] >= rows, -math.inf)
+            value, index = sims.max(dim=1)
+            better = value > block_best
+            block_best = torch.where(better, value, block_best)
+            block_where = torch.where(better, index + c0, block_where)
+        best[q0 : q0 + len(q)] = block_best.cpu()
+        where[q0 : q0 + len(q)] = block_where.cpu()
+    return best, where
+
+
+def greedy_repeats(embeddings: torch.Tensor, candidates: np.ndarray, threshold: float, device) -> np.ndarray:
+    """Rows (in order) that repeat a row kept before them: a candidate row is kept unless its similarity to an
+    already kept row reaches ``threshold``. Non-candidates are neither kept nor compared. Exact, blocked."""
+    repeats = np.zeros(len(embeddings), dtype=bool)
+    kept = torch.empty((0, embeddings.shape[1]), device=device)
+    for b0 in range(0, len(embeddings), _ROWS):
+        block = embeddings[b0 : b0 + _ROWS].to(device)
+        previous = torch.full((len(block),), -math.inf, device=device)
+        for c0 in range(0, len(kept), _COLUMNS):
+            previous = torch.maximum(previous, (block @ kept[c0 : c0 + _COLUMNS].T).max(dim=1).values)
+        dup = (previous >= threshold).cpu().numpy()
+        within = (block @ block.T >= threshold).cpu().numpy()
+        keep = []
+        for r in range(len(block)):
+            if candidates[b0 + r] and not dup[r]:
+                keep.append(r)
+                dup[r + 1 :] |= within[r, r + 1 :]
+        repeats[b0 : b0 + len(block)] = dup & candidates[b0 : b0 + len(block)]
+        kept = torch.cat([kept, block[keep]])
+    return repeats
+
+
+# -- duplicates -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pair:
+    """Row ``b`` repeats the earlier row ``a`` (indices into ``Rows``)."""
+
+    a: int
+    b: int
+    similarity: float | None
+    kind: str  # exact | near
+    across_splits: bool
+
+
+def find_pairs(rows: Rows, settings: QualitySettings, device: torch.device) -> tuple[list[Pair], list[str]]:
+    """Every row that repeats an earlier one, once per scope (within its split; across splits) with the
+    earlier row it is closest to; and the classes whose near-duplicate search was skipped (too many rows)."""
+    pairs, skipped = [], []
+    for label, name in enumerate(rows.class_names):
+        members = rows.of_class(label)
+        pairs += _exact_pairs(rows, members)
+        if rows.embeddings is None or not len(members):
+            continue
+        if len(members) > settings.max_exact_per_class:
+            skipped.append(name)
+            log.warning(
+                "class %r has %d images, more than quality.max_exact_per_class (%d): its near-duplicates are not "
+                "searched (exact duplicates are). Raise the limit to search them exactly; the cost grows with the "
+                "square of the count (about a minute for 10^5 images on a CPU, seconds on a GPU)",
+                name,
+                len(members),
+                settings.max_exact_per_class,
+            )
+            continue
+        pairs += _near_pairs(rows, members, {(p.b, p.across_splits) for p in pairs}, settings, device)
+    return sorted(pairs, key=lambda p: (p.b, p.across_splits)), skipped
+
+
+def _exact_pairs(rows: Rows, members: np.ndarray) -> list[Pair]:
+    first: dict[bytes, dict[str, int]] = {}  # pixel hash -> split -> first row of it
+    pairs = []
+    for j in members:
+        seen = first.setdefault(rows.hashes[j], {})
+        split = rows.splits[j]
+        if split in seen:
+            pairs.append(Pair(seen[split], j, _similarity(rows, seen[split], j), "exact", False))
+        earlier = [i for s, i in seen.items() if s != split]
+        if earlier:
+            pairs.append(Pair(earlier[0], j, _similarity(rows, earlier[0], j), "exact", True))
+        seen.setdefault(split, j)
+    return pairs
+
+
+def _similarity(rows: Rows, i: int, j: int) -> float | None:
+    return None if rows.embeddings is None else float(rows.embeddings[i] @ rows.embeddings[j])
+
+
+def _near_pairs(rows: Rows, members: np.ndarray, exact: set, settings: QualitySettings, device) -> list[Pair]:
+    splits = np.asarray(rows.splits)[members]
+    pairs = []
+    for position, split in enumerate(rows.split_order):
+        here = members[splits == split]
+        earlier = members[np.isin(splits, rows.split_order[:position])]
+        searches = [(False, here, True)] + ([(True, earlier, False)] if len(earlier) else [])
+        for across, candidates, causal in searches:
+            best, where = best_earlier(rows.embeddings[here], rows.embeddings[candidates], causal, device)
+            for k in np.flatnonzero(best.numpy() >= settings.near_duplicate_threshold):
+                if (here[k], across) not in exact:
+                    pairs.append(Pair(int(candidates[where[k]]), int(here[k]), float(best[k]), "near", across))
+    return pairs
+
+
+def duplicates_to_drop(rows: Rows, kind: str, settings: QualitySettings, device: torch.device) -> set[str]:
+    """Ids of the rows ``filters.drop_duplicates`` drops: greedy in row order among eligible rows, per class
+    over all splits (so a test row repeating a kept train row goes, and the first of every group stays)."""
+    eligible = np.asarray(rows.eligible, dtype=bool)
+    drop = np.zeros(len(rows.ids), dtype=bool)
+    for label, name in enumerate(rows.class_names):
+        members = rows.of_class(label)
+        kept_hashes: set[bytes] = set()
+        for j in members[eligible[members]]:
+            drop[j] = rows.hashes[j] in kept_hashes
+            kept_hashes.add(rows.hashes[j])
+        if kind == "near" and rows.embeddings is not None and 0 < len(members) <= settings.max_exact_per_class:
+            candidates = eligible[members] & ~drop[members]
+            repeats = greedy_repeats(rows.embeddings[members], candidates, settings.near_duplicate_threshold, device)
+            drop[members[repeats]] = True
+        elif kind == "near" and len(members) > settings.max_exact_per_class:
+            log.warning("class %r: only exact duplicates are dropped (too many rows to search near ones)", name)
+    return {rows.ids[j] for j in np.flatnonzero(drop)}
+
+
+def duplicate_counts(pairs: Sequence[Pair], near_searched: bool, threshold: float) -> dict:
+    """The ``duplicates`` object of the summary: rows repeating an earlier row, by kind and scope. ``near`` is
+    null when near-duplicates could not be searched (no embeddings)."""
+
+    def count(kind: str) -> dict:
+        of_kind = [p for p in pairs if p.kind == kind]
+        return {
+            "within_split": sum(not p.across_splits for p in of_kind),
+            "across_splits": sum(p.across_splits for p in of_kind),
+        }
+
+    return {"exact": count("exact"), "near": count("near") if near_searched else None, "threshold": threshold}
+
+
+# -- diversity and distance to real images ------------------------------------------------------------------------
+def diversity(embeddings: torch.Tensor) -> dict:
+    """Mean pairwise cosine distance and Vendi score of unit embeddings (None for fewer than two rows).
+
+    The Vendi score's eigenvalues of K/n (K = X X^T, n x n) are those of X^T X / n (d x d), so it costs
+    O(n d^2) rather than O(n^3)."""
+    n = len(embeddings)
+    if n < 2:
+        return {"images": n, "mean_cosine_distance": None, "vendi": None}
+    x = embeddings.double()
+    total = x.sum(dim=0)
+    mean_similarity = (total @ total - (x * x).sum()) / (n * (n - 1))
+    eigenvalues = torch.linalg.eigvalsh(x.T @ x / n).clamp(min=0)
+    p = eigenvalues[eigenvalues > 0] / eigenvalues.sum()
+    return {
+        "images": n,
+        "mean_cosine_distance": float(1 - mean_similarity),
+        "vendi": float(torch.exp(-(p * p.log()).sum())),
+    }
+
+
+def cmmd(x: torch.Tensor, y: torch.Tensor, device: torch.device | str = "cpu") -> float:
+    """CMMD between two sets of embeddings: 1000 x the biased MMD^2 estimate with a Gaussian RBF kernel of
+    bandwidth sigma = 10, as google-research's cmmd/distance.py computes it (blocked here, float64 sums)."""
+    if not len(x) or not len(y):
+        raise ValueError("CMMD needs at least one embedding in each set")
+    return CMMD_SCALE * (_mean_kernel(x, x, device) + _mean_kernel(y, y, device) - 2 * _mean_kernel(x, y, device))
+
+
+def _mean_kernel(a: torch.Tensor, b: torch.Tensor, device) -> float:
+    gamma = 1 / (2 * CMMD_SIGMA**2)
+    total = 0.0
+    for i in range(0, len(a), _ROWS):
+        block = a[i : i + _ROWS].to(device).float()
+        for j in range(0, len(b), _COLUMNS):
+            other = b[j : j + _COLUMNS].to(device).float()
+            squared = (block * block).sum(1)[:, None] + (other * other).sum(1)[None, :] - 2 * block @ other.T
+            total += float(torch.exp(-gamma * squared.double()).sum())
+    return total / (len(a) * len(b))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference dataset's CLIP embeddings and labels (our class indices), and what it is."""
+
+    name: str
+    embeddings: torch.Tensor
+    labels: np.ndarray
+
+
+def load_reference(
+    settings: ReferenceSettings,
+    class_names: list[str],
+    clip_model: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    batch_size: int = 32,
+) -> Reference:
+    """Embed the reference dataset's images of our classes with the run's CLIP model."""
+    try:
+        loaded = datasets.load_dataset(settings.dataset)
+    except Exception as err:  # noqa: BLE001 - any loading failure is reported with the dataset's name
+        raise QualityError(f"reference {settings.dataset!r} cannot be loaded: {err}") from None
+    if settings.split is not None and settings.split not in loaded:
+        raise QualityError(f"reference {settings.dataset!r} has no split {settings.split!r} (splits: {list(loaded)})")
+    parts = [loaded[settings.split]] if settings.split else list(loaded.values())
+    lookup = _reference_labels(parts[0], settings, class_names)
+    clip = Clip(clip_model, device, dtype)
+    embeddings, labels = [], []
+    for part in parts:
+        mapped = [lookup[y] for y in part[settings.label_column][:]]
+        keep = [i for i, y in enumerate(mapped) if y >= 0]
+        part = part.select(keep)
+        for start in range(0, len(keep), batch_size):
+            batch = part[start : start + batch_size]
+            embeddings.append(
+                clip.embed_images([rgb_tensor(image, device) for image in batch[settings.image_column]]).cpu()
+            )
+        labels += [mapped[i] for i in keep]
+    if not labels:
+        raise QualityError(f"reference {settings.dataset!r} has no image of the classes {class_names}")
+    return Reference(settings.dataset, torch.cat(embeddings), np.asarray(labels))
+
+
+def _reference_labels(part: datasets.Dataset, settings: ReferenceSettings, class_names: list[str]) -> list[int]:
+    """Our class index for each of the reference's label indices (-1: not one of ours, left out)."""
+    image, label = part.features.get(settings.image_column), part.features.get(settings.label_column)
+    if not isinstance(image, datasets.Image) or not isinstance(label, datasets.ClassLabel):
+        raise QualityError(
+            f"reference {settings.dataset!r}: needs an Image column {settings.image_column!r} and a ClassLabel "
+            f"column {settings.label_column!r} (columns: {part.column_names})"
+        )
+    unknown = sorted(set(settings.label_map.values()) - set(class_names))
+    if unknown:
+        raise QualityError(f"reference label map: {unknown} are not classes of the dataset ({class_names})")
+    ours = [settings.label_map.get(name, name) for name in label.names]
+    lookup = [class_names.index(name) if name in class_names else -1 for name in ours]
+    if all(i < 0 for i in lookup):
+        raise QualityError(
+            f"reference {settings.dataset!r}: none of its classes {label.names[:10]} is one of ours {class_names}; "
+            "map them with a label map (THEIRS=OURS)"
+        )
+    left_out = [name for name, i in zip(label.names, lookup) if i < 0]
+    if left_out:
+        log.info(
+            "reference %s: %d classes are not ours and are left out: %s", settings.dataset, len(left_out), left_out[:10]
+        )
+    return lookup
+
+
+# -- the whole pass ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Projection:
+    """A 2-D principal-component projection of (a sample of) the embeddings, for the picture."""
+
+    points: np.ndarray  # (m, 2)
+    labels: np.ndarray
+    splits: list[str]
+    explained: tuple[float, float]  # share of the variance along each axis
+
+
+@dataclass
+class QualityReport:
+    """What the pass found: the summary's sections, the pairs, the ids the duplicate filter drops."""
+
+    duplicates: dict
+    per_class: dict[tuple[str, str], dict]  # (split, class) -> duplicates, diversity, cmmd
+    pairs: list[Pair]
+    ids: list[str]
+    drop_ids: set[str] = field(default_factory=set)
+    cmmd: dict | None = None
+    near_skipped: list[str] = field(default_factory=list)
+    projection: Projection | None = None
+
+    def drop_array(self) -> pa.Array:
+        """The ids ``filters.drop_duplicates`` drops, as ``eval.filters.keep_mask`` takes them."""
+        return pa.array(sorted(self.drop_ids), pa.string())
+
+    def pairs_table(self) -> pa.Table:
+        return pa.table(
+            {
+                "id_a": [self.ids[p.a] for p in self.pairs],
+                "id_b": [self.ids[p.b] for p in self.pairs],
+                "similarity": [p.similarity for p in self.pairs],
+                "kind": [p.kind for p in self.pairs],
+                "across_splits": [p.across_splits for p in self.pairs],
+            },
+            schema=PAIRS_SCHEMA,
+        )
+
+    def write_pairs(self, root: Path) -> Path:
+        """``duplicates.parquet`` at the dataset's root (beside data/, so load_dataset never reads it as a split)."""
+        path = Path(root) / PAIRS_FILE
+        pq.write_table(self.pairs_table(), path)
+        return path
+
+
+def assess(
+    rows: Rows,
+    settings: QualitySettings,
+    device: torch.device,
+    drop_duplicates: str = "none",
+    reference: Reference | None = None,
+) -> QualityReport:
+    """Duplicates, leakage, diversity (and CMMD to ``reference``) of ``rows``; with ``drop_duplicates``
+    (``exact`` or ``near``) also the ids that filter drops."""
+    pairs, skipped = find_pairs(rows, settings, device)
+    near = rows.embeddings is not None
+    threshold = settings.near_duplicate_threshold
+    splits = np.asarray(rows.splits)
+    labels = np.asarray(rows.labels)
+    pairs_of: dict[tuple[str, int], list[Pair]] = {}
+    for pair in pairs:
+        pairs_of.setdefault((rows.splits[pair.b], rows.labels[pair.b]), []).append(pair)
+    per_class = {}
+    for split in rows.split_order:
+        for label, name in enumerate(rows.class_names):
+            members = np.flatnonzero((splits == split) & (labels == label))
+            entry = {
+                "duplicates": duplicate_counts(
+                    pairs_of.get((split, label), []), near and name not in skipped, threshold
+                )
+            }
+            if near:
+                entry["diversity"] = diversity(rows.embeddings[members])
+            if reference is not None:
+                entry["cmmd"] = _class_cmmd(rows.embeddings[members], reference, label, device)
+            per_class[(split, name)] = entry
+    report = QualityReport(
+        duplicates=duplicate_counts(pairs, near and not skipped, threshold),
+        per_class=per_class,
+        pairs=pairs,
+        ids=rows.ids,
+        near_skipped=skipped,
+        projection=project(rows) if near else None,
+    )
+    if drop_duplicates != "none":
+        report.drop_ids = duplicates_to_drop(rows, drop_duplicates, settings, device)
+    if reference is not None:
+        report.cmmd = {
+            "reference": reference.name,
+            "reference_images": len(reference.labels),
+            "overall": cmmd(rows.embeddings, reference.embeddings, device),
+            "per_split": {
+                split: cmmd(rows.embeddings[np.flatnonzero(splits == split)], reference.embeddings, device)
+                for split in rows.split_order
+            },
+            "sigma": CMMD_SIGMA,
+        }
+    return report
+
+
+def _class_cmmd(embeddings: torch.Tensor, reference: Reference, label: int, device) -> float | None:
+    theirs = reference.embeddings[np.flatnonzero(reference.labels == label)]
+    return cmmd(embeddings, theirs, device) if len(embeddings) and len(theirs) else None
+
+
+def project(rows: Rows) -> Projection:
+    """The first two principal components of the embeddings, at most ``PROJECTION_POINTS`` evenly spaced rows
+    per split and class (so a big class does not hide a small one)."""
+    splits, labels = np.asarray(rows.splits), np.asarray(rows.labels)
+    chosen = []
+    for split in rows.split_order:
+        for label in range(len(rows.class_names)):
+            members = np.flatnonzero((splits == split) & (labels == label))
+            step = max(1, math.ceil(len(members) / PROJECTION_POINTS))
+            chosen.append(members[::step])
+    chosen = np.concatenate(chosen)
+    x = rows.embeddings[chosen].double().numpy()
+    x = x - x.mean(axis=0)
+    _, singular, vt = np.linalg.svd(x, full_matrices=False)
+    variance = singular**2 / max((singular**2).sum(), 1e-30)
+    axes = vt[:2] if len(vt) >= 2 else np.vstack([vt, np.zeros_like(vt)])
+    shares = (float(variance[0]) if len(variance) else 0.0, float(variance[1]) if len(variance) > 1 else 0.0)
+    return Projection(x @ axes.T, labels[chosen], [rows.splits[i] for i in chosen], shares)
+
+
+def quality_pass(
+    parts: Sequence[tuple[str, Path]],
+    settings: QualitySettings,
+    clip_model: str | None,
+    dtype_name: str = "auto",
+    filters=None,
+    label_column: str = LABEL,
+) -> QualityReport:
+    """The whole pass over ``parts`` ((split, Parquet file) in row order), on the GPU when there is one.
+    ``filters`` (a ``FilterSettings``): its score rules decide which rows may stay, its ``drop_duplicates``
+    which repeats go. A reference that cannot be used is reported in the summary (``cmmd.error``) and logged,
+    never fatal: the dataset is already made."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rows = read_rows(parts, label_column, filters)
+    reference, problem = None, None
+    if settings.reference is not None and rows.embeddings is not None and clip_model is not None:
+        dtype = getattr(
+            torch, dtype_name if dtype_name != "auto" else ("float16" if device.type == "cuda" else "float32")
+        )
+        try:
+            reference = load_reference(settings.reference, rows.class_names, clip_model, device, dtype)
+        except QualityError as err:
+            log.error("CMMD not measured: %s", err)
+            problem = str(err)
+    drop = filters.drop_duplicates if filters is not None else "none"
+    report = assess(rows, settings, device, drop, reference)
+    if problem:
+        report.cmmd = {"reference": settings.reference.dataset, "error": problem}
+    return report
+
+
+def write_outputs(root: Path, report: QualityReport, class_names: list[str]) -> list[str]:
+    """``duplicates.parquet`` and the embedding picture (after ``write_pictures``, which clears the pictures);
+    returns the pictures written, relative to ``root``."""
+    report.write_pairs(root)
+    if report.projection is None:
+        return []
+    p = report.projection
+    return [write_embedding_map(root, p.points, p.labels, p.splits, class_names, p.explained)]
