@@ -20,9 +20,9 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from builders.plan import prompts_with_images
 from builders.recipe import Recipe, recipe_to_yaml
-from eval.pictures import HISTOGRAM_NAME, picture_alt, samples_name
+from eval.pictures import EMBEDDING_MAP_NAME, HISTOGRAM_NAME, picture_alt, samples_name
 from eval.scorers import enabled_scorers
-from eval.summary import STATS, DatasetSummary, format_stat, read_summary
+from eval.summary import STATS, DatasetSummary, format_stat, leakage_warning, quality_markdown, read_summary
 from synthcore.cardmeta import CARD, layout_card_data, md, model_link
 from synthcore.model_refs import TINY_RANDOM, is_local_path
 from synthcore.readback import stored_features
@@ -114,6 +114,7 @@ def card_context(root: Path, recipe: Recipe, data: DatasetCardData, summary: Dat
         "prompt_shares": ", ".join(f"{md(split)} {share:.3g}" for split, share in recipe.prompt_shares().items()),
         "pictures": _pictures(root, recipe),
         "summary_table": summary_table(summary),
+        **_quality(root, summary),
         "models": [{"role": "generator", "model": model_link(recipe.model.id, recipe.model.revision)}]
         + [{"role": role, "model": model} for role, model in _scorer_models(recipe)],
         "parameters": _parameters(recipe, build_info),
@@ -205,6 +206,13 @@ def _parameters(recipe: Recipe, build_info: dict) -> list[tuple[str, str]]:
         ("device and dtype", _runtime(build_info)),
         ("image format", o.image_format + (f" (quality {o.quality})" if o.image_format != "png" else "")),
     ]
+
+
+def _quality(root: Path, summary: DatasetSummary) -> dict:
+    """The card's quality section (``eval.quality``) and its loud warning when splits repeat each other."""
+    picture = EMBEDDING_MAP_NAME if (root / EMBEDDING_MAP_NAME).exists() else None
+    warning = leakage_warning(summary)
+    return {"quality": quality_markdown(summary, picture), "leakage": md(warning) if warning else None}
 
 
 def _runtime(build_info: dict) -> str:

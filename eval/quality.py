@@ -410,14 +410,7 @@ def load_reference(
     batch_size: int = 32,
 ) -> Reference:
     """Embed the reference dataset's images of our classes with the run's CLIP model."""
-    try:
-        loaded = datasets.load_dataset(settings.dataset)
-    except Exception as err:  # noqa: BLE001 - any loading failure is reported with the dataset's name
-        raise QualityError(f"reference {settings.dataset!r} cannot be loaded: {err}") from None
-    if settings.split is not None and settings.split not in loaded:
-        raise QualityError(f"reference {settings.dataset!r} has no split {settings.split!r} (splits: {list(loaded)})")
-    parts = [loaded[settings.split]] if settings.split else list(loaded.values())
-    lookup = _reference_labels(parts[0], settings, class_names)
+    parts, lookup = open_reference(settings, class_names)
     clip = Clip(clip_model, device, dtype)
     embeddings, labels = [], []
     for part in parts:
@@ -433,6 +426,19 @@ def load_reference(
     if not labels:
         raise QualityError(f"reference {settings.dataset!r} has no image of the classes {class_names}")
     return Reference(settings.dataset, torch.cat(embeddings), np.asarray(labels))
+
+
+def open_reference(settings: ReferenceSettings, class_names: list[str]) -> tuple[list[datasets.Dataset], list[int]]:
+    """The reference's splits to use and our class index of each of its labels (-1: not ours), checked: no
+    image is decoded, so a bad reference is reported before any work."""
+    try:
+        loaded = datasets.load_dataset(settings.dataset)
+    except Exception as err:  # noqa: BLE001 - any loading failure is reported with the dataset's name
+        raise QualityError(f"reference {settings.dataset!r} cannot be loaded: {err}") from None
+    if settings.split is not None and settings.split not in loaded:
+        raise QualityError(f"reference {settings.dataset!r} has no split {settings.split!r} (splits: {list(loaded)})")
+    parts = [loaded[settings.split]] if settings.split else list(loaded.values())
+    return parts, _reference_labels(parts[0], settings, class_names)
 
 
 def _reference_labels(part: datasets.Dataset, settings: ReferenceSettings, class_names: list[str]) -> list[int]:

@@ -23,14 +23,15 @@ import datasets
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from eval.pictures import picture_alt, write_pictures
+from eval.pictures import EMBEDDING_MAP_NAME, picture_alt, write_pictures
 from eval.preprocess import rgb_tensor
+from eval.quality import QualityError, QualityReport, QualitySettings, open_reference, quality_pass, write_outputs
 from eval.scorers import SCORERS, Scorers, ScoringSettings, enabled_scorers, scorer_features
 from eval.scorers.base import ScoringTask
-from eval.summary import DatasetSummary, format_table, summarize, write_summary
+from eval.summary import DatasetSummary, format_table, leakage_warning, quality_markdown, summarize, write_summary
 from synthcore.cardmeta import layout_card_data, md, save_card
 from synthcore.hub import scrub
-from synthcore.layout import ROWS_PER_ROW_GROUP, hub_file_name, split_sizes
+from synthcore.layout import ROWS_PER_ROW_GROUP, hub_file_name, hub_files, split_sizes
 from synthcore.logs import configure_logging
 from synthcore.model_refs import choose_dtype
 from synthcore.yamlfile import ConfigFileError, load_yaml, read_text, validate
@@ -60,6 +61,7 @@ class RecipeScoringView(BaseModel):
 
     classes: dict[str, _RecipeClass]
     scoring: ScoringSettings = ScoringSettings()
+    quality: QualitySettings = QualitySettings()
 
     def task(self) -> ScoringTask:
         return ScoringTask(
@@ -113,6 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             dest=f"{scorer.name}__disabled",
             help=f"no {scorer.name} columns",
         )
+    add_quality_options(parser)
     parser.add_argument("--batch-size", type=int, default=32, help="images per scoring batch (default: 32)")
     parser.add_argument("--shard-size", type=int, default=1000, help="rows per Parquet file (default: 1000)")
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
@@ -130,6 +133,69 @@ def scoring_settings(args: argparse.Namespace, base: ScoringSettings) -> Scoring
         settings["enabled"] = settings["enabled"] and not getattr(args, f"{name}__disabled")
         values[name] = settings
     return ScoringSettings.model_validate(values)
+
+
+def add_quality_options(parser: argparse.ArgumentParser) -> None:
+    """The quality pass's options (duplicates, leakage, diversity, CMMD to real images; see ``eval.quality``)."""
+    group = parser.add_argument_group("quality (duplicates, leakage, diversity, distance to real images)")
+    group.add_argument(
+        "--reference",
+        metavar="REAL",
+        help="a dataset of real images of the same classes (load_dataset: directory or Hub id): report CMMD to it",
+    )
+    group.add_argument(
+        "--label-map", metavar="THEIRS=OURS,...", help="the reference's class names to ours (same names map alone)"
+    )
+    group.add_argument("--reference-split", help="only this split of the reference (default: all of them)")
+    group.add_argument(
+        "--near-duplicate-threshold",
+        type=float,
+        metavar="COSINE",
+        help="CLIP cosine similarity from which two images are near-duplicates (default: 0.95)",
+    )
+    group.add_argument("--no-quality", action="store_true", help="no duplicate, diversity or CMMD pass")
+
+
+def quality_settings(args: argparse.Namespace, base: QualitySettings) -> QualitySettings:
+    """The recipe's (or default) quality settings with the command line's choices over them."""
+    values = base.model_dump()
+    if args.no_quality:
+        values["enabled"] = False
+    if args.near_duplicate_threshold is not None:
+        values["near_duplicate_threshold"] = args.near_duplicate_threshold
+    if args.reference:
+        values["reference"] = {"dataset": args.reference, "label_map": parse_label_map(args.label_map or "")}
+        if args.reference_split:
+            values["reference"]["split"] = args.reference_split
+    elif args.label_map or args.reference_split:
+        raise InputError("--label-map and --reference-split describe a --reference; give one")
+    return QualitySettings.model_validate(values)
+
+
+def parse_label_map(text: str) -> dict[str, str]:
+    """``theirs=ours,...`` as a dict."""
+    pairs = [item for item in text.split(",") if item.strip()]
+    bad = [item for item in pairs if item.count("=") != 1 or not all(side.strip() for side in item.split("="))]
+    if bad:
+        raise InputError(f"--label-map: {bad} are not THEIRS=OURS")
+    return dict(tuple(side.strip() for side in item.split("=")) for item in pairs)
+
+
+def assess_quality(
+    out: Path, dataset: datasets.DatasetDict, settings: QualitySettings, scoring: ScoringSettings, label_column: str
+) -> QualityReport | None:
+    """The quality pass over the written dataset, in its split and row order (rows without an ``id`` are named
+    ``<split>/<row index>``)."""
+    if not settings.enabled:
+        return None
+    files = hub_files(out / "data")
+    parts = [(split, path) for split in dataset for path in files.get(split, [])]
+    if not parts:
+        return None
+    clip = scoring.clip.model if scoring.clip.enabled else None
+    if settings.reference is not None and not (scoring.clip.enabled and scoring.clip.embeddings):
+        raise InputError("--reference: CMMD compares the CLIP embeddings of both sets; CLIP is off")
+    return quality_pass(parts, settings, clip, label_column=label_column)
 
 
 def scoring_task(args: argparse.Namespace, class_names: list[str]) -> tuple[ScoringTask, ScoringSettings]:
@@ -223,16 +289,29 @@ def write_scored_card(
     hub = not Path(source).expanduser().exists()
     origin = f"[{md(source)}](https://huggingface.co/datasets/{source})" if hub else f"the local dataset `{md(name)}`"
     models = "\n".join(f"| {role} | {model} |" for role, model in (s.describe(v) for s, v in enabled_scorers(scoring)))
-    images = "\n".join(f"![{md(picture_alt(path, class_names))}]({path})" for path in pictures)
+    images = "\n".join(
+        f"![{md(picture_alt(path, class_names))}]({path})" for path in pictures if path != EMBEDDING_MAP_NAME
+    )
     body = (
         f"# {md(name)}, scored\n\nThe images and labels of {origin}, unchanged "
         f"({sum(s.num_examples for s in sizes.values())} rows), "
         'with score columns added by `python -m eval` (see the project\'s README, "Scores and filters").\n\n'
         f"## Scored with\n\n| scorer | model |\n|---|---|\n{models}\n\n"
         f"## Rows and scores per split and class\n\n```\n{format_table(summary, rows_word='rows')}\n```\n\n"
+        f"{quality_section(summary, pictures)}"
         f"## Pictures\n\n{images}\n"
     )
     save_card(out, data, body)
+
+
+def quality_section(summary: DatasetSummary, pictures: list[str]) -> str:
+    """The card's quality section, led by the leakage warning when splits repeat each other."""
+    text = quality_markdown(summary, EMBEDDING_MAP_NAME if EMBEDDING_MAP_NAME in pictures else None)
+    if not text:
+        return ""
+    warning = leakage_warning(summary)
+    lead = f"> **Warning.** {md(warning)}\n\n" if warning else ""
+    return f"## Is it any good? Duplicates, leakage, diversity\n\n{lead}{text}\n\n"
 
 
 def prepare_output(out: Path, source: str, overwrite: bool) -> None:
@@ -250,6 +329,9 @@ def score_dataset(args: argparse.Namespace) -> Path:
     columns = Columns(args.image_column, args.label_column, args.prompt_column)
     dataset = datasets.load_dataset(args.dataset)
     task, scoring = scoring_task(args, check_columns(dataset, columns, args.dataset))
+    quality = quality_settings(args, read_recipe_view(args.recipe).quality if args.recipe else QualitySettings())
+    if quality.enabled and quality.reference is not None:
+        open_reference(quality.reference, list(task.class_names))  # a bad reference fails before any scoring
     out = Path(args.output_dir or Path("outputs") / f"{Path(args.dataset.rstrip('/')).name}-scored")
     prepare_output(out, args.dataset, args.overwrite)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -259,9 +341,12 @@ def score_dataset(args: argparse.Namespace) -> Path:
         log.info("scoring %s: %d images", split, ds.num_rows)
         features = score_split(ds, split, new, scorers, columns, out, args.batch_size, args.shard_size)
     summary = summarize(out, splits=list(dataset), label_column=columns.label)
+    report = assess_quality(out, dataset, quality, scoring, columns.label)
+    summary = summary.with_quality(report) if report else summary
     write_summary(out, summary)
     sizes = split_sizes(out / "data", [split for split, ds in dataset.items() if ds.num_rows])
     pictures = write_pictures(out, features, list(sizes), label_column=columns.label)
+    pictures += write_outputs(out, report, list(task.class_names)) if report else []
     write_scored_card(out, args.dataset, scoring, sizes, features, summary, pictures, list(task.class_names))
     print(format_table(summary))
     return out
@@ -272,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     try:
         out = score_dataset(args)
-    except (InputError, ConfigFileError) as err:
+    except (InputError, ConfigFileError, QualityError) as err:
         print(f"error: {scrub(str(err))}", file=sys.stderr)
         return 2
     except ValidationError as err:

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from eval.scorers import SCORERS
 from eval.scorers.base import SummaryStat
+from synthcore.cardmeta import md
 from synthcore.columns import DROPPED_SUFFIX, LABEL
 from synthcore.layout import hub_files
 
@@ -289,7 +290,7 @@ def quality_notes(summary: DatasetSummary) -> list[str]:
     near = d.get("near")
     notes = [
         f"duplicates: {d['exact']['within_split']} exact"
-        + (f" and {near['within_split']} near (cosine >= {d['threshold']:g})" if near else "")
+        + (f" and {near['within_split']} near (cosine ≥ {d['threshold']:g})" if near else "")
         + " repeat an earlier image of their split and class"
         + ("" if near else " (near-duplicates not searched: no clip_embedding column)")
     ]
@@ -331,3 +332,37 @@ def quality_lines(summary: DatasetSummary) -> list[str]:
     if warning := leakage_warning(summary):
         lines.append(f"!! {warning}")
     return lines
+
+
+def quality_markdown(summary: DatasetSummary, picture: str | None) -> str:
+    """The quality pass's section of a dataset card (Markdown; empty without the pass): the table, its notes,
+    the embedding picture, and what the numbers mean."""
+    rows = quality_table(summary)
+    if not rows:
+        return ""
+    cells = [[md(cell) for cell in row] for row in rows]
+    table = ["| " + " | ".join(cells[0]) + " |", "|---|---|" + "---:|" * (len(cells[0]) - 2)]
+    table += ["| " + " | ".join(row) + " |" for row in cells[1:]]
+    notes = [f"- {md(note)}" for note in quality_notes(summary)]
+    image = (
+        f"\n\n![CLIP image embeddings projected on two principal components, coloured by class, marked by split]"
+        f"({picture})"
+        if picture
+        else ""
+    )
+    return (
+        "\n".join(table + [""] + notes)
+        + image
+        + "\n\n*exact dup*: images whose decoded pixels repeat an earlier image of their split and class; *near dup*: "
+        "images whose CLIP embedding has a cosine similarity of at least the threshold with an earlier one's (exact "
+        "ones not counted); "
+        "*leaked*: images repeating (exactly or nearly) an image of the same class in an earlier split; every pair "
+        "is in `duplicates.parquet`. *cos dist*: mean pairwise cosine distance of the CLIP embeddings (higher is "
+        "more varied); *Vendi*: the effective number of distinct images (1 when all are alike, at most the count)"
+        + (
+            "; *CMMD*: distance to the reference's real images of the class (0 = the same distribution)"
+            if summary.cmmd
+            else ""
+        )
+        + ". Counted over every generated image, kept or dropped."
+    )

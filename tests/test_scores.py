@@ -10,6 +10,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
+import torch
 
 from builders.recipe import load_recipe, parse_recipe
 from eval.scorers import scorer_features
@@ -22,6 +23,7 @@ SCORE_FEATURES = {
     "clip_pred": "ClassLabel(names=['fox', 'dog', '여우'])",
     "clip_true_prob": "Value('float32')",
     "clip_score": "Value('float32')",
+    "clip_embedding": "List(Value('float32'))",
     "resnet50_top5_ids": "List(Value('int32'))",
     "resnet50_top5_labels": "List(Value('string'))",
     "resnet50_top5_probs": "List(Value('float32'))",
@@ -134,6 +136,21 @@ def test_scorer_switches_remove_columns():
             + f"scoring: {{clip: {{enabled: {str(clip).lower()}}}, resnet50: {{enabled: {str(resnet).lower()}}}}}\n"
         )
         assert set(scorer_features(recipe.scoring_task(), recipe.scoring)) == expected
+    recipe = parse_recipe(base + "scoring: {clip: {embeddings: false}}\n")
+    assert set(scorer_features(recipe.scoring_task(), recipe.scoring)) == set(SCORE_FEATURES) - {"clip_embedding"}
+
+
+@pytest.mark.e2e
+def test_clip_embedding_is_the_unit_image_embedding(smoke):
+    from eval.scorers.clip import Clip
+
+    clip = Clip("tiny-random", "cpu")
+    for split in smoke.values():
+        stored = np.array(split["clip_embedding"][:])
+        assert stored.shape == (split.num_rows, clip.model.config.projection_dim)
+        assert np.allclose(np.linalg.norm(stored, axis=1), 1, atol=1e-5)
+        again = clip.embed_images([torch.from_numpy(np.array(i.convert("RGB"))).permute(2, 0, 1) for i in split["image"]])
+        assert np.allclose(again.numpy(), stored, atol=1e-4)
 
 
 @pytest.mark.e2e

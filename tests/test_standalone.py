@@ -59,7 +59,7 @@ def test_rescoring_a_build_without_its_scores_gives_them_back(smoke_dir: Path, t
             scored[split]["label"][:] == smoke[split]["label"][:]
             and scored[split].features["label"] == smoke[split].features["label"]
         )
-        for column in ("clip_probs", "clip_true_prob", "clip_score", "resnet50_top5_probs"):
+        for column in ("clip_probs", "clip_true_prob", "clip_score", "clip_embedding", "resnet50_top5_probs"):
             assert np.allclose(np.array(scored[split][column][:]), np.array(smoke[split][column][:]), atol=1e-4), column
         for column in ("clip_pred", "resnet50_top5_labels", "resnet50_match"):
             assert scored[split][column][:] == smoke[split][column][:], column
