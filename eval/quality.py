@@ -377,7 +377,8 @@ def cmmd(x: torch.Tensor, y: torch.Tensor, device: torch.device | str = "cpu") -
     bandwidth sigma = 10, as google-research's cmmd/distance.py computes it (blocked here, float64 sums)."""
     if not len(x) or not len(y):
         raise ValueError("CMMD needs at least one embedding in each set")
-    return CMMD_SCALE * (_mean_kernel(x, x, device) + _mean_kernel(y, y, device) - 2 * _mean_kernel(x, y, device))
+    mmd2 = _mean_kernel(x, x, device) + _mean_kernel(y, y, device) - 2 * _mean_kernel(x, y, device)
+    return CMMD_SCALE * max(mmd2, 0.0)  # a squared distance: below 0 only by rounding
 
 
 def _mean_kernel(a: torch.Tensor, b: torch.Tensor, device) -> float:

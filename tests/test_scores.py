@@ -149,7 +149,9 @@ def test_clip_embedding_is_the_unit_image_embedding(smoke):
         stored = np.array(split["clip_embedding"][:])
         assert stored.shape == (split.num_rows, clip.model.config.projection_dim)
         assert np.allclose(np.linalg.norm(stored, axis=1), 1, atol=1e-5)
-        again = clip.embed_images([torch.from_numpy(np.array(i.convert("RGB"))).permute(2, 0, 1) for i in split["image"]])
+        again = clip.embed_images(
+            [torch.from_numpy(np.array(i.convert("RGB"))).permute(2, 0, 1) for i in split["image"]]
+        )
         assert np.allclose(again.numpy(), stored, atol=1e-4)
 
 
