@@ -158,17 +158,18 @@ def read_rows(
     ``filters`` (a ``FilterSettings``): rows failing its score rules are not ``eligible`` to stay."""
     features = datasets.Features.from_arrow_schema(pq.read_schema(parts[0][1]))
     rows = Rows(class_names=features[label_column].names)
+    image = next(name for name, feature in features.items() if isinstance(feature, datasets.Image))
     embeddings: list[np.ndarray] = []
     counts: dict[str, int] = {}
     with ThreadPoolExecutor(decode_threads, thread_name_prefix="synthdata-hash") as pool:
-        for split, batch in _batches(parts, label_column, filters):
+        for split, batch in _batches(parts, [label_column, image], filters):
             start = counts.get(split, 0)
             counts[split] = start + batch.num_rows
             ids = batch[ID].to_pylist() if ID in batch.column_names else None
             rows.ids += ids or [f"{split}/{start + i}" for i in range(batch.num_rows)]
             rows.splits += [split] * batch.num_rows
             rows.labels += batch[label_column].to_pylist()
-            rows.hashes += pool.map(pixel_hash, batch[IMAGE].combine_chunks().field("bytes").to_pylist())
+            rows.hashes += pool.map(pixel_hash, batch[image].combine_chunks().field("bytes").to_pylist())
             rows.eligible += keep_mask(batch, filters).to_pylist() if filters else [True] * batch.num_rows
             if EMBEDDING in batch.column_names:
                 embeddings.append(_matrix(batch[EMBEDDING]))
@@ -177,12 +178,12 @@ def read_rows(
     return rows
 
 
-def _batches(parts, label_column: str, filters) -> Iterator[tuple[str, pa.Table]]:
-    wanted = [ID, label_column, IMAGE, EMBEDDING, *(filters.columns() if filters else [])]
+def _batches(parts, columns: list[str], filters) -> Iterator[tuple[str, pa.Table]]:
+    wanted = [ID, *columns, EMBEDDING, *(filters.columns() if filters else [])]
     for split, path in parts:
         file = pq.ParquetFile(path)
-        columns = [c for c in dict.fromkeys(wanted) if c in file.schema_arrow.names]
-        for batch in file.iter_batches(batch_size=256, columns=columns):
+        present = [c for c in dict.fromkeys(wanted) if c in file.schema_arrow.names]
+        for batch in file.iter_batches(batch_size=256, columns=present):
             yield split, pa.Table.from_batches([batch])
 
 
