@@ -96,9 +96,10 @@ def test_sample_grids_are_pngs_of_the_expected_size(smoke_dir: Path):
             picture.verify()
     with Image.open(smoke_dir / HISTOGRAM_NAME) as picture:  # the smoke build has CLIP columns: a histogram
         assert picture.format == "PNG" and picture.size == histogram_size(3)
-    assert sorted(p.name for p in (smoke_dir / "pictures").iterdir()) == ["clip-true-prob.png"] + [
-        f"samples-class-00{i}.png" for i in range(3)
-    ]
+    assert sorted(p.name for p in (smoke_dir / "pictures").iterdir()) == [
+        "clip-embeddings.png",
+        "clip-true-prob.png",
+    ] + [f"samples-class-00{i}.png" for i in range(3)]
 
 
 # -- a scored dataset in the Hub layout, written with datasets itself -----------------------------------------------
