@@ -46,7 +46,7 @@ from eval.pictures import write_embedding_map
 from eval.preprocess import rgb_tensor
 from eval.scorers.clip import EMBEDDING, Clip
 from synthcore.columns import ID, IMAGE, LABEL
-from synthcore.model_refs import is_local_path
+from synthcore.model_refs import choose_dtype, is_local_path
 
 log = logging.getLogger("synthdata.eval")
 
@@ -174,7 +174,11 @@ def read_rows(
             if EMBEDDING in batch.column_names:
                 embeddings.append(_matrix(batch[EMBEDDING]))
     if embeddings and sum(len(e) for e in embeddings) == len(rows.ids):
-        rows.embeddings = torch.from_numpy(np.concatenate(embeddings))
+        matrix = np.concatenate(embeddings)
+        if np.isfinite(matrix).all():
+            rows.embeddings = torch.from_numpy(matrix)
+        else:
+            log.warning("some rows have no %s: near-duplicates, diversity and CMMD are not measured", EMBEDDING)
     return rows
 
 
@@ -614,11 +618,11 @@ def quality_pass(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = read_rows(parts, label_column, filters)
     reference, problem = None, None
-    if settings.reference is not None and rows.embeddings is not None and clip_model is not None:
-        dtype = getattr(
-            torch, dtype_name if dtype_name != "auto" else ("float16" if device.type == "cuda" else "float32")
-        )
+    if settings.reference is not None:
+        dtype = getattr(torch, choose_dtype(dtype_name, device.type))
         try:
+            if rows.embeddings is None or clip_model is None:
+                raise QualityError(f"the dataset has no {EMBEDDING} column to compare with the reference")
             reference = load_reference(settings.reference, rows.class_names, clip_model, device, dtype)
         except QualityError as err:
             log.error("CMMD not measured: %s", err)

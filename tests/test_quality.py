@@ -281,3 +281,15 @@ def test_reference_shorthand_and_defaults():
     recipe = handmade_recipe("quality: {reference: user/photos}\n")
     assert recipe.quality.reference.dataset == "user/photos" and recipe.quality.reference.label_map == {}
     assert recipe.quality.near_duplicate_threshold == 0.95 and recipe.filters.drop_duplicates == "none"
+
+
+def test_rows_missing_an_embedding_leave_the_embedding_measures_out(tmp_path: Path, caplog):
+    recipe = handmade_recipe()
+    store, plan, _ = write_shards(
+        recipe,
+        tmp_path / "out",
+        lambda recipe, job: fake_row(recipe, job) | ({"clip_embedding": None} if job.index == 0 else {}),
+    )
+    report = quality_pass([(s.split, store.shard_path(s)) for s in plan.shards], QualitySettings(), clip_model=None)
+    assert report.duplicates["near"] is None and "diversity" not in report.per_class[("train", "fox")]
+    assert "have no clip_embedding" in caplog.text
