@@ -423,7 +423,7 @@ def load_reference(
     clip = Clip(clip_model, device, dtype)
     embeddings, labels = [], []
     for part in parts:
-        mapped = [lookup[y] for y in part[settings.label_column][:]]
+        mapped = [lookup[y] if y >= 0 else -1 for y in part[settings.label_column][:]]  # -1: unlabelled
         keep = [i for i, y in enumerate(mapped) if y >= 0]
         part = part.select(keep)
         for start in range(0, len(keep), batch_size):
