@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import datasets
 
 from builders.encode import encode_image
-from builders.generators import generator_for
+from builders.generators import describe, family_of, resolve_family
 from builders.generators.base import LoadedGenerator, to_uint8_hwc
 from builders.plan import Plan, Shard, content_fingerprint, make_plan
 from builders.provenance import dataset_provenance
@@ -42,8 +42,8 @@ class SyntheticImagesConfig(datasets.BuilderConfig):
 class SyntheticImages(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIG_CLASS = SyntheticImagesConfig
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, recipe: Recipe | None = None, **kwargs):
+        super().__init__(*args, recipe=resolve_family(recipe) if recipe else None, **kwargs)
         self._generator: LoadedGenerator | None = None
         self._scorers = None
         self.clock = StageClock(self.placement.device if self.placement else "cpu")
@@ -71,7 +71,8 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
         )
 
     def provenance(self) -> dict:
-        return dataset_provenance(self.recipe, self.fingerprint())
+        """How the dataset was made (``dataset_provenance``), and what the generator's family did with it."""
+        return dataset_provenance(self.recipe, self.fingerprint()) | {"generator": describe(self.recipe)}
 
     def _split_generators(self, dl_manager):
         plan = self.plan()
@@ -92,7 +93,7 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
     def models(self):
         """The generator and the scorers, loaded on first use (once per process)."""
         if self._generator is None:
-            self._generator = generator_for(self.recipe.model.id).load(self.recipe, self.placement)
+            self._generator = family_of(self.recipe).load(self.recipe, self.placement)
             self._scorers = Scorers(
                 self.recipe.scoring_task(), self.recipe.scoring, self.placement.device, self.placement.dtype
             )

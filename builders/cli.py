@@ -72,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 "--push-only: no repo to push to; give --push-to-hub USER/NAME or set hub.repo_id in the recipe"
             )
+        if not args.push_only:  # a push loads no model: its recipe.yaml already has its family resolved
+            from builders.generators import resolve_family
+
+            recipe = resolve_family(recipe, args.recipe)
     except (RecipeError, SourceError, ValueError) as err:
         print(scrub(str(err)), file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from builders.builder import SyntheticImages
 from builders.export import export_dataset
+from builders.generators import family_of, resolve_family
 from builders.plan import Plan, Shard
 from builders.recipe import Recipe
 from builders.store import OutputDir
@@ -44,12 +45,17 @@ class BuildReport:
 
 
 def placement_for(recipe: Recipe, device: torch.device) -> Placement:
-    return Placement(device=str(device), dtype_name=choose_dtype(recipe.model.dtype, device.type))
+    """``model.dtype: auto`` on a GPU is the family's own (bfloat16 for FLUX.1, SD3, Sana; float16 otherwise)."""
+    requested = recipe.model.dtype
+    if requested == "auto" and device.type == "cuda":
+        requested = family_of(recipe).gpu_dtype
+    return Placement(device=str(device), dtype_name=choose_dtype(requested, device.type))
 
 
 def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, background: bool = True) -> BuildReport:
     """Build the dataset of ``recipe`` into ``output_dir`` on this process's share of the work."""
     started = time.perf_counter()
+    recipe = resolve_family(recipe)
     state = start_state()
     builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, state.device), name=recipe.name)
     store = OutputDir(output_dir)

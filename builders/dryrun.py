@@ -1,31 +1,35 @@
 """``build.py --dry-run``: the size of the plan and what it will cost, without loading any model.
 
-The estimate scales Stable Diffusion 1.5's measured cost (UNet 803.3 GFLOPs per forward at a 64x64 latent, two
-forwards per step with classifier-free guidance, VAE decode 2514.5 GFLOPs at 512x512; see
-``benchmarks/sd15_architecture.json``) by image area and steps, and prints two GPU-time figures: the FLOP floor on
-an H100 (~800 TFLOP/s dense bf16) and the pace of plain diffusers (about 1 image/s on an H100 at 512x512 and 50
-steps). It is an estimate for SD 1.5-sized models; other generators cost differently.
+The estimate scales the recipe's family's counted cost (``Generator.flops``: for SD 1.5, UNet 803.3 GFLOPs per
+forward at a 64x64 latent, two forwards per step with classifier-free guidance, VAE decode 2514.5 GFLOPs at 512x512;
+see ``benchmarks/sd15_architecture.json`` and ``benchmarks/families.py``) by image area and steps, and prints two
+GPU-time figures: the FLOP floor on an H100 (~800 TFLOP/s dense bf16) and the pace of plain diffusers (about
+1 image/s on an H100 for SD 1.5 at 512x512 and 50 steps, scaled by the family's FLOPs).
 """
 
 from __future__ import annotations
 
+from builders.generators import family_of
+from builders.generators.stable_diffusion import SD15_FLOPS
 from builders.plan import Plan, prompts_with_images
 from builders.recipe import Recipe
 from builders.store import OutputDir
 from eval.summary import display_width, pad
 
-UNET_GFLOPS_512 = 803.3
-VAE_DECODE_GFLOPS_512 = 2514.5
-TEXT_ENCODER_GFLOPS = 13.3
 H100_TFLOPS = 800.0
 PLAIN_DIFFUSERS_SECONDS_512_50_STEPS = 1.0
 
 
 def tflops_per_image(recipe: Recipe, guidance_scale: float) -> float:
+    return family_of(recipe).tflops_per_image(recipe, guidance_scale)
+
+
+def cost_relative_to_sd15(recipe: Recipe) -> float:
+    """The recipe's FLOPs per image over SD 1.5's with classifier-free guidance at the same size and steps (the
+    plain pace's setting): the scale of the plain pace."""
     gen = recipe.generation
-    area = gen.height * gen.width / (512 * 512)
-    forwards = gen.num_inference_steps * (2 if guidance_scale > 1 else 1)
-    return (UNET_GFLOPS_512 * area * forwards + VAE_DECODE_GFLOPS_512 * area + TEXT_ENCODER_GFLOPS * 2) / 1000
+    sd15 = SD15_FLOPS.tflops_per_image(gen.height, gen.width, gen.num_inference_steps, passes=2)
+    return tflops_per_image(recipe, gen.guidance_scale) / sd15
 
 
 def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
@@ -48,11 +52,13 @@ def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
         * (gen.height * gen.width / 512**2)
         * gen.num_inference_steps
         / 50
+        * cost_relative_to_sd15(recipe)
     )
     lines += [
         "",
         f"already finished in {store.root}: {done} images; to make: {plan.num_images - done}",
-        f"compute: {total_tflops / max(plan.num_images, 1):.1f} TFLOPs per image (SD 1.5 architecture), "
+        f"compute: {total_tflops / max(plan.num_images, 1):.1f} TFLOPs per image "
+        f"({family_of(recipe).flops.reference} architecture), "
         f"{total_tflops / 1000:.1f} PFLOPs in all",
         f"estimated GPU time for what remains, in H100-time: floor {_duration(total_tflops * remaining / H100_TFLOPS)} "
         f"(all {H100_TFLOPS:.0f} TFLOP/s used); plain diffusers pace {_duration(plain_seconds * remaining)}",

@@ -107,9 +107,14 @@ def content_fingerprint(recipe: Recipe, device_type: str, dtype_name: str) -> di
         "class_names": recipe.class_names,
         "model.id": recipe.model.id,
         "model.revision": recipe.model.revision,
+        "model.pipeline": recipe.model.pipeline,  # the family, and the settings below that change its pixels
+        "model.loras": [lora.model_dump(mode="json") for lora in recipe.model.loras],
+        "model.max_sequence_length": recipe.model.max_sequence_length,
+        "model.vae": [recipe.model.vae_slicing, recipe.model.vae_tiling],
         "model.dtype": dtype_name,
         "model.scheduler": recipe.model.scheduler,
         "model.safety_checker": recipe.model.safety_checker,
+        "model.safety_checker_id": recipe.model.safety_checker_id if recipe.model.safety_checker else None,
         "model.on_flagged": recipe.model.on_flagged if recipe.model.safety_checker else None,
         "model.max_regenerations": recipe.model.max_regenerations if recipe.model.safety_checker else None,
         "model.compile": recipe.model.compile,  # these three change pixels within rounding, not more

@@ -45,6 +45,7 @@ from synthcore.yamlfile import (
 )
 
 DEFAULT_GENERATOR = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_SAFETY_CHECKER = "CompVis/stable-diffusion-safety-checker"
 
 # Upper bounds: a recipe of a few lines must not ask for more than a machine can plan, and each names its key.
 MAX_NAME_CHARS = 100  # dataset, class and split names (a dataset name names a directory, a class a row id)
@@ -114,20 +115,41 @@ def _imagenet_category(name: str) -> str:
 ImageNetClass = Annotated[NonEmptyStr, AfterValidator(_imagenet_category)]
 
 
+class LoraSettings(_Strict):
+    """A LoRA adapter fused into the generator's weights before anything runs."""
+
+    id: NonEmptyStr
+    weight_name: NonEmptyStr | None = None
+    scale: float = 1.0
+
+    @field_validator("id")
+    @classmethod
+    def _existing_local_path(cls, value: str) -> str:
+        return check_model_ref(value)
+
+
 class ModelSettings(_Strict):
-    """The Stable Diffusion generator and how it runs."""
+    """The generator and how it runs. Keys a recipe leaves out may take its family's defaults
+    (``builders.generators.resolve_family``)."""
 
     id: NonEmptyStr = DEFAULT_GENERATOR
     # A branch, tag or commit: no spaces or characters that would break the card's links to it.
     revision: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s()\[\]<>`\\]+$")] | None = None
+    pipeline: str | None = None  # the diffusers pipeline class, read from the model's model_index.json
+    loras: list[LoraSettings] = []
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     scheduler: str = "default"
     safety_checker: bool = True
+    safety_checker_id: NonEmptyStr = DEFAULT_SAFETY_CHECKER  # for pipelines that ship no checker of their own
     on_flagged: Literal["regenerate", "drop"] = "regenerate"
     max_regenerations: int = Field(default=3, ge=0, le=MAX_REGENERATIONS)
     channels_last: bool = False
     compile: bool = False
     attention: Literal["sdpa", "default"] = "sdpa"
+    max_sequence_length: int | None = Field(default=None, ge=1)  # T5/Gemma prompt tokens, where the family has one
+    cpu_offload: bool = False
+    vae_slicing: bool = False
+    vae_tiling: bool = False
 
     @field_validator("scheduler")
     @classmethod
@@ -139,7 +161,7 @@ class ModelSettings(_Strict):
             )
         return value
 
-    @field_validator("id")
+    @field_validator("id", "safety_checker_id")
     @classmethod
     def _existing_local_path(cls, value: str) -> str:
         return check_model_ref(value)

@@ -38,13 +38,13 @@ def generated_pixels(recipe: Recipe) -> np.ndarray:
     from accelerate import PartialState
 
     from builders.distributed_build import placement_for
-    from builders.generators import generator_for
+    from builders.generators import family_of
     from builders.generators.base import to_uint8_hwc
     from builders.plan import make_plan
 
     placement = placement_for(recipe, PartialState(cpu=True).device)
     batch = make_plan(recipe, {}).shards[0].batches[0]
-    return to_uint8_hwc(generator_for(recipe.model.id).load(recipe, placement).generate(batch).images)
+    return to_uint8_hwc(family_of(recipe).load(recipe, placement).generate(batch).images)
 
 
 def test_compile_changes_only_speed():

@@ -1,40 +1,78 @@
 """The generator registry: every generator plug-in, by the diffusers pipeline class it runs.
 
-To add a diffusers family, write a module beside these with a ``Generator`` subclass (``base.py``) and add one
-line to ``GENERATORS``. ``generator_for`` picks the plug-in from the model's ``model_index.json``.
+To add a diffusers family, write a module beside these with a ``Generator`` subclass (``base.py``; most families
+are a ``DiffusersGenerator`` with a few class attributes) and add it to ``FAMILIES``. ``resolve_family`` picks the
+plug-in from the model's ``model_index.json`` and gives the recipe the family's defaults, before any weights load.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from builders.generators.base import Generator
+from builders.generators.flux import Flux
+from builders.generators.pixart import PixArtSigma
+from builders.generators.sana import Sana
+from builders.generators.sd3 import StableDiffusion3
+from builders.generators.sdxl import StableDiffusionXL
+from builders.generators.sources import ModelFiles, ModelIndexError
 from builders.generators.stable_diffusion import StableDiffusion
-from synthcore.model_refs import TINY_RANDOM, is_local_path
+from builders.recipe import Recipe, RecipeError
 
-GENERATORS: dict[str, Generator] = {
-    name: generator for generator in (StableDiffusion(),) for name in generator.pipeline_classes
-}
+FAMILIES: tuple[Generator, ...] = (
+    StableDiffusion(),
+    StableDiffusionXL(),
+    StableDiffusion3(),
+    Flux(),
+    PixArtSigma(),
+    Sana(),
+)
+GENERATORS: dict[str, Generator] = {name: generator for generator in FAMILIES for name in generator.pipeline_classes}
+
+__all__ = ["FAMILIES", "GENERATORS", "ModelIndexError", "UnknownFamily", "family_of", "generator_for", "resolve_family"]
 
 
-class UnknownFamily(ValueError):
+class UnknownFamily(ModelIndexError):
     """The model's pipeline class is none of the registered generators'."""
 
 
-def pipeline_class(model_id: str) -> str:
-    """The diffusers pipeline class a model declares in its ``model_index.json`` (read locally: a local directory;
-    ``tiny-random`` and Hub ids are Stable Diffusion until their index is fetched)."""
-    index = Path(model_id).expanduser() / "model_index.json"
-    if model_id != TINY_RANDOM and is_local_path(model_id) and index.is_file():
-        return json.loads(index.read_text(encoding="utf-8")).get("_class_name", "?")
-    return StableDiffusion.pipeline_classes[0]
-
-
-def generator_for(model_id: str) -> Generator:
-    name = pipeline_class(model_id)
+def generator_for(files: ModelFiles) -> Generator:
+    """The plug-in that runs the model, from the pipeline class its ``model_index.json`` names."""
+    name = files.pipeline_class()
     if name not in GENERATORS:
+        known = ", ".join(f"{cls} ({g.label})" for cls, g in GENERATORS.items())
         raise UnknownFamily(
-            f"model {model_id!r} is a {name}, which synthdata cannot run; known pipelines: {', '.join(GENERATORS)}"
+            f"model.id: {files.model_id!r} is a {name}, which synthdata cannot run; known text-to-image pipelines: "
+            f"{known}"
         )
     return GENERATORS[name]
+
+
+def resolve_family(recipe: Recipe, source: str = "<recipe>") -> Recipe:
+    """The recipe checked against its model's family, with the family's defaults in the keys it left out and the
+    pipeline class recorded (``model.pipeline``), so ``recipe.yaml`` says what was run. Only the model's small JSON
+    files are read. Every problem is raised together as a ``RecipeError`` of ``source``."""
+    files = ModelFiles(recipe.model.id, recipe.model.revision)
+    try:
+        generator = generator_for(files)
+        problems = generator.problems(recipe, files)
+    except ModelIndexError as err:
+        raise RecipeError(source, [str(err)]) from None
+    recorded = recipe.model.pipeline
+    if recorded is not None and recorded != files.pipeline_class():
+        problems.insert(
+            0, f"model.pipeline: the model's model_index.json names {files.pipeline_class()}, not {recorded}"
+        )
+    if problems:
+        raise RecipeError(source, problems)
+    return generator.resolve(recipe, files)
+
+
+def family_of(recipe: Recipe) -> Generator:
+    """The plug-in of a recipe (resolved or not: ``model.pipeline`` is read when recorded)."""
+    if recipe.model.pipeline in GENERATORS:
+        return GENERATORS[recipe.model.pipeline]
+    return generator_for(ModelFiles(recipe.model.id, recipe.model.revision))
+
+
+def describe(recipe: Recipe) -> dict:
+    """What build_info.json and the card say about the generator (``Generator.describe``)."""
+    return family_of(recipe).describe(recipe, ModelFiles(recipe.model.id, recipe.model.revision))

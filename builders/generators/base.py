@@ -1,9 +1,12 @@
-"""What a generator plug-in is: it loads a text-to-image pipeline on a device with the recipe's settings and turns
-a planned batch into image tensors on that device, each image from its own planned seed.
+"""What a generator plug-in is: a diffusers text-to-image family, described before any weights load (its defaults,
+its limits, what its guidance means, what it costs) and loaded on a device to turn a planned batch into image
+tensors on that device, each image from its own planned seed.
 
 A generator is one module under ``builders/generators/`` defining a ``Generator`` subclass, and one line in the
-registry (``builders/generators/__init__.py``). The safety-checker policy (regenerate flagged images with derived
-seeds, or drop them) is the same for every family and lives here, in ``LoadedGenerator.generate``.
+registry (``builders/generators/__init__.py``). What every family shares lives here: the recipe checks every family
+makes (``problems``), filling the keys a recipe leaves out with the family's defaults (``resolve``), loading a
+diffusers pipeline with the recipe's settings (``DiffusersGenerator``) and the safety-checker policy (regenerate
+flagged images with derived seeds, or drop them: ``LoadedGenerator.generate``).
 """
 
 from __future__ import annotations
@@ -11,15 +14,48 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
+from builders.generators.safety import SafetyChecker
+from builders.generators.sources import ModelFiles
 from builders.plan import Batch, Job
 from builders.recipe import Recipe
-from synthcore.model_refs import Placement
+from builders.schedulers import SCHEDULERS, make_scheduler
+from synthcore.model_refs import Placement, resolve
 
 log = logging.getLogger("synthdata.generate")
+
+CLASSIFIER_FREE = "classifier-free guidance (a second, unconditional pass per step when above 1)"
+
+
+@dataclass(frozen=True)
+class FamilyDefaults:
+    """What a recipe gets for the generation keys it leaves out."""
+
+    height: int
+    width: int
+    num_inference_steps: int
+    guidance_scale: float
+    max_sequence_length: int | None = None
+
+
+@dataclass(frozen=True)
+class FamilyFlops:
+    """GFLOPs of one image's pieces of work at ``size`` x ``size`` (batch 1), counted with torch's FLOP counter on
+    the family's reference architecture with random weights (``benchmarks/families.py``). The denoiser and the VAE
+    scale with the image's area; with classifier-free guidance the denoiser and the text encoders run twice."""
+
+    size: int
+    denoiser: float
+    vae_decode: float
+    text_encoders: float
+    reference: str  # the checkpoint whose architecture was counted
+
+    def tflops_per_image(self, height: int, width: int, steps: int, passes: int) -> float:
+        area = height * width / self.size**2
+        return (self.denoiser * area * steps * passes + self.vae_decode * area + self.text_encoders * passes) / 1000
 
 
 @dataclass
@@ -35,14 +71,113 @@ class GeneratedBatch:
 
 
 class Generator(ABC):
-    """A generator plug-in (stateless: one instance in the registry)."""
+    """A generator plug-in (stateless: one instance in the registry). The class attributes describe the family."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # short name, e.g. "flux"
+    label: ClassVar[str]  # what the card calls it, e.g. "FLUX.1"
     pipeline_classes: ClassVar[tuple[str, ...]]  # the diffusers pipeline classes (model_index.json) it runs
+    example: ClassVar[str]  # a Hub id of the family
+    size_factor: ClassVar[int] = 8  # height and width must be multiples of this (VAE downsampling x patch size)
+    negative_prompt: ClassVar[bool] = True  # whether the family takes a negative prompt
+    flow_matching: ClassVar[bool] = False  # a flow-matching model: noise-prediction schedulers do not apply
+    gpu_dtype: ClassVar[str] = "float16"  # what ``model.dtype: auto`` means on a GPU
+    max_sequence_length: ClassVar[int | None] = None  # the longest prompt its T5/Gemma encoder takes; None: none
+    denoiser: ClassVar[str] = "transformer"  # the pipeline attribute that runs every step
+    vae_scale: ClassVar[int] = 8  # pixels per latent pixel
+    default_size: ClassVar[int] = 1024  # when the denoiser's config gives no native size
+    default_steps: ClassVar[int]
+    default_guidance: ClassVar[float]
+    default_sequence_length: ClassVar[int | None] = None
+    flops: ClassVar[FamilyFlops]
 
-    def problems(self, recipe: Recipe) -> list[str]:
+    def defaults(self, files: ModelFiles) -> FamilyDefaults:
+        """The family's defaults for this model, at the size it was trained for: the denoiser's ``sample_size``
+        (in latent pixels) times the VAE's scale, as the pipeline itself defaults (SDXL-Turbo 512, SDXL 1024)."""
+        sample = files.config(self.denoiser).get("sample_size")
+        size = sample * self.vae_scale if isinstance(sample, int) else self.default_size
+        return FamilyDefaults(size, size, self.default_steps, self.default_guidance, self.default_sequence_length)
+
+    def guidance(self, files: ModelFiles) -> str:
+        """What ``guidance_scale`` means for this model, in the card's words."""
+        return CLASSIFIER_FREE
+
+    def passes(self, guidance_scale: float) -> int:
+        """Denoiser passes per step: two with classifier-free guidance above 1."""
+        return 2 if guidance_scale > 1 else 1
+
+    def problems(self, recipe: Recipe, files: ModelFiles) -> list[str]:
         """Recipe settings this family does not support, as recipe problems with their key paths."""
-        return []
+        gen, model = recipe.generation, recipe.model
+        problems = [
+            f"generation.{key}: {self.label} needs a multiple of {self.size_factor} (the VAE's downsampling times "
+            f"the patch size), got {value}"
+            for key, value in (("height", gen.height), ("width", gen.width))
+            if value % self.size_factor
+        ]
+        if not self.negative_prompt:
+            problems += [
+                f"{key}: {self.label} takes no negative prompt ({self.guidance(files)}); remove it"
+                for key, value in self._negative_prompts(recipe)
+                if value
+            ]
+        if self.flow_matching and model.scheduler in SCHEDULERS:
+            problems.append(
+                f"model.scheduler: {model.scheduler!r} is a noise-prediction scheduler and {self.label} is a "
+                "flow-matching model; use 'default' (its own) or a FlowMatch... scheduler class name"
+            )
+        if model.max_sequence_length is not None:
+            if self.max_sequence_length is None:
+                problems.append(f"model.max_sequence_length: {self.label} has no T5-like text encoder to limit")
+            elif model.max_sequence_length > self.max_sequence_length:
+                problems.append(
+                    f"model.max_sequence_length: {self.label} takes at most {self.max_sequence_length} tokens, "
+                    f"got {model.max_sequence_length}"
+                )
+        return problems
+
+    @staticmethod
+    def _negative_prompts(recipe: Recipe) -> list[tuple[str, str]]:
+        return [("negative_prompt", recipe.negative_prompt)] + [
+            (f"classes.{name}.negative_prompt", spec.negative_prompt or "") for name, spec in recipe.classes.items()
+        ]
+
+    def resolve(self, recipe: Recipe, files: ModelFiles) -> Recipe:
+        """The recipe with the family's defaults in every key it left out, and its pipeline class recorded."""
+        defaults = self.defaults(files)
+        gen, model = recipe.generation, recipe.model
+        filled = {
+            key: getattr(defaults, key)
+            for key in ("height", "width", "num_inference_steps", "guidance_scale")
+            if key not in gen.model_fields_set
+        }
+        model_update: dict[str, Any] = {"pipeline": files.pipeline_class()}
+        if "max_sequence_length" not in model.model_fields_set:
+            model_update["max_sequence_length"] = defaults.max_sequence_length
+        return recipe.model_copy(
+            update={"generation": gen.model_copy(update=filled), "model": model.model_copy(update=model_update)}
+        )
+
+    def tflops_per_image(self, recipe: Recipe, guidance_scale: float) -> float:
+        gen = recipe.generation
+        passes = self.passes(guidance_scale)
+        return self.flops.tflops_per_image(gen.height, gen.width, gen.num_inference_steps, passes)
+
+    def describe(self, recipe: Recipe, files: ModelFiles) -> dict[str, Any]:
+        """What the card and build_info.json say about the generator: family, guidance, safety checker, LoRAs."""
+        model = recipe.model
+        if not model.safety_checker:
+            safety = "off"
+        elif files.ships_safety_checker():
+            safety = "the pipeline's own"
+        else:
+            safety = f"standalone Stable Diffusion safety checker ({model.safety_checker_id})"
+        return {
+            "family": self.label,
+            "pipeline": files.pipeline_class(),
+            "guidance": self.guidance(files),
+            "safety_checker": safety,
+            "loras": [lora.model_dump(mode="json") for lora in model.loras],
+        }
 
     @abstractmethod
     def load(self, recipe: Recipe, placement: Placement) -> LoadedGenerator:
@@ -61,7 +196,7 @@ class LoadedGenerator(ABC):
         ``seeds[i]``, so it is the same whichever process, GPU or batch position makes it."""
 
     def flagged(self, images: torch.Tensor) -> list[bool]:
-        """The safety checker's verdict per image (none flagged when the family or the recipe has no checker)."""
+        """The safety checker's verdict per image (none flagged when the recipe has no checker)."""
         return [False] * len(images)
 
     @torch.inference_mode()
@@ -100,6 +235,109 @@ class LoadedGenerator(ABC):
             safety_regenerations=[regenerations[i] for i in keep],
             dropped=dropped,
         )
+
+
+class DiffusersGenerator(Generator):
+    """A family run by its diffusers pipeline class; subclasses say what differs (``call_arguments``, ``prepare``)."""
+
+    def load(self, recipe: Recipe, placement: Placement) -> LoadedPipeline:
+        return LoadedPipeline(self, recipe, placement)
+
+    def from_pretrained_arguments(self, recipe: Recipe) -> dict[str, Any]:
+        """Extra ``from_pretrained`` arguments of the family."""
+        return {}
+
+    def prepare(self, pipe, recipe: Recipe) -> None:
+        """Family-specific settings of a loaded pipeline (attention kernels, memory formats)."""
+
+    def call_arguments(self, recipe: Recipe, jobs: list[Job]) -> dict[str, Any]:
+        """The pipeline call's family-specific arguments for a batch."""
+        arguments: dict[str, Any] = {}
+        if self.negative_prompt:
+            arguments["negative_prompt"] = [job.negative_prompt for job in jobs]
+        if recipe.model.max_sequence_length is not None:
+            arguments["max_sequence_length"] = recipe.model.max_sequence_length
+        return arguments
+
+
+def load_pipeline(generator: DiffusersGenerator, recipe: Recipe, placement: Placement):
+    """The recipe's pipeline on this process's device: LoRAs fused, then the speed and memory settings applied."""
+    import diffusers
+
+    settings = recipe.model
+    pipeline_class = getattr(diffusers, settings.pipeline or generator.pipeline_classes[0])
+    pipe = pipeline_class.from_pretrained(
+        resolve(settings.id, "sd"),
+        revision=settings.revision,
+        dtype=placement.dtype,
+        **generator.from_pretrained_arguments(recipe),
+    )
+    pipe.scheduler = make_scheduler(settings.scheduler, pipe.scheduler)
+    fuse_loras(pipe, recipe)
+    if settings.cpu_offload and placement.device != "cpu":
+        pipe.enable_model_cpu_offload(device=placement.device)
+    else:
+        pipe.to(placement.device)
+    pipe.set_progress_bar_config(disable=True)
+    if settings.vae_slicing:
+        pipe.vae.enable_slicing()
+    if settings.vae_tiling:
+        pipe.vae.enable_tiling()
+    generator.prepare(pipe, recipe)
+    if settings.compile:
+        # In place (nn.Module.compile): the pipeline keeps its own denoiser and VAE objects, whose type, config,
+        # dtype and device it reads. Of the VAE, the decoder module (all of the decode's FLOPs) is compiled, not
+        # the bound ``vae.decode``, which a wrapper would shadow with an instance attribute of another type.
+        getattr(pipe, generator.denoiser).compile()
+        pipe.vae.decoder.compile()
+    return pipe
+
+
+def fuse_loras(pipe, recipe: Recipe) -> None:
+    """Load the recipe's LoRA adapters, fuse them into the weights at their scales and drop the adapter layers, so
+    the pipeline runs (and compiles) as a plain one."""
+    loras = recipe.model.loras
+    if not loras:
+        return
+    names = [f"lora{i}" for i in range(len(loras))]
+    for name, lora in zip(names, loras):
+        pipe.load_lora_weights(resolve(lora.id, "lora"), weight_name=lora.weight_name, adapter_name=name)
+    pipe.set_adapters(names, adapter_weights=[lora.scale for lora in loras])
+    pipe.fuse_lora(adapter_names=names, lora_scale=1.0)
+    pipe.unload_lora_weights()
+
+
+class LoadedPipeline(LoadedGenerator):
+    """The pipeline, with any safety checker it ships taken out and run here on the device tensors (diffusers would
+    turn every batch into PIL images on the CPU for its feature extractor, which makes the GPU wait). A family
+    without a checker gets the standalone Stable Diffusion checker when the recipe asks for one."""
+
+    def __init__(self, generator: DiffusersGenerator, recipe: Recipe, placement: Placement):
+        super().__init__(recipe)
+        self.generator = generator
+        self.pipe = load_pipeline(generator, recipe, placement)
+        self.safety: SafetyChecker | None = None
+        if recipe.model.safety_checker:
+            self.safety = SafetyChecker.of_pipeline(self.pipe, placement) or SafetyChecker.standalone(
+                recipe.model.safety_checker_id, placement
+            )
+
+    def flagged(self, images: torch.Tensor) -> list[bool]:
+        return self.safety.flagged(images) if self.safety else [False] * len(images)
+
+    def images(self, jobs: list[Job], seeds: list[int], guidance_scale: float) -> torch.Tensor:
+        gen = self.recipe.generation
+        output = self.pipe(
+            prompt=[job.prompt for job in jobs],
+            guidance_scale=guidance_scale,
+            num_inference_steps=gen.num_inference_steps,
+            height=gen.height,
+            width=gen.width,
+            generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
+            output_type="pt",
+            **self.generator.call_arguments(self.recipe, jobs),
+        )
+        return output.images
 
 
 def to_uint8_hwc(images: torch.Tensor):

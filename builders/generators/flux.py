@@ -1,0 +1,54 @@
+"""FLUX.1 (``FluxPipeline``): a 12B flow-matching transformer over 2x2-packed latents, with a CLIP and a T5-XXL text
+encoder. It takes no negative prompt. [dev] is guidance-distilled: ``guidance_scale`` is the strength fed to its
+guidance embedding (one pass per step, not classifier-free guidance). [schnell] is timestep-distilled for 1 to 4
+steps and has no guidance at all. Which one a model is, its transformer's config says (``guidance_embeds``).
+Its pipeline ships no safety checker.
+"""
+
+from __future__ import annotations
+
+from builders.generators.base import DiffusersGenerator, FamilyDefaults, FamilyFlops
+from builders.generators.sources import ModelFiles
+from builders.recipe import Recipe
+
+DISTILLED = "FLUX.1 [dev]'s distilled guidance embedding (one pass per step; the value is the embedding's strength)"
+NO_GUIDANCE = "none: FLUX.1 [schnell] is timestep-distilled and has no guidance (guidance_scale 0)"
+
+
+def has_guidance_embedding(files: ModelFiles) -> bool:
+    return bool(files.config("transformer").get("guidance_embeds", True))
+
+
+class Flux(DiffusersGenerator):
+    name = "flux"
+    label = "FLUX.1"
+    pipeline_classes = ("FluxPipeline",)
+    example = "black-forest-labs/FLUX.1-schnell"
+    size_factor = 16  # VAE 8 x 2x2 packing
+    negative_prompt = False
+    flow_matching = True
+    gpu_dtype = "bfloat16"
+    max_sequence_length = 512
+    default_size = 1024
+    flops = FamilyFlops(size=1024, denoiser=0, vae_decode=0, text_encoders=0, reference="black-forest-labs/FLUX.1-dev")
+
+    def defaults(self, files: ModelFiles) -> FamilyDefaults:
+        """[dev]: 50 steps at guidance 3.5, 512 T5 tokens; [schnell]: 4 steps, no guidance, 256 T5 tokens."""
+        if has_guidance_embedding(files):
+            return FamilyDefaults(1024, 1024, 50, 3.5, 512)
+        return FamilyDefaults(1024, 1024, 4, 0.0, 256)
+
+    def guidance(self, files: ModelFiles) -> str:
+        return DISTILLED if has_guidance_embedding(files) else NO_GUIDANCE
+
+    def passes(self, guidance_scale: float) -> int:
+        return 1
+
+    def problems(self, recipe: Recipe, files: ModelFiles) -> list[str]:
+        problems = super().problems(recipe, files)
+        if not has_guidance_embedding(files):
+            given = [("generation.guidance_scale", recipe.generation.guidance_scale)] * (
+                "guidance_scale" in recipe.generation.model_fields_set
+            ) + [(f"classes.{name}.guidance_scale", spec.guidance_scale) for name, spec in recipe.classes.items()]
+            problems += [f"{key}: {NO_GUIDANCE}; leave it out or set 0, got {value}" for key, value in given if value]
+        return problems

@@ -1,0 +1,21 @@
+"""Stable Diffusion 3 and 3.5 (``StableDiffusion3Pipeline``): an MMDiT transformer trained with flow matching, two
+CLIP text encoders and a T5-XXL encoder, classifier-free guidance. Its pipeline ships no safety checker."""
+
+from __future__ import annotations
+
+from builders.generators.base import DiffusersGenerator, FamilyFlops
+
+
+class StableDiffusion3(DiffusersGenerator):
+    name = "sd3"
+    label = "Stable Diffusion 3.x"
+    pipeline_classes = ("StableDiffusion3Pipeline",)
+    example = "stabilityai/stable-diffusion-3.5-medium"
+    size_factor = 16  # VAE 8 x patch 2
+    flow_matching = True
+    gpu_dtype = "bfloat16"
+    max_sequence_length = 512
+    default_sequence_length = 256
+    default_steps = 28
+    default_guidance = 7.0
+    flops = FamilyFlops(size=1024, denoiser=0, vae_decode=0, text_encoders=0, reference=example)

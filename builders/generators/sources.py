@@ -1,0 +1,114 @@
+"""The few small files of a model that decide its family, read before any weights: ``model_index.json`` (the
+diffusers pipeline class and its components), then the denoiser's ``config.json`` (its native size; for FLUX.1,
+whether it has the guidance embedding of [dev]).
+
+A local directory is read in place. Of a Hub model only these files are fetched (or found in the local Hub cache),
+so a build knows what it is running, and refuses what it cannot run, before it downloads gigabytes of weights.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from synthcore.model_refs import TINY_RANDOM, is_local_path
+
+# ``tiny-random`` is the tiny Stable Diffusion pipeline (synthcore/tiny.py), built on first use: what it is must be
+# known without building it (a dry run builds nothing).
+_TINY_RANDOM_INDEX = {
+    "_class_name": "StableDiffusionPipeline",
+    "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
+}
+INDEX = "model_index.json"
+
+
+class ModelIndexError(ValueError):
+    """The model's ``model_index.json`` cannot be read: not a diffusers pipeline, or the Hub cannot be reached."""
+
+
+class ModelFiles:
+    """The small JSON files of the model ``model_id`` (at ``revision``)."""
+
+    def __init__(self, model_id: str, revision: str | None = None):
+        self.model_id = model_id
+        self.revision = revision
+
+    def index(self) -> dict[str, Any]:
+        if self.model_id == TINY_RANDOM:
+            return _TINY_RANDOM_INDEX
+        index = self.json(INDEX)
+        if index is None:
+            raise ModelIndexError(
+                f"model.id: {self.model_id!r} has no {INDEX}, so it is not a diffusers pipeline (a single-file "
+                "checkpoint or a bare model must be converted to the diffusers layout first)"
+            )
+        return index
+
+    def pipeline_class(self) -> str:
+        name = self.index().get("_class_name")
+        if not isinstance(name, str):
+            raise ModelIndexError(f"model.id: the {INDEX} of {self.model_id!r} names no pipeline class (_class_name)")
+        return name
+
+    def ships_safety_checker(self) -> bool:
+        """Whether the pipeline comes with Stable Diffusion's safety checker (SD 1.x does, SD 2.x does not)."""
+        entry = self.index().get("safety_checker")
+        return isinstance(entry, list) and all(part is not None for part in entry)
+
+    def config(self, component: str) -> dict[str, Any]:
+        """A component's ``config.json`` (empty when the model has none, and for ``tiny-random``)."""
+        return self.json(f"{component}/config.json") or {}
+
+    def json(self, filename: str) -> dict[str, Any] | None:
+        """The file's JSON, None when the model has no such file."""
+        return None if self.model_id == TINY_RANDOM else _read_json(self.model_id, self.revision, filename)
+
+
+@cache
+def _read_json(model_id: str, revision: str | None, filename: str) -> dict[str, Any] | None:
+    local = is_local_path(model_id)
+    path = Path(model_id).expanduser() / filename if local else _hub_file(model_id, revision, filename)
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelIndexError(f"model.id: cannot read {filename} of {model_id!r}: {err}") from None
+
+
+def _hub_file(model_id: str, revision: str | None, filename: str) -> Path | None:
+    """The file from the Hub (or the local Hub cache); None when the repo has no such file."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    at = f" at revision {revision!r}" if revision else ""
+    try:
+        return Path(hf_hub_download(model_id, filename, revision=revision))
+    except LocalEntryNotFoundError:
+        raise ModelIndexError(
+            f"model.id: cannot fetch {filename} of {model_id!r}{at}: the Hub cannot be reached (or HF_HUB_OFFLINE "
+            "is set) and the file is not in the local Hub cache; connect once, or give a local directory"
+        ) from None
+    except GatedRepoError:
+        raise ModelIndexError(
+            f"model.id: {model_id!r} is gated: accept its terms on its Hub page and log in (`hf auth login`)"
+        ) from None
+    except RepositoryNotFoundError:
+        raise ModelIndexError(
+            f"model.id: no Hub model {model_id!r} (or it is private and you are not logged in)"
+        ) from None
+    except RevisionNotFoundError:
+        raise ModelIndexError(f"model.revision: {model_id!r} has no revision {revision!r}") from None
+    except EntryNotFoundError:
+        return None
+    except (HfHubHTTPError, OSError) as err:
+        raise ModelIndexError(f"model.id: cannot fetch {filename} of {model_id!r}{at}: {err}") from None
