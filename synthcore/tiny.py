@@ -196,15 +196,16 @@ def _with_seed(write: Callable[[Path], None]) -> Callable[[Path], None]:
     def seeded(directory: Path) -> None:
         import torch
 
-        torch.manual_seed(0)
-        write(directory)
+        with torch.random.fork_rng(devices=[]):  # seeded weights, without reseeding the caller's global RNG
+            torch.manual_seed(0)
+            write(directory)
 
     return seeded
 
 
 def _clip_tokenizer(directory: Path):
     """The byte-level CLIP tokenizer, its vocabulary files written aside and removed once it is loaded."""
-    tokenizer = _byte_level_clip_tokenizer(directory / ".vocab")
+    tokenizer = byte_level_clip_tokenizer(directory / ".vocab")
     shutil.rmtree(directory / ".vocab")
     return tokenizer
 
