@@ -33,13 +33,41 @@ TEMPLATE = Path(__file__).with_name("card_template.md")
 BUILD_INFO = "build_info.json"
 PROMPTS_SHOWN = 12
 
+
+def _other_license(name: str, repo: str) -> dict:
+    """A license the Hub does not list: its name, and the license file in the model's repo."""
+    return {
+        "license": "other",
+        "license_name": name,
+        "license_link": f"https://huggingface.co/{repo}/blob/main/LICENSE.md",
+    }
+
+
+_STABILITY_COMMUNITY = "stabilityai-ai-community"
 # The licenses of well-known generators; the images (and so the dataset) come under the generator's license.
-GENERATOR_LICENSES = {
+GENERATOR_LICENSES: dict[str, str | dict] = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": "creativeml-openrail-m",
     "runwayml/stable-diffusion-v1-5": "creativeml-openrail-m",
     "CompVis/stable-diffusion-v1-4": "creativeml-openrail-m",
     "stabilityai/stable-diffusion-2-1": "openrail++",
     "stabilityai/stable-diffusion-2-1-base": "openrail++",
+    "stabilityai/stable-diffusion-xl-base-1.0": "openrail++",
+    "ByteDance/SDXL-Lightning": "openrail++",
+    "stabilityai/sdxl-turbo": _other_license("sai-nc-community", "stabilityai/sdxl-turbo"),
+    "stabilityai/sd-turbo": _other_license("sai-nc-community", "stabilityai/sd-turbo"),
+    **{
+        repo: _other_license(_STABILITY_COMMUNITY, repo)
+        for repo in (
+            "stabilityai/stable-diffusion-3-medium-diffusers",
+            "stabilityai/stable-diffusion-3.5-medium",
+            "stabilityai/stable-diffusion-3.5-large",
+            "stabilityai/stable-diffusion-3.5-large-turbo",
+        )
+    },
+    "black-forest-labs/FLUX.1-dev": _other_license("flux-1-dev-non-commercial-license", "black-forest-labs/FLUX.1-dev"),
+    "black-forest-labs/FLUX.1-schnell": "apache-2.0",
+    "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS": "openrail++",
+    "PixArt-alpha/PixArt-Sigma-XL-2-512-MS": "openrail++",
     TINY_RANDOM: "apache-2.0",  # random weights made by this project (Apache-2.0): no generator's license applies
 }
 
@@ -47,7 +75,8 @@ GENERATOR_LICENSES = {
 def license_metadata(model_id: str) -> dict:
     """``license`` (and for an unknown generator ``license_name``/``license_link``, as the Hub asks for ``other``)."""
     if model_id in GENERATOR_LICENSES:
-        return {"license": GENERATOR_LICENSES[model_id]}
+        known = GENERATOR_LICENSES[model_id]
+        return {"license": known} if isinstance(known, str) else dict(known)
     slug = re.sub(r"[^a-z0-9.]+", "-", Path(model_id).name.lower()).strip("-") or "generator"
     link = {} if is_local_path(model_id) else {"license_link": f"https://huggingface.co/{model_id}"}
     return {"license": "other", "license_name": f"{slug}-license", **link}
@@ -116,6 +145,7 @@ def card_context(root: Path, recipe: Recipe, data: DatasetCardData, summary: Dat
         "summary_table": summary_table(summary),
         **_quality(root, summary),
         "models": [{"role": "generator", "model": model_link(recipe.model.id, recipe.model.revision)}]
+        + [{"role": "LoRA (fused into the generator)", "model": model_link(lora.id)} for lora in recipe.model.loras]
         + [{"role": role, "model": model} for role, model in _scorer_models(recipe)],
         "parameters": _parameters(recipe, build_info),
         "columns": [(name, _type_name(feature)) for name, feature in features.items()],
@@ -186,7 +216,11 @@ def _parameters(recipe: Recipe, build_info: dict) -> list[tuple[str, str]]:
         if m.safety_checker
         else "off"
     )
+    generator = build_info.get("generator")
+    if generator and m.safety_checker:
+        safety += f" ({md(generator['safety_checker'])})"
     return [
+        *(_generator_parameters(recipe, generator) if generator else []),
         ("seed", f"{recipe.seed} (every image's seed derives from it and the image's identity)"),
         ("scheduler", md(m.scheduler) if m.scheduler != "default" else "the model's own"),
         ("inference steps", str(g.num_inference_steps)),
@@ -213,6 +247,21 @@ def _quality(root: Path, summary: DatasetSummary) -> dict:
     picture = EMBEDDING_MAP_NAME if (root / EMBEDDING_MAP_NAME).exists() else None
     warning = leakage_warning(summary)
     return {"quality": quality_markdown(summary, picture), "leakage": md(warning) if warning else None}
+
+
+def _generator_parameters(recipe: Recipe, generator: dict) -> list[tuple[str, str]]:
+    """The generator's family, what its guidance means, and the LoRAs fused into it (from build_info.json)."""
+    rows = [
+        ("model family", f"{md(generator['family'])} (`{generator['pipeline']}`)"),
+        ("guidance", md(generator["guidance"])),
+    ]
+    if recipe.model.loras:
+        loras = [
+            f"{model_link(lora.id)}" + (f" ({md(lora.weight_name)})" if lora.weight_name else "") + f" × {lora.scale}"
+            for lora in recipe.model.loras
+        ]
+        rows.append(("LoRAs (fused)", "; ".join(loras)))
+    return rows
 
 
 def _runtime(build_info: dict) -> str:

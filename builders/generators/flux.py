@@ -30,7 +30,10 @@ class Flux(DiffusersGenerator):
     gpu_dtype = "bfloat16"
     max_sequence_length = 512
     default_size = 1024
-    flops = FamilyFlops(size=1024, denoiser=0, vae_decode=0, text_encoders=0, reference="black-forest-labs/FLUX.1-dev")
+    # GFLOPs counted by benchmarks/families.py on the reference architecture (families_architecture.json).
+    flops = FamilyFlops(
+        size=1024, denoiser=74384.7, vae_decode=10472.2, text_encoders=4858.0, reference="black-forest-labs/FLUX.1-dev"
+    )
 
     def defaults(self, files: ModelFiles) -> FamilyDefaults:
         """[dev]: 50 steps at guidance 3.5, 512 T5 tokens; [schnell]: 4 steps, no guidance, 256 T5 tokens."""

@@ -25,7 +25,8 @@ class Sana(DiffusersGenerator):
     default_sequence_length = 300
     default_steps = 20
     default_guidance = 4.5
-    flops = FamilyFlops(size=1024, denoiser=0, vae_decode=0, text_encoders=0, reference=example)
+    # GFLOPs counted by benchmarks/families.py on the reference architecture (families_architecture.json).
+    flops = FamilyFlops(size=1024, denoiser=2966.7, vae_decode=8368.6, text_encoders=1233.7, reference=example)
 
     def call_arguments(self, recipe: Recipe, jobs: list[Job]) -> dict[str, Any]:
         return super().call_arguments(recipe, jobs) | {"use_resolution_binning": False, "clean_caption": False}

@@ -18,4 +18,11 @@ class StableDiffusion3(DiffusersGenerator):
     default_sequence_length = 256
     default_steps = 28
     default_guidance = 7.0
-    flops = FamilyFlops(size=1024, denoiser=0, vae_decode=0, text_encoders=0, reference=example)
+    # GFLOPs counted by benchmarks/families.py on the reference architecture (families_architecture.json).
+    flops = FamilyFlops(
+        size=1024,
+        denoiser=8904.3,
+        vae_decode=10472.2,
+        text_encoders=2507.8,
+        reference="stabilityai/stable-diffusion-3-medium-diffusers",
+    )

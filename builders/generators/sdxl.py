@@ -20,7 +20,8 @@ class StableDiffusionXL(DiffusersGenerator):
     denoiser = "unet"
     default_steps = 50
     default_guidance = 5.0
-    flops = FamilyFlops(size=1024, denoiser=0, vae_decode=0, text_encoders=0, reference=example)
+    # GFLOPs counted by benchmarks/families.py on the reference architecture (families_architecture.json).
+    flops = FamilyFlops(size=1024, denoiser=6761.2, vae_decode=10470.4, text_encoders=111.2, reference=example)
 
     def prepare(self, pipe, recipe: Recipe) -> None:
         use_sdpa_and_memory_format(pipe, recipe)
