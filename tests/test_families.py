@@ -1,0 +1,499 @@
+"""Model families: the family comes from the model's model_index.json, the recipe is checked against it and gets its
+defaults before any weights load, and every family builds the same dataset on 1 and 2 processes.
+
+The fast tests read hand-made model directories (only the small JSON files a family is decided from) and a hand-made
+local Hub cache; the end-to-end ones build datasets with tiny random pipelines of every family (synthcore/tiny.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from builders.card import license_metadata
+from builders.generators import FAMILIES, GENERATORS, describe, family_of, resolve_family
+from builders.plan import content_fingerprint
+from builders.recipe import RecipeError, load_recipe, parse_recipe, recipe_to_yaml
+from synthcore.tiny import tiny_family_dir
+from tests.conftest import ROOT, run_build, write_recipe
+from tests.test_distributed import ACCELERATE, SAME_THREADS, table
+
+RECIPE = """
+name: t
+model: {{id: {model}{model_extra}}}
+{generation}
+classes:
+  fox: {{prompts: [a fox]{class_extra}}}
+splits: {{train: 2}}
+{extra}
+"""
+
+
+def recipe_for(model: Path | str, generation: str = "", model_extra: str = "", class_extra: str = "", extra: str = ""):
+    text = RECIPE.format(
+        model=model, model_extra=model_extra, generation=generation, class_extra=class_extra, extra=extra
+    )
+    return parse_recipe(text, "r.yaml")
+
+
+def model_dir(root: Path, pipeline: str, **configs: dict) -> Path:
+    """A model directory holding only what a family is decided from: model_index.json and component configs."""
+    directory = root / pipeline
+    directory.mkdir(parents=True)
+    (directory / "model_index.json").write_text(json.dumps({"_class_name": pipeline, "_diffusers_version": "0.42.1"}))
+    for component, config in configs.items():
+        (directory / component).mkdir()
+        (directory / component / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def resolve_problems(recipe) -> list[str]:
+    with pytest.raises(RecipeError) as caught:
+        resolve_family(recipe, "r.yaml")
+    assert str(caught.value).startswith("r.yaml: invalid recipe")
+    return caught.value.problems
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+def test_the_family_comes_from_model_index(family, tmp_path: Path):
+    directory = model_dir(tmp_path, family.pipeline_classes[0])
+    resolved = resolve_family(recipe_for(directory))
+    assert resolved.model.pipeline == family.pipeline_classes[0]
+    assert family_of(resolved) is family
+
+
+def test_an_unknown_family_is_refused_with_the_known_ones(tmp_path: Path):
+    (found,) = resolve_problems(recipe_for(model_dir(tmp_path, "KandinskyV22Pipeline")))
+    assert found.startswith("model.id:") and "KandinskyV22Pipeline" in found
+    assert all(name in found for name in GENERATORS)
+
+
+def test_a_directory_without_model_index_is_not_a_pipeline(tmp_path: Path):
+    (found,) = resolve_problems(recipe_for(tmp_path))
+    assert found.startswith("model.id:") and "model_index.json" in found
+
+
+@pytest.fixture
+def hub_cache(tmp_path: Path, monkeypatch) -> Path:
+    """An empty local Hub cache, with the Hub unreachable (HF_HUB_OFFLINE)."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def cache_hub_model(cache: Path, repo: str, files: dict[str, dict]) -> None:
+    """Put files of a Hub model into a local Hub cache, laid out as huggingface_hub lays out a download."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    root = cache / f"models--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    for name, content in files.items():
+        path = root / "snapshots" / commit / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content))
+
+
+def test_a_hub_model_offline_and_not_cached_is_a_clear_error(hub_cache: Path):
+    (found,) = resolve_problems(recipe_for("someone/not-cached-model"))
+    assert found.startswith("model.id: cannot fetch model_index.json of 'someone/not-cached-model'")
+    assert "not in the local Hub cache" in found
+
+
+def test_a_hub_model_is_decided_from_its_cached_json_files_alone(hub_cache: Path):
+    cache_hub_model(
+        hub_cache,
+        "someone/flux-schnell-like",
+        {"model_index.json": {"_class_name": "FluxPipeline"}, "transformer/config.json": {"guidance_embeds": False}},
+    )
+    resolved = resolve_family(recipe_for("someone/flux-schnell-like"))
+    gen = resolved.generation
+    assert (gen.height, gen.width, gen.num_inference_steps, gen.guidance_scale) == (1024, 1024, 4, 0.0)
+    assert resolved.model.pipeline == "FluxPipeline" and resolved.model.max_sequence_length == 256
+
+
+@pytest.mark.parametrize(
+    "pipeline, configs, expected",
+    [
+        ("StableDiffusionPipeline", {"unet": {"sample_size": 64}}, (512, 50, 7.5, None)),
+        ("StableDiffusionPipeline", {"unet": {"sample_size": 96}}, (768, 50, 7.5, None)),  # SD 2.x 768-v
+        ("StableDiffusionXLPipeline", {"unet": {"sample_size": 128}}, (1024, 50, 5.0, None)),
+        ("StableDiffusionXLPipeline", {"unet": {"sample_size": 64}}, (512, 50, 5.0, None)),  # SDXL-Turbo
+        ("StableDiffusion3Pipeline", {"transformer": {"sample_size": 128}}, (1024, 28, 7.0, 256)),
+        ("FluxPipeline", {"transformer": {"guidance_embeds": True}}, (1024, 50, 3.5, 512)),
+        ("FluxPipeline", {"transformer": {"guidance_embeds": False}}, (1024, 4, 0.0, 256)),
+        ("PixArtSigmaPipeline", {"transformer": {"sample_size": 128}}, (1024, 20, 4.5, 300)),
+        ("SanaPipeline", {"transformer": {"sample_size": 32}}, (1024, 20, 4.5, 300)),  # DC-AE: 32 pixels a latent
+    ],
+)
+def test_keys_left_out_take_the_family_defaults(pipeline, configs, expected, tmp_path: Path):
+    resolved = resolve_family(recipe_for(model_dir(tmp_path, pipeline, **configs)))
+    gen = resolved.generation
+    size, steps, guidance, sequence = expected
+    assert (gen.height, gen.width, gen.num_inference_steps, gen.guidance_scale) == (size, size, steps, guidance)
+    assert resolved.model.max_sequence_length == sequence
+
+
+def test_keys_the_recipe_sets_are_kept_and_recipe_yaml_records_the_resolved_values(tmp_path: Path):
+    directory = model_dir(tmp_path, "StableDiffusionXLPipeline", unet={"sample_size": 128})
+    recipe = recipe_for(directory, "generation: {num_inference_steps: 4, guidance_scale: 0, height: 512}")
+    resolved = resolve_family(recipe)
+    gen = resolved.generation
+    assert (gen.height, gen.width, gen.num_inference_steps, gen.guidance_scale) == (512, 1024, 4, 0.0)
+    stored = parse_recipe(recipe_to_yaml(resolved), "recipe.yaml")
+    assert stored.model.pipeline == "StableDiffusionXLPipeline" and stored.generation.width == 1024
+    assert resolve_family(stored) == resolved
+
+
+def test_tiny_random_is_stable_diffusion_and_keeps_its_defaults(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("SYNTHDATA_CACHE", str(tmp_path / "cache"))
+    recipe = recipe_for("tiny-random")
+    resolved = resolve_family(recipe)
+    assert resolved.model.pipeline == "StableDiffusionPipeline"
+    assert resolved.generation == recipe.generation and resolved.model.max_sequence_length is None
+    assert not (tmp_path / "cache").exists(), "deciding the family builds nothing"
+
+
+def test_settings_the_family_does_not_support_are_recipe_errors_naming_the_key(tmp_path: Path):
+    flux = model_dir(tmp_path, "FluxPipeline", transformer={"guidance_embeds": False})
+    recipe = recipe_for(
+        flux,
+        "generation: {height: 520, guidance_scale: 3.5}",
+        model_extra=", scheduler: dpm++, max_sequence_length: 1000",
+        class_extra=", negative_prompt: blurry, guidance_scale: 2",
+        extra="negative_prompt: lowres",
+    )
+    found = resolve_problems(recipe)
+    expected = [
+        "generation.height: FLUX.1 needs a multiple of 16",
+        "negative_prompt: FLUX.1 takes no negative prompt",
+        "classes.fox.negative_prompt: FLUX.1 takes no negative prompt",
+        "model.scheduler: 'dpm++' is a noise-prediction scheduler",
+        "model.max_sequence_length: FLUX.1 takes at most 512 tokens, got 1000",
+        "generation.guidance_scale: none: FLUX.1 [schnell] is timestep-distilled",
+        "classes.fox.guidance_scale: none: FLUX.1 [schnell]",
+    ]
+    assert len(found) == len(expected)
+    for start in expected:
+        assert any(problem.startswith(start) for problem in found), (start, found)
+
+
+def test_a_t5_length_for_a_family_without_t5_and_a_wrong_recorded_pipeline_are_recipe_errors(tmp_path: Path):
+    sdxl = model_dir(tmp_path, "StableDiffusionXLPipeline")
+    found = resolve_problems(recipe_for(sdxl, model_extra=", max_sequence_length: 77, pipeline: FluxPipeline"))
+    assert found == [
+        "model.pipeline: the model's model_index.json names StableDiffusionXLPipeline, not FluxPipeline",
+        "model.max_sequence_length: Stable Diffusion XL has no T5-like text encoder to limit",
+    ]
+
+
+def test_flux_dev_guidance_is_its_embedding_and_runs_one_pass(tmp_path: Path):
+    dev = model_dir(tmp_path, "FluxPipeline", transformer={"guidance_embeds": True})
+    resolved = resolve_family(recipe_for(dev, "generation: {height: 512, width: 512}"))
+    family = family_of(resolved)
+    assert family.passes(3.5) == 1 and GENERATORS["StableDiffusionXLPipeline"].passes(5.0) == 2
+
+    assert "distilled guidance embedding" in describe(resolved)["guidance"]
+    assert describe(resolved)["safety_checker"].startswith("standalone Stable Diffusion safety checker")
+
+
+def test_the_fingerprint_covers_the_family_and_the_loras(tmp_path: Path):
+    sd = resolve_family(recipe_for(model_dir(tmp_path / "a", "StableDiffusionPipeline")))
+    sdxl = sd.model_copy(update={"model": sd.model.model_copy(update={"pipeline": "StableDiffusionXLPipeline"})})
+    lora = recipe_for(tmp_path / "a" / "StableDiffusionPipeline", model_extra=f", loras: [{{id: {tmp_path}}}]")
+    prints = [content_fingerprint(r, "cpu", "float32") for r in (sd, sdxl, resolve_family(lora))]
+    assert prints[0]["model.pipeline"] != prints[1]["model.pipeline"]
+    assert prints[2]["model.loras"] == [{"id": str(tmp_path), "weight_name": None, "scale": 1.0}]
+    assert prints[0] != prints[2]
+
+
+def test_auto_dtype_on_a_gpu_is_the_family_s(tmp_path: Path):
+    from builders.distributed_build import placement_for
+
+    expected = {"FluxPipeline": "bfloat16", "StableDiffusion3Pipeline": "bfloat16", "SanaPipeline": "bfloat16"}
+    for pipeline in GENERATORS:
+        recipe = resolve_family(recipe_for(model_dir(tmp_path, pipeline)))
+        assert placement_for(recipe, torch.device("cuda")).dtype_name == expected.get(pipeline, "float16")
+        assert placement_for(recipe, torch.device("cpu")).dtype_name == "float32"
+
+
+def test_flops_per_family_are_the_counted_ones_and_scale_with_the_settings(tmp_path: Path):
+    counted = json.loads((ROOT / "benchmarks" / "families_architecture.json").read_text(encoding="utf-8"))
+    for family in FAMILIES:
+        measured = counted[family.name]["measured_gflops"]
+        flops = family.flops
+        assert (flops.denoiser, flops.vae_decode, flops.text_encoders) == (
+            measured["denoiser"],
+            measured["vae_decode"],
+            measured["text_encoders"],
+        )
+        assert flops.size == counted[family.name]["size"] and flops.reference == counted[family.name]["reference"]
+    dev = resolve_family(recipe_for(model_dir(tmp_path, "FluxPipeline", transformer={"guidance_embeds": True})))
+    few = dev.model_copy(update={"generation": dev.generation.model_copy(update={"num_inference_steps": 4})})
+    flux = family_of(dev)
+    assert flux.tflops_per_image(dev, 3.5) == pytest.approx((74384.7 * 50 + 10472.2 + 4858.0) / 1000)
+    assert flux.tflops_per_image(few, 3.5) < flux.tflops_per_image(dev, 3.5) / 10
+
+
+@pytest.mark.parametrize(
+    "model_id, expected",
+    [
+        ("black-forest-labs/FLUX.1-schnell", {"license": "apache-2.0"}),
+        ("stabilityai/stable-diffusion-xl-base-1.0", {"license": "openrail++"}),
+        ("PixArt-alpha/PixArt-Sigma-XL-2-1024-MS", {"license": "openrail++"}),
+        ("black-forest-labs/FLUX.1-dev", {"license": "other", "license_name": "flux-1-dev-non-commercial-license"}),
+        ("stabilityai/stable-diffusion-3.5-medium", {"license": "other", "license_name": "stabilityai-ai-community"}),
+        ("stabilityai/sdxl-turbo", {"license": "other", "license_name": "sai-nc-community"}),
+    ],
+)
+def test_the_card_licence_is_the_generator_s(model_id: str, expected: dict):
+    found = license_metadata(model_id)
+    assert expected.items() <= found.items()
+    if found["license"] == "other":
+        assert found["license_link"] == f"https://huggingface.co/{model_id}/blob/main/LICENSE.md"
+
+
+@pytest.mark.parametrize(
+    "name, repo, files",
+    [
+        (
+            "fox_dog_sdxl_turbo",
+            "stabilityai/sdxl-turbo",
+            {"model_index.json": {"_class_name": "StableDiffusionXLPipeline"}, "unet/config.json": {"sample_size": 64}},
+        ),
+        (
+            "fox_dog_flux_schnell",
+            "black-forest-labs/FLUX.1-schnell",
+            {
+                "model_index.json": {"_class_name": "FluxPipeline"},
+                "transformer/config.json": {"guidance_embeds": False},
+            },
+        ),
+    ],
+)
+def test_example_recipes_suit_their_family(name: str, repo: str, files: dict, hub_cache: Path):
+
+    cache_hub_model(hub_cache, repo, files)
+    resolved = resolve_family(load_recipe(ROOT / "recipes" / f"{name}.yaml"))
+    assert resolved.model.id == repo and resolved.generation.num_inference_steps <= 4
+    assert resolved.generation.guidance_scale == 0
+
+
+# -- end to end: datasets from tiny random pipelines of every family ----------------------------------------------
+FAMILY_RECIPE = """
+name: family-{family}
+model: {{id: {model}, safety_checker: false}}
+generation: {{num_inference_steps: 2, height: 32, width: 32, batch_size: 2, images_per_prompt: 1}}
+{negative}
+classes:
+  fox: {{prompts: [a red fox, 수채화 여우]}}
+  dog: {{prompts: [a dog]}}
+splits: {{train: 4, test: 2}}
+output: {{shard_size: 2}}
+scoring: {{clip: {{model: tiny-random}}, resnet50: {{enabled: false}}}}
+"""
+# What each family's pipeline call needs beyond the prompt, to regenerate a row with diffusers alone.
+ALONE_ARGUMENTS = {
+    "pixart-sigma": {"use_resolution_binning": False, "clean_caption": False},
+    "sana": {"use_resolution_binning": False, "clean_caption": False},
+}
+
+
+def family_recipe(tmp_path: Path, name: str, text: str = FAMILY_RECIPE) -> Path:
+
+    negative = "" if name.startswith("flux") else "negative_prompt: blurry"
+    return write_recipe(tmp_path, text.format(family=name, model=tiny_family_dir(name), negative=negative))
+
+
+def regenerated_alone(out: Path, family: str, row: int) -> tuple:
+    """Row ``row``'s stored pixels, and the same image made alone by diffusers from the row's prompt and seed."""
+
+    from diffusers import DiffusionPipeline
+
+    data = datasets_rows(out)
+    recipe = load_recipe(out / "recipe.yaml")
+    pipe = DiffusionPipeline.from_pretrained(tiny_family_dir(family))
+    negative = {} if family.startswith("flux") else {"negative_prompt": data["negative_prompt"][row]}
+    alone = pipe(
+        data["prompt"][row],
+        generator=torch.Generator().manual_seed(data["seed"][row]),
+        num_inference_steps=2,
+        height=32,
+        width=32,
+        guidance_scale=recipe.generation.guidance_scale,
+        max_sequence_length=recipe.model.max_sequence_length,
+        output_type="np",
+        **negative,
+        **ALONE_ARGUMENTS.get(family, {}),
+    ).images[0]
+    kept = np.asarray(Image.open(io.BytesIO(data["image"][row]["bytes"]))).astype(int)
+    return (alone * 255).round().astype(int), kept
+
+
+def datasets_rows(out: Path) -> dict:
+
+    files = sorted((out / "data").glob("*.parquet"))
+    return pq.read_table(files, columns=["id", "prompt", "negative_prompt", "seed", "image"]).to_pydict()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("family", ["sdxl", "sd3", "flux-dev", "flux-schnell", "pixart-sigma", "sana"])
+def test_every_family_builds_the_same_dataset_on_1_and_2_processes(family: str, tmp_path: Path):
+
+    recipe = family_recipe(tmp_path, family)
+    one, two = tmp_path / "one", tmp_path / "two"
+    run_build(str(recipe), "--output-dir", str(one), env=SAME_THREADS)
+    result = run_build(
+        str(recipe), "--output-dir", str(two), env=SAME_THREADS, launcher=[*ACCELERATE, "--num_processes", "2"]
+    )
+    assert "on 2 process(es)" in result.stderr
+    expected = table(one)
+    assert len(expected["id"]) == 12 and len(set(expected["image"])) == 12
+    assert table(two) == expected
+
+    loaded = datasets.load_dataset(str(one))
+    assert {split: loaded[split].num_rows for split in loaded} == {"train": 8, "test": 4}
+    assert all(abs(sum(p) - 1) < 1e-4 for p in loaded["train"]["clip_probs"]), "scored on the device tensors"
+    info = json.loads((one / "build_info.json").read_text(encoding="utf-8"))
+    stored = load_recipe(one / "recipe.yaml")
+    family_plugin = family_of(stored)
+    assert info["generator"]["family"] == family_plugin.label and stored.model.pipeline in info["generator"]["pipeline"]
+    assert info["fingerprint"]["model.pipeline"] == stored.model.pipeline
+    assert "guidance" in (one / "README.md").read_text(encoding="utf-8")
+
+    alone, kept = regenerated_alone(one, family, row=1)
+    assert abs(alone - kept).max() <= 2, "a row's seed regenerates its image alone, batch or process aside"
+
+
+HALF_FLAGGING_RECIPE = FAMILY_RECIPE.replace(
+    "safety_checker: false}", "safety_checker: true, safety_checker_id: {checker}, max_regenerations: 2}"
+)
+
+
+@pytest.fixture(scope="module")
+def half_flagging_checker(tmp_path_factory) -> Path:
+    """The standalone checker with its concept threshold at the median score of tiny SDXL images."""
+
+    from diffusers import DiffusionPipeline
+    from diffusers.pipelines.stable_diffusion.safety_checker import (
+        StableDiffusionSafetyChecker,
+        cosine_distance,
+    )
+    from transformers import CLIPImageProcessor
+
+    checker_dir = tmp_path_factory.mktemp("models") / "checker"
+    shutil.copytree(tiny_family_dir("safety-checker"), checker_dir)
+    pipe = DiffusionPipeline.from_pretrained(tiny_family_dir("sdxl"))
+    checker = StableDiffusionSafetyChecker.from_pretrained(checker_dir)
+    with torch.no_grad():
+        images = pipe(
+            ["a red fox"] * 8,
+            negative_prompt=["blurry"] * 8,
+            num_inference_steps=2,
+            height=32,
+            width=32,
+            output_type="pil",
+            generator=[torch.Generator().manual_seed(i) for i in range(8)],
+        ).images
+        clip_input = CLIPImageProcessor.from_pretrained(checker_dir)(images, return_tensors="pt").pixel_values
+        scores = cosine_distance(
+            checker.visual_projection(checker.vision_model(clip_input)[1]), checker.concept_embeds
+        )[:, 0]
+        checker.concept_embeds_weights.fill_(scores.median().item())
+    checker.save_pretrained(checker_dir)
+    return checker_dir
+
+
+@pytest.mark.e2e
+def test_a_family_without_a_checker_gets_the_standalone_one(half_flagging_checker: Path, tmp_path: Path):
+
+    text = HALF_FLAGGING_RECIPE.format(
+        family="sdxl", model=tiny_family_dir("sdxl"), negative="negative_prompt: blurry", checker=half_flagging_checker
+    )
+    out = tmp_path / "out"
+    result = run_build(str(write_recipe(tmp_path, text)), "--output-dir", str(out))
+
+    rows = pq.read_table(sorted((out / "data").glob("*.parquet")), columns=["safety_regenerations", "image"])
+    rows = rows.to_pydict()
+    assert any(n > 0 for n in rows["safety_regenerations"]), "the half-flagging checker must have fired"
+    dropped = int(result.stdout.split(" dropped by the safety checker")[0].split()[-1])
+    assert len(rows["image"]) + dropped == 12
+    for image in rows["image"]:
+        assert np.asarray(Image.open(io.BytesIO(image["bytes"]))).any(), "no blacked-out image may be kept"
+    info = json.loads((out / "build_info.json").read_text(encoding="utf-8"))
+    assert (
+        info["generator"]["safety_checker"] == f"standalone Stable Diffusion safety checker ({half_flagging_checker})"
+    )
+    assert "standalone Stable Diffusion safety checker" in (out / "README.md").read_text(encoding="utf-8")
+
+
+def make_tiny_lora(family: str, directory: Path) -> Path:
+    """A random LoRA on the attention projections of a tiny family's denoiser, saved as diffusers saves LoRAs."""
+    from diffusers import DiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = DiffusionPipeline.from_pretrained(tiny_family_dir(family))
+    denoiser = "unet" if hasattr(pipe, "unet") else "transformer"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        getattr(pipe, denoiser).add_adapter(
+            LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+        )
+    layers = get_peft_model_state_dict(getattr(pipe, denoiser))
+    type(pipe).save_lora_weights(directory, **{f"{denoiser}_lora_layers": layers}, weight_name="tiny_lora.safetensors")
+    return directory
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("family", ["sdxl", "flux-schnell"])
+def test_loras_are_fused_at_their_scale_and_named_by_the_card(family: str, tmp_path: Path):
+
+    lora = make_tiny_lora(family, tmp_path / "lora")
+    plain = family_recipe(tmp_path, family)
+    runs = {}
+    for scale in (None, 0.0, 1.0):
+        text = plain.read_text(encoding="utf-8")
+        if scale is not None:
+            text = text.replace(
+                "safety_checker: false}",
+                f"safety_checker: false, loras: [{{id: {lora}, weight_name: tiny_lora.safetensors, scale: {scale}}}]}}",
+            )
+        out = tmp_path / f"out-{scale}"
+        run_build(str(write_recipe(tmp_path, text, f"r-{scale}.yaml")), "--output-dir", str(out))
+        runs[scale] = out
+    assert table(runs[0.0])["image"] == table(runs[None])["image"], "a LoRA at scale 0 changes nothing"
+    assert table(runs[1.0])["image"] != table(runs[None])["image"]
+    card = (runs[1.0] / "README.md").read_text(encoding="utf-8")
+    assert "LoRAs (fused)" in card and "tiny_lora.safetensors" in card
+    info = json.loads((runs[1.0] / "build_info.json").read_text(encoding="utf-8"))
+    assert info["fingerprint"]["model.loras"] == [
+        {"id": str(lora), "weight_name": "tiny_lora.safetensors", "scale": 1.0}
+    ]
+
+
+@pytest.mark.e2e
+def test_build_refuses_an_uncached_hub_model_before_loading_anything(tmp_path: Path):
+
+    recipe = write_recipe(
+        tmp_path, RECIPE.format(model="someone/no-such-model", model_extra="", generation="", class_extra="", extra="")
+    )
+    result = run_build(
+        str(recipe), "--output-dir", str(tmp_path / "out"), env={"HF_HUB_CACHE": str(tmp_path / "hub")}, check=False
+    )
+    assert result.returncode == 2
+    assert f"{recipe}: invalid recipe" in result.stderr
+    assert "model.id: cannot fetch model_index.json of 'someone/no-such-model'" in result.stderr
+    assert not (tmp_path / "out").exists()
