@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 "--push-only: no repo to push to; give --push-to-hub USER/NAME or set hub.repo_id in the recipe"
             )
-        if not args.push_only:  # a push loads no model: its recipe.yaml already has its family resolved
+        if not (args.push_only and source.dataset_dir):  # a built dataset's recipe.yaml is resolved already
             from builders.generators import resolve_family
 
             recipe = resolve_family(recipe, args.recipe)

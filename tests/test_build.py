@@ -10,6 +10,7 @@ from pathlib import Path
 import datasets
 import pytest
 
+from builders.generators import resolve_family
 from builders.recipe import load_recipe
 from tests.conftest import ROOT, run_build, write_recipe
 
@@ -53,7 +54,8 @@ def test_hub_layout_and_metadata(smoke_dir: Path):
     info = json.loads((smoke_dir / "build_info.json").read_text())
     assert {"torch", "diffusers", "transformers", "datasets"} <= set(info["versions"])
     assert info["recipe"]["name"] == "smoke" and info["fingerprint"]["model.id"] == "tiny-random"
-    assert load_recipe(smoke_dir / "recipe.yaml") == load_recipe(ROOT / "recipes" / "smoke.yaml")
+    # the stored recipe is the shipped one with its family's defaults and pipeline class made explicit
+    assert load_recipe(smoke_dir / "recipe.yaml") == resolve_family(load_recipe(ROOT / "recipes" / "smoke.yaml"))
 
 
 def test_rows_record_prompt_seed_and_parameters(smoke_dir: Path):

@@ -14,6 +14,7 @@ from PIL import Image
 
 from builders.builder import dataset_features
 from builders.card import license_metadata, write_card
+from builders.generators import resolve_family
 from builders.recipe import HubSettings, load_recipe, parse_recipe
 from eval.pictures import HISTOGRAM_NAME, histogram_size, samples_name, samples_size, write_pictures
 from eval.summary import summarize
@@ -74,7 +75,9 @@ def test_card_text_describes_the_dataset(smoke_dir: Path):
 def test_embedded_recipe_rebuilds_the_same_dataset(smoke_dir: Path):
     recipe = parse_recipe(yaml.safe_dump(embedded_recipe(card_of(smoke_dir))))
     assert (
-        recipe == load_recipe(smoke_dir / "recipe.yaml").model_copy(update={"hub": HubSettings()}) == load_recipe(SMOKE)
+        recipe
+        == load_recipe(smoke_dir / "recipe.yaml").model_copy(update={"hub": HubSettings()})
+        == resolve_family(load_recipe(SMOKE))
     )
 
 
