@@ -119,8 +119,8 @@ class LoraSettings(_Strict):
     """A LoRA adapter fused into the generator's weights before anything runs."""
 
     id: NonEmptyStr
-    weight_name: NonEmptyStr | None = None
-    scale: float = 1.0
+    weight_name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    scale: float = Field(default=1.0, ge=-100, le=100)
 
     @field_validator("id")
     @classmethod
@@ -135,8 +135,8 @@ class ModelSettings(_Strict):
     id: NonEmptyStr = DEFAULT_GENERATOR
     # A branch, tag or commit: no spaces or characters that would break the card's links to it.
     revision: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s()\[\]<>`\\]+$")] | None = None
-    pipeline: str | None = None  # the diffusers pipeline class, read from the model's model_index.json
-    loras: list[LoraSettings] = []
+    pipeline: Annotated[str, Field(min_length=1, max_length=100)] | None = None  # from the model's model_index.json
+    loras: list[LoraSettings] = Field(default=[], max_length=16)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     scheduler: str = "default"
     safety_checker: bool = True
@@ -146,7 +146,7 @@ class ModelSettings(_Strict):
     channels_last: bool = False
     compile: bool = False
     attention: Literal["sdpa", "default"] = "sdpa"
-    max_sequence_length: int | None = Field(default=None, ge=1)  # T5/Gemma prompt tokens, where the family has one
+    max_sequence_length: int | None = Field(default=None, ge=1, le=8192)  # T5/Gemma prompt tokens, where there is one
     cpu_offload: bool = False
     vae_slicing: bool = False
     vae_tiling: bool = False

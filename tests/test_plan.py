@@ -116,6 +116,7 @@ def many_prompts(n: int, offset: int = 0) -> str:
 DISJOINT = """
 name: t
 seed: 3
+model: {id: tiny-random}  # the dry run costs images by the model's family, known here without the Hub
 classes:
   fox: {prompts: PROMPTS}
 splits: {train: 40, val: 10, test: 10}
@@ -227,7 +228,7 @@ def test_dry_run_shows_the_partition(tmp_path):
 def test_ten_thousand_classes_plan_and_dry_run_in_seconds(tmp_path):
     classes = "".join(f"  c{i}: {{variables: {{subject: [thing {i}, other {i}]}}}}\n" for i in range(10_000))
     text = (
-        "name: big\ntemplates: ['a {style} of a {subject}']\nvariables: {style: [watercolor, sketch, photo]}\n"
+        "name: big\nmodel: {id: tiny-random}\ntemplates: ['a {style} of a {subject}']\nvariables: {style: [watercolor, sketch, photo]}\n"
         "splits: {train: 4, test: 2}\nprompt_disjoint: true\ngeneration: {batch_size: 2}\noutput: {shard_size: 2}\n"
         f"classes:\n{classes}"
     )
