@@ -228,7 +228,8 @@ def test_dry_run_shows_the_partition(tmp_path):
 def test_ten_thousand_classes_plan_and_dry_run_in_seconds(tmp_path):
     classes = "".join(f"  c{i}: {{variables: {{subject: [thing {i}, other {i}]}}}}\n" for i in range(10_000))
     text = (
-        "name: big\nmodel: {id: tiny-random}\ntemplates: ['a {style} of a {subject}']\nvariables: {style: [watercolor, sketch, photo]}\n"
+        "name: big\nmodel: {id: tiny-random}\n"
+        "templates: ['a {style} of a {subject}']\nvariables: {style: [watercolor, sketch, photo]}\n"
         "splits: {train: 4, test: 2}\nprompt_disjoint: true\ngeneration: {batch_size: 2}\noutput: {shard_size: 2}\n"
         f"classes:\n{classes}"
     )
