@@ -18,7 +18,7 @@ from builders.source import SourceError, recipe_source
 from eval.scorers import scorer_model_refs
 from synthcore.availability import ModelNeed, ModelUnavailable, diffusers_pipeline, report_unavailable, require_models
 from synthcore.hub import PUSH_FAILED, PushError, scrub
-from synthcore.logs import configure_logging
+from synthcore.logs import configure_logging, route_library_logs
 from synthcore.model_refs import TINY_RANDOM, is_local_path
 
 log = logging.getLogger("synthdata")
@@ -212,3 +212,4 @@ def _quiet_libraries() -> None:
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
+    route_library_logs()

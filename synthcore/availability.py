@@ -205,8 +205,9 @@ class HubModel(ModelNeed):
         except Exception as err:  # noqa: BLE001 - network failures of any kind get the same advice
             status = isinstance(err, HfHubHTTPError) and getattr(err.response, "status_code", None)
             cause = f"the Hub answered {status}" if status else "the Hub is unreachable"
+            said = " ".join(f"{type(err).__name__}: {err}".split())  # one line
             return (
-                f"{self.title()} is not in the local cache, and {cause} ({scrub(f'{type(err).__name__}: {err}')}). "
+                f"{self.title()} is not in the local cache, and {cause} ({scrub(said)}). "
                 f"Check the network (and HF_ENDPOINT if set), or download it where there is network "
                 f"(`{self._download_command()}`) and run with HF_HUB_OFFLINE=1, or set {self.key} to a local "
                 f"directory, or to {TINY_RANDOM!r} to try the tool."
