@@ -115,21 +115,16 @@ def write_pictures(
         stale.unlink()  # a class or the score column may be gone since the last export
     class_names = features[label_column].names
     sources = split_rows(root, splits)
-    columns = [label_column, TRUE_PROB] if TRUE_PROB in features else [label_column]
-    scores = {
-        (s.name, kept): read_columns(*where, features, columns) if where else {name: [] for name in columns}
-        for s in sources
-        for kept, where in ((True, s.kept), (False, s.dropped))
-    }
+    scores = read_scores(sources, features, label_column)
     with picture_style():
         written = [
-            _save(_sample_grid(features, sources, scores, label, name, label_column), root / samples_name(label))
+            _save(sample_grid(features, sources, scores, label, name, label_column), root / samples_name(label))
             for label, name in enumerate(class_names)
         ]
         if TRUE_PROB in features:
             threshold = (thresholds or {}).get("min_true_class_prob")
-            histogram = _histogram(sources, scores, class_names, threshold, label_column)
-            written.append(_save(histogram, root / HISTOGRAM_NAME))
+            figure = histogram(sources, scores, class_names, threshold, label_column)
+            written.append(_save(figure, root / HISTOGRAM_NAME))
     return [str(Path(p).relative_to(root)) for p in written]
 
 
@@ -148,9 +143,21 @@ def _save(figure: Figure, path: Path) -> Path:
 Scores = dict[tuple[str, bool], dict[str, list]]  # (split, kept?) -> the label (and score) column
 
 
-def _sample_grid(
+def read_scores(sources: list[SplitRows], features: datasets.Features, label_column: str = LABEL) -> Scores:
+    """The label column (and CLIP's true-class probability, where the dataset has it) of every split's kept and
+    dropped rows; no image is read."""
+    columns = [label_column, TRUE_PROB] if TRUE_PROB in features else [label_column]
+    return {
+        (source.name, kept): read_columns(*where, features, columns) if where else {name: [] for name in columns}
+        for source in sources
+        for kept, where in ((True, source.kept), (False, source.dropped))
+    }
+
+
+def sample_grid(
     features: datasets.Features, sources: list[SplitRows], scores: Scores, label: int, name: str, label_column: str
-):
+) -> Figure:
+    """One class: a row of its first images per split, or the reason a split has none (draw in ``picture_style``)."""
     width, height = samples_size(len(sources))
     figure = _figure(width, height)
     axes = figure.subplots(len(sources), SAMPLES_PER_SPLIT, squeeze=False)
@@ -188,9 +195,10 @@ def _sample_grid(
     return figure
 
 
-def _histogram(
+def histogram(
     sources: list[SplitRows], scores: Scores, class_names: list[str], threshold: float | None, label_column: str
-):
+) -> Figure:
+    """CLIP's true-class probability per class: each split's kept and dropped rows, and the filter's threshold."""
     width, height = histogram_size(len(class_names))
     ncols, nrows = min(len(class_names), HISTOGRAM_COLUMNS), math.ceil(len(class_names) / HISTOGRAM_COLUMNS)
     figure = _figure(width, height)
