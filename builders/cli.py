@@ -16,10 +16,18 @@ from huggingface_hub import try_to_load_from_cache
 from builders.recipe import Recipe, RecipeError
 from builders.source import SourceError, recipe_source
 from eval.scorers import scorer_model_refs
-from synthcore.availability import ModelNeed, ModelUnavailable, diffusers_pipeline, report_unavailable, require_models
+from synthcore.availability import (
+    DecoderMemory,
+    ModelNeed,
+    ModelUnavailable,
+    diffusers_pipeline,
+    report_unavailable,
+    require_models,
+)
 from synthcore.hub import PUSH_FAILED, PushError, scrub
+from synthcore.launch import local_device
 from synthcore.logs import configure_logging, route_library_logs
-from synthcore.model_refs import TINY_RANDOM, is_local_path
+from synthcore.model_refs import TINY_RANDOM, choose_dtype, is_local_path
 
 log = logging.getLogger("synthdata")
 
@@ -151,12 +159,24 @@ def _push(recipe: Recipe, output_dir: str, args: argparse.Namespace) -> int:
 
 
 def models_needed(recipe: Recipe) -> list[ModelNeed]:
-    """The generator (with its safety checker when the recipe runs it) and the enabled scorers' models."""
-    settings = recipe.model
+    """The generator (with its safety checker when the recipe runs it), whether its VAE can decode one image of
+    the recipe's size on this device, and the enabled scorers' models."""
+    settings, gen = recipe.model, recipe.generation
     generator = diffusers_pipeline(
         "model.id", settings.id, settings.revision, settings.safety_checker, "model.safety_checker"
     )
-    return [generator, *scorer_model_refs(recipe.scoring)]
+    device_type = local_device().type
+    decoder = DecoderMemory(
+        key="generation.height, generation.width",
+        ref=settings.id,
+        what="pipeline",
+        revision=settings.revision,
+        height=gen.height,
+        width=gen.width,
+        dtype_name=choose_dtype(settings.dtype, device_type),
+        device_type=device_type,
+    )
+    return [generator, decoder, *scorer_model_refs(recipe.scoring)]
 
 
 def dry_run(recipe, output_dir: str) -> str:
@@ -164,7 +184,6 @@ def dry_run(recipe, output_dir: str) -> str:
     from builders.dryrun import describe
     from builders.plan import content_fingerprint, make_plan
     from builders.store import OutputDir
-    from synthcore.launch import local_device
 
     # The plan without a datasets builder, whose config hashing alone takes seconds for thousands of classes.
     placement = placement_for(recipe, local_device())

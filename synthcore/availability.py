@@ -12,6 +12,8 @@ loads, generates or writes anything. What is checked, without loading any weight
   (``torch.hub.get_dir()/checkpoints``); or, when downloads are allowed, its URL answers.
 - a checkpoint file (``CheckpointFile``): it is a state dict (a PyTorch zip or pickle file read with
   ``weights_only=True``, or safetensors) with the tensors its architecture expects.
+- a pipeline's image size (``DecoderMemory``): a lower bound of its VAE decoder's memory at batch 1 fits the
+  device.
 
 ``HF_HUB_OFFLINE=1`` means no download of any model: torchvision's weights are not fetched either (torchvision
 ignores the variable; we do not). Every problem found is reported together, naming the model, the key, and what
@@ -351,6 +353,72 @@ def module_shapes(module) -> dict[str, tuple[int, ...]]:
     return {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
 
 
+@dataclass(frozen=True)
+class DecoderMemory(ModelNeed):
+    """Whether a diffusers pipeline's VAE can decode one image of the recipe's size on the device (batch 1).
+
+    A lower bound, read from the VAE's ``config.json`` without loading anything: its last decoder blocks work at
+    full resolution on ``block_out_channels[0]`` channels (128 for Stable Diffusion), and a convolution there
+    holds its input and its output at once: 2 x channels x height x width values of the dtype. The real peak is
+    higher (weights, the UNet, attention); a size refused here cannot run, one accepted may still not fit.
+    Skipped when the config is not on disk (a Hub model not yet downloaded).
+    """
+
+    key: str
+    ref: str
+    what: str
+    revision: str | None
+    height: int
+    width: int
+    dtype_name: str
+    device_type: str
+
+    def problem(self) -> str | None:
+        channels = self._decoder_channels()
+        if channels is None:
+            return None
+        import torch
+
+        value_bytes = torch.empty((), dtype=getattr(torch, self.dtype_name)).element_size()
+        need = 2 * channels * self.height * self.width * value_bytes
+        capacity, device = device_memory(self.device_type)
+        if need <= capacity:
+            return None
+        side = int((capacity / (2 * channels * value_bytes)) ** 0.5) // 8 * 8
+        return (
+            f"{self.key}: {self.height}x{self.width} images cannot be made on this {device}: at batch 1 the VAE "
+            f"decoder of {self.ref!r} alone needs at least {need / 2**30:.1f} GiB ({channels} channels of "
+            f"{self.height}x{self.width} {self.dtype_name} values, in and out of one convolution), more than its "
+            f"{capacity / 2**30:.1f} GiB. Lower generation.height and generation.width (below about {side}x{side} "
+            "for this bound alone)."
+        )
+
+    def _decoder_channels(self) -> int | None:
+        if self.ref == TINY_RANDOM or is_local_path(self.ref):
+            path = Path(resolve(self.ref, "sd")) / "vae" / "config.json"
+        else:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(self.ref, "vae/config.json", revision=self.revision)
+            path = Path(cached) if isinstance(cached, str) else None
+        try:
+            return int(json.loads(path.read_text(encoding="utf-8"))["block_out_channels"][0]) if path else None
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            return None  # no readable VAE config: the component check reports a missing one
+
+
+def device_memory(device_type: str) -> tuple[int, str]:
+    """(bytes, name) of the memory this process's models live in: its GPU's, or the machine's RAM on a CPU."""
+    import torch
+
+    if device_type == "cuda":
+        index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
+        return torch.cuda.get_device_properties(index).total_memory, f"GPU (cuda:{index})"
+    import psutil
+
+    return psutil.virtual_memory().total, "machine (CPU, its RAM)"
+
+
 def _has_files(directory: Path) -> bool:
     return directory.is_dir() and any(p.is_file() for p in directory.iterdir())
 
@@ -361,8 +429,8 @@ def require_models(needs: Sequence[ModelNeed]) -> None:
     if problems:
         plural = "s" * (len(problems) > 1)
         raise ModelUnavailable(
-            f"{len(problems)} model{plural} this run needs {'are' if plural else 'is'} not available; nothing "
-            "was loaded or written:\n" + "\n".join(f"- {scrub(p)}" for p in problems)
+            f"{len(problems)} model{plural} this run needs {'are' if plural else 'is'} not available or cannot run; "
+            "nothing was loaded or written:\n" + "\n".join(f"- {scrub(p)}" for p in problems)
         )
 
 

@@ -17,6 +17,7 @@ from torchvision.models import resnet18
 from eval.scorers.resnet50 import ResNet50Scorer, ResNetSettings
 from synthcore.availability import (
     CheckpointFile,
+    DecoderMemory,
     ModelUnavailable,
     TorchvisionWeights,
     diffusers_pipeline,
@@ -182,6 +183,21 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(ModelUnavailable) as raised:
         require_models([pipeline("/etc"), *backbone_needs("IMAGENET1K_V1"), *backbone_needs("none")])
     message = str(raised.value)
-    assert message.startswith("2 models this run needs are not available; nothing was loaded or written:")
+    assert message.startswith("2 models this run needs are not available or cannot run; nothing was loaded or written:")
     assert "\n- model.id: " in message and "\n- --backbone-weights: the torchvision ResNet18 weights file" in message
     require_models([pipeline("tiny-random"), *backbone_needs("none")])
+
+
+def decoder(ref: str, side: int) -> DecoderMemory:
+    return DecoderMemory("generation.height, generation.width", ref, "pipeline", None, side, side, "float32", "cpu")
+
+
+def test_an_image_size_the_vae_decoder_cannot_hold_is_refused_with_the_number(tmp_path: Path):
+    for name, channels in (("sd", 128), ("wide", 65536)):
+        (tmp_path / name / "vae").mkdir(parents=True)
+        (tmp_path / name / "vae" / "config.json").write_text(json.dumps({"block_out_channels": [channels, 256]}))
+    assert decoder(str(tmp_path / "sd"), 512).problem() is None  # 128 x 512 x 512 x 4 bytes x 2: 256 MiB
+    problem = decoder(str(tmp_path / "wide"), 1024).problem()  # 65536 channels: 512 GiB at 1024x1024
+    assert problem.startswith("generation.height, generation.width: 1024x1024 images cannot be made on this")
+    assert "needs at least 512.0 GiB (65536 channels of 1024x1024 float32 values" in problem
+    assert decoder("someone/uncached", 100_000).problem() is None  # no VAE config on disk: nothing to say
