@@ -166,3 +166,28 @@ def test_classifier_files_have_the_permissions_of_every_other_output(smoke_dir: 
     assert result.returncode == 0, result.stderr
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir() if p.is_file()}
     assert modes["model.safetensors"] == modes["head.safetensors"] == modes["metrics.json"], modes
+
+
+def test_library_warnings_print_once_and_every_message_is_scrubbed():
+    token = "hf_ScRuBmE0123456789abcdefghij"
+    code = (
+        "import logging, warnings\nimport datasets\nfrom synthcore.logs import configure_logging\n"
+        "configure_logging()\n"
+        "logging.getLogger('huggingface_hub.utils._http').warning('Retrying in 1s [Retry 1/5] for %s', 'url')\n"
+        "logging.getLogger('datasets.load').warning('datasets says hello')\n"
+        f"warnings.warn('a warning quoting {token}')\n"
+        f"raise RuntimeError('the server said: Bearer {token}')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "HF_TOKEN": token},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("Retrying in 1s [Retry 1/5] for url") == 1
+    assert result.stderr.count("datasets says hello") == 1
+    assert token not in result.stderr and "a warning quoting <token>" in result.stderr
+    assert "RuntimeError: the server said: Bearer <token>" in result.stderr
