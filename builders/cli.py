@@ -98,11 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         return _push(recipe, output_dir, args) if int(os.environ.get("RANK", "0")) == 0 else 0
     if recipe.hub.repo_id and (warning := hub.missing_token_warning()):
         log.warning(warning)
+    _quiet_libraries()  # before the check, which may build the tiny-random models
     try:
         require_models(models_needed(recipe))
     except ModelUnavailable as err:
         return report_unavailable(err)
-    _quiet_libraries()
     from builders.distributed_build import build
     from builders.export import EmptyDataset
     from builders.store import FingerprintMismatch
