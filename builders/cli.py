@@ -4,16 +4,30 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shlex
 import sys
 from pathlib import Path
 
+from huggingface_hub import try_to_load_from_cache
+
 from builders.recipe import Recipe, RecipeError
 from builders.source import SourceError, recipe_source
+from eval.scorers import scorer_model_refs
+from synthcore.availability import (
+    DecoderMemory,
+    ModelNeed,
+    ModelUnavailable,
+    diffusers_pipeline,
+    report_unavailable,
+    require_models,
+)
 from synthcore.hub import PUSH_FAILED, PushError, scrub
-from synthcore.logs import configure_logging
+from synthcore.launch import local_device
+from synthcore.logs import configure_logging, route_library_logs
+from synthcore.model_refs import TINY_RANDOM, choose_dtype, is_local_path
 
 log = logging.getLogger("synthdata")
 
@@ -88,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         return _push(recipe, output_dir, args) if int(os.environ.get("RANK", "0")) == 0 else 0
     if recipe.hub.repo_id and (warning := hub.missing_token_warning()):
         log.warning(warning)
-    _quiet_libraries()
+    _quiet_libraries()  # before the check, which may build the tiny-random models
+    try:
+        require_models(models_needed(recipe))
+    except ModelUnavailable as err:
+        return report_unavailable(err)
     from builders.distributed_build import build
     from builders.export import EmptyDataset
     from builders.store import FingerprintMismatch
@@ -144,17 +162,68 @@ def _push(recipe: Recipe, output_dir: str, args: argparse.Namespace) -> int:
     return 0
 
 
+def models_needed(recipe: Recipe) -> list[ModelNeed]:
+    """The generator (with its safety checker when the recipe runs it), whether its VAE can decode one image of
+    the recipe's size on this device, and the enabled scorers' models."""
+    settings, gen = recipe.model, recipe.generation
+    generator = diffusers_pipeline(
+        "model.id", settings.id, settings.revision, settings.safety_checker, "model.safety_checker"
+    )
+    device_type = local_device().type
+    decoder = DecoderMemory(
+        key="generation.height, generation.width",
+        ref=settings.id,
+        what="pipeline",
+        revision=settings.revision,
+        height=gen.height,
+        width=gen.width,
+        dtype_name=choose_dtype(settings.dtype, device_type),
+        device_type=device_type,
+    )
+    return [generator, decoder, *scorer_model_refs(recipe.scoring)]
+
+
 def dry_run(recipe, output_dir: str) -> str:
     from builders.distributed_build import placement_for
     from builders.dryrun import describe
     from builders.plan import content_fingerprint, make_plan
     from builders.store import OutputDir
-    from synthcore.launch import local_device
 
     # The plan without a datasets builder, whose config hashing alone takes seconds for thousands of classes.
     placement = placement_for(recipe, local_device())
     fingerprint = content_fingerprint(recipe, placement.device.split(":")[0], placement.dtype_name)
-    return describe(recipe, make_plan(recipe, fingerprint), OutputDir(output_dir))
+    plan_text = describe(recipe, make_plan(recipe, fingerprint), OutputDir(output_dir))
+    return f"{plan_text}\n{_architecture_note(recipe)}"
+
+
+SD15_UNET = {"block_out_channels": [320, 640, 1280, 1280], "cross_attention_dim": 768}
+
+
+def _architecture_note(recipe: Recipe) -> str:
+    """Whose architecture the estimate is: it is SD 1.5's; say whether the recipe's model has that UNet, read from
+    its ``unet/config.json`` where that is on disk (nothing is downloaded or loaded)."""
+    ref = recipe.model.id
+    if ref == TINY_RANDOM:
+        return (
+            f"model.id {TINY_RANDOM!r} is a tiny random test pipeline: the estimate is for SD 1.5's architecture, "
+            "far above what it costs"
+        )
+    if is_local_path(ref):
+        path = Path(ref).expanduser() / "unet" / "config.json"
+    else:
+        cached = try_to_load_from_cache(ref, "unet/config.json", revision=recipe.model.revision)
+        path = Path(cached) if isinstance(cached, str) else None
+    try:
+        unet = json.loads(path.read_text(encoding="utf-8")) if path else None
+    except (OSError, ValueError):
+        unet = None
+    if unet is None:
+        return f"model.id {ref!r}: its UNet config is not on disk; the estimate assumes SD 1.5's architecture"
+    found = {key: unet.get(key) for key in SD15_UNET}
+    if found == SD15_UNET:
+        return f"model.id {ref!r} has SD 1.5's UNet architecture: the estimate is for it"
+    shown = ", ".join(f"{key} {value}" for key, value in found.items())
+    return f"model.id {ref!r} has another UNet ({shown}): the estimate is SD 1.5's, not its own"
 
 
 def _quiet_libraries() -> None:
@@ -166,3 +235,4 @@ def _quiet_libraries() -> None:
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
+    route_library_logs()

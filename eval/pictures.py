@@ -3,18 +3,22 @@
 Written as PNG under ``<out>/pictures/`` (shown in the card by relative links, uploaded with the data):
 
 - ``samples-class-NNN.png``: per class (``NNN`` its label index, never its raw name), one row per split with
-  its first images, each captioned with CLIP's probability of the true class when the dataset has that column;
-- ``clip-true-prob.png``: per class, a histogram of that probability in every split (only with the column).
+  its first images, each captioned with CLIP's probability of the true class when the dataset has that column; a
+  split where the class has no image says why (the filters dropped all N of them, or there were none);
+- ``clip-true-prob.png``: per class, a histogram of that probability in every split, kept rows and the rows the
+  filters dropped apart (read from ``dropped/data`` or the ``<split>_dropped`` splits), with the filter's
+  threshold (only with the column).
 
-Only the few sample images are read; the histogram reads the score column alone (see ``synthcore.readback``).
-Figures have a fixed size in pixels (``*_size`` functions), whatever the data.
+Only the few sample images are read; the histogram reads the label and score columns alone (see
+``synthcore.readback``). Figures have a fixed size in pixels (``*_size`` functions), whatever the data. Class
+names are drawn in their own script (``synthcore.fonts``: CJK included).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -23,10 +27,13 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from synthcore.columns import LABEL
+from synthcore.columns import DROPPED_SUFFIX, LABEL
+from synthcore.fonts import picture_style, shown
+from synthcore.layout import hub_files
 from synthcore.readback import first_rows_of_class, read_columns
 
 PICTURES_DIR = "pictures"
+DROPPED_DIR = "dropped"  # the filters' dropped rows as a dataset of their own (``filters.dropped: dataset``)
 TRUE_PROB = "clip_true_prob"
 SAMPLES_PER_SPLIT = 6
 HISTOGRAM_COLUMNS = 4
@@ -34,6 +41,7 @@ DPI = 100
 _CELL = (1.6, 1.85)  # inches per sample image (width, height with its caption)
 _TITLE = 0.5  # inches for a figure's title
 _PANEL = (3.2, 2.4)  # inches per class panel of the histogram
+_AXIS_LABELS = 0.4  # inches below the lowest panels, for their tick labels and axis label
 
 
 def samples_name(label: int) -> str:
@@ -65,6 +73,33 @@ def histogram_size(num_classes: int) -> tuple[int, int]:
     return round(columns * _PANEL[0] * DPI), round((rows * _PANEL[1] + _TITLE) * DPI)
 
 
+@dataclass(frozen=True)
+class SplitRows:
+    """Where a split's rows are, as (dataset root, split name) for ``synthcore.readback``: the kept ones in
+    ``data/``; the ones the filters dropped in a ``<split>_dropped`` split or in ``dropped/``. Either may be
+    absent (a split the filters emptied has no kept files)."""
+
+    name: str
+    kept: tuple[Path, str] | None
+    dropped: tuple[Path, str] | None
+
+
+def split_rows(root: Path, splits: list[str]) -> list[SplitRows]:
+    """Every split of ``splits`` (``<split>_dropped`` ones folded into their split) and every split that has
+    only dropped rows, in that order."""
+    kept_files, dropped_files = hub_files(root / "data"), hub_files(root / DROPPED_DIR / "data")
+    names = [s for s in splits if not s.endswith(DROPPED_SUFFIX) or s.removesuffix(DROPPED_SUFFIX) not in splits]
+    names += [s.removesuffix(DROPPED_SUFFIX) for s in kept_files if s.endswith(DROPPED_SUFFIX)] + list(dropped_files)
+    rows = []
+    for name in dict.fromkeys(names):
+        if f"{name}{DROPPED_SUFFIX}" in kept_files:
+            dropped = (root, f"{name}{DROPPED_SUFFIX}")
+        else:
+            dropped = (root / DROPPED_DIR, name) if name in dropped_files else None
+        rows.append(SplitRows(name, (root, name) if name in kept_files else None, dropped))
+    return rows
+
+
 def write_pictures(
     root: Path,
     features: datasets.Features,
@@ -73,22 +108,23 @@ def write_pictures(
     label_column: str = LABEL,
 ) -> list[str]:
     """Draw every picture of the dataset at ``root``; returns their paths relative to it. ``thresholds``: the
-    active filters (the histogram marks ``min_true_class_prob``). Text is never parsed as mathtext: a class
-    name may hold ``$``."""
+    active filters (the histogram marks ``min_true_class_prob``)."""
     root = Path(root)
     (root / PICTURES_DIR).mkdir(exist_ok=True)
     for stale in (root / PICTURES_DIR).glob("*.png"):
         stale.unlink()  # a class or the score column may be gone since the last export
     class_names = features[label_column].names
-    with matplotlib.rc_context({"text.parse_math": False}):
+    sources = split_rows(root, splits)
+    scores = read_scores(sources, features, label_column)
+    with picture_style():
         written = [
-            _save(_sample_grid(root, features, splits, label, name, label_column), root / samples_name(label))
+            _save(sample_grid(features, sources, scores, label, name, label_column), root / samples_name(label))
             for label, name in enumerate(class_names)
         ]
         if TRUE_PROB in features:
             threshold = (thresholds or {}).get("min_true_class_prob")
-            histogram = _histogram(root, features, splits, class_names, threshold, label_column)
-            written.append(_save(histogram, root / HISTOGRAM_NAME))
+            figure = histogram(sources, scores, class_names, threshold, label_column)
+            written.append(_save(figure, root / HISTOGRAM_NAME))
     return [str(Path(p).relative_to(root)) for p in written]
 
 
@@ -104,51 +140,91 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
-def _sample_grid(root: Path, features: datasets.Features, splits: list[str], label: int, name: str, label_column: str):
-    width, height = samples_size(len(splits))
+Scores = dict[tuple[str, bool], dict[str, list]]  # (split, kept?) -> the label (and score) column
+
+
+def read_scores(sources: list[SplitRows], features: datasets.Features, label_column: str = LABEL) -> Scores:
+    """The label column (and CLIP's true-class probability, where the dataset has it) of every split's kept and
+    dropped rows; no image is read."""
+    columns = [label_column, TRUE_PROB] if TRUE_PROB in features else [label_column]
+    return {
+        (source.name, kept): read_columns(*where, features, columns) if where else {name: [] for name in columns}
+        for source in sources
+        for kept, where in ((True, source.kept), (False, source.dropped))
+    }
+
+
+def sample_grid(
+    features: datasets.Features, sources: list[SplitRows], scores: Scores, label: int, name: str, label_column: str
+) -> Figure:
+    """One class: a row of its first images per split, or the reason a split has none (draw in ``picture_style``)."""
+    width, height = samples_size(len(sources))
     figure = _figure(width, height)
-    axes = figure.subplots(len(splits), SAMPLES_PER_SPLIT, squeeze=False)
+    axes = figure.subplots(len(sources), SAMPLES_PER_SPLIT, squeeze=False)
     figure.suptitle(class_title(label, name), fontsize=11)
-    for row, split in zip(axes, splits):
-        samples = first_rows_of_class(root, split, features, label, SAMPLES_PER_SPLIT, label_column)
-        image_key = next(name for name, feature in features.items() if isinstance(feature, datasets.Image))
+    image_column = next(column for column, feature in features.items() if isinstance(feature, datasets.Image))
+    for row, source in zip(axes, sources):
+        samples = (
+            first_rows_of_class(*source.kept, features, label, SAMPLES_PER_SPLIT, label_column) if source.kept else []
+        )
         for column, ax in enumerate(row):
             ax.set_xticks([])
             ax.set_yticks([])
             if column == 0:
-                ax.set_ylabel(split, fontsize=9)
+                ax.set_ylabel(shown(source.name), fontsize=9)
             if column < len(samples):
-                ax.imshow(samples[column][image_key].convert("RGB"), interpolation="nearest")
+                ax.imshow(samples[column][image_column].convert("RGB"), interpolation="nearest")
                 if TRUE_PROB in samples[column]:
                     ax.set_xlabel(f"p(true) = {samples[column][TRUE_PROB]:.2f}", fontsize=8)
             else:
                 ax.set_frame_on(False)
+        if not samples:
+            dropped = scores[source.name, False][label_column].count(label)
+            why = f"the filters dropped all {dropped} image{'s' * (dropped != 1)}" if dropped else "no image"
+            row[0].text(
+                0.05,
+                0.5,
+                f"{why} of this class in {shown(source.name)}",
+                transform=row[0].transAxes,
+                fontsize=10,
+                va="center",
+                ha="left",
+                color="dimgray",
+            )
     figure.subplots_adjust(left=0.06, right=0.99, bottom=0.06, top=1 - _TITLE / (height / DPI), wspace=0.08, hspace=0.3)
     return figure
 
 
-def _histogram(
-    root: Path,
-    features: datasets.Features,
-    splits: list[str],
-    class_names: list[str],
-    threshold: float | None,
-    label_column: str,
-):
-    columns = {split: read_columns(root, split, features, [label_column, TRUE_PROB]) for split in splits}
+def histogram(
+    sources: list[SplitRows], scores: Scores, class_names: list[str], threshold: float | None, label_column: str
+) -> Figure:
+    """CLIP's true-class probability per class: each split's kept and dropped rows, and the filter's threshold."""
     width, height = histogram_size(len(class_names))
     ncols, nrows = min(len(class_names), HISTOGRAM_COLUMNS), math.ceil(len(class_names) / HISTOGRAM_COLUMNS)
     figure = _figure(width, height)
     axes = figure.subplots(nrows, ncols, squeeze=False)
     figure.suptitle("CLIP probability of the true class", fontsize=11)
     bins = [i / 20 for i in range(21)]
+    filtered = threshold is not None or any(scores[source.name, False][label_column] for source in sources)
     for label, ax in enumerate(axes.flat):
         if label >= len(class_names):
             ax.set_visible(False)
             continue
-        for split, values in columns.items():
-            probs = [p for p, y in zip(values[TRUE_PROB], values[label_column]) if y == label and p is not None]
-            ax.hist(probs, bins=bins, histtype="step", linewidth=1.5, label=f"{split} ({len(probs)})")
+        for index, source in enumerate(sources):
+            for kept, style in ((True, "-"), (False, ":")):
+                values = scores[source.name, kept]
+                probs = [p for p, y in zip(values[TRUE_PROB], values[label_column]) if y == label and p is not None]
+                if kept or probs:
+                    what = ("kept " if kept else "dropped ") if filtered else ""
+                    ax.hist(
+                        probs,
+                        bins=bins,
+                        histtype="step",
+                        linewidth=1.5,
+                        linestyle=style,
+                        color=f"C{index}",
+                        label=f"{shown(source.name)}: {what}{len(probs)}",
+                    )
         ax.set_title(class_title(label, class_names[label]), fontsize=9)
         ax.set_xlim(0, 1)
         ax.set_xlabel("CLIP p(true class)", fontsize=7)
@@ -157,23 +233,16 @@ def _histogram(
             ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"filter ≥ {threshold:g}")
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)
-    figure.subplots_adjust(left=0.06, right=0.98, bottom=0.1, top=1 - _TITLE / (height / DPI), wspace=0.25, hspace=0.45)
+    inches = height / DPI
+    figure.subplots_adjust(
+        left=0.06, right=0.98, bottom=_AXIS_LABELS / inches, top=1 - _TITLE / inches, wspace=0.25, hspace=0.45
+    )
     return figure
 
 
 def class_title(label: int, name: str) -> str:
-    """``class 0: fox``; just ``class 0`` when the plotting font lacks a glyph of the name (it may be in any
-    script), rather than boxes and warnings. The card gives every index its name."""
-    charmap = _font_charmap()
-    return f"class {label}: {name}" if all(ord(char) in charmap for char in name) else f"class {label}"
-
-
-@lru_cache(maxsize=1)
-def _font_charmap() -> frozenset[int]:
-    from matplotlib import font_manager
-    from matplotlib.ft2font import FT2Font
-
-    return frozenset(FT2Font(font_manager.findfont(font_manager.FontProperties())).get_charmap())
+    """``class 0: fox``, ``class 2: 여우``: the name in its own script, a character no font has as its escape."""
+    return f"class {label}: {shown(name)}"
 
 
 EMBEDDING_MAP_NAME = f"{PICTURES_DIR}/clip-embeddings.png"
@@ -196,7 +265,7 @@ def write_embedding_map(
     ax = figure.subplots()
     colours = matplotlib.colormaps["tab10" if len(class_names) <= 10 else "tab20"]
     split_order = list(dict.fromkeys(splits))
-    with matplotlib.rc_context({"text.parse_math": False}):
+    with picture_style():
         for s, split in enumerate(split_order):
             for label, name in enumerate(class_names):
                 chosen = (np.asarray(labels) == label) & (np.asarray(splits) == split)
@@ -208,7 +277,7 @@ def write_embedding_map(
                         alpha=0.7,
                         color=colours(label % colours.N),
                         marker=_MARKERS[s % len(_MARKERS)],
-                        label=f"{class_title(label, name)} · {split}",
+                        label=f"{class_title(label, name)} · {shown(split)}",
                     )
         ax.set_xlabel(f"principal component 1 ({explained[0]:.0%} of the variance)", fontsize=8)
         ax.set_ylabel(f"principal component 2 ({explained[1]:.0%} of the variance)", fontsize=8)

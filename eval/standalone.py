@@ -11,6 +11,7 @@ the first label template ("a photo of a fox").
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import shutil
@@ -26,9 +27,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from eval.pictures import EMBEDDING_MAP_NAME, picture_alt, write_pictures
 from eval.preprocess import rgb_tensor
 from eval.quality import QualityError, QualityReport, QualitySettings, open_reference, quality_pass, write_outputs
-from eval.scorers import SCORERS, Scorers, ScoringSettings, enabled_scorers, scorer_features
+from eval.scorers import SCORERS, Scorers, ScoringSettings, enabled_scorers, scorer_features, scorer_model_refs
 from eval.scorers.base import ScoringTask
 from eval.summary import DatasetSummary, format_table, leakage_warning, quality_markdown, summarize, write_summary
+from synthcore.availability import ModelNeed, ModelUnavailable, report_unavailable, require_models
 from synthcore.cardmeta import layout_card_data, md, save_card
 from synthcore.hub import scrub
 from synthcore.layout import ROWS_PER_ROW_GROUP, hub_file_name, hub_files, split_sizes
@@ -210,6 +212,22 @@ def scoring_task(args: argparse.Namespace, class_names: list[str]) -> tuple[Scor
     return recipe.task(), scoring_settings(args, recipe.scoring)
 
 
+def models_needed(args: argparse.Namespace) -> list[ModelNeed]:
+    """The scorers' models, each named by the option that chose it (or the recipe key, when the recipe did)."""
+    recipe_scoring = read_recipe_view(args.recipe).scoring if args.recipe else ScoringSettings()
+    flags = {f"scoring.{s.name}.{o.field}": o for s in SCORERS.values() for o in s.cli_options}
+
+    def chosen_by(key: str) -> str:
+        option = flags.get(key)
+        given = option is not None and getattr(args, f"{key.split('.')[1]}__{option.field}") is not None
+        if args.recipe and not given:
+            return f"{key} (in {args.recipe})"
+        return option.flag if option else key
+
+    needs = scorer_model_refs(scoring_settings(args, recipe_scoring))
+    return [dataclasses.replace(need, key=chosen_by(need.key)) for need in needs]
+
+
 def check_columns(dataset: datasets.DatasetDict, columns: Columns, source: str) -> list[str]:
     """The class names, once every split is known to have the image and ClassLabel columns."""
     for split, ds in dataset.items():
@@ -327,6 +345,7 @@ def prepare_output(out: Path, source: str, overwrite: bool) -> None:
 
 def score_dataset(args: argparse.Namespace) -> Path:
     columns = Columns(args.image_column, args.label_column, args.prompt_column)
+    require_models(models_needed(args))
     dataset = datasets.load_dataset(args.dataset)
     task, scoring = scoring_task(args, check_columns(dataset, columns, args.dataset))
     quality = quality_settings(args, read_recipe_view(args.recipe).quality if args.recipe else QualitySettings())
@@ -361,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {scrub(str(err))}", file=sys.stderr)
         return 2
     except ValidationError as err:
-        print(f"error: invalid scoring options:\n{err}", file=sys.stderr)
+        print(f"error: invalid scoring options:\n{scrub(str(err))}", file=sys.stderr)
         return 2
+    except ModelUnavailable as err:
+        return report_unavailable(err)
     print(f"scored dataset written to {out}")
     return 0

@@ -58,7 +58,8 @@ def test_bad_reference_fails_before_scoring(smoke_dir: Path, tmp_path: Path, cap
     real = reference_copy(smoke_dir, tmp_path / "real", ["renard", "dog2", "x"])
     args = [a.format(real=real) for a in args]
     out = tmp_path / "o"
-    assert main([str(smoke_dir), "--output-dir", str(out), "--clip-model", "tiny-random", *args]) == 2
+    models = ["--clip-model", "tiny-random", "--resnet50-weights", "tiny-random"]  # models are checked first (exit 4)
+    assert main([str(smoke_dir), "--output-dir", str(out), *models, *args]) == 2
     assert expected in capsys.readouterr().err
     assert not (out / "data").exists() or not any((out / "data").iterdir())  # nothing scored
 

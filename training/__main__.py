@@ -1,5 +1,6 @@
 """``python -m training``: parse the options, run, turn known failures into one clear line and an exit code
-(2: bad input; 3: the push failed, the local outputs are complete)."""
+(2: bad input; 3: the push failed, the local outputs are complete; 4: the backbone's weights are not available,
+checked before anything is read or written)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import sys
 
 from pydantic import ValidationError
 
+from synthcore.availability import ModelUnavailable, report_unavailable, require_models
 from synthcore.hub import PUSH_FAILED, PushError, scrub
 from synthcore.logs import configure_logging
+from training.backbone import backbone_needs
 from training.config import TrainingError, parse_config
 from training.train import run
 
@@ -17,12 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     try:
         config = parse_config(argv)
+        require_models(backbone_needs(config.backbone_weights))
         run(config)
     except (TrainingError, ValidationError) as err:
         print(f"error: {scrub(str(err))}", file=sys.stderr)
         return 2
+    except ModelUnavailable as err:
+        return report_unavailable(err)
     except PushError as err:
-        print(f"error: {err}\nThe trained classifier is in {config.output_dir}.", file=sys.stderr)
+        print(f"error: {scrub(str(err))}\nThe trained classifier is in {config.output_dir}.", file=sys.stderr)
         return PUSH_FAILED
     return 0
 

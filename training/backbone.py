@@ -16,10 +16,12 @@ from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 from torchvision.transforms import v2
 
+from synthcore.availability import CheckpointFile, ModelNeed, Shapes, TorchvisionWeights, module_shapes, shape_mismatch
 from training.config import DEFAULT_BACKBONE, TrainingError
 
 RANDOM_INIT = "none"
 FEATURE_DIM = 512
+OPTION = "--backbone-weights"
 
 
 def is_enum_weights(ref: str) -> bool:
@@ -47,6 +49,28 @@ def train_transform(ref: str):
     )
 
 
+def backbone_needs(ref: str) -> list[ModelNeed]:
+    """The backbone's weights, checked before any work starts (``synthcore.availability``)."""
+    if is_enum_weights(ref):
+        url = ResNet18_Weights[ref].url
+        return [
+            TorchvisionWeights(
+                OPTION, ref, "torchvision ResNet18 weights file", url, f", or to {RANDOM_INIT!r} (random init)"
+            )
+        ]
+    if ref == RANDOM_INIT:
+        return []
+    _check_is_file(Path(ref).expanduser())
+    return [CheckpointFile(OPTION, ref, "ResNet18 state dict", resnet18_mismatch)]
+
+
+def resnet18_mismatch(shapes: Shapes) -> str | None:
+    """How a checkpoint's tensors differ from ResNet18's, ``fc`` aside (it is replaced by the head)."""
+    with torch.device("meta"):
+        expected = module_shapes(resnet18(weights=None))
+    return shape_mismatch(shapes, expected, ignore_prefix="fc.")
+
+
 def build_resnet18(ref: str, seed: int = 0) -> nn.Module:
     """ResNet18 with the requested weights; its ``fc`` is still ImageNet's and is replaced by the caller."""
     if is_enum_weights(ref):
@@ -58,12 +82,16 @@ def build_resnet18(ref: str, seed: int = 0) -> nn.Module:
     return _from_checkpoint(Path(ref).expanduser())
 
 
-def _from_checkpoint(path: Path) -> nn.Module:
+def _check_is_file(path: Path) -> None:
     if not path.is_file():
         raise TrainingError(
-            f"--backbone-weights: {str(path)!r} is neither a torchvision ResNet18_Weights name "
+            f"{OPTION}: {str(path)!r} is neither a torchvision ResNet18_Weights name "
             f"({', '.join(ResNet18_Weights.__members__)}), nor {RANDOM_INIT!r}, nor an existing checkpoint file"
         )
+
+
+def _from_checkpoint(path: Path) -> nn.Module:
+    _check_is_file(path)
     state = _read_state_dict(path)
     model = resnet18(weights=None)
     body = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the head is replaced anyway

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from training.backbone import FEATURE_DIM, build_resnet18, eval_transform, is_enum_weights
@@ -65,11 +65,11 @@ def save_classifier(model: ImageClassifier, directory: Path, mode: str) -> list[
     """Write the classifier; returns the files written."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
-    save_file({k.removeprefix("fc."): v for k, v in state.items() if k.startswith("fc.")}, directory / HEAD_FILE)
+    _save_tensors({k.removeprefix("fc."): v for k, v in state.items() if k.startswith("fc.")}, directory / HEAD_FILE)
     files = [HEAD_FILE]
     whole = mode == "finetune" or not is_enum_weights(model.backbone_weights)
     if whole:
-        save_file(state, directory / MODEL_FILE)
+        _save_tensors(state, directory / MODEL_FILE)
         files.append(MODEL_FILE)
     preset = model.transform
     config = {
@@ -88,6 +88,12 @@ def save_classifier(model: ImageClassifier, directory: Path, mode: str) -> list[
     }
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
     return [*files, CONFIG_FILE]
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """A safetensors file with the permissions of every other output (the umask's): safetensors' own
+    ``save_file`` creates it readable by its owner alone (0600)."""
+    path.write_bytes(save(tensors))
 
 
 def load_classifier(directory: str | Path, device: str | torch.device = "cpu") -> ImageClassifier:

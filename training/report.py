@@ -1,7 +1,8 @@
 """What a run leaves to read: ``metrics.json``, a printed table, and PNG plots (curves, confusion matrices).
 
 Plots are drawn on matplotlib ``Figure`` objects with the Agg canvas directly, so no GUI backend is ever
-selected and importing this module does not change a notebook's backend.
+selected and importing this module does not change a notebook's backend. Class names are drawn in their own script
+(``synthcore.fonts``: CJK included, never parsed as mathtext).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from synthcore.fonts import picture_style, shown
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
@@ -55,13 +58,18 @@ def final_table(final: dict[str, dict], classes: list[str]) -> str:
 
 def plot_curves(directory: Path, epochs: list[dict]) -> Path:
     """Loss and accuracy per epoch: training and every eval split."""
+    with picture_style():
+        return _plot_curves(directory, epochs)
+
+
+def _plot_curves(directory: Path, epochs: list[dict]) -> Path:
     figure = Figure(figsize=(11, 4), layout="constrained")
     FigureCanvasAgg(figure)
     x = [record["epoch"] for record in epochs]
     for axis, key in zip(figure.subplots(1, 2), ("loss", "accuracy")):
         axis.plot(x, [r["train"][key] for r in epochs], marker="o", label="train")
         for split in epochs[0]["eval"]:
-            axis.plot(x, [r["eval"][split][key] for r in epochs], marker="o", label=split)
+            axis.plot(x, [r["eval"][split][key] for r in epochs], marker="o", label=shown(split))
         axis.set(xlabel="epoch", ylabel=key, title=key)
         axis.xaxis.get_major_locator().set_params(integer=True)
         axis.legend()
@@ -71,6 +79,12 @@ def plot_curves(directory: Path, epochs: list[dict]) -> Path:
 
 
 def plot_confusion(directory: Path, split: str, matrix: list[list[int]], classes: list[str]) -> Path:
+    """The last epoch's confusion matrix of one eval split, counts in the cells, class names on the axes."""
+    with picture_style():
+        return _plot_confusion(directory, split, matrix, classes)
+
+
+def _plot_confusion(directory: Path, split: str, matrix: list[list[int]], classes: list[str]) -> Path:
     figure = Figure(figsize=(2 + 0.6 * len(classes), 1.5 + 0.6 * len(classes)), layout="constrained")
     FigureCanvasAgg(figure)
     axis = figure.subplots()
@@ -80,11 +94,11 @@ def plot_confusion(directory: Path, split: str, matrix: list[list[int]], classes
     axis.set(
         xticks=ticks,
         yticks=ticks,
-        xticklabels=classes,
-        yticklabels=classes,
+        xticklabels=[shown(c) for c in classes],
+        yticklabels=[shown(c) for c in classes],
         xlabel="predicted",
         ylabel="true",
-        title=f"confusion matrix: {split}",
+        title=f"confusion matrix: {shown(split)}",
     )
     dark = max(max(values) for values in matrix) / 2
     for row, values in enumerate(matrix):

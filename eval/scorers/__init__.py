@@ -16,6 +16,7 @@ from eval.preprocess import Images
 from eval.scorers.base import LoadedScorer, Scorer, ScorerSettings, ScoringTask
 from eval.scorers.clip import ClipScorer
 from eval.scorers.resnet50 import ResNet50Scorer
+from synthcore.availability import ModelNeed
 
 SCORERS: dict[str, Scorer] = {
     scorer.name: scorer
@@ -57,7 +58,8 @@ def scorer_provenance(scoring: ScoringSettings) -> dict:
     return {scorer.name: scorer.provenance(settings) for scorer, settings in enabled_scorers(scoring)}
 
 
-def scorer_model_refs(scoring: ScoringSettings) -> list[tuple[str, str]]:
+def scorer_model_refs(scoring: ScoringSettings) -> list[ModelNeed]:
+    """The models the enabled scorers load, each with its recipe key (``scoring.<name>.<field>``)."""
     return [ref for scorer, settings in enabled_scorers(scoring) for ref in scorer.model_refs(settings)]
 
 

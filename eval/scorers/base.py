@@ -5,7 +5,7 @@ A scorer is one module under ``eval/scorers/`` defining a subclass of ``Scorer``
 section gets a ``<name>`` key with its ``Settings``; the dataset gets its ``features``; its ``filters`` become
 keys of the recipe's ``filters`` section; its ``summary`` statistics become columns of ``summary.json``, the
 printed table and the card; ``describe`` and ``provenance`` fill the card's model table and ``build_info.json``;
-``cli_options`` become options of ``python -m eval``.
+``cli_options`` become options of ``python -m eval``; ``model_refs`` are checked before any work starts.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from eval.preprocess import Images
+from synthcore.availability import ModelNeed
 
 
 class ScorerSettings(BaseModel):
@@ -115,6 +116,7 @@ class Scorer(ABC):
     def provenance(self, settings: ScorerSettings) -> dict:
         """What ``build_info.json`` records of its model (id and resolved commit, or weights name)."""
 
-    def model_refs(self, settings: ScorerSettings) -> list[tuple[str, str]]:
-        """(recipe key, model reference) of every model it loads, checked before any work starts."""
+    def model_refs(self, settings: ScorerSettings) -> list[ModelNeed]:
+        """Every model it loads, with the recipe key that chose it: checked (``synthcore.availability``) before
+        any work starts, so a model that is missing, unreachable or not what it claims is one clear message."""
         return []

@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 
 from eval.preprocess import Images, Preprocess
 from eval.scorers.base import CliOption, FilterRule, LoadedScorer, Scorer, ScorerSettings, ScoringTask, SummaryStat
+from synthcore.availability import ModelNeed, transformers_model
 from synthcore.cardmeta import md, model_link
 from synthcore.model_refs import check_model_ref, hub_commit, resolve
 
@@ -178,8 +179,8 @@ class ClipScorer(Scorer):
     def provenance(self, settings: ClipSettings) -> dict:
         return {"id": settings.model, "commit": hub_commit(settings.model, None, "config.json")}
 
-    def model_refs(self, settings: ClipSettings) -> list[tuple[str, str]]:
-        return [("scoring.clip.model", settings.model)]
+    def model_refs(self, settings: ClipSettings) -> list[ModelNeed]:
+        return [transformers_model("scoring.clip.model", settings.model, "CLIP model")]
 
 
 class LoadedClip(LoadedScorer):

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 
 from eval.preprocess import Images, Preprocess
 from eval.scorers.base import CliOption, FilterRule, LoadedScorer, Scorer, ScorerSettings, ScoringTask, SummaryStat
+from synthcore.availability import CheckpointFile, ModelNeed, Shapes, TorchvisionWeights, module_shapes, shape_mismatch
 from synthcore.cardmeta import md, model_link
 from synthcore.model_refs import TINY_RANDOM, resolve
 
@@ -130,6 +131,26 @@ class ResNet50Scorer(Scorer):
 
     def provenance(self, settings: ResNetSettings) -> dict:
         return {"weights": settings.weights}
+
+    def model_refs(self, settings: ResNetSettings) -> list[ModelNeed]:
+        weights, key = settings.weights, "scoring.resnet50.weights"
+        if weights == TINY_RANDOM:
+            return []
+        if weights in WEIGHT_NAMES:
+            url = weights_enum(weights).url
+            return [
+                TorchvisionWeights(key, weights, "torchvision ResNet50 weights file", url, f", or to {TINY_RANDOM!r}")
+            ]
+        return [CheckpointFile(key, weights, "state dict of torchvision's resnet50", resnet50_mismatch)]
+
+
+def resnet50_mismatch(shapes: Shapes) -> str | None:
+    """How a checkpoint's tensors differ from torchvision's resnet50 (built on the meta device: no memory)."""
+    from torchvision.models import resnet50
+
+    with torch.device("meta"):
+        expected = module_shapes(resnet50(weights=None))
+    return shape_mismatch(shapes, expected)
 
 
 class LoadedResNet50(LoadedScorer):
