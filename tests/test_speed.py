@@ -86,3 +86,26 @@ def test_generation_benchmark_prints_its_headline():
 def test_memory_benchmark_prints_its_headline():
     ratio = last_token_of_last_line("memory.py", "--images", "2", "4")
     assert 0 < ratio < 10
+
+
+def test_a_compiled_build_compiles_once_for_tail_batches():
+    """With compile on, a tail batch (3 images of a planned 4) runs padded to the planned shape: the compiled
+    UNet and VAE decoder see one shape, so no graph is compiled after the first batch."""
+    from torch._dynamo.utils import counters
+
+    from builders.generators import family_of
+    from builders.plan import Batch, make_plan
+    from synthcore.model_refs import Placement
+
+    recipe = load_recipe(ROOT / "recipes" / "smoke.yaml")
+    model = recipe.model.model_copy(update={"safety_checker": False, "compile": True})
+    generation = recipe.generation.model_copy(update={"batch_size": 4})
+    recipe = recipe.model_copy(update={"model": model, "generation": generation})
+    plan = make_plan(recipe, {})
+    jobs = [job for shard in plan.shards_of("train") for job in shard.jobs][:7]
+    loaded = family_of(recipe).load(recipe, Placement("cpu", "float32"))
+    loaded.generate(Batch(tuple(jobs[:4])))
+    graphs = counters["stats"]["unique_graphs"]
+    made = loaded.generate(Batch(tuple(jobs[4:7])))
+    assert counters["stats"]["unique_graphs"] == graphs, "the tail batch compiled new graphs"
+    assert [job.id for job in made.jobs] == [job.id for job in jobs[4:7]] and made.images.shape[0] == 3

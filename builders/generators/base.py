@@ -199,11 +199,22 @@ class LoadedGenerator(ABC):
         """The safety checker's verdict per image (none flagged when the recipe has no checker)."""
         return [False] * len(images)
 
+    def planned_shape_images(self, jobs: list[Job], seeds: list[int], guidance_scale: float) -> torch.Tensor:
+        """``images``, and with ``model.compile`` always at the planned batch size: a tail batch or a batch of
+        regenerations is padded with copies of its last job, whose outputs are discarded. The compiled graphs then
+        see one shape, so a build compiles once instead of once per tail batch and regeneration count (each a
+        minute or more on a GPU)."""
+        planned = self.recipe.generation.batch_size
+        if not self.recipe.model.compile or len(jobs) >= planned:
+            return self.images(jobs, seeds, guidance_scale)
+        pad = planned - len(jobs)
+        return self.images(jobs + [jobs[-1]] * pad, seeds + [seeds[-1]] * pad, guidance_scale)[: len(jobs)]
+
     @torch.inference_mode()
     def generate(self, batch: Batch) -> GeneratedBatch:
         jobs = list(batch.jobs)
         seeds = [job.seed for job in jobs]
-        images = self.images(jobs, seeds, batch.guidance_scale)
+        images = self.planned_shape_images(jobs, seeds, batch.guidance_scale)
         flagged = self.flagged(images)
         settings = self.recipe.model
         regenerations: list[int | None] = [0 if settings.safety_checker else None] * len(jobs)
@@ -213,7 +224,7 @@ class LoadedGenerator(ABC):
                 if not redo:
                     break
                 new_seeds = [jobs[i].regeneration_seed(self.recipe.seed, attempt) for i in redo]
-                new_images = self.images([jobs[i] for i in redo], new_seeds, batch.guidance_scale)
+                new_images = self.planned_shape_images([jobs[i] for i in redo], new_seeds, batch.guidance_scale)
                 new_flagged = self.flagged(new_images)
                 for k, i in enumerate(redo):
                     images[i], flagged[i], seeds[i], regenerations[i] = (
