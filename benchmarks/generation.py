@@ -171,7 +171,8 @@ def build_loop(builder: SyntheticImages, plan: Plan, state, directory: Path, bac
 def measure(builder: SyntheticImages, recipe: Recipe, state, scratch: Path) -> Run:
     plan = make_plan(recipe, builder.fingerprint())
     device = builder.placement.device
-    first_batch = replace(plan.shards[0], batches=plan.shards[0].batches[:1])
+    first = plan.shards[0]
+    first_batch = replace(first, stop=min(first.stop, first.start + first.batch_size))
     build_loop(builder, Plan((first_batch,)), state, scratch / "warm-up", background=True)  # loads, compiles
     pipe = builder.models()[0].pipe
     bare = timed(lambda: bare_loop(pipe, recipe, plan), device)

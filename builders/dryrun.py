@@ -34,8 +34,10 @@ def cost_relative_to_sd15(recipe: Recipe) -> float:
 
 def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
     """A table of prompts and images per split and class (the prompt partition), shards already finished in
-    ``store``, and the GPU-time estimate."""
-    done = sum(shard.size for shard in plan.shards if store.is_done(shard))
+    ``store``, and the GPU-time estimate. All from the plan's counts, never its jobs: a plan of 10^8 images is
+    described in seconds, unless ``store`` holds finished shards, which are recognised by key (every key hashes its
+    shard's jobs: about a microsecond per planned image)."""
+    done = finished_images(plan, store)
     lines = [
         f"recipe {recipe.name!r}: {plan.num_images} images, {len(plan.shards)} shards of up to "
         f"{recipe.output.shard_size}, batches of {recipe.generation.batch_size}",
@@ -43,7 +45,11 @@ def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
         "",
         *_table(recipe, plan),
     ]
-    total_tflops = sum(tflops_per_image(recipe, job.guidance_scale) for shard in plan.shards for job in shard.jobs)
+    total_tflops = sum(
+        tflops_per_image(recipe, recipe.guidance_scale_of(class_name)) * count
+        for per_class in plan.counts().values()
+        for class_name, count in per_class.items()
+    )
     remaining = 1 - done / plan.num_images
     gen = recipe.generation
     plain_seconds = (
@@ -64,6 +70,13 @@ def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
         f"(all {H100_TFLOPS:.0f} TFLOP/s used); plain diffusers pace {_duration(plain_seconds * remaining)}",
     ]
     return "\n".join(lines)
+
+
+def finished_images(plan: Plan, store: OutputDir) -> int:
+    """Images of the plan already in ``store``; no key is computed when it holds no finished shard."""
+    if not any(store.shards.glob("*.parquet")):
+        return 0
+    return sum(shard.size for shard in plan.shards if store.is_done(shard))
 
 
 def _partition_line(recipe: Recipe) -> str:

@@ -9,16 +9,30 @@ Nothing here touches a GPU or a model. The plan fixes, before any work starts:
   numerics of every image are the same whatever the number of processes;
 - the shards (consecutive batches of one split and class), the unit of distribution, resume and export. A
   shard's key hashes everything that decides its content, so a finished shard can be recognised and reused.
+
+The plan is arithmetic, never a list of images: a shard is (split, class, index range, batch size), and its jobs,
+batches and key are computed from the recipe when they are asked for. Making a plan costs O(splits) whatever its
+size, counts and the dry run's estimate come from the recipe's counts, and a process spends time only on the shards
+it touches. Keys are the exception that stays O(images): each hashes its shard's jobs, so that a finished shard is
+recognised by content; asking every key of a plan (what a resume check does) hashes every job once, about a
+microsecond each.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from builders.recipe import Recipe
+
+# Classes whose prompts (and their JSON) are kept between shards: a plan's shards come class by class, so a few
+# are enough, and memory stays flat however many classes and prompts the recipe has.
+CLASSES_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -51,23 +65,42 @@ class Batch:
 
 @dataclass(frozen=True)
 class Shard:
-    split: str
-    class_name: str
-    batches: tuple[Batch, ...]
-    key: str
+    """Images ``start`` to ``stop - 1`` of one split and class, made in batches of ``batch_size`` from ``start``
+    (the last may be short). Its jobs and batches are computed each time they are asked for, never kept; its key is
+    computed once, when first asked for."""
 
-    @property
-    def jobs(self) -> list[Job]:
-        return [job for batch in self.batches for job in batch.jobs]
+    split: str
+    label: int
+    class_name: str
+    start: int
+    stop: int
+    batch_size: int
+    source: JobSource = field(repr=False)
 
     @property
     def size(self) -> int:
-        return sum(len(batch.jobs) for batch in self.batches)
+        return self.stop - self.start
+
+    @property
+    def jobs(self) -> list[Job]:
+        return self.source.jobs(self)
+
+    @property
+    def batches(self) -> tuple[Batch, ...]:
+        jobs = self.jobs
+        return tuple(Batch(tuple(jobs[i : i + self.batch_size])) for i in range(0, len(jobs), self.batch_size))
+
+    @functools.cached_property
+    def key(self) -> str:
+        return self.source.key(self)
 
 
 @dataclass(frozen=True)
 class Plan:
-    shards: tuple[Shard, ...]
+    """Shards in plan order. ``make_plan`` gives a recipe's whole plan (a ``RecipePlan``, which answers from the
+    recipe's counts); a Plan of chosen shards (those with rows, say) answers the same questions from its shards."""
+
+    shards: Sequence[Shard]
 
     @property
     def num_images(self) -> int:
@@ -77,7 +110,7 @@ class Plan:
     def splits(self) -> list[str]:
         return list(dict.fromkeys(shard.split for shard in self.shards))
 
-    def shards_of(self, split: str) -> list[Shard]:
+    def shards_of(self, split: str) -> Sequence[Shard]:
         return [shard for shard in self.shards if shard.split == split]
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -87,6 +120,178 @@ class Plan:
             per_class = counts.setdefault(shard.split, {})
             per_class[shard.class_name] = per_class.get(shard.class_name, 0) + shard.size
         return counts
+
+
+class RecipePlan(Plan):
+    """A recipe's whole plan: sizes and counts in O(splits × classes) from the recipe, shards made on demand."""
+
+    shards: PlannedShards
+
+    @property
+    def num_images(self) -> int:
+        return len(self.shards.class_names) * sum(self.shards.counts.values())
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.shards.counts)
+
+    def shards_of(self, split: str) -> Sequence[Shard]:
+        return self.shards.of_split(split)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {split: dict.fromkeys(self.shards.class_names, count) for split, count in self.shards.counts.items()}
+
+
+class PlannedShards(Sequence[Shard]):
+    """Every shard of a recipe's plan, in plan order (split, then class, then image index), computed from its
+    position: each split holds, for each class in turn, ``ceil(count / images_per_shard)`` shards. A shard is made
+    when first asked for and kept (a few hundred bytes with its key; its jobs are not kept), so every pass over the
+    plan (resume check, export) sees the same objects and computes each key once."""
+
+    def __init__(self, source: JobSource):
+        recipe = source.recipe
+        self.source = source
+        self.class_names = source.class_names
+        self.counts = dict(recipe.splits)  # images per class in each split
+        self.batch_size = recipe.generation.batch_size
+        self.images_per_shard = max(1, recipe.output.shard_size // self.batch_size) * self.batch_size
+        self.per_class = {split: -(-count // self.images_per_shard) for split, count in self.counts.items()}
+        self._first = [0]  # the index of each split's first shard, then the number of shards
+        for split in self.counts:
+            self._first.append(self._first[-1] + len(self.class_names) * self.per_class[split])
+        self._made: dict[int, Shard] = {}
+
+    def __len__(self) -> int:
+        return self._first[-1]
+
+    def __getitem__(self, index):  # an int gives a Shard, a slice a list of them
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"shard {index} of a plan of {len(self)}")
+        shard = self._made.get(index)
+        if shard is None:
+            shard = self._made[index] = self._shard(index)
+        return shard
+
+    def __iter__(self) -> Iterator[Shard]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PlannedShards) and self.source == other.source
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def of_split(self, split: str) -> list[Shard]:
+        position = list(self.counts).index(split)
+        return self[self._first[position] : self._first[position + 1]]
+
+    def _shard(self, index: int) -> Shard:
+        position = bisect.bisect_right(self._first, index) - 1
+        split = list(self.counts)[position]
+        label, part = divmod(index - self._first[position], self.per_class[split])
+        start = part * self.images_per_shard
+        stop = min(start + self.images_per_shard, self.counts[split])
+        return Shard(split, label, self.class_names[label], start, stop, self.batch_size, self.source)
+
+
+class JobSource:
+    """What every shard of one plan shares: the recipe, and the fingerprint its keys hash. It computes the jobs and
+    the key of any shard; the per-class data they need (prompts, their JSON) is kept for the last few classes only.
+    """
+
+    def __init__(self, recipe: Recipe, fingerprint: dict[str, Any]):
+        self.recipe = recipe
+        self.class_names = recipe.class_names
+        self.fingerprint_text = _dumps(fingerprint)
+        # The bytes a key hashes are those of json.dumps([fingerprint, batches], ...): the fingerprint (which grows
+        # with the number of classes) is serialized and hashed once, not once per shard.
+        self._key_prefix = hashlib.sha256(f"[{self.fingerprint_text}, ".encode())
+        self._streams = functools.lru_cache(maxsize=CLASSES_KEPT)(self._class_streams)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (
+            isinstance(other, JobSource)
+            and self.fingerprint_text == other.fingerprint_text
+            and self.recipe == other.recipe
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint_text)
+
+    def jobs(self, shard: Shard) -> list[Job]:
+        stream = self._streams(shard.label)[shard.split]
+        return [stream.job(index) for index in range(shard.start, shard.stop)]
+
+    def key(self, shard: Shard) -> str:
+        """SHA-256 of ``json.dumps([fingerprint, batches], ensure_ascii=False, sort_keys=True)``, each batch a list
+        of its jobs' ``[id, prompt, negative_prompt, guidance_scale, seed]``: the bytes never change, so the finished
+        shards of earlier builds keep their keys. Written out piece by piece (the same bytes), for speed."""
+        stream = self._streams(shard.label)[shard.split]
+        batches = (
+            ", ".join(map(stream.key_json, range(first, min(first + shard.batch_size, shard.stop))))
+            for first in range(shard.start, shard.stop, shard.batch_size)
+        )
+        digest = self._key_prefix.copy()
+        digest.update(("[[" + "], [".join(batches) + "]]]").encode())
+        return digest.hexdigest()[:24]
+
+    def _class_streams(self, label: int) -> dict[str, _Stream]:
+        class_name = self.class_names[label]
+        return {
+            split: _Stream(self.recipe, split, label, class_name, prompts)
+            for split, prompts in self.recipe.split_prompts(class_name).items()
+        }
+
+
+class _Stream:
+    """The images of one split and class: any image's prompt and seed in O(1), and its job as a shard key hashes it.
+
+    Prompts are taken in turn, ``images_per_prompt`` consecutive images each. A class's prompts are distinct
+    (``Recipe.prompts_of`` drops repeats), so the occurrence of an image's prompt (which its seed hashes) is
+    arithmetic too: the full turns before it, times ``images_per_prompt``, plus its place within its group.
+    """
+
+    def __init__(self, recipe: Recipe, split: str, label: int, class_name: str, prompts: list[str]):
+        self.split, self.label, self.class_name, self.prompts = split, label, class_name, prompts
+        self.images_per_prompt = recipe.generation.images_per_prompt
+        self.negative_prompt = recipe.negative_prompt_of(class_name)
+        self.guidance_scale = recipe.guidance_scale_of(class_name)
+        # derive_seed's JSON up to the occurrence, and a key entry's JSON around the index and the seed.
+        head = f"[{_json(recipe.seed)}, {_json(split)}, {_json(class_name)}, "
+        self._seed_heads = [f"{head}{_json(prompt)}, " for prompt in prompts]
+        self._id_head = "[" + _json(f"{split}/{class_name}/")[:-1]
+        self._key_middles = [
+            f'", {_json(prompt)}, {_json(self.negative_prompt)}, {_json(self.guidance_scale)}, ' for prompt in prompts
+        ]
+
+    def prompt_and_seed(self, index: int) -> tuple[int, int]:
+        """The position of the ``index``-th image's prompt, and its seed (``derive_seed`` of its identity)."""
+        group, within = divmod(index, self.images_per_prompt)
+        turn, position = divmod(group, len(self.prompts))
+        occurrence = turn * self.images_per_prompt + within
+        digest = hashlib.sha256(f"{self._seed_heads[position]}{occurrence}]".encode()).digest()
+        return position, int.from_bytes(digest[:8], "big") >> 1
+
+    def job(self, index: int) -> Job:
+        position, seed = self.prompt_and_seed(index)
+        return Job(
+            id=f"{self.split}/{self.class_name}/{index:06d}",
+            split=self.split,
+            label=self.label,
+            class_name=self.class_name,
+            index=index,
+            prompt=self.prompts[position],
+            negative_prompt=self.negative_prompt,
+            guidance_scale=self.guidance_scale,
+            seed=seed,
+        )
+
+    def key_json(self, index: int) -> str:
+        position, seed = self.prompt_and_seed(index)
+        return f"{self._id_head}{index:06d}{self._key_middles[position]}{seed}]"
 
 
 def derive_seed(global_seed: int, *identity: Any) -> int:
@@ -133,77 +338,20 @@ def content_fingerprint(recipe: Recipe, device_type: str, dtype_name: str) -> di
     }
 
 
-def prompt_of_image(index: int, images_per_prompt: int, prompts: list[str]) -> str:
-    """The prompt of a split's ``index``-th image of a class: prompts in turn, ``images_per_prompt`` consecutive
-    images each."""
-    return prompts[(index // images_per_prompt) % len(prompts)]
-
-
 def prompts_with_images(recipe: Recipe, split: str, prompts: list[str]) -> list[str]:
     """The prompts (of the split's ``prompts`` of a class) that its images use: the first ones, where there are
-    more prompts than the count asks for (``prompt_of_image``)."""
+    more prompts than the count asks for (prompts are taken in turn, ``images_per_prompt`` images each)."""
     return prompts[: -(-recipe.splits[split] // recipe.generation.images_per_prompt)]
 
 
-def jobs_for(recipe: Recipe, split: str, label: int, class_name: str, prompts: list[str]) -> list[Job]:
-    """The images of one split and class, each with its prompt (``prompt_of_image``) and derived seed."""
-    occurrences: dict[str, int] = {}
-    jobs = []
-    for index in range(recipe.splits[split]):
-        prompt = prompt_of_image(index, recipe.generation.images_per_prompt, prompts)
-        occurrence = occurrences.get(prompt, 0)
-        occurrences[prompt] = occurrence + 1
-        jobs.append(
-            Job(
-                id=f"{split}/{class_name}/{index:06d}",
-                split=split,
-                label=label,
-                class_name=class_name,
-                index=index,
-                prompt=prompt,
-                negative_prompt=recipe.negative_prompt_of(class_name),
-                guidance_scale=recipe.guidance_scale_of(class_name),
-                seed=derive_seed(recipe.seed, split, class_name, prompt, occurrence),
-            )
-        )
-    return jobs
-
-
-def _chunks(items: list, size: int) -> list[list]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-class ShardKeys:
-    """Shard keys under one fingerprint. The fingerprint (which grows with the number of classes) is serialized and
-    hashed once, not once per shard, so a plan of many classes is linear in its size; the bytes hashed are those of
-    ``json.dumps([fingerprint, batches], ensure_ascii=False, sort_keys=True)``, so keys never change."""
-
-    def __init__(self, fingerprint: dict[str, Any]):
-        self._prefix = hashlib.sha256(f"[{_dumps(fingerprint)}, ".encode())
-
-    def __call__(self, batches: list[Batch]) -> str:
-        jobs = [[[j.id, j.prompt, j.negative_prompt, j.guidance_scale, j.seed] for j in b.jobs] for b in batches]
-        digest = self._prefix.copy()
-        digest.update(f"{_dumps(jobs)}]".encode())
-        return digest.hexdigest()[:24]
+def make_plan(recipe: Recipe, fingerprint: dict[str, Any]) -> RecipePlan:
+    """A recipe's plan, in plan order: split, then class, then image index. Nothing is computed per image here."""
+    return RecipePlan(PlannedShards(JobSource(recipe, fingerprint)))
 
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def make_plan(recipe: Recipe, fingerprint: dict[str, Any]) -> Plan:
-    """Expand a recipe into its shards, in plan order: split, then class, then image index."""
-    batch_size = recipe.generation.batch_size
-    batches_per_shard = max(1, recipe.output.shard_size // batch_size)
-    shard_key = ShardKeys(fingerprint)
-    shards = []
-    for label, class_name in enumerate(recipe.class_names):
-        prompts_by_split = recipe.split_prompts(class_name)
-        for split in recipe.splits:
-            jobs = jobs_for(recipe, split, label, class_name, prompts_by_split[split])
-            batches = [Batch(tuple(c)) for c in _chunks(jobs, batch_size)]
-            for group in _chunks(batches, batches_per_shard):
-                shards.append(Shard(split, class_name, tuple(group), shard_key(group)))
-    order = {split: i for i, split in enumerate(recipe.splits)}
-    return Plan(tuple(sorted(shards, key=lambda s: order[s.split])))
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
