@@ -59,7 +59,7 @@ MAX_REGENERATIONS = 100
 MAX_SHARD_SIZE = 100_000
 MAX_SEED = 2**63 - 1
 MAX_CLASSES = 100_000
-MAX_IMAGES = 10_000_000  # per split and class, and in the whole plan (the plan lists every image in memory)
+MAX_IMAGES = 1_000_000_000  # per split and class, and in the whole plan (planning is arithmetic; this bounds the rest)
 # Template expansion is counted before it happens (the product of its variables' lengths). A recipe that needs
 # more prompts than this per class must shrink its variables.
 MAX_PROMPTS_PER_CLASS = 100_000

@@ -198,11 +198,13 @@ def test_non_finite_numbers_are_refused(extra: str, expected: str):
 
 
 def test_split_counts_and_the_whole_plan_are_bounded():
-    assert problems("name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 10000001}\n")[0].startswith(
-        "splits.train: Input should be less than or equal to 10000000"
+    assert problems("name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1000000001}\n")[0].startswith(
+        "splits.train: Input should be less than or equal to 1000000000"
     )
-    found = problems("name: t\nclasses: {a: {prompts: [x]}, b: {prompts: [y]}}\nsplits: {train: 6000000}\n")
-    assert found == ["splits: 2 classes × 6,000,000 images each = 12,000,000 images; at most 10,000,000 in one recipe"]
+    found = problems("name: t\nclasses: {a: {prompts: [x]}, b: {prompts: [y]}}\nsplits: {train: 600000000}\n")
+    assert found == [
+        "splits: 2 classes × 600,000,000 images each = 1,200,000,000 images; at most 1,000,000,000 in one recipe"
+    ]
 
 
 def test_the_number_of_classes_is_bounded(monkeypatch):
