@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import tracemalloc
 
 import pytest
 
 from builders.dryrun import describe
-from builders.plan import content_fingerprint, make_plan
+from builders.plan import JobSource, Plan, content_fingerprint, derive_seed, make_plan
 from builders.recipe import RecipeError, parse_recipe
 from builders.store import OutputDir
+from tests.handmade import handmade_recipe, write_shards
 
 BASE = """
 name: t
@@ -239,3 +241,120 @@ def test_ten_thousand_classes_plan_and_dry_run_in_seconds(tmp_path):
     table = describe(recipe, plan, OutputDir(tmp_path))
     assert time.monotonic() - start < 60  # about 5 s; quadratic steps made it 21 minutes
     assert len(plan.shards) == 30_000 and "c9999" in table
+
+
+# -- the plan is arithmetic ----------------------------------------------------------------------------------------
+def listed_plan(recipe, fingerprint) -> list[tuple[str, str, list[list[tuple]]]]:
+    """The plan as it was first written: every image listed, prompts counted as they are used, then cut into
+    batches and shards. The arithmetic plan must give the same images, batches, shards and keys."""
+    shards = []
+    per_shard = max(1, recipe.output.shard_size // recipe.generation.batch_size)
+    for split in recipe.splits:
+        for name in recipe.class_names:
+            prompts, used, jobs = recipe.split_prompts(name)[split], {}, []
+            for index in range(recipe.splits[split]):
+                prompt = prompts[(index // recipe.generation.images_per_prompt) % len(prompts)]
+                used[prompt] = used.get(prompt, -1) + 1
+                seed = derive_seed(recipe.seed, split, name, prompt, used[prompt])
+                guidance = recipe.guidance_scale_of(name)
+                jobs.append((f"{split}/{name}/{index:06d}", prompt, recipe.negative_prompt_of(name), guidance, seed))
+            batches = [
+                jobs[i : i + recipe.generation.batch_size] for i in range(0, len(jobs), recipe.generation.batch_size)
+            ]
+            for i in range(0, len(batches), per_shard):
+                group = batches[i : i + per_shard]
+                content = json.dumps([fingerprint, group], ensure_ascii=False, sort_keys=True).encode()
+                shards.append((split, name, group, hashlib.sha256(content).hexdigest()[:24]))
+    return shards
+
+
+TRICKY = """
+name: t
+seed: 11
+negative_prompt: 'blurry, "quoted" \\\\ back/slash, ünï'
+templates: ["a {style} of a {subject}"]
+variables: {style: [watercolor, sketch, photo, "oil \\"painting\\""]}
+classes:
+  fox: {variables: {subject: [red fox, kit fox]}, guidance_scale: 3}
+  여우 é: {prompts: ["수채화 여우", "여우 사진", "tab\\there"], negative_prompt: "", templates: []}
+splits: {train: 23, val: 5, test: 9}
+generation: {batch_size: BATCH, images_per_prompt: PER_PROMPT}
+output: {shard_size: SHARD}
+"""
+
+
+@pytest.mark.parametrize("disjoint", ["", "prompt_disjoint: true\n"])
+@pytest.mark.parametrize("batch, per_prompt, shard", [(2, 2, 4), (3, 1, 7), (4, 3, 2), (1, 5, 1), (5, 2, 1000)])
+def test_the_arithmetic_plan_lists_the_same_images_batches_shards_and_keys(disjoint, batch, per_prompt, shard):
+    text = TRICKY.replace("BATCH", str(batch)).replace("PER_PROMPT", str(per_prompt)).replace("SHARD", str(shard))
+    recipe, plan = plan_of(text + disjoint)
+    fingerprint = content_fingerprint(recipe, "cpu", "float32")
+    listed = [
+        (
+            s.split,
+            s.class_name,
+            [[(j.id, j.prompt, j.negative_prompt, j.guidance_scale, j.seed) for j in b.jobs] for b in s.batches],
+            s.key,
+        )
+        for s in plan.shards
+    ]
+    assert listed == listed_plan(recipe, fingerprint)
+    assert all(j.label == recipe.class_names.index(s.class_name) for s in plan.shards for j in s.jobs)
+
+
+def test_a_plan_of_chosen_shards_answers_like_the_whole_plan():
+    """Export builds a Plan of the shards with rows; it must count, split and order them as the recipe's plan."""
+    _, plan = plan_of(BASE + "prompt_disjoint: true\n")
+    chosen = Plan(tuple(plan.shards))
+    assert (chosen.num_images, chosen.splits, chosen.counts()) == (plan.num_images, plan.splits, plan.counts())
+    assert all(list(chosen.shards_of(split)) == list(plan.shards_of(split)) for split in plan.splits)
+    assert [s.key for s in plan.shards[-2:]] == [s.key for s in list(plan.shards)[-2:]]
+    assert plan.shards[0] is plan.shards[0]  # made once, so each key is computed once
+
+
+def big_recipe(images: int, classes: int = 1000) -> str:
+    per_class = images // classes
+    names = "".join(f"  c{i}: {{variables: {{subject: [thing {i}, other {i}, more {i}]}}}}\n" for i in range(classes))
+    return (
+        "name: big\ntemplates: ['a {style} of a {subject}']\nvariables: {style: [watercolor, sketch, photo]}\n"
+        f"splits: {{train: {per_class * 8 // 10}, val: {per_class // 10}, test: {per_class // 10}}}\n"
+        f"prompt_disjoint: true\nclasses:\n{names}"
+    )
+
+
+def test_ten_million_images_are_planned_in_under_two_seconds_and_50_mb():
+    recipe = parse_recipe(big_recipe(10**7))
+    fingerprint = content_fingerprint(recipe, "cpu", "float32")
+    start = time.perf_counter()
+    plan = make_plan(recipe, fingerprint)
+    shards = list(plan.shards)  # every shard made, as a build's resume check makes them
+    seconds = time.perf_counter() - start
+    tracemalloc.start()
+    plan = make_plan(recipe, fingerprint)
+    shards = list(plan.shards)
+    counts = plan.counts()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert plan.num_images == 10**7 == sum(s.size for s in shards) == sum(sum(c.values()) for c in counts.values())
+    assert len(shards) == 1000 * (8000 // 256 + 1 + 2 * (1000 // 256 + 1))
+    assert seconds < 2, seconds
+    assert peak < 50e6, peak
+    assert len(shards[-1].jobs) == shards[-1].size == 1000 - 3 * 256  # a shard's jobs, computed when asked for
+
+
+def test_a_dry_run_of_a_hundred_million_images_computes_no_job_and_no_key(tmp_path, monkeypatch):
+    for method in ("jobs", "key"):
+        monkeypatch.setattr(JobSource, method, lambda *_: pytest.fail("the dry run enumerated the plan"))
+    recipe = parse_recipe(big_recipe(10**8))
+    start = time.perf_counter()
+    text = describe(recipe, make_plan(recipe, content_fingerprint(recipe, "cpu", "float32")), OutputDir(tmp_path))
+    assert time.perf_counter() - start < 30  # about 1 s, most of it the table's 3,000 rows of prompts
+    assert text.startswith("recipe 'big': 100000000 images, 393000 shards of up to 256, batches of 8")
+    assert "already finished in" in text and ": 0 images; to make: 100000000" in text
+
+
+def test_a_dry_run_counts_the_finished_shards(tmp_path):
+    recipe = handmade_recipe()
+    store, plan, _ = write_shards(recipe, tmp_path)
+    text = describe(recipe, plan, store)
+    assert f"already finished in {store.root}: {plan.num_images} images; to make: 0" in text
