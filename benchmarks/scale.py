@@ -1,0 +1,164 @@
+"""What the tool costs as the dataset grows to internet scale, before any GPU work: the plan, at 10^4 to 10^8 images.
+
+    python benchmarks/scale.py                                   # 10^4 ... 10^8 images, keys up to 10^7 (~2 min)
+    python benchmarks/scale.py --sizes 10000 100000 --keys-up-to 100000
+
+``--what plan`` (the default) measures, for each size, in a fresh process (so one size's memory never counts
+against the next), on a recipe of ``--classes`` classes with 80/10/10 train/val/test splits and the default batch
+and shard sizes:
+
+- plan: ``make_plan`` and every shard made (what a build holds), its time and the Python memory it allocates at
+  its peak (tracemalloc, so above imports and the recipe itself; timed in a separate run, tracemalloc slows it);
+- dry run: ``build.py --dry-run``'s text on an empty output directory, from the counts alone;
+- keys: every shard's key, which hashes every job (what a build's resume check asks of each process): its time,
+  the time per image, and the growth of the process's resident memory (the keys kept on the shards). O(images),
+  so only up to ``--keys-up-to`` images; above, the column reads "-".
+
+The last line is the headline: the plan time of the largest size measured (the goal: under 2 s at 10^7 images,
+with under 50 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import sys
+import tempfile
+import time
+import tracemalloc
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from builders.dryrun import describe  # noqa: E402
+from builders.plan import content_fingerprint, make_plan  # noqa: E402
+from builders.recipe import GenerationSettings, OutputSettings, Recipe, parse_recipe  # noqa: E402
+from builders.store import OutputDir  # noqa: E402
+
+DEFAULT_SIZES = [10**4, 10**5, 10**6, 10**7, 10**8]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--what", choices=sorted(MEASURES), default="plan", help="what to measure (default plan)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=DEFAULT_SIZES, help="images in the whole plan (default 10^4 .. 10^8)"
+    )
+    parser.add_argument("--classes", type=int, default=1000, help="classes of the recipe (default 1000)")
+    parser.add_argument(
+        "--keys-up-to",
+        type=int,
+        default=10**7,
+        metavar="IMAGES",
+        help="compute every shard key for plans of at most this many images (default 10^7)",
+    )
+    args = parser.parse_args(argv)
+    if any(size < 10 * args.classes for size in args.sizes):
+        parser.error(f"--sizes: at least 10 images per class ({10 * args.classes} for {args.classes} classes)")
+    return args
+
+
+def scale_recipe(images: int, classes: int) -> Recipe:
+    """``classes`` classes of three prompts each, ``images / classes`` images per class in 80/10/10 splits."""
+    per_class = images // classes
+    splits = {"train": per_class - 2 * (per_class // 10), "val": per_class // 10, "test": per_class // 10}
+    names = "".join(f"  c{i}: {{variables: {{subject: [thing {i}, other {i}, more {i}]}}}}\n" for i in range(classes))
+    return parse_recipe(
+        f"name: scale\ntemplates: ['a {{style}} of a {{subject}}']\nvariables: {{style: [watercolor, sketch, photo]}}\n"
+        f"splits: {splits}\nprompt_disjoint: true\nclasses:\n{names}"
+    )
+
+
+@dataclass(frozen=True)
+class PlanFigures:
+    images: int
+    shards: int
+    plan_seconds: float
+    plan_mb: float
+    dry_run_seconds: float
+    keys_seconds: float | None
+    keys_mb: float | None
+
+    def row(self) -> str:
+        keys = (
+            f"{self.keys_seconds:9.2f} | {1e6 * self.keys_seconds / self.images:6.2f} | {self.keys_mb:8.1f}"
+            if self.keys_seconds is not None and self.keys_mb is not None
+            else f"{'-':>9} | {'-':>6} | {'-':>8}"
+        )
+        return (
+            f"{self.images:>11,} | {self.shards:>7,} | {self.plan_seconds:6.3f} | {self.plan_mb:8.1f} | "
+            f"{self.dry_run_seconds:9.2f} | {keys}"
+        )
+
+
+PLAN_HEADER = (
+    "     images |  shards | plan s | plan MiB | dry-run s |   keys s | us/img | keys MiB\n"
+    "            |         |        | (traced) |           |          |        | (RSS +)"
+)
+
+
+def measure_plan(images: int, classes: int, with_keys: bool) -> PlanFigures:
+    """One size, in the calling process (a fresh one: ``plan_figures`` runs each size in its own)."""
+    recipe = scale_recipe(images, classes)
+    fingerprint = content_fingerprint(recipe, "cuda", "float16")
+    started = time.perf_counter()
+    shards = list(make_plan(recipe, fingerprint).shards)
+    plan_seconds = time.perf_counter() - started
+    del shards
+    tracemalloc.start()
+    plan = make_plan(recipe, fingerprint)
+    shards = list(plan.shards)
+    plan_bytes = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    with tempfile.TemporaryDirectory() as empty:
+        started = time.perf_counter()
+        describe(recipe, make_plan(recipe, fingerprint), OutputDir(empty))
+        dry_run_seconds = time.perf_counter() - started
+    keys_seconds = keys_mb = None
+    if with_keys:
+        resident_before = resident_bytes()
+        started = time.perf_counter()
+        keys = [shard.key for shard in shards]  # kept on the shards too, as in a build
+        keys_seconds = time.perf_counter() - started
+        keys_mb = (resident_bytes() - resident_before) / 2**20
+        assert len(set(keys)) == len(shards)
+    return PlanFigures(images, len(shards), plan_seconds, plan_bytes / 2**20, dry_run_seconds, keys_seconds, keys_mb)
+
+
+def resident_bytes() -> int:
+    """The process's resident memory now (Linux), not its peak: the keys' growth is what they keep."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def plan_figures(args: argparse.Namespace) -> float:
+    print(PLAN_HEADER, flush=True)
+    figures = []
+    for images in args.sizes:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
+            figures.append(fresh.submit(measure_plan, images, args.classes, images <= args.keys_up_to).result())
+        print(figures[-1].row(), flush=True)
+    largest = max(figures, key=lambda f: f.images)
+    print(f"headline: plan seconds at {largest.images:,} images ({largest.plan_mb:.1f} MiB) {largest.plan_seconds:.3f}")
+    return largest.plan_seconds
+
+
+MEASURES = {"plan": plan_figures}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    print(
+        f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f}; {args.classes} classes, 80/10/10 splits, batches of "
+        f"{GenerationSettings().batch_size}, shards of {OutputSettings().shard_size}"
+    )
+    MEASURES[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
