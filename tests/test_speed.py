@@ -109,3 +109,10 @@ def test_a_compiled_build_compiles_once_for_tail_batches():
     made = loaded.generate(Batch(tuple(jobs[4:7])))
     assert counters["stats"]["unique_graphs"] == graphs, "the tail batch compiled new graphs"
     assert [job.id for job in made.jobs] == [job.id for job in jobs[4:7]] and made.images.shape[0] == 3
+
+
+def test_scale_benchmark_prints_its_headline():
+    seconds = last_token_of_last_line(
+        "scale.py", "--what", "plan", "--sizes", "1000", "10000", "--classes", "100", "--keys-up-to", "10000"
+    )
+    assert 0 < seconds < 2
