@@ -149,7 +149,7 @@ class RecipePlan(Plan):
 class PlannedShards(Sequence[Shard]):
     """Every shard of a recipe's plan, in plan order (split, then class, then image index), computed from its
     position: each split holds, for each class in turn, ``ceil(count / images_per_shard)`` shards. A shard is made
-    when first asked for and kept (a few hundred bytes with its key; its jobs are not kept), so every pass over the
+    when first asked for and kept (about 190 bytes with its key; its jobs are not kept), so every pass over the
     plan (resume check, export) sees the same objects and computes each key once."""
 
     def __init__(self, source: JobSource):
@@ -227,6 +227,9 @@ class JobSource:
 
     def __hash__(self) -> int:
         return hash(self.fingerprint_text)
+
+    def __reduce__(self):  # pickled without its cache (shards travel to datasets' worker processes)
+        return JobSource, (self.recipe, json.loads(self.fingerprint_text))
 
     def jobs(self, shard: Shard) -> list[Job]:
         stream = self._streams(shard.label)[shard.split]

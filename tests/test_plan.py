@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import time
 import tracemalloc
 
@@ -310,6 +311,9 @@ def test_a_plan_of_chosen_shards_answers_like_the_whole_plan():
     assert all(list(chosen.shards_of(split)) == list(plan.shards_of(split)) for split in plan.splits)
     assert [s.key for s in plan.shards[-2:]] == [s.key for s in list(plan.shards)[-2:]]
     assert plan.shards[0] is plan.shards[0]  # made once, so each key is computed once
+    travelled = pickle.loads(pickle.dumps(plan.shards[-1]))
+    assert travelled == plan.shards[-1] and travelled.key == plan.shards[-1].key
+    assert travelled.jobs == plan.shards[-1].jobs
 
 
 def big_recipe(images: int, classes: int = 1000) -> str:
