@@ -64,12 +64,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def scale_recipe(images: int, classes: int) -> Recipe:
-    """``classes`` classes of three prompts each, ``images / classes`` images per class in 80/10/10 splits."""
+    """``classes`` classes of three prompts each, ``images / classes`` images per class in 80/10/10 splits, on the
+    default model (SD 1.5, its family recorded: the dry run's estimate needs no Hub)."""
     per_class = images // classes
     splits = {"train": per_class - 2 * (per_class // 10), "val": per_class // 10, "test": per_class // 10}
     names = "".join(f"  c{i}: {{variables: {{subject: [thing {i}, other {i}, more {i}]}}}}\n" for i in range(classes))
     return parse_recipe(
-        f"name: scale\ntemplates: ['a {{style}} of a {{subject}}']\nvariables: {{style: [watercolor, sketch, photo]}}\n"
+        "name: scale\nmodel: {pipeline: StableDiffusionPipeline}\n"
+        "templates: ['a {style} of a {subject}']\nvariables: {style: [watercolor, sketch, photo]}\n"
         f"splits: {splits}\nprompt_disjoint: true\nclasses:\n{names}"
     )
 

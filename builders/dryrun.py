@@ -45,11 +45,12 @@ def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
         "",
         *_table(recipe, plan),
     ]
-    total_tflops = sum(
-        tflops_per_image(recipe, recipe.guidance_scale_of(class_name)) * count
-        for per_class in plan.counts().values()
-        for class_name, count in per_class.items()
-    )
+    images_by_guidance: dict[float, int] = {}  # the cost depends on the guidance only (one or two passes)
+    for per_class in plan.counts().values():
+        for class_name, count in per_class.items():
+            guidance = recipe.guidance_scale_of(class_name)
+            images_by_guidance[guidance] = images_by_guidance.get(guidance, 0) + count
+    total_tflops = sum(tflops_per_image(recipe, g) * images for g, images in images_by_guidance.items())
     remaining = 1 - done / plan.num_images
     gen = recipe.generation
     plain_seconds = (

@@ -320,7 +320,8 @@ def big_recipe(images: int, classes: int = 1000) -> str:
     per_class = images // classes
     names = "".join(f"  c{i}: {{variables: {{subject: [thing {i}, other {i}, more {i}]}}}}\n" for i in range(classes))
     return (
-        "name: big\ntemplates: ['a {style} of a {subject}']\nvariables: {style: [watercolor, sketch, photo]}\n"
+        "name: big\nmodel: {id: tiny-random}\n"
+        "templates: ['a {style} of a {subject}']\nvariables: {style: [watercolor, sketch, photo]}\n"
         f"splits: {{train: {per_class * 8 // 10}, val: {per_class // 10}, test: {per_class // 10}}}\n"
         f"prompt_disjoint: true\nclasses:\n{names}"
     )
