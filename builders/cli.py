@@ -24,6 +24,7 @@ from synthcore.availability import (
     report_unavailable,
     require_models,
 )
+from synthcore.faults import WRITE_FAILED, report_fault, sigterm_raises
 from synthcore.hub import PUSH_FAILED, PushError, scrub
 from synthcore.launch import local_device
 from synthcore.logs import configure_logging, route_library_logs
@@ -109,14 +110,28 @@ def main(argv: list[str] | None = None) -> int:
         return report_unavailable(err)
     from builders.distributed_build import build
     from builders.export import EmptyDataset
-    from builders.store import FingerprintMismatch
+    from builders.store import DamagedShards, FingerprintMismatch
     from synthcore.launch import WorldMismatch
 
     try:
-        report = build(recipe, output_dir, overwrite=args.overwrite, background=args.background)
+        with sigterm_raises():
+            report = build(recipe, output_dir, overwrite=args.overwrite, background=args.background)
     except (FingerprintMismatch, WorldMismatch, EmptyDataset) as err:
         print(f"error: {scrub(str(err))}", file=sys.stderr)
         return 2
+    except DamagedShards as err:
+        print(
+            f"error: {err}\nThey were just made again and failed at once: check the disk of {output_dir}.",
+            file=sys.stderr,
+        )
+        return WRITE_FAILED
+    except BaseException as err:  # noqa: BLE001 - the faults every command ends alike; anything else is re-raised
+        kept = (
+            f"Finished shards are kept in {output_dir}; run the same command again to resume (only the rest is made)."
+        )
+        if (code := report_fault(err, output_dir, kept)) is None:
+            raise
+        return code
     from accelerate import PartialState
 
     if not PartialState().is_main_process:
@@ -127,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"dataset written to {report.output_dir}: {report.images_generated} images made, "
         f"{report.images_found_done} found done, {len(report.safety_dropped)} dropped by the safety checker, "
-        f"{report.seconds:.1f}s"
+        f"{len(report.damaged)} damaged shard(s) set aside and made again, {report.seconds:.1f}s"
     )
     return _push(recipe, output_dir, args) if recipe.hub.repo_id else 0
 

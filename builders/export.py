@@ -1,11 +1,15 @@
 """Export: finished shards become the dataset's files in the Hub layout, described by a card and build info.
 
-Runs on the main process once every shard exists. Without filters it links shards into ``data/`` (no image
-bytes copied). With filters, each shard's rows are split by the score columns: kept rows go to ``data/``,
-dropped rows to ``dropped/data/`` (a dataset of its own, with its own card) or to ``<split>_dropped`` splits;
-a shard that is wholly kept or wholly dropped is still just linked. Then it writes ``README.md`` (whose YAML
-``configs`` and ``dataset_info`` let ``load_dataset(DIR)`` return every split with its features and class names
-in a process that imports nothing of ours), ``recipe.yaml``, ``build_info.json`` and ``summary.json``.
+Runs on the main process once every shard exists. First every shard is verified byte for byte against the
+SHA-256 recorded when it was made (``DamagedShards`` when one fails: it is set aside to be made again, and nothing
+is exported). The new export is then written beside the old one, in a staging directory, and published at the end
+(``synthcore.outdir``): a failed export leaves the previous one as it was. Without filters, shards are copied into
+``data/`` (copy-on-write clones where the file system can; never hard links). With filters, each shard's rows are
+split by the score columns: kept rows go to ``data/``, dropped rows to ``dropped/data/`` (a dataset of its own, with
+its own card) or to ``<split>_dropped`` splits; a shard that is wholly kept or wholly dropped is still just copied.
+Then it writes ``README.md`` (whose YAML ``configs`` and ``dataset_info`` let ``load_dataset(DIR)`` return every
+split with its features and class names in a process that imports nothing of ours), ``recipe.yaml``,
+``build_info.json`` and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -20,17 +24,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from builders.card import BUILD_INFO, card_data, write_card
+from builders.hub import RECIPE_FILE
 from builders.plan import Plan, Shard
 from builders.recipe import FilterSettings, Recipe
-from builders.store import OutputDir
+from builders.store import DamagedShards, OutputDir
 from eval.filters import keep_mask
-from eval.pictures import write_pictures
-from eval.quality import QualityReport, quality_pass
+from eval.pictures import PICTURES_DIR, write_pictures
+from eval.quality import PAIRS_FILE, QualityReport, quality_pass
 from eval.quality import write_outputs as write_quality_outputs
-from eval.summary import DatasetSummary, summarize, write_summary
-from synthcore.cardmeta import md, save_card
+from eval.summary import SUMMARY_FILE, DatasetSummary, summarize, write_summary
+from synthcore.cardmeta import CARD, md, save_card
 from synthcore.columns import DROPPED_SUFFIX
 from synthcore.layout import hub_file_name, split_sizes, write_parquet
+from synthcore.outdir import OwnedDir, Tool, copy_file
+
+DATA, DROPPED = "data", "dropped"
+BUILD_OUTPUT = Tool("build.py", (CARD, RECIPE_FILE, BUILD_INFO, SUMMARY_FILE, PAIRS_FILE, PICTURES_DIR, DATA, DROPPED))
 
 
 class EmptyDataset(RuntimeError):
@@ -47,43 +56,54 @@ class ExportResult:
 
 
 def export_dataset(
-    recipe: Recipe, features: datasets.Features, provenance: dict, store: OutputDir, plan: Plan
+    recipe: Recipe, features: datasets.Features, provenance: dict, store: OutputDir, owned: OwnedDir, plan: Plan
 ) -> ExportResult:
-    """Lay out ``data/`` (and ``dropped/``) from the shards of ``plan`` and describe it: ``recipe.yaml``,
-    ``build_info.json`` (``provenance`` plus rows and safety drops), ``summary.json``, pictures and the card."""
-    store.clear_export()
-    # A shard the safety checker emptied has no rows to export (an empty Parquet file breaks load_dataset).
-    with_rows = Plan(tuple(shard for shard in plan.shards if store.num_rows(shard)))
-    quality = _assess_quality(recipe, store, with_rows)
-    if recipe.filters.active:
-        _export_filtered(store, with_rows, recipe.filters, quality.drop_array() if quality else None)
-    else:
-        names = store.export_names(with_rows)
-        for shard in with_rows.shards:
-            store.export(shard, names[shard.key])
-    sizes = split_sizes(store.data, [name for split in plan.splits for name in (split, f"{split}{DROPPED_SUFFIX}")])
-    rows = {name: info.num_examples for name, info in sizes.items()}
-    (store.root / "recipe.yaml").write_text(provenance["recipe_yaml"], encoding="utf-8")
-    safety_dropped = [job_id for shard in plan.shards for job_id in store.safety_dropped(shard)]
-    build_info = {**provenance, "rows": rows, "safety_dropped": safety_dropped}
-    (store.root / BUILD_INFO).write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")
-    summary = summarize(store.root, recipe.filters.thresholds(), plan.splits)
-    summary = summary.with_quality(quality) if quality else summary
-    write_summary(store.root, summary)
-    if store.dropped.exists():
-        _write_dropped_card(store.dropped, recipe, features, plan.splits)
-    if not any(split in rows for split in plan.splits):
-        raise EmptyDataset(
-            f"{store.root}: no image is left in any split (filters: {recipe.filters.thresholds() or 'none'}; "
-            f"{len(safety_dropped)} dropped by the safety checker). Nothing was lost: the rows are in "
-            f"{store.dropped if store.dropped.exists() else store.shards}; loosen the filters and run the same "
-            "command again (nothing is regenerated). summary.json says what was dropped."
-        )
-    write_pictures(store.root, features, list(rows), thresholds=recipe.filters.thresholds())
-    if quality:
-        write_quality_outputs(store.root, quality, recipe.class_names)
-    write_card(store.root, recipe, features, sizes, summary, build_info)
+    """Lay out ``data/`` (and ``dropped/``) from the verified shards of ``plan`` and describe it: ``recipe.yaml``,
+    ``build_info.json`` (``provenance`` plus rows and safety drops), ``summary.json``, the quality outputs, pictures
+    and the card; all written into a staging directory of ``owned`` and published at the end."""
+    if damaged := store.verify(list(plan.shards)):
+        raise DamagedShards(damaged)
+    with owned.staging() as stage:
+        # A shard the safety checker emptied has no rows to export (an empty Parquet file breaks load_dataset).
+        with_rows = Plan(tuple(shard for shard in plan.shards if store.num_rows(shard)))
+        quality = _assess_quality(recipe, store, with_rows)
+        if recipe.filters.active:
+            _export_filtered(store, stage, with_rows, recipe.filters, quality.drop_array() if quality else None)
+        else:
+            names = store.export_names(with_rows)
+            for shard in with_rows.shards:
+                _copy(store, shard, stage / DATA / names[shard.key])
+        splits = [name for split in plan.splits for name in (split, f"{split}{DROPPED_SUFFIX}")]
+        sizes = split_sizes(stage / DATA, splits)
+        rows = {name: info.num_examples for name, info in sizes.items()}
+        (stage / RECIPE_FILE).write_text(provenance["recipe_yaml"], encoding="utf-8")
+        safety_dropped = [job_id for shard in plan.shards for job_id in store.safety_dropped(shard)]
+        build_info = {**provenance, "rows": rows, "safety_dropped": safety_dropped}
+        (stage / BUILD_INFO).write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")
+        summary = summarize(stage, recipe.filters.thresholds(), plan.splits)
+        summary = summary.with_quality(quality) if quality else summary
+        write_summary(stage, summary)
+        if (stage / DROPPED).exists():
+            _write_dropped_card(stage / DROPPED, recipe, features, plan.splits)
+        if not any(split in rows for split in plan.splits):
+            owned.publish(stage, names=[SUMMARY_FILE, DROPPED])  # what was dropped, and why; data/ stays as it was
+            raise EmptyDataset(
+                f"{owned.root}: no image is left in any split (filters: {recipe.filters.thresholds() or 'none'}; "
+                f"{len(safety_dropped)} dropped by the safety checker). Nothing was lost: the rows are in "
+                f"{owned.root / DROPPED if (owned.root / DROPPED).exists() else store.shards}; loosen the filters "
+                "and run the same command again (nothing is regenerated). summary.json says what was dropped."
+            )
+        write_pictures(stage, features, list(rows), thresholds=recipe.filters.thresholds())
+        if quality:
+            write_quality_outputs(stage, quality, recipe.class_names)
+        write_card(stage, recipe, features, sizes, summary, build_info)
+        owned.publish(stage)
     return ExportResult(rows=rows, summary=summary, build_info=build_info)
+
+
+def _copy(store: OutputDir, shard: Shard, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    copy_file(store.shard_path(shard), target)
 
 
 def _assess_quality(recipe: Recipe, store: OutputDir, plan: Plan) -> QualityReport | None:
@@ -96,7 +116,9 @@ def _assess_quality(recipe: Recipe, store: OutputDir, plan: Plan) -> QualityRepo
     return quality_pass(parts, recipe.quality, clip.model if clip.enabled else None, recipe.model.dtype, recipe.filters)
 
 
-def _export_filtered(store: OutputDir, plan: Plan, filters: FilterSettings, duplicates: pa.Array | None) -> None:
+def _export_filtered(
+    store: OutputDir, stage: Path, plan: Plan, filters: FilterSettings, duplicates: pa.Array | None
+) -> None:
     """Every shard's kept rows into ``data/`` and its dropped rows aside, numbered among the non-empty parts.
 
     Empty parts are not written (a Parquet file without rows breaks ``load_dataset``); a split whose rows were
@@ -113,23 +135,23 @@ def _export_filtered(store: OutputDir, plan: Plan, filters: FilterSettings, dupl
         dropped = [s for s in shards if not pc.all(masks[s.key]).as_py()]
         targets: dict[str, dict[bool, Path]] = {s.key: {} for s in shards}
         for i, shard in enumerate(kept):
-            targets[shard.key][True] = store.data / hub_file_name(split, i, len(kept))
+            targets[shard.key][True] = stage / DATA / hub_file_name(split, i, len(kept))
         for i, shard in enumerate(dropped):
-            targets[shard.key][False] = _dropped_target(store, filters, split, i, len(dropped))
+            targets[shard.key][False] = _dropped_target(stage, filters, split, i, len(dropped))
         for shard in shards:
             _write_parts(store, shard, masks[shard.key], targets[shard.key])
 
 
-def _dropped_target(store: OutputDir, filters: FilterSettings, split: str, index: int, count: int) -> Path:
+def _dropped_target(stage: Path, filters: FilterSettings, split: str, index: int, count: int) -> Path:
     if filters.dropped == "split":
-        return store.data / hub_file_name(f"{split}{DROPPED_SUFFIX}", index, count)
-    return store.dropped / "data" / hub_file_name(split, index, count)
+        return stage / DATA / hub_file_name(f"{split}{DROPPED_SUFFIX}", index, count)
+    return stage / DROPPED / DATA / hub_file_name(split, index, count)
 
 
 def _write_parts(store: OutputDir, shard: Shard, mask: pa.ChunkedArray, targets: dict[bool, Path]) -> None:
-    """The kept (True) and dropped (False) rows of a shard to their targets: a link when one part is all of it."""
+    """The kept (True) and dropped (False) rows of a shard to their targets: a copy when one part is all of it."""
     if len(targets) == 1:
-        store.link(shard, next(iter(targets.values())))
+        _copy(store, shard, next(iter(targets.values())))
         return
     table = pq.read_table(store.shard_path(shard))
     write_parquet(table.filter(mask), targets[True])
@@ -137,7 +159,7 @@ def _write_parts(store: OutputDir, shard: Shard, mask: pa.ChunkedArray, targets:
 
 
 def _write_dropped_card(root: Path, recipe: Recipe, features: datasets.Features, splits: list[str]) -> None:
-    sizes = split_sizes(root / "data", splits)
+    sizes = split_sizes(root / DATA, splits)
     rules = ", ".join(f"`{key}: {value}`" for key, value in recipe.filters.thresholds().items())
     body = (
         f"# {md(recipe.name)}: rows dropped by the filters\n\n"
