@@ -6,6 +6,8 @@ Images and labels are written back unchanged (the encoded bytes are copied, neve
 columns, as a ``DatasetDict`` in the Hub layout (``data/<split>-NNNNN-of-NNNNN.parquet`` + card + summary).
 CLIPScore compares each image with its ``prompt`` column when there is one, else with its class's label text in
 the first label template ("a photo of a fox").
+The output directory follows ``synthcore.outdir``: new, empty or an earlier output of ``python -m eval`` (replaced only
+with ``--overwrite``); everything is written beside it and published at the end, so a failed run leaves it as it was.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import argparse
 import dataclasses
 import logging
 import math
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,21 +25,41 @@ import datasets
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from eval.pictures import EMBEDDING_MAP_NAME, picture_alt, write_pictures
+from eval.pictures import EMBEDDING_MAP_NAME, PICTURES_DIR, picture_alt, write_pictures
 from eval.preprocess import rgb_tensor
-from eval.quality import QualityError, QualityReport, QualitySettings, open_reference, quality_pass, write_outputs
+from eval.quality import (
+    PAIRS_FILE,
+    QualityError,
+    QualityReport,
+    QualitySettings,
+    open_reference,
+    quality_pass,
+    write_outputs,
+)
 from eval.scorers import SCORERS, Scorers, ScoringSettings, enabled_scorers, scorer_features, scorer_model_refs
 from eval.scorers.base import ScoringTask
-from eval.summary import DatasetSummary, format_table, leakage_warning, quality_markdown, summarize, write_summary
+from eval.summary import (
+    SUMMARY_FILE,
+    DatasetSummary,
+    format_table,
+    leakage_warning,
+    quality_markdown,
+    summarize,
+    write_summary,
+)
 from synthcore.availability import ModelNeed, ModelUnavailable, report_unavailable, require_models
-from synthcore.cardmeta import layout_card_data, md, save_card
-from synthcore.hub import scrub
+from synthcore.cardmeta import CARD, layout_card_data, md, save_card
+from synthcore.faults import report_fault, sigterm_raises
+from synthcore.hub import describe_error, scrub
 from synthcore.layout import ROWS_PER_ROW_GROUP, hub_file_name, hub_files, split_sizes
 from synthcore.logs import configure_logging
 from synthcore.model_refs import choose_dtype
+from synthcore.outdir import Tool, check, claimed
 from synthcore.yamlfile import ConfigFileError, load_yaml, read_text, validate
 
 log = logging.getLogger("synthdata.eval")
+
+SCORED_OUTPUT = Tool("python -m eval", (CARD, SUMMARY_FILE, PAIRS_FILE, PICTURES_DIR, "data"))
 
 
 class InputError(ValueError):
@@ -332,41 +353,63 @@ def quality_section(summary: DatasetSummary, pictures: list[str]) -> str:
     return f"## Is it any good? Duplicates, leakage, diversity\n\n{lead}{text}\n\n"
 
 
-def prepare_output(out: Path, source: str, overwrite: bool) -> None:
-    if Path(source).expanduser().exists() and out.resolve() == Path(source).expanduser().resolve():
-        raise InputError(f"{out}: the output directory is the dataset being scored; choose another --output-dir")
-    if out.exists() and any(out.iterdir()) and not overwrite:
+def prepare_output(out: Path, source: str, overwrite: bool) -> Path:
+    """The absolute output directory, checked before any work: not the dataset being scored, and ours to write
+    (``synthcore.outdir``; an earlier scored output there only with ``overwrite``)."""
+    source_dir = Path(source).expanduser().resolve()
+    if source_dir.exists() and source_dir in (out.resolve(), *out.resolve().parents):
         raise InputError(
-            f"{out} exists and is not empty; pass --overwrite to replace its data, or choose another --output-dir"
+            f"{out}: the output directory is (or is in) the dataset being scored; choose another --output-dir"
         )
-    shutil.rmtree(out / "data", ignore_errors=True)
-    (out / "data").mkdir(parents=True)
+    return check(out, SCORED_OUTPUT, replace=overwrite)
+
+
+def load_source(source: str) -> datasets.DatasetDict:
+    """The dataset to score, or an ``InputError`` naming it and what to give instead."""
+    try:
+        return datasets.load_dataset(source)
+    except Exception as err:  # noqa: BLE001 - a missing path, an unknown id, no network: all end here
+        what = (
+            "cannot be read as a dataset"
+            if Path(source).expanduser().exists()
+            else "is neither a local directory nor a Hub dataset that can be reached"
+        )
+        raise InputError(
+            f"{source} {what} ({describe_error(err)}). Give a dataset directory load_dataset reads (a built dataset, "
+            "an image folder, Parquet files) or a Hub dataset id (network needed, HF_HUB_OFFLINE unset)."
+        ) from None
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    return Path(args.output_dir or Path("outputs") / f"{Path(args.dataset.rstrip('/')).name}-scored")
 
 
 def score_dataset(args: argparse.Namespace) -> Path:
     columns = Columns(args.image_column, args.label_column, args.prompt_column)
+    out = prepare_output(output_dir(args), args.dataset, args.overwrite)
     require_models(models_needed(args))
-    dataset = datasets.load_dataset(args.dataset)
+    dataset = load_source(args.dataset)
     task, scoring = scoring_task(args, check_columns(dataset, columns, args.dataset))
     quality = quality_settings(args, read_recipe_view(args.recipe).quality if args.recipe else QualitySettings())
     if quality.enabled and quality.reference is not None:
         open_reference(quality.reference, list(task.class_names))  # a bad reference fails before any scoring
-    out = Path(args.output_dir or Path("outputs") / f"{Path(args.dataset.rstrip('/')).name}-scored")
-    prepare_output(out, args.dataset, args.overwrite)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     scorers = Scorers(task, scoring, device, getattr(torch, choose_dtype("auto", device.type)))
     new = scorer_features(task, scoring)
-    for split, ds in dataset.items():
-        log.info("scoring %s: %d images", split, ds.num_rows)
-        features = score_split(ds, split, new, scorers, columns, out, args.batch_size, args.shard_size)
-    summary = summarize(out, splits=list(dataset), label_column=columns.label)
-    report = assess_quality(out, dataset, quality, scoring, columns.label)
-    summary = summary.with_quality(report) if report else summary
-    write_summary(out, summary)
-    sizes = split_sizes(out / "data", [split for split, ds in dataset.items() if ds.num_rows])
-    pictures = write_pictures(out, features, list(sizes), label_column=columns.label)
-    pictures += write_outputs(out, report, list(task.class_names)) if report else []
-    write_scored_card(out, args.dataset, scoring, sizes, features, summary, pictures, list(task.class_names))
+    with claimed(out, SCORED_OUTPUT, replace=args.overwrite) as owned, owned.staging() as stage:
+        (stage / "data").mkdir()
+        for split, ds in dataset.items():
+            log.info("scoring %s: %d images", split, ds.num_rows)
+            features = score_split(ds, split, new, scorers, columns, stage, args.batch_size, args.shard_size)
+        summary = summarize(stage, splits=list(dataset), label_column=columns.label)
+        report = assess_quality(stage, dataset, quality, scoring, columns.label)
+        summary = summary.with_quality(report) if report else summary
+        write_summary(stage, summary)
+        sizes = split_sizes(stage / "data", [split for split, ds in dataset.items() if ds.num_rows])
+        pictures = write_pictures(stage, features, list(sizes), label_column=columns.label)
+        pictures += write_outputs(stage, report, list(task.class_names)) if report else []
+        write_scored_card(stage, args.dataset, scoring, sizes, features, summary, pictures, list(task.class_names))
+        owned.publish(stage)
     print(format_table(summary))
     return out
 
@@ -375,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
     try:
-        out = score_dataset(args)
+        with sigterm_raises():
+            out = score_dataset(args)
     except (InputError, ConfigFileError, QualityError) as err:
         print(f"error: {scrub(str(err))}", file=sys.stderr)
         return 2
@@ -384,5 +428,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ModelUnavailable as err:
         return report_unavailable(err)
+    except BaseException as err:  # noqa: BLE001 - the faults every command ends alike; anything else is re-raised
+        if (code := report_fault(err, output_dir(args), "Nothing in the output directory was replaced.")) is None:
+            raise
+        return code
     print(f"scored dataset written to {out}")
     return 0

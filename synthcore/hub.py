@@ -15,6 +15,8 @@ from pathlib import Path
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
+from synthcore.outdir import WORK_DIR
+
 log = logging.getLogger("synthdata.hub")
 
 PUSH_FAILED = 3
@@ -68,7 +70,7 @@ def push_folder(
             "(a token with write access)."
         )
     api = HfApi()
-    ignore = [*(ignore_patterns or []), *(["README.md"] if card is not None else [])]
+    ignore = [f"{WORK_DIR}/**", *(ignore_patterns or []), *(["README.md"] if card is not None else [])]
     try:
         url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
         api.upload_folder(

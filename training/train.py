@@ -7,6 +7,10 @@ each epoch costs one matrix product. Fine-tuning (``--mode finetune``): every la
 
 Under ``accelerate launch`` the device is accelerate's; in probe mode feature extraction is split between the
 processes and the (tiny) head trains on the main process; fine-tuning runs on the main process alone.
+
+The output directory follows ``synthcore.outdir``: new, empty or an earlier output of ``python -m training`` (which
+a new run replaces). The main process claims it before any work and publishes every output at the end, so a run
+that fails leaves it as it was.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -22,9 +27,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from synthcore.launch import start_state
+from synthcore.outdir import OwnedDir, Tool, check, claimed
 from synthcore.tiny import cache_root
 from training.backbone import backbone_identity, feature_extractor, train_transform
-from training.classifier import ImageClassifier, new_resnet18_classifier, save_classifier
+from training.classifier import (
+    CONFIG_FILE,
+    HEAD_FILE,
+    MODEL_FILE,
+    ImageClassifier,
+    new_resnet18_classifier,
+    save_classifier,
+)
 from training.config import TrainConfig, TrainingError
 from training.data import (
     Split,
@@ -38,18 +51,37 @@ from training.data import (
 )
 from training.evaluation import compute_metrics
 from training.features import ForwardCounter, split_features
-from training.hub import push_classifier, write_model_card
-from training.report import epoch_line, final_table, plot_confusion, plot_curves, write_metrics
+from training.hub import CARD_FILE, push_classifier, write_model_card
+from training.report import (
+    CURVES_FILE,
+    METRICS_FILE,
+    epoch_line,
+    final_table,
+    plot_confusion,
+    plot_curves,
+    write_metrics,
+)
 
 log = logging.getLogger("synthdata.training")
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+TRAINING_OUTPUT = Tool(
+    "python -m training",
+    (CARD_FILE, CONFIG_FILE, HEAD_FILE, MODEL_FILE, METRICS_FILE, CURVES_FILE, "confusion_*.png"),
+)
 
 
 def run(config: TrainConfig) -> dict | None:
     """Train and evaluate; returns the metrics written to ``metrics.json`` (None on non-main processes)."""
     started = time.perf_counter()
     state = start_state()
+    check(config.output_dir, TRAINING_OUTPUT)  # every process alike, before any work
+    with claimed(config.output_dir, TRAINING_OUTPUT) if state.is_main_process else nullcontext() as owned:
+        return _run(config, state, owned, started)
+
+
+def _run(config: TrainConfig, state, owned: OwnedDir | None, started: float) -> dict | None:
     train, evals, classes = load_data(config)
     model = new_resnet18_classifier(config.backbone_weights, classes, config.seed).to(state.device)
     if config.mode == "probe":
@@ -65,7 +97,7 @@ def run(config: TrainConfig) -> dict | None:
         **result,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    write_outputs(model, metrics, config)
+    write_outputs(model, metrics, config, owned)
     return metrics
 
 
@@ -203,16 +235,18 @@ def split_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]
     }
 
 
-def write_outputs(model: ImageClassifier, metrics: dict, config: TrainConfig) -> None:
-    """Classifier, metrics, plots and model card into the output directory; then the optional Hub push."""
-    out = Path(config.output_dir)
-    save_classifier(model, out, config.mode)
-    write_metrics(out, metrics)
-    plot_curves(out, metrics["epochs"])
-    for split, values in metrics["final"].items():
-        plot_confusion(out, split, values["confusion_matrix"], metrics["classes"])
-    write_model_card(out, config, metrics["classes"], metrics["final"])
+def write_outputs(model: ImageClassifier, metrics: dict, config: TrainConfig, owned: OwnedDir) -> None:
+    """Classifier, metrics, plots and model card, written beside the output directory and published into it; then
+    the optional Hub push, from the published directory (a failed push keeps them)."""
+    with owned.staging() as stage:
+        save_classifier(model, stage, config.mode)
+        write_metrics(stage, metrics)
+        plot_curves(stage, metrics["epochs"])
+        for split, values in metrics["final"].items():
+            plot_confusion(stage, split, values["confusion_matrix"], metrics["classes"])
+        write_model_card(stage, config, metrics["classes"], metrics["final"])
+        owned.publish(stage)
     print(final_table(metrics["final"], metrics["classes"]))
-    log.info("classifier, metrics.json and plots written to %s", out)
+    log.info("classifier, metrics.json and plots written to %s", owned.root)
     if config.push_to_hub:
-        log.info("pushed to %s", push_classifier(out, config.push_to_hub, config.hub_private))
+        log.info("pushed to %s", push_classifier(owned.root, config.push_to_hub, config.hub_private))
