@@ -214,7 +214,8 @@ class OwnedDir:
         holds something we did not publish."""
         owner = read_owner(self.root) or Owner(self.tool.command, frozenset())
         new = sorted(name for name in os.listdir(stage) if names is None or name in names)
-        gone = set() if names is not None else {f.split("/")[0] for f in owner.files} - set(new)
+        last = {top for f in owner.files if self.tool.writes(top := f.split("/")[0])}  # never beyond our names
+        gone = set() if names is not None else last - set(new)
         foreign = [f for name in sorted({*new, *gone}) for f in unrecorded(self.root, name, owner.files)]
         if foreign:
             raise OutputDirError(_foreign_message(self.root, foreign))

@@ -77,6 +77,7 @@ def run(config: TrainConfig) -> dict | None:
     started = time.perf_counter()
     state = start_state()
     check(config.output_dir, TRAINING_OUTPUT)  # every process alike, before any work
+    state.wait_for_everyone()  # and before the main process creates anything there
     with claimed(config.output_dir, TRAINING_OUTPUT) if state.is_main_process else nullcontext() as owned:
         return _run(config, state, owned, started)
 
