@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from builders.builder import dataset_features
+from builders.export import BUILD_OUTPUT, ExportResult, export_dataset
 from builders.plan import Job, Plan, content_fingerprint, derive_seed, make_plan
 from builders.provenance import dataset_provenance
 from builders.recipe import Recipe, parse_recipe
 from builders.rows import GeneratedRow
 from builders.store import OutputDir
 from eval.scorers.resnet50 import imagenet_categories
+from synthcore.outdir import claimed
 
 RECIPE = """
 name: handmade
@@ -74,20 +76,27 @@ def write_shards(recipe: Recipe, root: Path, make_row=fake_row) -> tuple[OutputD
     from builders.encode import encode_image
 
     fingerprint = content_fingerprint(recipe, "cpu", "float32")
-    store = OutputDir(root)
-    store.prepare(fingerprint, overwrite=False)
     plan = make_plan(recipe, fingerprint)
     features = dataset_features(recipe)
-    for shard in plan.shards:
-        writer = store.open_shard(shard, features)
-        writer.write(
-            [
-                row | {"image": encode_image(row["image"], recipe.output)}
-                for row in (make_row(recipe, job) for job in shard.jobs)
-            ]
-        )
-        writer.commit()
+    with claimed(root, BUILD_OUTPUT) as owned:  # as a build claims its output directory
+        store = OutputDir(owned.root)
+        store.prepare(fingerprint, overwrite=False)
+        for shard in plan.shards:
+            writer = store.open_shard(shard, features)
+            writer.write(
+                [
+                    row | {"image": encode_image(row["image"], recipe.output)}
+                    for row in (make_row(recipe, job) for job in shard.jobs)
+                ]
+            )
+            writer.commit()
     return store, plan, dataset_provenance(recipe, fingerprint)
+
+
+def export(recipe: Recipe, store: OutputDir, plan: Plan, provenance: dict) -> ExportResult:
+    """``export_dataset`` on the shards of ``write_shards``, under the claim a build holds while it exports."""
+    with claimed(store.root, BUILD_OUTPUT) as owned:
+        return export_dataset(recipe, dataset_features(recipe), provenance, store, owned, plan)
 
 
 def handmade_recipe(extra: str = "") -> Recipe:

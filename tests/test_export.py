@@ -14,19 +14,17 @@ import pytest
 from huggingface_hub import DatasetCard
 
 from builders.builder import dataset_features
-from builders.export import BUILD_OUTPUT, EmptyDataset, export_dataset
+from builders.export import EmptyDataset
 from builders.hub import dataset_problems
 from eval.pictures import HISTOGRAM_NAME, samples_name
-from synthcore.outdir import claimed
+from tests import handmade
 from tests.handmade import handmade_recipe, true_prob, write_shards
 
 
 def export(tmp_path: Path, extra: str = ""):
     recipe = handmade_recipe(extra)
-    with claimed(tmp_path / "out", BUILD_OUTPUT) as owned:
-        store, plan, provenance = write_shards(recipe, owned.root)
-        result = export_dataset(recipe, dataset_features(recipe), provenance, store, owned, plan)
-    return recipe, plan, store.root, result
+    store, plan, provenance = write_shards(recipe, tmp_path / "out")
+    return recipe, plan, store.root, handmade.export(recipe, store, plan, provenance)
 
 
 def all_ids(plan) -> dict[str, list[str]]:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from builders.plan import Batch, Job, Shard
-from builders.store import OutputDir
+from builders.store import DamagedShards, OutputDir
 from synthcore.faults import OUTPUT_REFUSED, WRITE_FAILED, Terminated, report_fault, write_failure
 from synthcore.outdir import (
     CHECKOUT,
@@ -29,6 +29,8 @@ from synthcore.outdir import (
     copy_file,
     read_owner,
 )
+from tests.handmade import export, handmade_recipe
+from tests.handmade import write_shards as write_handmade
 
 TOOL = Tool("test-tool", ("README.md", "summary.json", "data", "pictures"))
 OTHER = Tool("other-tool", ("README.md",))
@@ -363,3 +365,24 @@ def test_an_aborted_shard_leaves_no_temporary_file(tmp_path: Path):
     writer.write([{"id": "train/fox/0", "pixels": b"x"}])
     writer.abort()
     assert list(store.shards.iterdir()) == []
+
+
+# -- export: copies, verified, beside the old one ---------------------------------------------------------------------
+def test_an_export_copies_verified_shards_and_a_damaged_one_leaves_the_old_export_whole(tmp_path: Path):
+    recipe = handmade_recipe()
+    store, plan, provenance = write_handmade(recipe, tmp_path / "out")
+    export(recipe, store, plan, provenance)
+    shard_inodes = {store.shard_path(shard).stat().st_ino for shard in plan.shards}
+    exported = sorted((store.root / "data").glob("*.parquet"))
+    assert all(f.stat().st_nlink == 1 and f.stat().st_ino not in shard_inodes for f in exported)
+    published = lambda: {k: v for k, v in tree(store.root).items() if not k.startswith(WORK_DIR)}  # noqa: E731
+    before = published()
+
+    damaged = plan.shards[2]
+    data = bytearray(store.shard_path(damaged).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    store.shard_path(damaged).write_bytes(bytes(data))
+    with pytest.raises(DamagedShards, match=damaged.key):
+        export(recipe, store, plan, provenance)
+    assert published() == before, "nothing of the previous export was touched"
+    assert (store.damaged / f"{damaged.key}.parquet").read_bytes() == bytes(data)

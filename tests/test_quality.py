@@ -15,8 +15,6 @@ import torch
 from PIL import Image
 
 import eval.quality as quality
-from builders.builder import dataset_features
-from builders.export import export_dataset
 from builders.recipe import RecipeError, parse_recipe
 from eval.quality import (
     QualitySettings,
@@ -27,7 +25,7 @@ from eval.quality import (
     quality_pass,
     read_rows,
 )
-from tests.handmade import fake_embedding, fake_row, handmade_recipe, write_shards
+from tests.handmade import export, fake_embedding, fake_row, handmade_recipe, write_shards
 
 # Planted in the hand-made recipe (train: 4 per class, test: 2 per class; classes fox, dog, 여우):
 EXACT = {"train/fox/000001": "train/fox/000000", "test/fox/000000": "train/fox/000002"}  # same pixels
@@ -68,7 +66,7 @@ def export_planted(tmp_path: Path, extra: str = ""):
     recipe = handmade_recipe(extra)
     plan = make_plan(recipe, content_fingerprint(recipe, "cpu", "float32"))
     store, plan, provenance = write_shards(recipe, tmp_path / "out", planted_rows(plan))
-    result = export_dataset(recipe, dataset_features(recipe), provenance, store, plan)
+    result = export(recipe, store, plan, provenance)
     return plan, store.root, result
 
 
@@ -136,7 +134,7 @@ def test_a_copy_of_a_row_the_score_filters_drop_is_kept(tmp_path: Path):
         return planted(recipe, job) | {"clip_true_prob": 0.1 if job.id == "train/fox/000000" else 0.9}
 
     store, plan, provenance = write_shards(recipe, tmp_path / "out", make_row)
-    export_dataset(recipe, dataset_features(recipe), provenance, store, plan)
+    export(recipe, store, plan, provenance)
     kept = {i for ds in datasets.load_dataset(str(store.root)).values() for i in ds["id"][:]}
     dropped = {i for ds in datasets.load_dataset(str(store.root / "dropped")).values() for i in ds["id"][:]}
     assert dropped == {"train/fox/000000", "test/fox/000000"}  # the score filter's, and a copy of a kept row
