@@ -24,6 +24,7 @@ from tests.test_distributed import ACCELERATE, SAME_THREADS, SCALE_RECIPE, table
 pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
 
 TINY_SCORERS = ["--clip-model", "tiny-random", "--resnet50-weights", "tiny-random"]
+NO_BACKBONE = ["--backbone-weights", "none"]  # a random ResNet18: no weights to download
 
 
 @pytest.fixture(scope="module")
@@ -260,8 +261,8 @@ def test_eval_and_training_refuse_a_directory_that_is_not_theirs(built: Path, tm
     (theirs / "README.md").write_text("their card")
     commands = [
         [sys.executable, "-m", "eval", str(built), "--output-dir", str(theirs), "--overwrite", *TINY_SCORERS],
-        [sys.executable, "-m", "training", "--dataset", str(built), "--output-dir", str(theirs)],
-        [sys.executable, "-m", "training", "--dataset", str(built), "--output-dir", str(built)],  # build.py's
+        [sys.executable, "-m", "training", "--dataset", str(built), "--output-dir", str(theirs), *NO_BACKBONE],
+        [sys.executable, "-m", "training", "--dataset", str(built), "--output-dir", str(built), *NO_BACKBONE],
     ]
     for command in commands:
         result = run(command)
@@ -273,7 +274,9 @@ def test_a_failed_training_leaves_no_directory_and_a_good_one_replaces_its_own(b
     out = tmp_path / "probe"
     command = [
         *[sys.executable, "-m", "training", "--dataset", str(built), "--output-dir", str(out)],
-        *["--backbone-weights", "none", "--epochs", "1"],
+        *NO_BACKBONE,
+        "--epochs",
+        "1",
     ]
     failed = run([*command, "--train-split", "nosuch"])
     assert failed.returncode == 2 and not out.exists()
