@@ -15,7 +15,7 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 
-from builders.plan import Batch, Job, Shard
+from builders.plan import Shard, content_fingerprint, make_plan
 from builders.store import DamagedShards, OutputDir
 from synthcore.faults import OUTPUT_REFUSED, WRITE_FAILED, Terminated, report_fault, write_failure
 from synthcore.outdir import (
@@ -285,9 +285,10 @@ def test_faults_end_in_one_message_and_their_exit_code(tmp_path: Path, capsys):
 FEATURES = datasets.Features({"id": datasets.Value("string"), "pixels": datasets.Value("binary")})
 
 
-def hand_made_shard(name: str, size: int = 3) -> Shard:
-    jobs = tuple(Job(f"train/{name}/{i}", "train", 0, name, i, "p", "", 7.5, i) for i in range(size))
-    return Shard("train", name, (Batch(jobs),), key=f"{name:0>24}")
+def planned_shards() -> list[Shard]:
+    """The hand-made recipe's planned shards (two images each), to write made-up rows into."""
+    recipe = handmade_recipe()
+    return list(make_plan(recipe, content_fingerprint(recipe, "cpu", "float32")).shards)
 
 
 def write_shard(store: OutputDir, shard: Shard, dropped: tuple[str, ...] = ()) -> None:
@@ -301,7 +302,7 @@ def write_shard(store: OutputDir, shard: Shard, dropped: tuple[str, ...] = ()) -
 def shards(tmp_path: Path) -> tuple[OutputDir, list[Shard]]:
     store = OutputDir(tmp_path / "out")
     store.shards.mkdir(parents=True)
-    made = [hand_made_shard(name) for name in ("fox", "dog", "cat", "owl")]
+    made = planned_shards()[:4]
     for shard in made:
         write_shard(store, shard)
     return store, made
@@ -351,18 +352,19 @@ def test_a_shard_without_a_record_is_not_trusted(shards):
 def test_safety_drops_are_part_of_the_record(tmp_path: Path):
     store = OutputDir(tmp_path / "out")
     store.shards.mkdir(parents=True)
-    shard = hand_made_shard("fox")
+    shard = planned_shards()[0]
     write_shard(store, shard, dropped=(shard.jobs[1].id,))
-    assert store.num_rows(shard) == 2 and store.safety_dropped(shard) == [shard.jobs[1].id]
-    assert pq.ParquetFile(store.shard_path(shard)).metadata.num_rows == 2
+    assert store.num_rows(shard) == 1 and store.safety_dropped(shard) == [shard.jobs[1].id]
+    assert pq.ParquetFile(store.shard_path(shard)).metadata.num_rows == 1
     assert store.verify([shard]) == []
 
 
 def test_an_aborted_shard_leaves_no_temporary_file(tmp_path: Path):
     store = OutputDir(tmp_path / "out")
     store.shards.mkdir(parents=True)
-    writer = store.open_shard(hand_made_shard("fox"), FEATURES)
-    writer.write([{"id": "train/fox/0", "pixels": b"x"}])
+    shard = planned_shards()[0]
+    writer = store.open_shard(shard, FEATURES)
+    writer.write([{"id": shard.jobs[0].id, "pixels": b"x"}])
     writer.abort()
     assert list(store.shards.iterdir()) == []
 
