@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import datasets
+from tqdm.auto import tqdm
 
 from builders.encode import encode_image
 from builders.generators import describe, family_of, resolve_family
@@ -93,10 +94,13 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
     def models(self):
         """The generator and the scorers, loaded on first use (once per process)."""
         if self._generator is None:
-            self._generator = family_of(self.recipe).load(self.recipe, self.placement)
-            self._scorers = Scorers(
-                self.recipe.scoring_task(), self.recipe.scoring, self.placement.device, self.placement.dtype
-            )
+            with tqdm(total=2, desc="loading models", unit="model", leave=False, dynamic_ncols=True) as bar:
+                self._generator = family_of(self.recipe).load(self.recipe, self.placement)
+                bar.update()
+                self._scorers = Scorers(
+                    self.recipe.scoring_task(), self.recipe.scoring, self.placement.device, self.placement.dtype
+                )
+                bar.update()
         return self._generator, self._scorers
 
     def shard_rows(self, shard: Shard) -> Iterator[BatchRows]:

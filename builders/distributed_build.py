@@ -21,7 +21,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import torch
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import broadcast_object_list, gather_object
 from tqdm.auto import tqdm
 
 from builders.builder import SyntheticImages
@@ -50,6 +50,21 @@ class BuildReport:
     damaged: list[DamagedShard] = field(default_factory=list)  # set aside and made again (main process)
     seconds: float = 0.0
     summary: DatasetSummary | None = None  # on the main process
+    processes: int = 1
+    shards_per_process: list[int] = field(default_factory=list)  # shards each rank wrote in this run
+
+    def to_json(self) -> dict:
+        """What ``.synthdata/run.json`` records of this run (how the work went, not what the dataset is)."""
+        return {
+            "images_planned": self.images_planned,
+            "images_found_done": self.images_found_done,
+            "images_generated": self.images_generated,
+            "processes": self.processes,
+            "shards_per_process": self.shards_per_process,
+            "damaged_shards": [bad.shard.key for bad in self.damaged],
+            "safety_dropped": self.safety_dropped,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def placement_for(recipe: Recipe, device: torch.device) -> Placement:
@@ -95,7 +110,9 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
             )
         monitor = _ProgressBar(store, plan, pending, done_images) if state.is_main_process else None
         with state.split_between_processes(pending) as mine:
-            write_shards(builder, store, list(mine), state, background)
+            mine = list(mine)
+            write_shards(builder, store, mine, state, background)
+        shards_per_process = gather_object([len(mine)]) if state.num_processes > 1 else [len(mine)]
         if monitor:
             monitor.join()
         state.wait_for_everyone()
@@ -105,7 +122,7 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
             exported, remade = _export(builder, store, owned, plan, state, background)
             damaged += remade
             done_images -= sum(bad.shard.size for bad in remade)
-        return BuildReport(
+        report = BuildReport(
             output_dir=str(store.root),
             counts=plan.counts(),
             images_planned=plan.num_images,
@@ -115,7 +132,12 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
             damaged=damaged,
             seconds=time.perf_counter() - started,
             summary=exported.summary if exported else None,
+            processes=state.num_processes,
+            shards_per_process=shards_per_process,
         )
+        if state.is_main_process:
+            store.write_run_report(report.to_json())
+        return report
 
 
 def _claim(state, stack: ExitStack, store: OutputDir) -> OwnedDir | None:

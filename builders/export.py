@@ -22,6 +22,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
 from builders.card import BUILD_INFO, card_data, write_card
 from builders.hub import RECIPE_FILE
@@ -71,7 +72,7 @@ def export_dataset(
             _export_filtered(store, stage, with_rows, recipe.filters, quality.drop_array() if quality else None)
         else:
             names = store.export_names(with_rows)
-            for shard in with_rows.shards:
+            for shard in tqdm(with_rows.shards, desc="exporting", unit="shard", disable=len(with_rows.shards) < 50):
                 _copy(store, shard, stage / DATA / names[shard.key])
         splits = [name for split in plan.splits for name in (split, f"{split}{DROPPED_SUFFIX}")]
         sizes = split_sizes(stage / DATA, splits)
@@ -96,7 +97,7 @@ def export_dataset(
         write_pictures(stage, features, list(rows), thresholds=recipe.filters.thresholds())
         if quality:
             write_quality_outputs(stage, quality, recipe.class_names)
-        write_card(stage, recipe, features, sizes, summary, build_info)
+        write_card(stage, recipe.without_hub(), features, sizes, summary, build_info)  # names a repo once pushed
         owned.publish(stage)
     return ExportResult(rows=rows, summary=summary, build_info=build_info)
 
@@ -138,7 +139,7 @@ def _export_filtered(
             targets[shard.key][True] = stage / DATA / hub_file_name(split, i, len(kept))
         for i, shard in enumerate(dropped):
             targets[shard.key][False] = _dropped_target(stage, filters, split, i, len(dropped))
-        for shard in shards:
+        for shard in tqdm(shards, desc=f"exporting {split}", unit="shard", disable=len(shards) < 50):
             _write_parts(store, shard, masks[shard.key], targets[shard.key])
 
 

@@ -209,6 +209,16 @@ class OutputDir:
             with suppress(FileNotFoundError):
                 os.replace(path, self.damaged / path.name)
 
+    # -- the last run's report -------------------------------------------------------------------------------
+    @property
+    def run_report_file(self) -> Path:
+        return self.work / "run.json"
+
+    def write_run_report(self, report: dict) -> None:
+        """How the last run went (images found done and made, processes, shards per process, damaged shards):
+        the build's report for people and tests to read, beside the shards it describes."""
+        atomic_write_text(self.run_report_file, json.dumps(report, indent=2, ensure_ascii=False))
+
     # -- progress --------------------------------------------------------------------------------------------
     def report_progress(self, rank: int, images: int) -> None:
         atomic_write_text(self.progress / f"rank-{rank}", str(images))

@@ -24,6 +24,7 @@ from pathlib import Path
 import datasets
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
+from tqdm.auto import tqdm
 
 from eval.pictures import EMBEDDING_MAP_NAME, PICTURES_DIR, picture_alt, write_pictures
 from eval.preprocess import rgb_tensor
@@ -298,6 +299,7 @@ def score_split(
     )
     features = datasets.Features({**ds.features, columns.image: datasets.Image(), **new})
     count = math.ceil(ds.num_rows / shard_size)  # no file for an empty split: load_dataset cannot read one
+    bar = tqdm(total=ds.num_rows, desc=f"scoring {split}", unit="img", dynamic_ncols=True)
     for index in range(count):
         path = out / "data" / hub_file_name(split, index, count)
         writer = ParquetWriter(
@@ -308,8 +310,10 @@ def score_split(
             texts = batch.get(columns.prompt) or [None] * len(labels)
             scores = scorers.score(image_tensors(batch[columns.image], scorers.device), labels, texts)
             writer.write_batch(features.encode_batch({**batch, **scores}))
+            bar.update(len(labels))
         writer.finalize()
         writer.close()
+    bar.close()
     return features
 
 

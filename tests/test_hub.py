@@ -59,7 +59,8 @@ def test_failed_push_after_build_reports_clearly_keeps_the_data_and_never_writes
         in result.stderr
     )
     assert datasets.load_dataset(str(copy_of_smoke), split="train").num_rows == 12
-    assert 'load_dataset("someone/smoke-test")' in (copy_of_smoke / "README.md").read_text(encoding="utf-8")
+    # the card names a repo only once a push to it succeeded
+    assert "someone/smoke-test" not in (copy_of_smoke / "README.md").read_text(encoding="utf-8")
     written = [p for p in copy_of_smoke.rglob("*") if p.is_file()]
     assert len(written) > 20
     for path in written:
@@ -69,6 +70,7 @@ def test_failed_push_after_build_reports_clearly_keeps_the_data_and_never_writes
 
 def test_push_only_loads_no_model_and_changes_no_data(copy_of_smoke: Path):
     before = digests(copy_of_smoke, "data") | digests(copy_of_smoke, ".synthdata/shards")
+    card = (copy_of_smoke / "README.md").read_bytes()
     code = (
         "import sys\nfrom builders.cli import main\n"
         "rc = main(sys.argv[1:])\n"
@@ -90,6 +92,7 @@ def test_push_only_loads_no_model_and_changes_no_data(copy_of_smoke: Path):
     assert "HF_HUB_OFFLINE is set: unset it to push." in result.stderr
     assert f"--output-dir {copy_of_smoke} --push-only --push-to-hub someone/smoke-test --private" in result.stderr
     assert digests(copy_of_smoke, "data") | digests(copy_of_smoke, ".synthdata/shards") == before
+    assert (copy_of_smoke / "README.md").read_bytes() == card  # a failed push changes nothing local
 
 
 def test_push_without_a_token_says_how_to_log_in(copy_of_smoke: Path, tmp_path: Path):
