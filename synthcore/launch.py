@@ -32,13 +32,14 @@ def start_state():
 
 
 def threads_per_process() -> int | None:
-    """The cores of this machine divided among the processes the launcher started on it, unless the user chose
-    (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``). Several processes that each use every core oversubscribe the CPU:
-    on a busy 2-core machine one process with 2 threads ran 7x slower than with 1. On a CPU, the image bytes
-    depend on the thread count: set ``OMP_NUM_THREADS`` to compare builds made with different process counts."""
-    if any(os.environ.get(name) for name in THREAD_VARIABLES):
-        return None
+    """The cores of this machine divided among the processes the launcher started on it; None (torch's default)
+    for a single process or when the user chose (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``). Several processes
+    that each use every core oversubscribe the CPU: on a busy 2-core machine one process with 2 threads ran 7x
+    slower than with 1. On a CPU, the image bytes depend on the thread count: set ``OMP_NUM_THREADS`` to compare
+    builds made with different process counts."""
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if local == 1 or any(os.environ.get(name) for name in THREAD_VARIABLES):
+        return None  # a lone process keeps torch's own choice (and so its exact numerics)
     return max(1, (os.cpu_count() or 1) // local)
 
 

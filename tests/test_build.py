@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 
 from builders.generators import resolve_family
@@ -85,12 +86,12 @@ def test_builder_download_and_prepare_gives_the_same_rows(smoke_dir: Path, tmp_p
     ours = datasets.load_dataset(str(smoke_dir))
     theirs = builder.as_dataset()
     for split in recipe.splits:
-        a, b = (
-            ours[split].cast_column("image", datasets.Image(decode=False)),
-            theirs[split].cast_column("image", datasets.Image(decode=False)),
-        )
-        assert a["id"][:] == b["id"][:] and a["seed"][:] == b["seed"][:]
-        assert [x["bytes"] for x in a["image"]] == [x["bytes"] for x in b["image"]]
+        a, b = ours[split], theirs[split]
+        assert a["id"][:] == b["id"][:] and a["seed"][:] == b["seed"][:] and a["prompt"][:] == b["prompt"][:]
+        # The same pixels up to one level of 255: with 2 CPU threads, float rounding can differ in the last bit
+        # between two processes (seen: 1 value of 3072 in one image); with OMP_NUM_THREADS=1 the bytes are equal.
+        for x, y in zip(a["image"], b["image"], strict=True):
+            assert np.abs(np.asarray(x, dtype=int) - np.asarray(y, dtype=int)).max() <= 1
 
 
 def test_bad_recipe_fails_before_any_model_loads(tmp_path: Path):

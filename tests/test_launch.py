@@ -16,7 +16,7 @@ def no_thread_settings(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
 
 
-@pytest.mark.parametrize("local, threads", [(None, 16), ("1", 16), ("2", 8), ("3", 5), ("32", 1)])
+@pytest.mark.parametrize("local, threads", [(None, None), ("1", None), ("2", 8), ("3", 5), ("32", 1)])
 def test_cores_are_divided_among_local_processes(no_thread_settings, monkeypatch, local, threads):
     if local is not None:
         monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
