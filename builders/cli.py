@@ -13,6 +13,7 @@ from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
 
+from builders.generators.sources import ModelFiles, ModelIndexError
 from builders.recipe import Recipe, RecipeError
 from builders.source import SourceError, recipe_source
 from eval.scorers import scorer_model_refs
@@ -23,6 +24,7 @@ from synthcore.availability import (
     diffusers_pipeline,
     report_unavailable,
     require_models,
+    transformers_model,
 )
 from synthcore.faults import WRITE_FAILED, report_fault, sigterm_raises
 from synthcore.hub import PUSH_FAILED, PushError, scrub
@@ -87,11 +89,21 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 "--push-only: no repo to push to; give --push-to-hub USER/NAME or set hub.repo_id in the recipe"
             )
+    except (RecipeError, SourceError, ValueError) as err:
+        print(scrub(str(err)), file=sys.stderr)
+        return 2
+    if not (args.push_only or args.dry_run):
+        _quiet_libraries()  # before the check, which may build the tiny-random models
+        try:  # a missing generator is a missing model (exit 4, with the others), before its family is read
+            require_models([generator_need(recipe), *scorer_model_refs(recipe.scoring)])
+        except ModelUnavailable as err:
+            return report_unavailable(err)
+    try:
         if not (args.push_only and source.dataset_dir):  # a built dataset's recipe.yaml is resolved already
             from builders.generators import resolve_family
 
             recipe = resolve_family(recipe, args.recipe)
-    except (RecipeError, SourceError, ValueError) as err:
+    except (RecipeError, ValueError) as err:
         print(scrub(str(err)), file=sys.stderr)
         return 2
     default_dir = source.dataset_dir if args.push_only and source.dataset_dir else Path("outputs") / recipe.name
@@ -103,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:
         return _push(recipe, output_dir, args) if int(os.environ.get("RANK", "0")) == 0 else 0
     if recipe.hub.repo_id and (warning := hub.missing_token_warning()):
         log.warning(warning)
-    _quiet_libraries()  # before the check, which may build the tiny-random models
     try:
         require_models(models_needed(recipe))
     except ModelUnavailable as err:
@@ -181,8 +192,13 @@ def models_needed(recipe: Recipe) -> list[ModelNeed]:
     """The generator (with its safety checker when the recipe runs it), whether its VAE can decode one image of
     the recipe's size on this device, and the enabled scorers' models."""
     settings, gen = recipe.model, recipe.generation
-    generator = diffusers_pipeline(
-        "model.id", settings.id, settings.revision, settings.safety_checker, "model.safety_checker"
+    own_checker = settings.safety_checker and _ships_safety_checker(settings.id, settings.revision)
+    standalone = (
+        []
+        if own_checker or not settings.safety_checker
+        else [
+            transformers_model("model.safety_checker_id", settings.safety_checker_id, "safety checker", processor=False)
+        ]
     )
     device_type = local_device().type
     decoder = DecoderMemory(
@@ -195,7 +211,23 @@ def models_needed(recipe: Recipe) -> list[ModelNeed]:
         dtype_name=choose_dtype(settings.dtype, device_type),
         device_type=device_type,
     )
-    return [generator, decoder, *scorer_model_refs(recipe.scoring)]
+    return [generator_need(recipe), *standalone, decoder, *scorer_model_refs(recipe.scoring)]
+
+
+def generator_need(recipe: Recipe) -> ModelNeed:
+    """The generator's pipeline, with its own safety checker when it ships one and the recipe runs it."""
+    settings = recipe.model
+    own_checker = settings.safety_checker and _ships_safety_checker(settings.id, settings.revision)
+    return diffusers_pipeline("model.id", settings.id, settings.revision, own_checker, "model.safety_checker")
+
+
+def _ships_safety_checker(model_id: str, revision: str | None) -> bool:
+    """Whether the pipeline has its own checker (SD 1.x); a family without one runs the standalone checker. An
+    index that cannot be read counts as "has one", so the pipeline check reports what is missing."""
+    try:
+        return ModelFiles(model_id, revision).ships_safety_checker()
+    except ModelIndexError:
+        return True
 
 
 def dry_run(recipe, output_dir: str) -> str:

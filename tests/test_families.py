@@ -491,7 +491,6 @@ def test_build_refuses_an_uncached_hub_model_before_loading_anything(tmp_path: P
     result = run_build(
         str(recipe), "--output-dir", str(tmp_path / "out"), env={"HF_HUB_CACHE": str(tmp_path / "hub")}, check=False
     )
-    assert result.returncode == 2
-    assert f"{recipe}: invalid recipe" in result.stderr
-    assert "model.id: cannot fetch model_index.json of 'someone/no-such-model'" in result.stderr
+    assert result.returncode == 4  # a model that is not available (the family cannot be read either)
+    assert "- model.id: the diffusers pipeline 'someone/no-such-model' is not in the local" in result.stderr
     assert not (tmp_path / "out").exists()
