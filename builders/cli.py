@@ -13,7 +13,6 @@ from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
 
-from builders.generators.sources import ModelFiles, ModelIndexError
 from builders.recipe import Recipe, RecipeError
 from builders.source import SourceError, recipe_source
 from eval.scorers import scorer_model_refs
@@ -224,6 +223,8 @@ def generator_need(recipe: Recipe) -> ModelNeed:
 def _ships_safety_checker(model_id: str, revision: str | None) -> bool:
     """Whether the pipeline has its own checker (SD 1.x); a family without one runs the standalone checker. An
     index that cannot be read counts as "has one", so the pipeline check reports what is missing."""
+    from builders.generators.sources import ModelFiles, ModelIndexError  # the generation stack loads only to build
+
     try:
         return ModelFiles(model_id, revision).ships_safety_checker()
     except ModelIndexError:
