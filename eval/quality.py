@@ -9,8 +9,10 @@ near-duplicates, diversity and CMMD). No model is loaded, except CLIP to embed a
   same (``exact``) or, failing that, when the cosine similarity of their embeddings is at least
   ``near_duplicate_threshold`` (``near``). Across splits, a row repeats a row of the same class in an earlier
   split (leakage: a test image that nearly repeats a train image). Each repeating row is counted once per scope
-  and listed with the earlier row it is closest to (``duplicates.parquet``). The search is exact: blocked matrix
-  products on the device, up to ``max_exact_per_class`` rows per class.
+  and listed with the earlier row it is closest to (``duplicates.parquet``). The search (``eval.nearest``) is
+  exact, by blocked matrix products on the device, for classes of up to ``exact_search_limit`` rows (all splits);
+  above, a faiss IVF-Flat index finds each row's nearest earlier row approximately, and its recall against
+  exact search on sampled rows is reported (``duplicates.near_search``).
 - **Dropping duplicates** (``filters.drop_duplicates``): greedy in plan order among the rows the score filters
   keep: a row is dropped when it repeats a row already kept, so the first of every group stays.
 - **Diversity** per split and class: the mean pairwise cosine distance of the embeddings and their Vendi score
@@ -19,7 +21,11 @@ near-duplicates, diversity and CMMD). No model is loaded, except CLIP to embed a
 - **CMMD** (Jayasumana et al., CVPR 2024) to a reference dataset: the squared MMD with a Gaussian RBF kernel
   (sigma 10) between the two sets of unit CLIP embeddings, x 1000, with the biased (minimum-variance) estimator
   of the paper's reference implementation (google-research ``cmmd/distance.py``, which also normalizes its CLIP
-  embeddings). 0 for identical sets, larger the further apart.
+  embeddings). 0 for identical sets, larger the further apart. Each set is a fixed-seed sample of at most
+  ``CMMD_SAMPLE`` embeddings (the cost grows with the product of the two sizes).
+
+The pass reads the rows once, keeping the embeddings on disk by class, then works one class at a time, so it
+holds one class's embeddings (plus the samples for CMMD and the picture), not the dataset's.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import hashlib
 import io
 import logging
 import math
+import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,9 +47,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from eval.filters import keep_mask
+from eval.nearest import (
+    _COLUMNS,
+    _ROWS,
+    RECALL_QUERIES,
+    ExactIndex,
+    IvfIndex,
+    Recall,
+    best_earlier,
+    greedy_repeats,
+    measure_recall,
+)
 from eval.pictures import write_embedding_map
 from eval.preprocess import rgb_tensor
 from eval.scorers.clip import EMBEDDING, Clip
@@ -55,8 +74,10 @@ DEFAULT_THRESHOLD = 0.95
 EXACT_SEARCH_LIMIT = 100_000
 CMMD_SIGMA = 10.0
 CMMD_SCALE = 1000.0
+CMMD_SAMPLE = 20_000  # most embeddings of each set CMMD compares
 PROJECTION_POINTS = 2000  # most points per split and class in the 2-D picture
-_ROWS, _COLUMNS = 1024, 8192  # block of similarities computed at once (32 MiB of float32)
+PICTURE_POINTS = 20_000  # most points in the 2-D picture
+SAMPLE_SEED = 0
 PAIRS_SCHEMA = pa.schema(
     [("id_a", pa.string()), ("id_b", pa.string()), ("similarity", pa.float32()), ("kind", pa.string()),
      ("across_splits", pa.bool_())]
@@ -95,8 +116,19 @@ class QualitySettings(_Strict):
 
     enabled: bool = True
     near_duplicate_threshold: float = Field(default=DEFAULT_THRESHOLD, gt=0, le=1)
-    max_exact_per_class: int = Field(default=EXACT_SEARCH_LIMIT, ge=2)
+    exact_search_limit: int = Field(default=EXACT_SEARCH_LIMIT, ge=2)
     reference: ReferenceSettings | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_limit(cls, data):
+        """The key's old name says what changed rather than just "unknown key"."""
+        if isinstance(data, dict) and "max_exact_per_class" in data:
+            raise ValueError(
+                "max_exact_per_class was renamed exact_search_limit: a class with more images is now searched "
+                "approximately (faiss IVF index, recall reported) instead of not at all; rename the key"
+            )
+        return data
 
     @field_validator("reference", mode="before")
     @classmethod
@@ -122,10 +154,37 @@ def quality_problems(scoring, filters, quality: QualitySettings) -> list[str]:
 
 
 # -- reading a dataset's rows -------------------------------------------------------------------------------------
+class ClassEmbeddings:
+    """Every row's embedding, appended to one file per class as the rows are read, so that the pass holds one
+    class's embeddings at a time rather than the dataset's (2 KB a row with ViT-B/32: 2 GB per 10^6 rows).
+    The files live in a temporary directory that goes with this object."""
+
+    def __init__(self, width: int):
+        self.width = width
+        self._dir = tempfile.TemporaryDirectory(prefix="synthdata-embeddings-")
+
+    def append(self, labels: np.ndarray, matrix: np.ndarray) -> None:
+        if matrix.shape[1] != self.width:
+            raise QualityError(f"{EMBEDDING}: rows of different lengths {sorted({self.width, matrix.shape[1]})}")
+        for label in np.unique(labels):
+            with open(self._path(int(label)), "ab") as file:
+                file.write(np.ascontiguousarray(matrix[labels == label], dtype=np.float32).tobytes())
+
+    def of_class(self, label: int) -> torch.Tensor:
+        """The class's embeddings in row order, (rows of the class, width) float32 on the CPU."""
+        path = self._path(label)
+        if not path.exists():
+            return torch.empty((0, self.width))
+        return torch.from_numpy(np.fromfile(path, dtype=np.float32).reshape(-1, self.width))
+
+    def _path(self, label: int) -> Path:
+        return Path(self._dir.name) / f"{label}.f32"
+
+
 @dataclass
 class Rows:
-    """What the quality pass needs of every row, in row order: ids, splits, labels, pixel hashes, embeddings,
-    and whether the score filters keep the row (``eligible``)."""
+    """What the quality pass needs of every row, in row order: ids, splits, labels, pixel hashes, embeddings
+    (by class), and whether the score filters keep the row (``eligible``)."""
 
     class_names: list[str]
     ids: list[str] = field(default_factory=list)
@@ -133,7 +192,7 @@ class Rows:
     labels: list[int] = field(default_factory=list)
     hashes: list[bytes] = field(default_factory=list)
     eligible: list[bool] = field(default_factory=list)
-    embeddings: torch.Tensor | None = None  # (n, d) float32 on the CPU, None when the column is absent
+    embeddings: ClassEmbeddings | None = None  # None when a row has no embedding (or the column is absent)
 
     @property
     def split_order(self) -> list[str]:
@@ -159,26 +218,30 @@ def read_rows(
     features = datasets.Features.from_arrow_schema(pq.read_schema(parts[0][1]))
     rows = Rows(class_names=features[label_column].names)
     image = next(name for name, feature in features.items() if isinstance(feature, datasets.Image))
-    embeddings: list[np.ndarray] = []
+    embeddings: ClassEmbeddings | None = None
+    complete, seen = True, False  # every row has a finite embedding; some batch has the column
     counts: dict[str, int] = {}
     with ThreadPoolExecutor(decode_threads, thread_name_prefix="synthdata-hash") as pool:
         for split, batch in _batches(parts, [label_column, image], filters):
             start = counts.get(split, 0)
             counts[split] = start + batch.num_rows
             ids = batch[ID].to_pylist() if ID in batch.column_names else None
+            labels = batch[label_column].to_pylist()
             rows.ids += ids or [f"{split}/{start + i}" for i in range(batch.num_rows)]
             rows.splits += [split] * batch.num_rows
-            rows.labels += batch[label_column].to_pylist()
+            rows.labels += labels
             rows.hashes += pool.map(pixel_hash, batch[image].combine_chunks().field("bytes").to_pylist())
             rows.eligible += keep_mask(batch, filters).to_pylist() if filters else [True] * batch.num_rows
-            if EMBEDDING in batch.column_names:
-                embeddings.append(_matrix(batch[EMBEDDING]))
-    if embeddings and sum(len(e) for e in embeddings) == len(rows.ids):
-        matrix = np.concatenate(embeddings)
-        if np.isfinite(matrix).all():
-            rows.embeddings = torch.from_numpy(matrix)
-        else:
-            log.warning("some rows have no %s: near-duplicates, diversity and CMMD are not measured", EMBEDDING)
+            matrix = _matrix(batch[EMBEDDING]) if EMBEDDING in batch.column_names else None
+            seen |= matrix is not None
+            complete &= matrix is not None and matrix.shape[1] > 0 and bool(np.isfinite(matrix).all())
+            if complete:
+                embeddings = embeddings or ClassEmbeddings(matrix.shape[1])
+                embeddings.append(np.asarray(labels), matrix)
+    if complete and embeddings is not None:
+        rows.embeddings = embeddings
+    elif seen:
+        log.warning("some rows have no %s: near-duplicates, diversity and CMMD are not measured", EMBEDDING)
     return rows
 
 
@@ -202,54 +265,11 @@ def _matrix(column: pa.ChunkedArray) -> np.ndarray:
     return filled.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(values), width)
 
 
-# -- similarity search --------------------------------------------------------------------------------------------
-def best_earlier(
-    queries: torch.Tensor, candidates: torch.Tensor, causal: bool, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each query row, its highest cosine similarity to a candidate row and that row's index (-1 and -inf
-    when there is none). ``causal``: queries and candidates are the same rows and only earlier ones count.
-    Exact, in blocks of ``_ROWS`` x ``_COLUMNS`` similarities on ``device``."""
-    best = torch.full((len(queries),), -math.inf)
-    where = torch.full((len(queries),), -1, dtype=torch.long)
-    for q0 in range(0, len(queries), _ROWS):
-        q = queries[q0 : q0 + _ROWS].to(device)
-        rows = torch.arange(q0, q0 + len(q), device=device)[:, None]
-        block_best = torch.full((len(q),), -math.inf, device=device)
-        block_where = torch.full((len(q),), -1, dtype=torch.long, device=device)
-        for c0 in range(0, q0 + len(q) if causal else len(candidates), _COLUMNS):
-            c = candidates[c0 : c0 + _COLUMNS].to(device)
-            sims = q @ c.T
-            if causal:
-                sims.masked_fill_(torch.arange(c0, c0 + len(c), device=device)[None, :] >= rows, -math.inf)
-            value, index = sims.max(dim=1)
-            better = value > block_best
-            block_best = torch.where(better, value, block_best)
-            block_where = torch.where(better, index + c0, block_where)
-        best[q0 : q0 + len(q)] = block_best.cpu()
-        where[q0 : q0 + len(q)] = block_where.cpu()
-    return best, where
-
-
-def greedy_repeats(embeddings: torch.Tensor, candidates: np.ndarray, threshold: float, device) -> np.ndarray:
-    """Rows (in order) that repeat a row kept before them: a candidate row is kept unless its similarity to an
-    already kept row reaches ``threshold``. Non-candidates are neither kept nor compared. Exact, blocked."""
-    repeats = np.zeros(len(embeddings), dtype=bool)
-    kept = torch.empty((0, embeddings.shape[1]), device=device)
-    for b0 in range(0, len(embeddings), _ROWS):
-        block = embeddings[b0 : b0 + _ROWS].to(device)
-        previous = torch.full((len(block),), -math.inf, device=device)
-        for c0 in range(0, len(kept), _COLUMNS):
-            previous = torch.maximum(previous, (block @ kept[c0 : c0 + _COLUMNS].T).max(dim=1).values)
-        dup = (previous >= threshold).cpu().numpy()
-        within = (block @ block.T >= threshold).cpu().numpy()
-        keep = []
-        for r in range(len(block)):
-            if candidates[b0 + r] and not dup[r]:
-                keep.append(r)
-                dup[r + 1 :] |= within[r, r + 1 :]
-        repeats[b0 : b0 + len(block)] = dup & candidates[b0 : b0 + len(block)]
-        kept = torch.cat([kept, block[keep]])
-    return repeats
+def fixed_sample(count: int, limit: int) -> np.ndarray:
+    """At most ``limit`` of the positions ``0..count-1``, drawn with a fixed seed, in order (all when fewer)."""
+    if count <= limit:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(SAMPLE_SEED).choice(count, limit, replace=False))
 
 
 # -- duplicates -----------------------------------------------------------------------------------------------
@@ -264,82 +284,113 @@ class Pair:
     across_splits: bool
 
 
-def find_pairs(rows: Rows, settings: QualitySettings, device: torch.device) -> tuple[list[Pair], list[str]]:
-    """Every row that repeats an earlier one, once per scope (within its split; across splits) with the
-    earlier row it is closest to; and the classes whose near-duplicate search was skipped (too many rows)."""
-    pairs, skipped = [], []
-    for label, name in enumerate(rows.class_names):
-        members = rows.of_class(label)
-        pairs += _exact_pairs(rows, members)
-        if rows.embeddings is None or not len(members):
-            continue
-        if len(members) > settings.max_exact_per_class:
-            skipped.append(name)
-            log.warning(
-                "class %r has %d images, more than quality.max_exact_per_class (%d): its near-duplicates are not "
-                "searched (exact duplicates are). Raise the limit to search them exactly; the cost grows with the "
-                "square of the count (about 5 minutes for 10^5 images on 2 CPU cores, seconds on a GPU)",
-                name,
-                len(members),
-                settings.max_exact_per_class,
-            )
-            continue
-        pairs += _near_pairs(rows, members, {(p.b, p.across_splits) for p in pairs}, settings, device)
-    return sorted(pairs, key=lambda p: (p.b, p.across_splits)), skipped
+@dataclass
+class ClassSearch:
+    """How one class's near-duplicates are searched: exactly, or (above ``quality.exact_search_limit``) with
+    an IVF index trained on the class's embeddings, whose recall is measured on sampled rows."""
+
+    images: int
+    device: torch.device | str
+    ivf: IvfIndex | None = None
+    recall: Recall = field(default_factory=Recall)
+    train_seconds: float = 0.0
+
+    @classmethod
+    def of_class(cls, name: str, x: torch.Tensor, limit: int, device) -> ClassSearch:
+        if len(x) <= limit:
+            return cls(len(x), device)
+        log.info("class %r: %d images, over quality.exact_search_limit (%d): approximate search", name, len(x), limit)
+        started = time.perf_counter()
+        ivf = IvfIndex.train(x)
+        return cls(len(x), device, ivf, train_seconds=time.perf_counter() - started)
+
+    def new_index(self) -> ExactIndex | IvfIndex:
+        """An empty index of this class's kind (an IVF one shares the trained cells)."""
+        return self.ivf.empty() if self.ivf is not None else ExactIndex(self.device)
+
+    def summary(self) -> dict:
+        return {
+            "images": self.images,
+            "cells": self.ivf.cells,
+            "probes": self.ivf.probes,
+            "recall": self.recall.share,
+            "queries": self.recall.queries,
+        }
 
 
-def _exact_pairs(rows: Rows, members: np.ndarray) -> list[Pair]:
-    first: dict[bytes, dict[str, int]] = {}  # pixel hash -> split -> first row of it
+def class_pairs(rows: Rows, members: np.ndarray, x: torch.Tensor | None, search, threshold: float) -> list[Pair]:
+    """The rows of one class (``members``, its embeddings ``x`` or None) that repeat an earlier one, once per
+    scope (within its split; across splits) with the earlier row it is closest to."""
+    pairs = _exact_pairs(rows, members, x)
+    if x is not None and len(members):
+        pairs += _near_pairs(rows, members, x, {(p.b, p.across_splits) for p in pairs}, search, threshold)
+    return pairs
+
+
+def _exact_pairs(rows: Rows, members: np.ndarray, x: torch.Tensor | None) -> list[Pair]:
+    first: dict[bytes, dict[str, tuple[int, int]]] = {}  # pixel hash -> split -> (row, position in the class)
     pairs = []
-    for j in members:
+
+    def pair(earlier: tuple[int, int], position: int, across: bool) -> Pair:
+        similarity = None if x is None else float(x[earlier[1]] @ x[position])
+        return Pair(earlier[0], int(members[position]), similarity, "exact", across)
+
+    for position, j in enumerate(members):
         seen = first.setdefault(rows.hashes[j], {})
         split = rows.splits[j]
         if split in seen:
-            pairs.append(Pair(seen[split], j, _similarity(rows, seen[split], j), "exact", False))
-        earlier = [i for s, i in seen.items() if s != split]
+            pairs.append(pair(seen[split], position, False))
+        earlier = [e for s, e in seen.items() if s != split]
         if earlier:
-            pairs.append(Pair(earlier[0], j, _similarity(rows, earlier[0], j), "exact", True))
-        seen.setdefault(split, j)
+            pairs.append(pair(earlier[0], position, True))
+        seen.setdefault(split, (int(j), position))
     return pairs
 
 
-def _similarity(rows: Rows, i: int, j: int) -> float | None:
-    return None if rows.embeddings is None else float(rows.embeddings[i] @ rows.embeddings[j])
-
-
-def _near_pairs(rows: Rows, members: np.ndarray, exact: set, settings: QualitySettings, device) -> list[Pair]:
+def _near_pairs(
+    rows: Rows, members: np.ndarray, x: torch.Tensor, exact: set, search: ClassSearch, threshold: float
+) -> list[Pair]:
+    """Each split's rows searched among its earlier rows, then among the earlier splits' rows (an index that
+    grows by a split at a time); on an IVF index, the answers for sampled rows are checked exactly."""
     splits = np.asarray(rows.splits)[members]
+    sampled = fixed_sample(len(members), RECALL_QUERIES) if search.ivf is not None else np.empty(0, dtype=int)
+    earlier, before = search.new_index(), np.empty(0, dtype=int)  # earlier splits' rows; their positions
     pairs = []
-    for position, split in enumerate(rows.split_order):
-        here = members[splits == split]
-        earlier = members[np.isin(splits, rows.split_order[:position])]
-        searches = [(False, here, True)] + ([(True, earlier, False)] if len(earlier) else [])
-        for across, candidates, causal in searches:
-            best, where = best_earlier(rows.embeddings[here], rows.embeddings[candidates], causal, device)
-            for k in np.flatnonzero(best.numpy() >= settings.near_duplicate_threshold):
-                if (here[k], across) not in exact:
-                    pairs.append(Pair(int(candidates[where[k]]), int(here[k]), float(best[k]), "near", across))
+    for split in rows.split_order:
+        here = np.flatnonzero(splits == split)
+        if not len(here):
+            continue
+        searches = [(False, here, best_earlier(x[here], search.new_index(), causal=True))]
+        if len(before):
+            searches.append((True, before, best_earlier(x[here], earlier, causal=False)))
+        checked = np.flatnonzero(np.isin(here, sampled))
+        for across, candidates, (best, where) in searches:
+            for k in np.flatnonzero(best.numpy() >= threshold):
+                if (members[here[k]], across) not in exact:
+                    earliest = int(members[candidates[where[k]]])
+                    pairs.append(Pair(earliest, int(members[here[k]]), float(best[k]), "near", across))
+            if len(checked):
+                limits = np.full(len(checked), len(candidates)) if across else checked
+                search.recall.add(measure_recall(x[here[checked]], best[checked], x[candidates], limits, search.device))
+        earlier.add(x[here])
+        before = np.concatenate([before, here])
     return pairs
 
 
-def duplicates_to_drop(rows: Rows, kind: str, settings: QualitySettings, device: torch.device) -> set[str]:
-    """Ids of the rows ``filters.drop_duplicates`` drops: greedy in row order among eligible rows, per class
-    over all splits (so a test row repeating a kept train row goes, and the first of every group stays)."""
-    eligible = np.asarray(rows.eligible, dtype=bool)
-    drop = np.zeros(len(rows.ids), dtype=bool)
-    for label, name in enumerate(rows.class_names):
-        members = rows.of_class(label)
-        kept_hashes: set[bytes] = set()
-        for j in members[eligible[members]]:
-            drop[j] = rows.hashes[j] in kept_hashes
-            kept_hashes.add(rows.hashes[j])
-        if kind == "near" and rows.embeddings is not None and 0 < len(members) <= settings.max_exact_per_class:
-            candidates = eligible[members] & ~drop[members]
-            repeats = greedy_repeats(rows.embeddings[members], candidates, settings.near_duplicate_threshold, device)
-            drop[members[repeats]] = True
-        elif kind == "near" and len(members) > settings.max_exact_per_class:
-            log.warning("class %r: only exact duplicates are dropped (too many rows to search near ones)", name)
-    return {rows.ids[j] for j in np.flatnonzero(drop)}
+def class_drops(
+    members: np.ndarray, x: torch.Tensor | None, rows: Rows, kind: str, search, threshold: float
+) -> np.ndarray:
+    """The rows of one class ``filters.drop_duplicates`` drops: greedy in row order over all splits among the
+    eligible rows (so a test row repeating a kept train row goes, and the first of every group stays)."""
+    eligible = np.asarray(rows.eligible, dtype=bool)[members]
+    drop = np.zeros(len(members), dtype=bool)
+    kept_hashes: set[bytes] = set()
+    for position in np.flatnonzero(eligible):
+        drop[position] = rows.hashes[members[position]] in kept_hashes
+        kept_hashes.add(rows.hashes[members[position]])
+    if kind == "near" and x is not None and len(members):
+        drop |= greedy_repeats(x, eligible & ~drop, threshold, search.new_index())
+    return members[drop]
 
 
 def duplicate_counts(pairs: Sequence[Pair], near_searched: bool, threshold: float) -> dict:
@@ -354,6 +405,24 @@ def duplicate_counts(pairs: Sequence[Pair], near_searched: bool, threshold: floa
         }
 
     return {"exact": count("exact"), "near": count("near") if near_searched else None, "threshold": threshold}
+
+
+def near_search_summary(searches: dict[str, ClassSearch], limit: int) -> dict:
+    """``duplicates.near_search``: exact for every class, or which classes an IVF index searched, and its
+    recall (the share of sampled rows' nearest earlier rows it found), pooled and per class."""
+    approximate = {name: s for name, s in searches.items() if s.ivf is not None}
+    if not approximate:
+        return {"method": "exact", "exact_search_limit": limit}
+    pooled = Recall()
+    for search in approximate.values():
+        pooled.add(search.recall)
+    return {
+        "method": "faiss-ivf-flat",
+        "exact_search_limit": limit,
+        "recall": pooled.share,
+        "queries": pooled.queries,
+        "classes": {name: s.summary() for name, s in approximate.items()},
+    }
 
 
 # -- diversity and distance to real images ------------------------------------------------------------------------
@@ -379,9 +448,11 @@ def diversity(embeddings: torch.Tensor) -> dict:
 
 def cmmd(x: torch.Tensor, y: torch.Tensor, device: torch.device | str = "cpu") -> float:
     """CMMD between two sets of embeddings: 1000 x the biased MMD^2 estimate with a Gaussian RBF kernel of
-    bandwidth sigma = 10, as google-research's cmmd/distance.py computes it (blocked here, float64 sums)."""
+    bandwidth sigma = 10, as google-research's cmmd/distance.py computes it (blocked here, float64 sums), on
+    fixed-seed samples of at most ``CMMD_SAMPLE`` of each set."""
     if not len(x) or not len(y):
         raise ValueError("CMMD needs at least one embedding in each set")
+    x, y = x[fixed_sample(len(x), CMMD_SAMPLE)], y[fixed_sample(len(y), CMMD_SAMPLE)]
     mmd2 = _mean_kernel(x, x, device) + _mean_kernel(y, y, device) - 2 * _mean_kernel(x, y, device)
     return CMMD_SCALE * max(mmd2, 0.0)  # a squared distance: below 0 only by rounding
 
@@ -497,7 +568,6 @@ class QualityReport:
     ids: list[str]
     drop_ids: set[str] = field(default_factory=set)
     cmmd: dict | None = None
-    near_skipped: list[str] = field(default_factory=list)
     projection: Projection | None = None
 
     def drop_array(self) -> pa.Array:
@@ -523,6 +593,50 @@ class QualityReport:
         return path
 
 
+@dataclass
+class Samples:
+    """Rows whose embeddings the pass keeps while it streams the classes: fixed-seed samples of at most
+    ``CMMD_SAMPLE`` rows of the dataset and of each split (for CMMD, with a reference), and at most
+    ``PICTURE_POINTS`` evenly spaced rows for the picture (``PROJECTION_POINTS`` per split and class at most,
+    fewer when there are many, so a big class does not hide a small one)."""
+
+    overall: np.ndarray
+    per_split: dict[str, np.ndarray]
+    picture: np.ndarray
+    wanted: np.ndarray  # every row above, sorted
+    vectors: np.ndarray | None = None  # (len(wanted), width), filled class by class
+
+    @classmethod
+    def choose(cls, rows: Rows, with_cmmd: bool) -> Samples:
+        splits, labels = np.asarray(rows.splits), np.asarray(rows.labels)
+        groups = [
+            members
+            for split in rows.split_order
+            for label in range(len(rows.class_names))
+            if len(members := np.flatnonzero((splits == split) & (labels == label)))
+        ]
+        per_group = max(1, min(PROJECTION_POINTS, PICTURE_POINTS // max(len(groups), 1)))
+        picture = np.concatenate([m[:: max(1, math.ceil(len(m) / per_group))] for m in groups] or [[]]).astype(int)
+        overall, per_split = np.empty(0, dtype=int), {}
+        if with_cmmd:
+            overall = fixed_sample(len(splits), CMMD_SAMPLE)
+            for split in rows.split_order:
+                members = np.flatnonzero(splits == split)
+                per_split[split] = members[fixed_sample(len(members), CMMD_SAMPLE)]
+        wanted = np.unique(np.concatenate([overall, picture, *per_split.values()]).astype(int))
+        return cls(overall, per_split, picture, wanted)
+
+    def gather(self, members: np.ndarray, x: torch.Tensor) -> None:
+        """Keep the sampled rows among one class's (``members``, embeddings ``x``)."""
+        if self.vectors is None:
+            self.vectors = np.zeros((len(self.wanted), x.shape[1]), dtype=np.float32)
+        chosen = np.isin(members, self.wanted)
+        self.vectors[np.searchsorted(self.wanted, members[chosen])] = x[torch.from_numpy(chosen)].numpy()
+
+    def of(self, indices: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.vectors[np.searchsorted(self.wanted, indices)])
+
+
 def assess(
     rows: Rows,
     settings: QualitySettings,
@@ -530,50 +644,64 @@ def assess(
     drop_duplicates: str = "none",
     reference: Reference | None = None,
 ) -> QualityReport:
-    """Duplicates, leakage, diversity (and CMMD to ``reference``) of ``rows``; with ``drop_duplicates``
-    (``exact`` or ``near``) also the ids that filter drops."""
-    pairs, skipped = find_pairs(rows, settings, device)
+    """Duplicates, leakage, diversity (and CMMD to ``reference``) of ``rows``, one class at a time (only one
+    class's embeddings are loaded at once); with ``drop_duplicates`` (``exact`` or ``near``) also the ids that
+    filter drops."""
     near = rows.embeddings is not None
     threshold = settings.near_duplicate_threshold
-    splits = np.asarray(rows.splits)
-    labels = np.asarray(rows.labels)
+    splits, labels = np.asarray(rows.splits), np.asarray(rows.labels)
+    samples = Samples.choose(rows, reference is not None) if near else None
+    pairs, drops, searches, measures = [], [], {}, {}
+    for label, name in enumerate(rows.class_names):
+        members = np.flatnonzero(labels == label)
+        x = rows.embeddings.of_class(label) if near else None
+        search = ClassSearch.of_class(name, x, settings.exact_search_limit, device) if near else None
+        searches[name] = search
+        pairs += class_pairs(rows, members, x, search, threshold)
+        if drop_duplicates != "none":
+            drops.append(class_drops(members, x, rows, drop_duplicates, search, threshold))
+        if near:
+            samples.gather(members, x)
+            for split in rows.split_order:
+                mine = x[torch.from_numpy(splits[members] == split)]
+                measures[(split, name)] = {"diversity": diversity(mine)}
+                if reference is not None:
+                    measures[(split, name)]["cmmd"] = _class_cmmd(mine, reference, label, device)
+    pairs.sort(key=lambda p: (p.b, p.across_splits))
     pairs_of: dict[tuple[str, int], list[Pair]] = {}
     for pair in pairs:
         pairs_of.setdefault((rows.splits[pair.b], rows.labels[pair.b]), []).append(pair)
-    per_class = {}
-    for split in rows.split_order:
-        for label, name in enumerate(rows.class_names):
-            members = np.flatnonzero((splits == split) & (labels == label))
-            entry = {
-                "duplicates": duplicate_counts(
-                    pairs_of.get((split, label), []), near and name not in skipped, threshold
-                )
-            }
-            if near:
-                entry["diversity"] = diversity(rows.embeddings[members])
-            if reference is not None:
-                entry["cmmd"] = _class_cmmd(rows.embeddings[members], reference, label, device)
-            per_class[(split, name)] = entry
+    per_class = {
+        (split, name): {"duplicates": duplicate_counts(pairs_of.get((split, label), []), near, threshold)}
+        | measures.get((split, name), {})
+        for split in rows.split_order
+        for label, name in enumerate(rows.class_names)
+    }
+    duplicates = duplicate_counts(pairs, near, threshold)
+    if near:
+        duplicates["near_search"] = near_search_summary(searches, settings.exact_search_limit)
     report = QualityReport(
-        duplicates=duplicate_counts(pairs, near and not skipped, threshold),
+        duplicates=duplicates,
         per_class=per_class,
         pairs=pairs,
         ids=rows.ids,
-        near_skipped=skipped,
-        projection=project(rows) if near else None,
+        projection=project(samples.of(samples.picture), labels[samples.picture], splits[samples.picture].tolist())
+        if near
+        else None,
     )
     if drop_duplicates != "none":
-        report.drop_ids = duplicates_to_drop(rows, drop_duplicates, settings, device)
+        report.drop_ids = {rows.ids[j] for j in np.concatenate(drops or [np.empty(0, dtype=int)])}
     if reference is not None:
         report.cmmd = {
             "reference": reference.name,
             "reference_images": len(reference.labels),
-            "overall": cmmd(rows.embeddings, reference.embeddings, device),
+            "overall": cmmd(samples.of(samples.overall), reference.embeddings, device),
             "per_split": {
-                split: cmmd(rows.embeddings[np.flatnonzero(splits == split)], reference.embeddings, device)
-                for split in rows.split_order
+                split: cmmd(samples.of(chosen), reference.embeddings, device)
+                for split, chosen in samples.per_split.items()
             },
             "sigma": CMMD_SIGMA,
+            "sample": CMMD_SAMPLE,
         }
     return report
 
@@ -583,24 +711,15 @@ def _class_cmmd(embeddings: torch.Tensor, reference: Reference, label: int, devi
     return cmmd(embeddings, theirs, device) if len(embeddings) and len(theirs) else None
 
 
-def project(rows: Rows) -> Projection:
-    """The first two principal components of the embeddings, at most ``PROJECTION_POINTS`` evenly spaced rows
-    per split and class (so a big class does not hide a small one)."""
-    splits, labels = np.asarray(rows.splits), np.asarray(rows.labels)
-    chosen = []
-    for split in rows.split_order:
-        for label in range(len(rows.class_names)):
-            members = np.flatnonzero((splits == split) & (labels == label))
-            step = max(1, math.ceil(len(members) / PROJECTION_POINTS))
-            chosen.append(members[::step])
-    chosen = np.concatenate(chosen)
-    x = rows.embeddings[chosen].double().numpy()
+def project(x: torch.Tensor, labels: np.ndarray, splits: list[str]) -> Projection:
+    """The first two principal components of the embeddings ``x`` (rows of ``labels`` and ``splits``)."""
+    x = x.double().numpy()
     x = x - x.mean(axis=0)
     _, singular, vt = np.linalg.svd(x, full_matrices=False)
     variance = singular**2 / max((singular**2).sum(), 1e-30)
     axes = vt[:2] if len(vt) >= 2 else np.vstack([vt, np.zeros_like(vt)])
     shares = (float(variance[0]) if len(variance) else 0.0, float(variance[1]) if len(variance) > 1 else 0.0)
-    return Projection(x @ axes.T, labels[chosen], [rows.splits[i] for i in chosen], shares)
+    return Projection(x @ axes.T, labels, splits, shares)
 
 
 def quality_pass(

@@ -59,7 +59,6 @@ class DatasetSummary:
     filters: dict = field(default_factory=dict)
     duplicates: dict | None = None  # eval.quality: the whole dataset's counts (summed over the classes)
     cmmd: dict | None = None  # eval.quality: reference, overall, per_split (or error)
-    near_not_searched: list[str] = field(default_factory=list)  # classes too big for the exact near search
 
     @property
     def emptied(self) -> list[str]:
@@ -77,7 +76,6 @@ class DatasetSummary:
             "emptied_by_filters": self.emptied,
             "duplicates": self.duplicates,
             "cmmd": self.cmmd,
-            "near_duplicates_not_searched": self.near_not_searched,
             "classes": [asdict(c) for c in self.classes],
         }
 
@@ -88,7 +86,6 @@ class DatasetSummary:
             filters=data["filters"],
             duplicates=data.get("duplicates"),
             cmmd=data.get("cmmd"),
-            near_not_searched=data.get("near_duplicates_not_searched", []),
         )
 
     def with_quality(self, report: QualityReport) -> DatasetSummary:
@@ -102,7 +99,6 @@ class DatasetSummary:
             classes=classes,
             duplicates=report.duplicates,
             cmmd=report.cmmd,
-            near_not_searched=report.near_skipped,
         )
 
 
@@ -294,8 +290,13 @@ def quality_notes(summary: DatasetSummary) -> list[str]:
         + " repeat an earlier image of their split and class"
         + ("" if near else " (near-duplicates not searched: no clip_embedding column)")
     ]
-    if summary.near_not_searched:
-        notes.append(f"near-duplicates not searched in {summary.near_not_searched} (over quality.max_exact_per_class)")
+    if (search := d.get("near_search") or {}).get("method", "exact") != "exact":
+        recall = "-" if search["recall"] is None else f"{search['recall']:.3f}"
+        notes.append(
+            f"near-duplicates of {list(search['classes'])} (over quality.exact_search_limit) searched approximately "
+            f"(faiss IVF index): recall {recall}, the share of {search['queries']} sampled searches whose nearest "
+            "earlier image it found"
+        )
     if summary.cmmd and "overall" in summary.cmmd:
         per_split = ", ".join(f"{s} {v:.3f}" for s, v in summary.cmmd["per_split"].items())
         notes.append(

@@ -14,17 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
+import eval.nearest as nearest
 import eval.quality as quality
 from builders.recipe import RecipeError, parse_recipe
-from eval.quality import (
-    QualitySettings,
-    best_earlier,
-    cmmd,
-    diversity,
-    greedy_repeats,
-    quality_pass,
-    read_rows,
-)
+from eval.nearest import ExactIndex, best_earlier, greedy_repeats
+from eval.quality import QualitySettings, cmmd, diversity, quality_pass, read_rows
 from tests.handmade import export, fake_embedding, fake_row, handmade_recipe, write_shards
 
 # Planted in the hand-made recipe (train: 4 per class, test: 2 per class; classes fox, dog, 여우):
@@ -77,6 +71,7 @@ def test_planted_duplicates_are_found_counted_and_listed(tmp_path: Path):
         "exact": {"within_split": 1, "across_splits": 1},
         "near": {"within_split": 1, "across_splits": 1},
         "threshold": 0.95,
+        "near_search": {"method": "exact", "exact_search_limit": 100000},
     }
     per_class = {(c["split"], c["class_name"]): c["duplicates"] for c in summary["classes"]}
     assert per_class[("train", "fox")]["exact"] == {"within_split": 1, "across_splits": 0}
@@ -147,22 +142,24 @@ def test_greedy_keeps_the_first_of_a_chain_and_what_no_kept_row_repeats():
     c = torch.nn.functional.normalize(torch.tensor([1.0, 0.75]), dim=0)  # repeats b, not a
     x = torch.stack([a, b, c])
     assert (a @ b) >= 0.9 and (b @ c) >= 0.9 and (a @ c) < 0.9
-    assert greedy_repeats(x, np.array([True, True, True]), 0.9, "cpu").tolist() == [False, True, False]
+    assert greedy_repeats(x, np.array([True, True, True]), 0.9, ExactIndex("cpu")).tolist() == [False, True, False]
     # a row that is not a candidate (a score filter drops it) neither stays nor removes its copies
-    assert greedy_repeats(x, np.array([False, True, True]), 0.9, "cpu").tolist() == [False, False, True]
+    assert greedy_repeats(x, np.array([False, True, True]), 0.9, ExactIndex("cpu")).tolist() == [False, False, True]
 
 
 def test_blocked_search_equals_brute_force(monkeypatch):
-    monkeypatch.setattr(quality, "_ROWS", 7)
-    monkeypatch.setattr(quality, "_COLUMNS", 5)
+    monkeypatch.setattr(nearest, "_ROWS", 7)
+    monkeypatch.setattr(nearest, "_COLUMNS", 5)
     x = torch.nn.functional.normalize(torch.randn(40, 6, generator=torch.Generator().manual_seed(0)), dim=1)
     y = x[:23]
     sims = x @ x.T
-    best, where = best_earlier(x, x, causal=True, device="cpu")
+    best, where = best_earlier(x, ExactIndex("cpu"), causal=True)
     assert where[0] == -1 and best[0] == -np.inf
     for j in range(1, 40):
         assert best[j] == pytest.approx(float(sims[j, :j].max())) and where[j] == int(sims[j, :j].argmax())
-    best, where = best_earlier(x, y, causal=False, device="cpu")
+    candidates = ExactIndex("cpu")
+    candidates.add(y)
+    best, where = best_earlier(x, candidates, causal=False)
     assert torch.equal(where, (x @ y.T).argmax(dim=1))
 
 
@@ -234,14 +231,94 @@ def test_any_dataset_rows_without_ids_and_pixels_compared_decoded(tmp_path: Path
     assert report.pairs_table().column("similarity").null_count == 3
 
 
-def test_class_over_the_exact_search_limit_says_near_duplicates_were_not_searched(tmp_path: Path, caplog):
-    recipe = handmade_recipe()
-    store, plan, _ = write_shards(recipe, tmp_path / "out")
-    parts = [(shard.split, store.shard_path(shard)) for shard in plan.shards]
-    report = quality_pass(parts, QualitySettings(max_exact_per_class=5), clip_model=None)
-    assert report.near_skipped == ["fox", "dog", "여우"]  # 6 images per class over both splits
-    assert report.duplicates["near"] is None and report.duplicates["exact"] == {"within_split": 0, "across_splits": 0}
-    assert "max_exact_per_class" in caplog.text
+def test_classes_over_the_exact_search_limit_are_searched_with_an_index(tmp_path: Path):
+    """The planted duplicates found through the faiss index (6 images a class: one cell, so every answer is exact
+    and the recall 1), the summary and card saying so."""
+    _, root, result = export_planted(tmp_path, "quality: {exact_search_limit: 5}\nfilters: {drop_duplicates: near}\n")
+    pairs = pq.read_table(root / "duplicates.parquet").to_pylist()
+    assert {(p["id_a"], p["id_b"], p["kind"], p["across_splits"]) for p in pairs} == EXPECTED_PAIRS
+    search = json.loads((root / "summary.json").read_text())["duplicates"]["near_search"]
+    assert search["method"] == "faiss-ivf-flat" and search["exact_search_limit"] == 5
+    assert list(search["classes"]) == ["fox", "dog", "여우"] and search["recall"] == 1
+    assert search["classes"]["dog"] == {"images": 6, "cells": 1, "probes": 1, "recall": 1.0, "queries": 6}
+    dropped = {i for ds in datasets.load_dataset(str(root / "dropped")).values() for i in ds["id"][:]}
+    assert dropped == set(EXACT) | set(NEAR)
+    assert "searched approximately \\(faiss IVF index\\): recall 1.000" in (root / "README.md").read_text("utf-8")
+
+
+def clustered_rows(count: int, width: int, planted: int) -> tuple[quality.Rows, set[tuple[int, int]]]:
+    """One class of ``count`` rows (first 80% train, then test) of embeddings loosely around 40 centres (cosine
+    ~0.5 to their centre, so a row's nearest neighbour can sit in another IVF cell), ``planted`` of them a copy
+    of a random earlier row nudged to a cosine of about 0.99; and the planted (earlier, later) pairs."""
+    rng = np.random.default_rng(0)
+    centres = 0.6 * rng.standard_normal((40, width))
+    x = (centres[rng.integers(0, 40, count)] + rng.standard_normal((count, width))) / np.sqrt(width)
+    copies = set()
+    for later in rng.choice(np.arange(1, count), planted, replace=False):
+        earlier = int(rng.integers(0, later))
+        x[later] = x[earlier] / np.linalg.norm(x[earlier]) + 0.14 * rng.standard_normal(width) / np.sqrt(width)
+        copies.add((earlier, int(later)))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    train = int(count * 0.8)
+    rows = quality.Rows(
+        class_names=["a"],
+        ids=[f"r{i}" for i in range(count)],
+        splits=["train"] * train + ["test"] * (count - train),
+        labels=[0] * count,
+        hashes=[i.to_bytes(4, "big") for i in range(count)],
+        eligible=[True] * count,
+        embeddings=quality.ClassEmbeddings(width),
+    )
+    rows.embeddings.append(np.zeros(count, dtype=int), x)
+    return rows, copies
+
+
+def test_the_index_finds_what_exact_search_finds_and_measures_its_recall():
+    """3,000 clustered rows over a limit of 100: 76 cells, 16 probed. The planted near-duplicates (within and
+    across splits) are found and dropped as exact search finds and drops them; the recall is measured on 1,000
+    sampled rows (in their split and against the earlier split)."""
+    rows, copies = clustered_rows(3000, 32, 40)
+    exact = quality.assess(rows, QualitySettings(), "cpu", drop_duplicates="near")
+    approximate = quality.assess(rows, QualitySettings(exact_search_limit=100), "cpu", drop_duplicates="near")
+    found = {(p.a, p.b) for p in approximate.pairs}
+    assert copies <= {(p.a, p.b) for p in exact.pairs} and copies <= found
+    assert approximate.drop_ids == exact.drop_ids
+    assert {(p.a, p.b, p.across_splits) for p in approximate.pairs} == {
+        (p.a, p.b, p.across_splits) for p in exact.pairs
+    }
+    search = approximate.duplicates["near_search"]
+    sampled = quality.fixed_sample(3000, 1000)
+    queries = sum(i not in (0, 2400) for i in sampled) + sum(i >= 2400 for i in sampled)  # test rows: twice
+    assert search["classes"]["a"] | {"recall": None} == {
+        "images": 3000,
+        "cells": 76,
+        "probes": 16,
+        "recall": None,
+        "queries": queries,
+    }  # fmt: skip  (76 cells: 4 sqrt(3000) = 219 needs more points than 39 per cell)
+    assert 0.9 < search["recall"] < 1 and search["recall"] == search["classes"]["a"]["recall"]
+    assert exact.duplicates["near_search"] == {"method": "exact", "exact_search_limit": 100000}
+
+
+def test_recall_counts_the_queries_whose_nearest_earlier_row_was_missed():
+    x = torch.eye(4)
+    x[3] = torch.nn.functional.normalize(torch.tensor([1.0, 0.2, 0, 0]), dim=0)  # nearest earlier row: 0
+    approximate = torch.tensor([-np.inf, 0.0, 0.0, 0.0])  # rows 1, 2 right (nothing closer than 0); row 3 missed
+    recall = nearest.measure_recall(x, approximate, x, np.arange(4), "cpu")
+    assert (recall.queries, recall.found) == (3, 2)  # row 0 has no earlier row: not a query
+
+
+def test_cmmd_and_the_picture_use_fixed_samples(monkeypatch, tmp_path: Path):
+    monkeypatch.setattr(quality, "CMMD_SAMPLE", 50)
+    generator = torch.Generator().manual_seed(2)
+    x = torch.nn.functional.normalize(torch.randn(300, 8, generator=generator), dim=1)
+    y = torch.nn.functional.normalize(torch.randn(80, 8, generator=generator) + 0.3, dim=1)
+    sampled_x, sampled_y = x[quality.fixed_sample(300, 50)], y[quality.fixed_sample(80, 50)]
+    assert len(set(quality.fixed_sample(300, 50))) == 50 and cmmd(x, y) == cmmd(sampled_x, sampled_y)
+    monkeypatch.setattr(quality, "PICTURE_POINTS", 10)
+    rows, _ = clustered_rows(200, 8, 0)
+    projection = quality.assess(rows, QualitySettings(), "cpu").projection
+    assert len(projection.points) == 10 and projection.splits.count("test") == 5  # 5 per split and class
 
 
 def test_rows_are_read_in_order_with_their_embeddings(tmp_path: Path):
@@ -250,7 +327,9 @@ def test_rows_are_read_in_order_with_their_embeddings(tmp_path: Path):
     rows = read_rows([(shard.split, store.shard_path(shard)) for shard in plan.shards])
     jobs = [job for shard in plan.shards for job in shard.jobs]
     assert rows.ids == [job.id for job in jobs] and rows.class_names == recipe.class_names
-    assert np.allclose(rows.embeddings.numpy(), np.stack([fake_embedding(job) for job in jobs]), atol=1e-6)
+    for label in range(len(recipe.class_names)):
+        expected = [fake_embedding(job) for job in jobs if job.label == label]
+        assert np.allclose(rows.embeddings.of_class(label).numpy(), np.stack(expected), atol=1e-6)
 
 
 BASE = "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1}\n"
@@ -267,6 +346,7 @@ BASE = "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1}\n"
         ("quality: {enabled: false}\nfilters: {drop_duplicates: exact}", "filters.drop_duplicates: needs the quality"),
         ("quality: {reference: ./no/such/photos}", "quality.reference.dataset: local dataset './no/such/photos'"),
         ("quality: {near_duplicate_threshold: 1.5}", "quality.near_duplicate_threshold: Input should be less"),
+        ("quality: {max_exact_per_class: 5}", "quality: max_exact_per_class was renamed exact_search_limit"),
     ],
 )
 def test_quality_settings_are_checked_when_the_recipe_loads(settings: str, expected: str):
