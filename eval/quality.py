@@ -39,6 +39,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import datasets
@@ -198,8 +199,28 @@ class Rows:
     def split_order(self) -> list[str]:
         return list(dict.fromkeys(self.splits))
 
-    def of_class(self, label: int) -> np.ndarray:
-        return np.flatnonzero(np.asarray(self.labels) == label)
+    # The lists as arrays, made once after reading (the pass indexes them once per class).
+    @cached_property
+    def split_array(self) -> np.ndarray:
+        return np.asarray(self.splits)
+
+    @cached_property
+    def label_array(self) -> np.ndarray:
+        return np.asarray(self.labels, dtype=np.int64)
+
+    @cached_property
+    def eligible_array(self) -> np.ndarray:
+        return np.asarray(self.eligible, dtype=bool)
+
+    def by_class(self) -> list[np.ndarray]:
+        """The rows of each class, in row order."""
+        return groups_of(self.label_array, len(self.class_names))
+
+
+def groups_of(keys: np.ndarray, count: int) -> list[np.ndarray]:
+    """The positions of each key ``0..count-1`` in ``keys``, in order: one stable sort, not a pass per key."""
+    order = np.argsort(keys, kind="stable")
+    return np.split(order, np.searchsorted(keys[order], np.arange(1, count)))
 
 
 def pixel_hash(encoded: bytes) -> bytes:
@@ -293,16 +314,18 @@ class ClassSearch:
     device: torch.device | str
     ivf: IvfIndex | None = None
     recall: Recall = field(default_factory=Recall)
-    train_seconds: float = 0.0
 
     @classmethod
     def of_class(cls, name: str, x: torch.Tensor, limit: int, device) -> ClassSearch:
         if len(x) <= limit:
             return cls(len(x), device)
-        log.info("class %r: %d images, over quality.exact_search_limit (%d): approximate search", name, len(x), limit)
         started = time.perf_counter()
         ivf = IvfIndex.train(x)
-        return cls(len(x), device, ivf, train_seconds=time.perf_counter() - started)
+        log.info(
+            "class %r: %d images, over quality.exact_search_limit (%d): approximate search, %d cells trained in %.1f s",
+            *(name, len(x), limit, ivf.cells, time.perf_counter() - started),
+        )
+        return cls(len(x), device, ivf)
 
     def new_index(self) -> ExactIndex | IvfIndex:
         """An empty index of this class's kind (an IVF one shares the trained cells)."""
@@ -352,7 +375,7 @@ def _near_pairs(
 ) -> list[Pair]:
     """Each split's rows searched among its earlier rows, then among the earlier splits' rows (an index that
     grows by a split at a time); on an IVF index, the answers for sampled rows are checked exactly."""
-    splits = np.asarray(rows.splits)[members]
+    splits = rows.split_array[members]
     sampled = fixed_sample(len(members), RECALL_QUERIES) if search.ivf is not None else np.empty(0, dtype=int)
     earlier, before = search.new_index(), np.empty(0, dtype=int)  # earlier splits' rows; their positions
     pairs = []
@@ -382,7 +405,7 @@ def class_drops(
 ) -> np.ndarray:
     """The rows of one class ``filters.drop_duplicates`` drops: greedy in row order over all splits among the
     eligible rows (so a test row repeating a kept train row goes, and the first of every group stays)."""
-    eligible = np.asarray(rows.eligible, dtype=bool)[members]
+    eligible = rows.eligible_array[members]
     drop = np.zeros(len(members), dtype=bool)
     kept_hashes: set[bytes] = set()
     for position in np.flatnonzero(eligible):
@@ -608,20 +631,16 @@ class Samples:
 
     @classmethod
     def choose(cls, rows: Rows, with_cmmd: bool) -> Samples:
-        splits, labels = np.asarray(rows.splits), np.asarray(rows.labels)
-        groups = [
-            members
-            for split in rows.split_order
-            for label in range(len(rows.class_names))
-            if len(members := np.flatnonzero((splits == split) & (labels == label)))
-        ]
+        splits, labels, classes = rows.split_array, rows.label_array, len(rows.class_names)
+        split_index = {split: i for i, split in enumerate(rows.split_order)}
+        keys = np.asarray([split_index[s] for s in rows.splits], dtype=np.int64) * classes + labels
+        groups = [members for members in groups_of(keys, len(split_index) * classes) if len(members)]
         per_group = max(1, min(PROJECTION_POINTS, PICTURE_POINTS // max(len(groups), 1)))
         picture = np.concatenate([m[:: max(1, math.ceil(len(m) / per_group))] for m in groups] or [[]]).astype(int)
         overall, per_split = np.empty(0, dtype=int), {}
         if with_cmmd:
             overall = fixed_sample(len(splits), CMMD_SAMPLE)
-            for split in rows.split_order:
-                members = np.flatnonzero(splits == split)
+            for split, members in zip(rows.split_order, groups_of(keys // classes, len(split_index))):
                 per_split[split] = members[fixed_sample(len(members), CMMD_SAMPLE)]
         wanted = np.unique(np.concatenate([overall, picture, *per_split.values()]).astype(int))
         return cls(overall, per_split, picture, wanted)
@@ -649,11 +668,10 @@ def assess(
     filter drops."""
     near = rows.embeddings is not None
     threshold = settings.near_duplicate_threshold
-    splits, labels = np.asarray(rows.splits), np.asarray(rows.labels)
+    splits, labels = rows.split_array, rows.label_array
     samples = Samples.choose(rows, reference is not None) if near else None
     pairs, drops, searches, measures = [], [], {}, {}
-    for label, name in enumerate(rows.class_names):
-        members = np.flatnonzero(labels == label)
+    for (label, name), members in zip(enumerate(rows.class_names), rows.by_class()):
         x = rows.embeddings.of_class(label) if near else None
         search = ClassSearch.of_class(name, x, settings.exact_search_limit, device) if near else None
         searches[name] = search

@@ -96,3 +96,23 @@ def test_build_with_a_reference_and_without_embeddings(smoke_dir: Path, tmp_path
         assert after[split].column_names == [c for c in before[split].column_names if c != "clip_embedding"]
         assert after[split].to_list() == before[split].remove_columns("clip_embedding").to_list()
     assert json.loads((plain / "summary.json").read_text())["duplicates"]["near"] is None  # exact only
+
+
+def test_a_class_over_the_exact_search_limit_is_searched_with_the_index(smoke_dir: Path, tmp_path: Path):
+    """``python -m eval --recipe`` with ``quality.exact_search_limit`` under the smoke classes' 6 images: the index
+    finds what the build's exact search found, and the summary, table and card say how well it searched."""
+    recipe = yaml.safe_load((ROOT / "recipes" / "smoke.yaml").read_text(encoding="utf-8"))
+    recipe["quality"] = {"exact_search_limit": 5}
+    out = tmp_path / "scored"
+    command = [sys.executable, "-m", "eval", str(smoke_dir), "--output-dir", str(out), "--recipe"]
+    command.append(str(write_recipe(tmp_path, yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False))))
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    built, scored = (json.loads((d / "summary.json").read_text())["duplicates"] for d in (smoke_dir, out))
+    assert built.pop("near_search") == {"method": "exact", "exact_search_limit": 100000}
+    search = scored.pop("near_search")
+    assert scored == built and scored["near"]["within_split"] > 0  # the same counts as exact search
+    assert search["method"] == "faiss-ivf-flat" and list(search["classes"]) == ["fox", "dog", "여우"]
+    assert search["recall"] == 1 and search["classes"]["fox"]["cells"] == 1  # 6 images: one cell, exact answers
+    assert "searched approximately" in (out / "README.md").read_text(encoding="utf-8")
+    assert "recall 1.000" in result.stdout
