@@ -23,42 +23,52 @@ import torch
 from eval.quality import ClassEmbeddings, ClassSearch, QualitySettings, Rows, assess, class_drops, class_pairs
 
 THRESHOLD = 0.95
+CHUNK = 10_000  # rows made at a time
 
 
-def made_up_class(count: int, width: int, seed: int) -> tuple[np.ndarray, set[tuple[int, int]]]:
-    """One class's unit embeddings and its planted (earlier, later) near-duplicate pairs (positions)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((100, width))
-    x = (centres[rng.integers(0, 100, count)] + rng.standard_normal((count, width))) / np.sqrt(width)
+def made_up_chunk(label: int, chunk: int, width: int) -> tuple[np.ndarray, set[tuple[int, int]]]:
+    """Rows ``chunk * CHUNK`` on of class ``label``: unit float32 embeddings, and the planted (earlier, later)
+    near-duplicate pairs among them (positions in the class). Made in chunks so that making the data does not
+    itself need more memory than the pass it measures."""
+    centres = np.random.default_rng(label).standard_normal((100, width), dtype=np.float32)
+    rng = np.random.default_rng([label, chunk])
+    x = (centres[rng.integers(0, 100, CHUNK)] + rng.standard_normal((CHUNK, width), dtype=np.float32)) / np.sqrt(width)
     planted = set()
-    for later in rng.choice(np.arange(1, count), count // 100, replace=False):
+    for later in rng.choice(np.arange(1, CHUNK), CHUNK // 100, replace=False):
         earlier = int(rng.integers(0, later))
         x[later] = x[earlier] / np.linalg.norm(x[earlier]) + 0.14 * rng.standard_normal(width) / np.sqrt(width)
-        planted.add((earlier, int(later)))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), planted
+        planted.add((chunk * CHUNK + earlier, chunk * CHUNK + int(later)))
+    return x / np.linalg.norm(x, axis=1, keepdims=True), planted
 
 
 def made_up_rows(images: int, classes: int, width: int) -> tuple[Rows, set[tuple[int, int]]]:
-    """``classes`` classes of ``images`` rows each (rows ordered split, class, index, as a build's plan; a class
-    is made again for each split rather than kept) and the first class's planted pairs (positions in the class)."""
+    """``classes`` classes of ``images`` rows each (rows ordered split, class, index, as a build's plan), written
+    to the pass's per-class files chunk by chunk, and the first class's planted pairs (positions in the class)."""
     train = int(images * 0.8)
     rows = Rows(class_names=[f"c{k}" for k in range(classes)], embeddings=ClassEmbeddings(width))
+    planted = set()
     for split, start, stop in (("train", 0, train), ("test", train, images)):
         for label in range(classes):
-            x, planted = made_up_class(images, width, seed=label)
             rows.ids += [f"{split}/c{label}/{i:06d}" for i in range(start, stop)]
             rows.splits += [split] * (stop - start)
             rows.labels += [label] * (stop - start)
             rows.hashes += [f"{label}/{i}".encode() for i in range(start, stop)]
             rows.eligible += [True] * (stop - start)
-            rows.embeddings.append(np.full(stop - start, label), x[start:stop])
-    return rows, made_up_class(images, width, seed=0)[1]
+            for chunk in range(start // CHUNK, -(-stop // CHUNK)):
+                x, pairs = made_up_chunk(label, chunk, width)
+                first, last = max(start, chunk * CHUNK), min(stop, (chunk + 1) * CHUNK)
+                rows.embeddings.append(np.full(last - first, label), x[first - chunk * CHUNK : last - chunk * CHUNK])
+                planted |= {(a, b) for a, b in pairs if label == 0 and b < images}
+    return rows, planted
 
 
-def timed(fn):
-    started = time.perf_counter()
+def timed(label: str, fn, note: str = ""):
+    """``fn()``, printing its wall-clock and CPU seconds (on a busy machine the CPU seconds are the steadier)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     result = fn()
-    return result, time.perf_counter() - started
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(f"{label:<18} {wall:8.1f} s wall {cpu:8.1f} s CPU   {note}")
+    return result, wall
 
 
 def first_class(rows: Rows, planted_positions: set[tuple[int, int]], limit: int, exact: bool) -> float:
@@ -66,25 +76,20 @@ def first_class(rows: Rows, planted_positions: set[tuple[int, int]], limit: int,
     members = rows.by_class()[0]
     x = rows.embeddings.of_class(0)
     planted = {(int(members[a]), int(members[b])) for a, b in planted_positions}
-    search, train_s = timed(lambda: ClassSearch.of_class("c0", x, limit, "cpu"))
-    pairs, search_s = timed(lambda: class_pairs(rows, members, x, search, THRESHOLD))
-    drops, drop_s = timed(lambda: class_drops(members, x, rows, "near", search, THRESHOLD))
+    search, _ = timed("train", lambda: ClassSearch.of_class("c0", x, limit, "cpu"))
+    pairs, search_s = timed(
+        "search", lambda: class_pairs(rows, members, x, search, THRESHOLD), "both scopes, recall check"
+    )
+    drops, _ = timed("drop (greedy)", lambda: class_drops(members, x, rows, "near", search, THRESHOLD))
     found = {(p.a, p.b) for p in pairs}
-    print(f"class c0: {search.ivf.cells} cells, {search.ivf.probes} probed")
-    print(f"train s            {train_s:8.1f}")
-    print(f"search s           {search_s:8.1f}   (both scopes, with the recall check of 1,000 sampled rows)")
-    print(f"drop (greedy) s    {drop_s:8.1f}")
-    print(
-        f"recall             {search.recall.share:8.4f}   ({search.recall.found} of {search.recall.queries} searches)"
-    )
-    print(
-        f"planted found      {len(planted & found):8d} of {len(planted)}; near pairs {len(pairs)}, dropped {len(drops)}"
-    )
+    print(f"class c0: {search.ivf.cells} cells, {search.ivf.probes} probed; recall {search.recall.share:.4f} "
+          f"({search.recall.found} of {search.recall.queries} sampled searches); planted pairs found "
+          f"{len(planted & found)} of {len(planted)}; near pairs {len(pairs)}, dropped {len(drops)}")  # fmt: skip
     if exact:
         exact_search = ClassSearch.of_class("c0", x, len(x), "cpu")
-        exact_pairs, exact_s = timed(lambda: class_pairs(rows, members, x, exact_search, THRESHOLD))
+        exact_pairs, _ = timed("exact search", lambda: class_pairs(rows, members, x, exact_search, THRESHOLD))
         same = {(p.a, p.b, p.across_splits) for p in exact_pairs} == {(p.a, p.b, p.across_splits) for p in pairs}
-        print(f"exact search s     {exact_s:8.1f}   (pairs {len(exact_pairs)}, the same as the index's: {same})")
+        print(f"exact search: {len(exact_pairs)} near pairs, the same as the index's: {same}")
     return search_s
 
 
@@ -101,12 +106,11 @@ def main() -> None:
           f"{torch.get_num_threads()}; planted pairs in class c0: {len(planted)}")  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     settings = QualitySettings(exact_search_limit=args.limit)
-    report, pass_s = timed(lambda: assess(rows, settings, "cpu", drop_duplicates="near"))
+    report, _ = timed("whole pass", lambda: assess(rows, settings, "cpu", drop_duplicates="near"), "every class")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     class_mib = args.images * args.width * 4 / 2**20
-    print(f"whole pass s       {pass_s:8.1f}   (every class: index, search, filter, diversity, picture)")
-    print(f"peak RSS MiB       {peak:8.0f}   (before the pass {before:.0f}; embeddings of one class {class_mib:.0f}, "
-          f"of all {class_mib * args.classes:.0f})")  # fmt: skip
+    print(f"peak RSS {peak:.0f} MiB: +{peak - before:.0f} MiB in the pass (before it {before:.0f}); embeddings of "
+          f"one class {class_mib:.0f} MiB, of all {class_mib * args.classes:.0f} MiB")  # fmt: skip
     search_s = first_class(rows, planted, args.limit, args.exact)
     print(f"headline: recall {report.duplicates['near_search']['recall']:.4f}, search {search_s:.1f} s")
 

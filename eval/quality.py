@@ -383,19 +383,21 @@ def _near_pairs(
         here = np.flatnonzero(splits == split)
         if not len(here):
             continue
-        searches = [(False, here, best_earlier(x[here], search.new_index(), causal=True))]
+        queries = x[here]
+        searches = [(False, here, best_earlier(queries, search.new_index(), causal=True))]
         if len(before):
-            searches.append((True, before, best_earlier(x[here], earlier, causal=False)))
+            searches.append((True, before, best_earlier(queries, earlier, causal=False)))
         checked = np.flatnonzero(np.isin(here, sampled))
         for across, candidates, (best, where) in searches:
             for k in np.flatnonzero(best.numpy() >= threshold):
                 if (members[here[k]], across) not in exact:
-                    earliest = int(members[candidates[where[k]]])
-                    pairs.append(Pair(earliest, int(members[here[k]]), float(best[k]), "near", across))
+                    closest = int(members[candidates[where[k]]])
+                    pairs.append(Pair(closest, int(members[here[k]]), float(best[k]), "near", across))
             if len(checked):
                 limits = np.full(len(checked), len(candidates)) if across else checked
-                search.recall.add(measure_recall(x[here[checked]], best[checked], x[candidates], limits, search.device))
-        earlier.add(x[here])
+                of_candidates = x[candidates] if across else queries
+                search.recall.add(measure_recall(queries[checked], best[checked], of_candidates, limits, search.device))
+        earlier.add(queries)
         before = np.concatenate([before, here])
     return pairs
 
