@@ -292,8 +292,10 @@ def quality_notes(summary: DatasetSummary) -> list[str]:
     ]
     if (search := d.get("near_search") or {}).get("method", "exact") != "exact":
         recall = "-" if search["recall"] is None else f"{search['recall']:.3f}"
+        names = list(search["classes"])
         notes.append(
-            f"near-duplicates of {list(search['classes'])} (over quality.exact_search_limit) searched approximately "
+            f"near-duplicates of {names if len(names) <= 10 else f'{len(names)} classes'} (over "
+            "quality.exact_search_limit) searched approximately "
             f"(faiss IVF index): recall {recall}, the share of {search['queries']} sampled searches whose nearest "
             "earlier image it found"
         )
