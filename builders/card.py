@@ -84,12 +84,14 @@ def license_metadata(model_id: str) -> dict:
 
 def card_data(recipe: Recipe, features: datasets.Features, split_sizes: datasets.SplitDict) -> DatasetCardData:
     """YAML metadata the Hub and ``load_dataset`` understand: configs pointing at data/, features, splits,
-    plus the generator's license and what the Hub shows about a synthetic dataset."""
+    plus the generator's license and what the Hub shows about a synthetic dataset (tagged with its family)."""
+    from builders.generators import card_tags  # the generation stack, which --push-only never loads
+
     return layout_card_data(
         recipe.name,
         features,
         split_sizes,
-        tags=["synthetic", "stable-diffusion", "text-to-image"],
+        tags=["synthetic", *card_tags(recipe), "text-to-image"],
         **license_metadata(recipe.model.id),
         task_ids=["multi-class-image-classification"],
         annotations_creators=["machine-generated"],

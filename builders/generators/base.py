@@ -77,6 +77,7 @@ class Generator(ABC):
     label: ClassVar[str]  # what the card calls it, e.g. "FLUX.1"
     pipeline_classes: ClassVar[tuple[str, ...]]  # the diffusers pipeline classes (model_index.json) it runs
     example: ClassVar[str]  # a Hub id of the family
+    card_tags: ClassVar[tuple[str, ...]]  # the dataset card's Hub tags naming the family (beside "synthetic")
     size_factor: ClassVar[int] = 8  # height and width must be multiples of this (VAE downsampling x patch size)
     negative_prompt: ClassVar[bool] = True  # whether the family takes a negative prompt
     flow_matching: ClassVar[bool] = False  # a flow-matching model: noise-prediction schedulers do not apply

@@ -24,6 +24,7 @@ class Flux(DiffusersGenerator):
     label = "FLUX.1"
     pipeline_classes = ("FluxPipeline",)
     example = "black-forest-labs/FLUX.1-schnell"
+    card_tags = ("flux",)
     size_factor = 16  # VAE 8 x 2x2 packing
     negative_prompt = False
     flow_matching = True

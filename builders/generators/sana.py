@@ -17,6 +17,7 @@ class Sana(DiffusersGenerator):
     label = "Sana"
     pipeline_classes = ("SanaPipeline",)
     example = "Efficient-Large-Model/Sana_1600M_1024px_diffusers"
+    card_tags = ("sana",)
     size_factor = 32  # DC-AE 32 x patch 1
     vae_scale = 32
     flow_matching = True

@@ -11,6 +11,7 @@ class StableDiffusion3(DiffusersGenerator):
     label = "Stable Diffusion 3.x"
     pipeline_classes = ("StableDiffusion3Pipeline",)
     example = "stabilityai/stable-diffusion-3.5-medium"
+    card_tags = ("stable-diffusion", "stable-diffusion-3")
     size_factor = 16  # VAE 8 x patch 2
     flow_matching = True
     gpu_dtype = "bfloat16"
