@@ -149,6 +149,7 @@ class ModelSettings(_Strict):
     compile: bool = False
     attention: Literal["sdpa", "default"] = "sdpa"
     max_sequence_length: int | None = Field(default=None, ge=1, le=8192)  # T5/Gemma prompt tokens, where there is one
+    text_encoder_dtype: Literal["float32", "float16", "bfloat16"] | None = None  # None: model.dtype
     cpu_offload: bool = False
     vae_slicing: bool = False
     vae_tiling: bool = False

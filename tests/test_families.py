@@ -292,6 +292,22 @@ def test_example_recipes_suit_their_family(name: str, repo: str, files: dict, hu
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+def test_text_encoder_dtype_is_refused_where_the_pipeline_casts_it_back(family, tmp_path: Path):
+    recipe = recipe_for(model_dir(tmp_path, family.pipeline_classes[0]), model_extra=", text_encoder_dtype: bfloat16")
+    if family.name in ("sd3", "flux", "sana"):
+        fingerprint = content_fingerprint(resolve_family(recipe), "cpu", "float32")
+        assert fingerprint["model.text_encoder_dtype"] == "bfloat16"
+        return
+    (found,) = resolve_problems(recipe)
+    assert found.startswith(f"model.text_encoder_dtype: {family.label}'s pipeline casts prompt embeddings")
+
+
+def test_text_encoder_dtype_is_in_the_fingerprint_only_when_set(tmp_path: Path):
+    plain = resolve_family(recipe_for(model_dir(tmp_path, "SanaPipeline")))
+    assert "model.text_encoder_dtype" not in content_fingerprint(plain, "cpu", "float32")
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
 def test_the_card_is_tagged_with_the_family(family, tmp_path: Path):
     resolved = resolve_family(recipe_for(model_dir(tmp_path, family.pipeline_classes[0])))
     features = datasets.Features({"label": datasets.ClassLabel(names=["fox"])})
@@ -467,6 +483,18 @@ def test_every_family_builds_the_same_dataset_on_1_and_2_processes(family: str, 
 
     alone, kept = regenerated_alone(one, family, row=1)
     assert abs(alone - kept).max() <= 2, "a row's seed regenerates its image alone, batch or process aside"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("family", ["flux-schnell", "sd3", "sana"])
+def test_text_encoders_in_their_own_dtype_feed_the_denoiser_its_dtype(family: str, tmp_path: Path):
+    text = FAMILY_RECIPE.replace("safety_checker: false}", "safety_checker: false, text_encoder_dtype: bfloat16}")
+    out = tmp_path / "out"
+    run_build(str(family_recipe(tmp_path, family, text)), "--output-dir", str(out), env=SAME_THREADS)
+    info = json.loads((out / "build_info.json").read_text(encoding="utf-8"))
+    assert info["fingerprint"]["model.text_encoder_dtype"] == "bfloat16"
+    assert load_recipe(out / "recipe.yaml").model.text_encoder_dtype == "bfloat16"
+    assert datasets.load_dataset(str(out))["train"].num_rows == 8
 
 
 HALF_FLAGGING_RECIPE = FAMILY_RECIPE.replace(

@@ -30,6 +30,8 @@ class Flux(DiffusersGenerator):
     flow_matching = True
     gpu_dtype = "bfloat16"
     max_sequence_length = 512
+    text_encoders = ("text_encoder", "text_encoder_2")
+    latents_in_prompt_dtype = True
     default_size = 1024
     # GFLOPs counted by benchmarks/families.py on the reference architecture (families_architecture.json).
     flops = FamilyFlops(

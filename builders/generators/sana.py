@@ -23,6 +23,7 @@ class Sana(DiffusersGenerator):
     flow_matching = True
     gpu_dtype = "bfloat16"
     max_sequence_length = 300
+    text_encoders = ("text_encoder",)  # its pipeline casts prompt embeddings to the transformer's dtype
     default_sequence_length = 300
     default_steps = 20
     default_guidance = 4.5

@@ -16,6 +16,8 @@ class StableDiffusion3(DiffusersGenerator):
     flow_matching = True
     gpu_dtype = "bfloat16"
     max_sequence_length = 512
+    text_encoders = ("text_encoder", "text_encoder_2", "text_encoder_3")
+    latents_in_prompt_dtype = True
     default_sequence_length = 256
     default_steps = 28
     default_guidance = 7.0
