@@ -616,3 +616,13 @@ def test_build_refuses_an_uncached_hub_model_before_loading_anything(tmp_path: P
     assert result.returncode == 4  # a model that is not available (the family cannot be read either)
     assert "- model.id: the diffusers pipeline 'someone/no-such-model' is not in the local" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.e2e
+def test_the_generation_benchmark_takes_a_family():
+    from tests.test_speed import last_token_of_last_line
+
+    ratio = last_token_of_last_line(
+        "generation.py", "--family", "sd3", "--steps", "2", "--num-images", "2", "--batch-size", "2", "--size", "32"
+    )
+    assert 0 < ratio < 10
