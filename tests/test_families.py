@@ -247,6 +247,35 @@ def test_flops_per_family_are_the_counted_ones_and_scale_with_the_settings(tmp_p
     assert flux.tflops_per_image(few, 3.5) < flux.tflops_per_image(dev, 3.5) / 10
 
 
+def test_live_bytes_count_what_is_alive_at_once_and_attention_is_fused():
+    from benchmarks.families import peak_bytes
+
+    def chain():
+        a = torch.zeros(256)  # 1 KiB
+        b = a * 2  # 2 KiB alive at once
+        del a
+        c = (b + 1).view(16, 16)  # b freed only after c exists: 2 KiB again; a view adds nothing
+        return c
+
+    assert peak_bytes(chain) == 2048
+
+    def attention():
+        q, k, v = (torch.zeros(1, 1, 4096, 8) for _ in range(3))  # 128 KiB each
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+    assert peak_bytes(attention) == 4 * 128 * 1024, "no 4096 x 4096 score matrix (64 MiB) is counted"
+
+
+def test_the_readme_memory_column_is_the_estimates():
+    counted = json.loads((ROOT / "benchmarks" / "families_architecture.json").read_text(encoding="utf-8"))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name, family in counted.items():
+        if name.startswith("_"):
+            continue
+        one, eight = (family["estimated_memory_gib"][batch]["total"] for batch in ("1", "8"))
+        assert f"| {one} / {eight} GiB (estimate) |" in readme, name
+
+
 @pytest.mark.parametrize(
     "model_id, expected",
     [
