@@ -268,7 +268,10 @@ def _generator_parameters(recipe: Recipe, generator: dict) -> list[tuple[str, st
 
 def _runtime(build_info: dict) -> str:
     fingerprint = build_info.get("fingerprint", {})
-    return f"{fingerprint['device_type']}, {fingerprint['model.dtype']}" if fingerprint else "not recorded"
+    if not fingerprint:
+        return "not recorded"
+    text = fingerprint.get("model.text_encoder_dtype")
+    return f"{fingerprint['device_type']}, {fingerprint['model.dtype']}" + (f" (text encoders {text})" if text else "")
 
 
 def _type_name(feature) -> str:

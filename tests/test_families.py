@@ -524,6 +524,7 @@ def test_text_encoders_in_their_own_dtype_feed_the_denoiser_its_dtype(family: st
     assert info["fingerprint"]["model.text_encoder_dtype"] == "bfloat16"
     assert load_recipe(out / "recipe.yaml").model.text_encoder_dtype == "bfloat16"
     assert datasets.load_dataset(str(out))["train"].num_rows == 8
+    assert "cpu, float32 (text encoders bfloat16)" in (out / "README.md").read_text(encoding="utf-8")
 
 
 HALF_FLAGGING_RECIPE = FAMILY_RECIPE.replace(
