@@ -1,7 +1,9 @@
 """Images per second of the build's generation loop against a bare diffusers pipeline, and the FLOP floor.
 
     python benchmarks/generation.py                                  # CPU: tiny random models
+    python benchmarks/generation.py --family flux-schnell            # CPU: another family's tiny random pipeline
     python benchmarks/generation.py --sd15-architecture --compile    # GPU: SD 1.5 at full size, random weights
+    python benchmarks/generation.py --model-id black-forest-labs/FLUX.1-schnell   # GPU: any model of any family
 
 For each batch size, the same prompts, batches and seeds run three ways on one loaded pipeline:
 - bare:   ``pipe(...)`` on each batch, images left on the device: generation and nothing else;
@@ -27,15 +29,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from benchmarks.flops import ComponentFlops, counted_flops, matmul_peak_tflops  # noqa: E402
+from benchmarks.flops import counted_flops, matmul_peak_tflops  # noqa: E402
 from builders.builder import SyntheticImages  # noqa: E402
 from builders.distributed_build import placement_for, write_shards  # noqa: E402
+from builders.generators import family_of, resolve_family  # noqa: E402
 from builders.plan import Plan, make_plan  # noqa: E402
-from builders.recipe import Recipe  # noqa: E402
+from builders.recipe import Recipe, RecipeError  # noqa: E402
 from builders.schedulers import SCHEDULER_NAMES  # noqa: E402
 from builders.store import OutputDir  # noqa: E402
 from synthcore.launch import start_state  # noqa: E402
+from synthcore.tiny import TINY_FAMILIES, tiny_family_dir  # noqa: E402
 
 H100_DENSE_BF16_TFLOPS = 800.0
 PROMPTS = [
@@ -52,18 +57,27 @@ PROMPTS = [
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument(
         "--sd15-architecture",
         action="store_true",
         help="SD 1.5 at full size with random weights (built once, no download) instead of the tiny models",
     )
-    parser.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
+    model.add_argument(
+        "--family",
+        choices=TINY_FAMILIES,
+        help="the tiny random pipeline of this family instead of the tiny Stable Diffusion one",
+    )
+    model.add_argument("--model-id", help="any model of a supported family: a Hub id or a local pipeline directory")
+    parser.add_argument("--steps", type=int, help="denoising steps (default: the family's, 50 for SD)")
     parser.add_argument(
         "--batch-size", type=int, nargs="+", default=[1, 8], help="batch sizes to measure (default 1 8)"
     )
     parser.add_argument("--num-images", type=int, default=32, help="images per run and batch size (default 32)")
     parser.add_argument(
-        "--size", type=int, help="image height and width (default 512 with --sd15-architecture, else 64)"
+        "--size",
+        type=int,
+        help="image height and width (default: 512 with --sd15-architecture, the model's own with --model-id, else 64)",
     )
     parser.add_argument("--scheduler", default="default", help=f"'default' or one of {', '.join(SCHEDULER_NAMES)}")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
@@ -81,14 +95,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def bench_recipe(args: argparse.Namespace, model_id: str, size: int) -> Recipe:
-    """A one-class recipe of ``--num-images`` images; the batch size is set per run, on a copy.
+def bench_recipe(args: argparse.Namespace, model_id: str, size: int | None) -> Recipe:
+    """A one-class recipe of ``--num-images`` images, resolved against its family (steps, guidance and, with
+    ``size`` None, the size are the family's); the batch size is set per run, on a copy.
 
     The safety checker is off (random weights would flag at random, and SD 1.5's checker is not in the
     architecture file). The scorers are the tiny random CLIP and the full-size random ResNet50: a few GFLOPs
     per image either way, against tens of TFLOPs of generation.
     """
-    return Recipe.model_validate(
+    steps = {} if args.steps is None else {"num_inference_steps": args.steps}
+    sizes = {} if size is None else {"height": size, "width": size}
+    recipe = Recipe.model_validate(
         {
             "name": "generation-benchmark",
             "model": {
@@ -99,7 +116,7 @@ def bench_recipe(args: argparse.Namespace, model_id: str, size: int) -> Recipe:
                 "compile": args.compile,
                 "channels_last": args.channels_last,
             },
-            "generation": {"num_inference_steps": args.steps, "height": size, "width": size, "images_per_prompt": 1},
+            "generation": {**steps, **sizes, "images_per_prompt": 1},
             "classes": {"bench": {"prompts": PROMPTS}},
             "splits": {"train": args.num_images},
             "scoring": {
@@ -108,6 +125,7 @@ def bench_recipe(args: argparse.Namespace, model_id: str, size: int) -> Recipe:
             },
         }
     )
+    return resolve_family(recipe, "benchmark settings")
 
 
 @dataclass
@@ -147,11 +165,11 @@ def timed(fn, device: str) -> float:
 @torch.inference_mode()
 def bare_loop(pipe, recipe: Recipe, plan: Plan) -> None:
     """Plain diffusers: one pipeline call per planned batch, the same prompts and per-image CPU generators."""
-    gen = recipe.generation
+    gen, family = recipe.generation, family_of(recipe)
     for batch in (batch for shard in plan.shards for batch in shard.batches):
         pipe(
             prompt=[job.prompt for job in batch.jobs],
-            negative_prompt=[job.negative_prompt for job in batch.jobs],
+            **family.call_arguments(recipe, list(batch.jobs)),  # the family's own: negative prompt, T5 length
             guidance_scale=batch.guidance_scale,
             num_inference_steps=gen.num_inference_steps,
             height=gen.height,
@@ -183,14 +201,35 @@ def measure(builder: SyntheticImages, recipe: Recipe, state, scratch: Path) -> R
     return Run(recipe.generation.batch_size, plan.num_images, bare, build, inline, stages)
 
 
-def image_flops(args: argparse.Namespace, pipe, size: int) -> tuple[ComponentFlops, str]:
-    """FLOPs of one image's components: SD 1.5's measured ones at 512x512, else counted on this pipeline."""
-    if args.sd15_architecture and size == 512:
+def image_flops(args: argparse.Namespace, builder: SyntheticImages) -> tuple[float, str]:
+    """FLOPs of one image, and a line saying what they are made of: for Stable Diffusion by component (SD 1.5's
+    measured ones at 512x512, else counted on this pipeline), for the other families counted on one whole
+    pipeline call at batch 1 (every step, guidance pass, text encoder and the decode)."""
+    recipe, pipe = builder.recipe, builder.models()[0].pipe
+    gen = recipe.generation
+    if not hasattr(pipe, "unet") or not hasattr(pipe, "tokenizer"):
+        plan = make_plan(with_batch_size(recipe, 1), builder.fingerprint())
+        batch = Plan((replace(plan.shards[0], stop=plan.shards[0].start + 1),))
+        with torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
+            bare_loop(pipe, with_batch_size(recipe, 1), batch)
+        total = float(counter.get_total_flops())
+        return total, f"FLOPs per image: {total / 1e12:.4g} TFLOP (counted on one whole pipeline call at batch 1)"
+    if args.sd15_architecture and gen.height == gen.width == 512:
         from benchmarks.sd15_random import measured_flops
 
-        return measured_flops(), "SD 1.5 measurements (benchmarks/sd15_architecture.json)"
-    with torch.compiler.set_stance("force_eager"):
-        return counted_flops(pipe, size, size), "counted on this pipeline (torch.utils.flop_counter)"
+        flops, source = measured_flops(), "SD 1.5 measurements (benchmarks/sd15_architecture.json)"
+    else:
+        with torch.compiler.set_stance("force_eager"):
+            flops = counted_flops(pipe, gen.height, gen.width)
+        source = "counted on this pipeline (torch.utils.flop_counter)"
+    unet_calls, guidance = len(pipe.scheduler.timesteps), pipe.do_classifier_free_guidance
+    branches = 2 if guidance else 1
+    per_image = flops.per_image(unet_calls, guidance)
+    return per_image, (
+        f"FLOPs per image: {per_image / 1e12:.4g} TFLOP = {unet_calls} UNet calls x {branches} x "
+        f"{flops.unet / 1e9:.4g} GFLOP + VAE decode {flops.vae_decode / 1e9:.4g} GFLOP + text {branches} x "
+        f"{flops.text_encoder / 1e9:.4g} GFLOP ({source})"
+    )
 
 
 def peak_tflops(args: argparse.Namespace, device: str, dtype: torch.dtype) -> tuple[float, str]:
@@ -207,26 +246,19 @@ def device_name(device: str) -> str:
     return f"{device} ({torch.get_num_threads()} threads)"
 
 
-def print_report(args, builder: SyntheticImages, runs: list[Run], flops: ComponentFlops, flops_source: str) -> float:
+def print_report(args, builder: SyntheticImages, runs: list[Run], per_image: float, flops_line: str) -> float:
     """Print the tables; return the headline (worst build/bare ratio)."""
     recipe, placement = builder.recipe, builder.placement
-    pipe = builder.models()[0].pipe
-    unet_calls, guidance = len(pipe.scheduler.timesteps), pipe.do_classifier_free_guidance
-    per_image = flops.per_image(unet_calls, guidance)
     peak, peak_source = peak_tflops(args, placement.device, placement.dtype)
     floor = peak * 1e12 / per_image
     gen = recipe.generation
     print(
         f"device {device_name(placement.device)}, {placement.dtype_name}, scheduler {recipe.model.scheduler}, "
         f"{gen.num_inference_steps} steps, {gen.width}x{gen.height}, compile {recipe.model.compile}, "
-        f"channels_last {recipe.model.channels_last}, scoring {not args.no_scoring}, model {recipe.model.id}"
+        f"channels_last {recipe.model.channels_last}, scoring {not args.no_scoring}, model {recipe.model.id} "
+        f"({family_of(recipe).label}, guidance {gen.guidance_scale})"
     )
-    branches = 2 if guidance else 1
-    print(
-        f"FLOPs per image: {per_image / 1e12:.4g} TFLOP = {unet_calls} UNet calls x {branches} x "
-        f"{flops.unet / 1e9:.4g} GFLOP + VAE decode {flops.vae_decode / 1e9:.4g} GFLOP + text {branches} x "
-        f"{flops.text_encoder / 1e9:.4g} GFLOP ({flops_source})"
-    )
+    print(flops_line)
     print(f"peak {peak:.4g} TFLOP/s ({peak_source}): floor {floor:.4g} images/s ({1 / floor:.4g} s per image)\n")
     print("batch | bare img/s | build img/s | inline img/s | build/bare | inline/bare | bare % floor | build % floor")
     for r in runs:
@@ -257,19 +289,21 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.sd15_random import sd15_random_dir
 
         model_id, size = str(sd15_random_dir()), args.size or 512
+    elif args.model_id:
+        model_id, size = args.model_id, args.size
     else:
-        model_id, size = "tiny-random", args.size or 64
+        model_id, size = str(tiny_family_dir(args.family)) if args.family else "tiny-random", args.size or 64
     try:
         recipe = bench_recipe(args, model_id, size)
-    except ValidationError as err:
+    except (ValidationError, RecipeError) as err:
         raise SystemExit(f"invalid benchmark settings: {err}") from None
     builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, state.device), name=recipe.name)
     with tempfile.TemporaryDirectory(prefix="synthdata-benchmark-") as scratch:
         runs = [
             measure(builder, with_batch_size(recipe, b), state, Path(scratch) / f"batch-{b}") for b in args.batch_size
         ]
-    flops, source = image_flops(args, builder.models()[0].pipe, size)
-    ratio = print_report(args, builder, runs, flops, source)
+    per_image, flops_line = image_flops(args, builder)
+    ratio = print_report(args, builder, runs, per_image, flops_line)
     print(f"\nheadline: build/bare throughput ratio (worst batch size) {ratio:.3f}")
     return 0
 

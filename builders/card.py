@@ -84,12 +84,14 @@ def license_metadata(model_id: str) -> dict:
 
 def card_data(recipe: Recipe, features: datasets.Features, split_sizes: datasets.SplitDict) -> DatasetCardData:
     """YAML metadata the Hub and ``load_dataset`` understand: configs pointing at data/, features, splits,
-    plus the generator's license and what the Hub shows about a synthetic dataset."""
+    plus the generator's license and what the Hub shows about a synthetic dataset (tagged with its family)."""
+    from builders.generators import card_tags  # the generation stack, which --push-only never loads
+
     return layout_card_data(
         recipe.name,
         features,
         split_sizes,
-        tags=["synthetic", "stable-diffusion", "text-to-image"],
+        tags=["synthetic", *card_tags(recipe), "text-to-image"],
         **license_metadata(recipe.model.id),
         task_ids=["multi-class-image-classification"],
         annotations_creators=["machine-generated"],
@@ -266,7 +268,10 @@ def _generator_parameters(recipe: Recipe, generator: dict) -> list[tuple[str, st
 
 def _runtime(build_info: dict) -> str:
     fingerprint = build_info.get("fingerprint", {})
-    return f"{fingerprint['device_type']}, {fingerprint['model.dtype']}" if fingerprint else "not recorded"
+    if not fingerprint:
+        return "not recorded"
+    text = fingerprint.get("model.text_encoder_dtype")
+    return f"{fingerprint['device_type']}, {fingerprint['model.dtype']}" + (f" (text encoders {text})" if text else "")
 
 
 def _type_name(feature) -> str:

@@ -21,6 +21,7 @@ from synthcore.availability import (
     ModelNeed,
     ModelUnavailable,
     diffusers_pipeline,
+    lora_needs,
     report_unavailable,
     require_models,
     transformers_model,
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.push_only or args.dry_run):
         _quiet_libraries()  # before the check, which may build the tiny-random models
         try:  # a missing generator is a missing model (exit 4, with the others), before its family is read
-            require_models([generator_need(recipe), *scorer_model_refs(recipe.scoring)])
+            require_models([*generator_needs(recipe), *scorer_model_refs(recipe.scoring)])
         except ModelUnavailable as err:
             return report_unavailable(err)
     try:
@@ -210,14 +211,16 @@ def models_needed(recipe: Recipe) -> list[ModelNeed]:
         dtype_name=choose_dtype(settings.dtype, device_type),
         device_type=device_type,
     )
-    return [generator_need(recipe), *standalone, decoder, *scorer_model_refs(recipe.scoring)]
+    return [*generator_needs(recipe), *standalone, decoder, *scorer_model_refs(recipe.scoring)]
 
 
-def generator_need(recipe: Recipe) -> ModelNeed:
-    """The generator's pipeline, with its own safety checker when it ships one and the recipe runs it."""
+def generator_needs(recipe: Recipe) -> list[ModelNeed]:
+    """The generator's pipeline, with its own safety checker when it ships one and the recipe runs it, and the
+    LoRA adapters fused into it."""
     settings = recipe.model
     own_checker = settings.safety_checker and _ships_safety_checker(settings.id, settings.revision)
-    return diffusers_pipeline("model.id", settings.id, settings.revision, own_checker, "model.safety_checker")
+    pipeline = diffusers_pipeline("model.id", settings.id, settings.revision, own_checker, "model.safety_checker")
+    return [pipeline, *lora_needs("model.loras", settings.loras)]
 
 
 def _ships_safety_checker(model_id: str, revision: str | None) -> bool:

@@ -345,6 +345,8 @@ def content_fingerprint(recipe: Recipe, device_type: str, dtype_name: str) -> di
         "scoring": recipe.scoring.model_dump(mode="json"),
         "label_texts": [recipe.label_text(name) for name in recipe.class_names],
         "imagenet_classes": {name: spec.imagenet_classes for name, spec in recipe.classes.items()},
+        # only when set: fingerprints of builds made before the key existed stay the same
+        **({"model.text_encoder_dtype": recipe.model.text_encoder_dtype} if recipe.model.text_encoder_dtype else {}),
     }
 
 

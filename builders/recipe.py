@@ -33,7 +33,7 @@ from eval.scorers import ScoringSettings
 from eval.scorers.base import ScoringTask
 from eval.scorers.resnet50 import imagenet_categories
 from synthcore.columns import DROPPED_SUFFIX
-from synthcore.model_refs import check_model_ref
+from synthcore.model_refs import TINY_RANDOM, check_model_ref
 from synthcore.yamlfile import (
     PROBLEM_JOINER,
     ConfigFileError,
@@ -125,6 +125,8 @@ class LoraSettings(_Strict):
     @field_validator("id")
     @classmethod
     def _existing_local_path(cls, value: str) -> str:
+        if value == TINY_RANDOM:
+            raise ValueError(f"there is no {TINY_RANDOM} LoRA; expected a Hub id, a local directory or a weights file")
         return check_model_ref(value)
 
 
@@ -147,6 +149,7 @@ class ModelSettings(_Strict):
     compile: bool = False
     attention: Literal["sdpa", "default"] = "sdpa"
     max_sequence_length: int | None = Field(default=None, ge=1, le=8192)  # T5/Gemma prompt tokens, where there is one
+    text_encoder_dtype: Literal["float32", "float16", "bfloat16"] | None = None  # None: model.dtype
     cpu_offload: bool = False
     vae_slicing: bool = False
     vae_tiling: bool = False

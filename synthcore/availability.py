@@ -12,6 +12,8 @@ loads, generates or writes anything. What is checked, without loading any weight
   (``torch.hub.get_dir()/checkpoints``); or, when downloads are allowed, its URL answers.
 - a checkpoint file (``CheckpointFile``): it is a state dict (a PyTorch zip or pickle file read with
   ``weights_only=True``, or safetensors) with the tensors its architecture expects.
+- a LoRA adapter (``LoraWeights``): the weights file ``load_lora_weights`` will read is there (local, or in the
+  Hugging Face cache, or served by the Hub) and holds LoRA tensors.
 - a pipeline's image size (``DecoderMemory``): a lower bound of its VAE decoder's memory at batch 1 fits the
   device.
 
@@ -351,6 +353,98 @@ def shape_mismatch(shapes: Shapes, expected: Shapes, ignore_prefix: str | None =
 def module_shapes(module) -> dict[str, tuple[int, ...]]:
     """The state-dict shapes of an ``nn.Module`` (build it on the meta device: nothing is allocated)."""
     return {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
+
+
+@dataclass(frozen=True)
+class LoraWeights(ModelNeed):
+    """A LoRA adapter as diffusers' ``load_lora_weights`` reads it: a weights file, a directory or a Hub repo, with
+    ``weight_name`` naming the file in it. Without ``weight_name`` diffusers picks the file itself (its default
+    ``pytorch_lora_weights.safetensors``, else the only ``.safetensors`` file), which for a Hub repo means listing the
+    repo's files: impossible offline, so there the name is required. The file found must be a state dict holding LoRA
+    tensors (names with ``lora`` in them: diffusers', peft's and kohya's layouts)."""
+
+    key: str
+    ref: str
+    weight_name: str | None
+    what: str = "LoRA adapter"
+
+    def problem(self) -> str | None:
+        if not is_local_path(self.ref):
+            return self._hub_problem()
+        path = Path(self.ref).expanduser()
+        if path.is_dir():
+            name = self.weight_name or _guessed_lora_file(str(path))
+            if name is None or not (path / name).is_file():
+                return f"{self.title()} {self._no_file(name)}"
+            path = path / name
+        return self._content_problem(path)
+
+    def _hub_problem(self) -> str | None:
+        name = self.weight_name
+        if name is None:
+            if offline():
+                return (
+                    f"{self.title()} has no weight_name, and with HF_HUB_OFFLINE=1 diffusers cannot list the repo's "
+                    f"files to pick one: set {self.key.rsplit('.', 1)[0]}.weight_name to the file's name"
+                )
+            try:
+                name = _guessed_lora_file(self.ref)
+            except Exception:  # noqa: BLE001 - the repo cannot be listed: probing its default file says why
+                name = None
+        name = name or LORA_DEFAULT_FILE
+        if problem := _LoraRepo(self.key, self.ref, self.what, files=((name,),)).problem():
+            return problem
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(self.ref, name)
+        return self._content_problem(Path(cached)) if isinstance(cached, str) else None  # else: downloaded to load
+
+    def _no_file(self, name: str | None) -> str:
+        if name is None:
+            return f"holds no .safetensors or .bin weights file{self._weight_name_hint()}"
+        return f"has no {name}{self._weight_name_hint()}"
+
+    def _weight_name_hint(self) -> str:
+        return f" (set {self.key.rsplit('.', 1)[0]}.weight_name to the adapter's file in it)"
+
+    def _content_problem(self, path: Path) -> str | None:
+        try:
+            shapes = checkpoint_shapes(path)
+        except ValueError as err:
+            return f"{self.title()}: {path.name} is not a LoRA adapter: {err}"
+        if not any("lora" in name.lower() for name in shapes):
+            return f"{self.title()}: {path.name} is a state dict without LoRA tensors (no name contains 'lora')"
+        return None
+
+
+LORA_DEFAULT_FILE = "pytorch_lora_weights.safetensors"  # diffusers' LORA_WEIGHT_NAME_SAFE
+
+
+@dataclass(frozen=True)
+class _LoraRepo(HubModel):
+    """The Hub repo of a LoRA adapter: only its weights file is needed (and there is no tiny random LoRA)."""
+
+    def _download_command(self) -> str:
+        return shlex.join(["hf", "download", self.ref, self.files[0][0]])
+
+    def _advice(self) -> str:
+        return (
+            f"Download it once with network access (`{self._download_command()}`), or unset HF_HUB_OFFLINE to let "
+            f"this run download it, or set {self.key} to a local directory or file holding it."
+        )
+
+
+def _guessed_lora_file(ref: str) -> str | None:
+    """The file diffusers' ``load_lora_weights`` reads from a directory or Hub repo given no ``weight_name``
+    (its own guess: the default name, else the first ``.safetensors``, else ``.bin``, file)."""
+    from diffusers.loaders.lora_base import _best_guess_weight_name
+
+    return _best_guess_weight_name(ref, ".safetensors") or _best_guess_weight_name(ref, ".bin")
+
+
+def lora_needs(key: str, loras: Sequence) -> list[ModelNeed]:
+    """The LoRA adapters of ``key`` (``model.loras``: items with ``id`` and ``weight_name``)."""
+    return [LoraWeights(f"{key}[{i}].id", lora.id, lora.weight_name) for i, lora in enumerate(loras)]
 
 
 @dataclass(frozen=True)

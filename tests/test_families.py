@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from builders.card import license_metadata
+from builders.card import card_data, license_metadata
 from builders.generators import FAMILIES, GENERATORS, describe, family_of, resolve_family
 from builders.plan import content_fingerprint
 from builders.recipe import RecipeError, load_recipe, parse_recipe, recipe_to_yaml
@@ -247,6 +247,35 @@ def test_flops_per_family_are_the_counted_ones_and_scale_with_the_settings(tmp_p
     assert flux.tflops_per_image(few, 3.5) < flux.tflops_per_image(dev, 3.5) / 10
 
 
+def test_live_bytes_count_what_is_alive_at_once_and_attention_is_fused():
+    from benchmarks.families import peak_bytes
+
+    def chain():
+        a = torch.zeros(256)  # 1 KiB
+        b = a * 2  # 2 KiB alive at once
+        del a
+        c = (b + 1).view(16, 16)  # b freed only after c exists: 2 KiB again; a view adds nothing
+        return c
+
+    assert peak_bytes(chain) == 2048
+
+    def attention():
+        q, k, v = (torch.zeros(1, 1, 4096, 8) for _ in range(3))  # 128 KiB each
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+    assert peak_bytes(attention) == 4 * 128 * 1024, "no 4096 x 4096 score matrix (64 MiB) is counted"
+
+
+def test_the_readme_memory_column_is_the_estimates():
+    counted = json.loads((ROOT / "benchmarks" / "families_architecture.json").read_text(encoding="utf-8"))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name, family in counted.items():
+        if name.startswith("_"):
+            continue
+        one, eight = (family["estimated_memory_gib"][batch]["total"] for batch in ("1", "8"))
+        assert f"| {one} / {eight} GiB (estimate) |" in readme, name
+
+
 @pytest.mark.parametrize(
     "model_id, expected",
     [
@@ -289,6 +318,116 @@ def test_example_recipes_suit_their_family(name: str, repo: str, files: dict, hu
     resolved = resolve_family(load_recipe(ROOT / "recipes" / f"{name}.yaml"))
     assert resolved.model.id == repo and resolved.generation.num_inference_steps <= 4
     assert resolved.generation.guidance_scale == 0
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+def test_text_encoder_dtype_is_refused_where_the_pipeline_casts_it_back(family, tmp_path: Path):
+    recipe = recipe_for(model_dir(tmp_path, family.pipeline_classes[0]), model_extra=", text_encoder_dtype: bfloat16")
+    if family.name in ("sd3", "flux", "sana"):
+        fingerprint = content_fingerprint(resolve_family(recipe), "cpu", "float32")
+        assert fingerprint["model.text_encoder_dtype"] == "bfloat16"
+        return
+    (found,) = resolve_problems(recipe)
+    assert found.startswith(f"model.text_encoder_dtype: {family.label}'s pipeline casts prompt embeddings")
+
+
+def test_text_encoder_dtype_is_in_the_fingerprint_only_when_set(tmp_path: Path):
+    plain = resolve_family(recipe_for(model_dir(tmp_path, "SanaPipeline")))
+    assert "model.text_encoder_dtype" not in content_fingerprint(plain, "cpu", "float32")
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+def test_the_card_is_tagged_with_the_family(family, tmp_path: Path):
+    resolved = resolve_family(recipe_for(model_dir(tmp_path, family.pipeline_classes[0])))
+    features = datasets.Features({"label": datasets.ClassLabel(names=["fox"])})
+    sizes = datasets.SplitDict()
+    sizes.add(datasets.SplitInfo(name="train", num_examples=2))
+    tags = card_data(resolved, features, sizes).tags
+    assert tags == ["synthetic", *family.card_tags, "text-to-image"] and family.card_tags
+    assert ("stable-diffusion" in tags) == family.name.startswith(("stable-diffusion", "sd"))
+
+
+# -- LoRA adapters are checked with the other models, before anything loads --------------------------------------
+def save_lora(path: Path, names: tuple[str, ...] = ("unet.mid.to_q.lora_A.weight", "unet.mid.to_q.lora_B.weight")):
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({name: torch.zeros(4, 4) for name in names}, str(path))
+    return path
+
+
+def lora_problems(loras: str) -> list[str]:
+    from synthcore.availability import lora_needs
+
+    recipe = recipe_for("tiny-random", model_extra=f", loras: {loras}")
+    return [problem for need in lora_needs("model.loras", recipe.model.loras) if (problem := need.problem())]
+
+
+def test_local_loras_are_found_as_diffusers_finds_them(tmp_path: Path):
+    save_lora(tmp_path / "default" / "pytorch_lora_weights.safetensors")
+    save_lora(tmp_path / "named" / "style.safetensors")
+    file = save_lora(tmp_path / "file.safetensors")
+    named = f"{{id: {tmp_path / 'named'}, weight_name: style.safetensors}}"
+    assert lora_problems(f"[{{id: {tmp_path / 'default'}}}, {named}, {{id: {file}}}]") == []
+    assert lora_problems(f"[{{id: {tmp_path / 'named'}}}]") == [], "a lone .safetensors file is diffusers' guess"
+
+
+def test_a_lora_that_is_not_there_or_not_a_lora_is_named_with_its_key(tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    save_lora(tmp_path / "named" / "style.safetensors")
+    save_lora(tmp_path / "full" / "model.safetensors", names=("unet.mid.to_q.weight",))
+    (tmp_path / "text.safetensors").write_text("not a tensor file")
+    found = lora_problems(
+        f"[{{id: {tmp_path / 'empty'}}}, {{id: {tmp_path / 'named'}, weight_name: other.safetensors}}, "
+        f"{{id: {tmp_path / 'full'}}}, {{id: {tmp_path / 'text.safetensors'}}}]",
+    )
+    assert len(found) == 4
+    assert found[0].startswith("model.loras[0].id: the LoRA adapter") and "holds no .safetensors or .bin" in found[0]
+    assert "has no other.safetensors (set model.loras[1].weight_name" in found[1]
+    assert found[2].startswith("model.loras[2].id") and "without LoRA tensors" in found[2]
+    assert found[3].startswith("model.loras[3].id") and "is not a LoRA adapter: not a readable safetensors" in found[3]
+
+
+def test_hub_loras_offline_come_from_the_cache_by_file_name(hub_cache: Path):
+    commit_dir = hub_cache / "models--someone--cached-lora" / "snapshots" / ("0" * 40)
+    save_lora(commit_dir / "lightning_4step.safetensors")
+    (hub_cache / "models--someone--cached-lora" / "refs").mkdir()
+    (hub_cache / "models--someone--cached-lora" / "refs" / "main").write_text("0" * 40)
+    found = lora_problems(
+        "[{id: someone/cached-lora, weight_name: lightning_4step.safetensors}, {id: someone/cached-lora}, "
+        "{id: someone/absent-lora, weight_name: a.safetensors}]",
+    )
+    assert len(found) == 2, found
+    assert found[0].startswith("model.loras[1].id") and "set model.loras[1].weight_name" in found[0]
+    assert found[1].startswith("model.loras[2].id: the LoRA adapter 'someone/absent-lora' is not in the local")
+    assert "`hf download someone/absent-lora a.safetensors`" in found[1] and "tiny-random" not in found[1]
+
+
+def test_build_exits_4_listing_missing_loras_before_anything_loads(hub_cache: Path, tmp_path: Path, capsys):
+    from builders.cli import main
+
+    recipe = write_recipe(
+        tmp_path,
+        RECIPE.format(
+            model="tiny-random",
+            model_extra=f", loras: [{{id: someone/absent-lora}}, {{id: {tmp_path}}}]",
+            generation="",
+            class_extra="",
+            extra="scoring: {clip: {model: tiny-random}, resnet50: {weights: tiny-random}}",
+        ),
+    )
+    assert main([str(recipe), "--output-dir", str(tmp_path / "out")]) == 4
+    err = capsys.readouterr().err
+    assert "2 models this run needs are not available" in err
+    assert "- model.loras[0].id: the LoRA adapter 'someone/absent-lora'" in err
+    assert f"- model.loras[1].id: the LoRA adapter '{tmp_path}' holds no" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_tiny_random_is_no_lora(tmp_path: Path):
+    with pytest.raises(RecipeError) as caught:
+        recipe_for("tiny-random", model_extra=", loras: [{id: tiny-random}]")
+    assert any(p.startswith("model.loras[0].id") and "no tiny-random LoRA" in p for p in caught.value.problems)
 
 
 # -- end to end: datasets from tiny random pipelines of every family ----------------------------------------------
@@ -373,6 +512,19 @@ def test_every_family_builds_the_same_dataset_on_1_and_2_processes(family: str, 
 
     alone, kept = regenerated_alone(one, family, row=1)
     assert abs(alone - kept).max() <= 2, "a row's seed regenerates its image alone, batch or process aside"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("family", ["flux-schnell", "sd3", "sana"])
+def test_text_encoders_in_their_own_dtype_feed_the_denoiser_its_dtype(family: str, tmp_path: Path):
+    text = FAMILY_RECIPE.replace("safety_checker: false}", "safety_checker: false, text_encoder_dtype: bfloat16}")
+    out = tmp_path / "out"
+    run_build(str(family_recipe(tmp_path, family, text)), "--output-dir", str(out), env=SAME_THREADS)
+    info = json.loads((out / "build_info.json").read_text(encoding="utf-8"))
+    assert info["fingerprint"]["model.text_encoder_dtype"] == "bfloat16"
+    assert load_recipe(out / "recipe.yaml").model.text_encoder_dtype == "bfloat16"
+    assert datasets.load_dataset(str(out))["train"].num_rows == 8
+    assert "cpu, float32 (text encoders bfloat16)" in (out / "README.md").read_text(encoding="utf-8")
 
 
 HALF_FLAGGING_RECIPE = FAMILY_RECIPE.replace(
@@ -494,3 +646,13 @@ def test_build_refuses_an_uncached_hub_model_before_loading_anything(tmp_path: P
     assert result.returncode == 4  # a model that is not available (the family cannot be read either)
     assert "- model.id: the diffusers pipeline 'someone/no-such-model' is not in the local" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.e2e
+def test_the_generation_benchmark_takes_a_family():
+    from tests.test_speed import last_token_of_last_line
+
+    ratio = last_token_of_last_line(
+        "generation.py", "--family", "sd3", "--steps", "2", "--num-images", "2", "--batch-size", "2", "--size", "32"
+    )
+    assert 0 < ratio < 10

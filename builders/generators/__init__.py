@@ -27,7 +27,16 @@ FAMILIES: tuple[Generator, ...] = (
 )
 GENERATORS: dict[str, Generator] = {name: generator for generator in FAMILIES for name in generator.pipeline_classes}
 
-__all__ = ["FAMILIES", "GENERATORS", "ModelIndexError", "UnknownFamily", "family_of", "generator_for", "resolve_family"]
+__all__ = [
+    "FAMILIES",
+    "GENERATORS",
+    "ModelIndexError",
+    "UnknownFamily",
+    "card_tags",
+    "family_of",
+    "generator_for",
+    "resolve_family",
+]
 
 
 class UnknownFamily(ModelIndexError):
@@ -76,3 +85,12 @@ def family_of(recipe: Recipe) -> Generator:
 def describe(recipe: Recipe) -> dict:
     """What build_info.json and the card say about the generator (``Generator.describe``)."""
     return family_of(recipe).describe(recipe, ModelFiles(recipe.model.id, recipe.model.revision))
+
+
+def card_tags(recipe: Recipe) -> tuple[str, ...]:
+    """The Hub tags naming the recipe's family (``Generator.card_tags``); none when its family cannot be told (a
+    recipe that was never resolved, of a model whose ``model_index.json`` cannot be read)."""
+    try:
+        return family_of(recipe).card_tags
+    except ModelIndexError:
+        return ()

@@ -77,11 +77,16 @@ class Generator(ABC):
     label: ClassVar[str]  # what the card calls it, e.g. "FLUX.1"
     pipeline_classes: ClassVar[tuple[str, ...]]  # the diffusers pipeline classes (model_index.json) it runs
     example: ClassVar[str]  # a Hub id of the family
+    card_tags: ClassVar[tuple[str, ...]]  # the dataset card's Hub tags naming the family (beside "synthetic")
     size_factor: ClassVar[int] = 8  # height and width must be multiples of this (VAE downsampling x patch size)
     negative_prompt: ClassVar[bool] = True  # whether the family takes a negative prompt
     flow_matching: ClassVar[bool] = False  # a flow-matching model: noise-prediction schedulers do not apply
     gpu_dtype: ClassVar[str] = "float16"  # what ``model.dtype: auto`` means on a GPU
     max_sequence_length: ClassVar[int | None] = None  # the longest prompt its T5/Gemma encoder takes; None: none
+    # The text encoders ``model.text_encoder_dtype`` loads in its own dtype; () where it cannot apply (the pipeline
+    # casts prompt embeddings back to its text encoder's dtype, so they would not match the denoiser's).
+    text_encoders: ClassVar[tuple[str, ...]] = ()
+    latents_in_prompt_dtype: ClassVar[bool] = False  # its pipeline makes latents in the prompt embeddings' dtype
     denoiser: ClassVar[str] = "transformer"  # the pipeline attribute that runs every step
     vae_scale: ClassVar[int] = 8  # pixels per latent pixel
     default_size: ClassVar[int] = 1024  # when the denoiser's config gives no native size
@@ -124,6 +129,11 @@ class Generator(ABC):
             problems.append(
                 f"model.scheduler: {model.scheduler!r} is a noise-prediction scheduler and {self.label} is a "
                 "flow-matching model; use 'default' (its own) or a FlowMatch... scheduler class name"
+            )
+        if model.text_encoder_dtype is not None and not self.text_encoders:
+            problems.append(
+                f"model.text_encoder_dtype: {self.label}'s pipeline casts prompt embeddings to its text encoders' "
+                "dtype, so they must run in model.dtype (the denoiser's); remove it"
             )
         if model.max_sequence_length is not None:
             if self.max_sequence_length is None:
@@ -280,7 +290,7 @@ def load_pipeline(generator: DiffusersGenerator, recipe: Recipe, placement: Plac
     pipe = pipeline_class.from_pretrained(
         resolve(settings.id, "sd"),
         revision=settings.revision,
-        dtype=placement.dtype,
+        dtype=component_dtypes(generator, settings.text_encoder_dtype, placement),
         **generator.from_pretrained_arguments(recipe),
     )
     pipe.scheduler = make_scheduler(settings.scheduler, pipe.scheduler)
@@ -295,6 +305,8 @@ def load_pipeline(generator: DiffusersGenerator, recipe: Recipe, placement: Plac
     if settings.vae_tiling:
         pipe.vae.enable_tiling()
     generator.prepare(pipe, recipe)
+    if settings.text_encoder_dtype and generator.latents_in_prompt_dtype:
+        encode_prompts_in_denoiser_dtype(pipe, getattr(pipe, generator.denoiser).dtype)
     if settings.compile:
         # In place (nn.Module.compile): the pipeline keeps its own denoiser and VAE objects, whose type, config,
         # dtype and device it reads. Of the VAE, the decoder module (all of the decode's FLOPs) is compiled, not
@@ -302,6 +314,28 @@ def load_pipeline(generator: DiffusersGenerator, recipe: Recipe, placement: Plac
         getattr(pipe, generator.denoiser).compile()
         pipe.vae.decoder.compile()
     return pipe
+
+
+def component_dtypes(generator: Generator, text_encoder_dtype: str | None, placement: Placement):
+    """``from_pretrained``'s dtype: the placement's, with the text encoders in ``model.text_encoder_dtype`` if set."""
+    if text_encoder_dtype is None:
+        return placement.dtype
+    return {"default": placement.dtype} | {name: getattr(torch, text_encoder_dtype) for name in generator.text_encoders}
+
+
+def encode_prompts_in_denoiser_dtype(pipe, dtype: torch.dtype) -> None:
+    """Make the pipeline's own ``encode_prompt`` return its embeddings in the denoiser's ``dtype``. SD3 and FLUX.1
+    make their initial latents in the dtype of the prompt embeddings, so text encoders in another dtype
+    (``model.text_encoder_dtype``) would otherwise hand the denoiser latents it cannot take."""
+    encode = pipe.encode_prompt
+
+    def encode_prompt(*args, **kwargs):
+        return tuple(
+            value.to(dtype) if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+            for value in encode(*args, **kwargs)
+        )
+
+    pipe.encode_prompt = encode_prompt
 
 
 def fuse_loras(pipe, recipe: Recipe) -> None:

@@ -24,11 +24,14 @@ class Flux(DiffusersGenerator):
     label = "FLUX.1"
     pipeline_classes = ("FluxPipeline",)
     example = "black-forest-labs/FLUX.1-schnell"
+    card_tags = ("flux",)
     size_factor = 16  # VAE 8 x 2x2 packing
     negative_prompt = False
     flow_matching = True
     gpu_dtype = "bfloat16"
     max_sequence_length = 512
+    text_encoders = ("text_encoder", "text_encoder_2")
+    latents_in_prompt_dtype = True
     default_size = 1024
     # GFLOPs counted by benchmarks/families.py on the reference architecture (families_architecture.json).
     flops = FamilyFlops(

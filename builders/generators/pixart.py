@@ -19,6 +19,7 @@ class PixArtSigma(DiffusersGenerator):
     label = "PixArt-Σ"
     pipeline_classes = ("PixArtSigmaPipeline",)
     example = "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS"
+    card_tags = ("pixart-sigma",)
     size_factor = 16  # VAE 8 x patch 2
     max_sequence_length = 300
     default_sequence_length = 300

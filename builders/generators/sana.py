@@ -17,11 +17,13 @@ class Sana(DiffusersGenerator):
     label = "Sana"
     pipeline_classes = ("SanaPipeline",)
     example = "Efficient-Large-Model/Sana_1600M_1024px_diffusers"
+    card_tags = ("sana",)
     size_factor = 32  # DC-AE 32 x patch 1
     vae_scale = 32
     flow_matching = True
     gpu_dtype = "bfloat16"
     max_sequence_length = 300
+    text_encoders = ("text_encoder",)  # its pipeline casts prompt embeddings to the transformer's dtype
     default_sequence_length = 300
     default_steps = 20
     default_guidance = 4.5

@@ -11,10 +11,13 @@ class StableDiffusion3(DiffusersGenerator):
     label = "Stable Diffusion 3.x"
     pipeline_classes = ("StableDiffusion3Pipeline",)
     example = "stabilityai/stable-diffusion-3.5-medium"
+    card_tags = ("stable-diffusion", "stable-diffusion-3")
     size_factor = 16  # VAE 8 x patch 2
     flow_matching = True
     gpu_dtype = "bfloat16"
     max_sequence_length = 512
+    text_encoders = ("text_encoder", "text_encoder_2", "text_encoder_3")
+    latents_in_prompt_dtype = True
     default_sequence_length = 256
     default_steps = 28
     default_guidance = 7.0

@@ -17,6 +17,7 @@ class StableDiffusionXL(DiffusersGenerator):
     label = "Stable Diffusion XL"
     pipeline_classes = ("StableDiffusionXLPipeline",)
     example = "stabilityai/stable-diffusion-xl-base-1.0"
+    card_tags = ("stable-diffusion", "stable-diffusion-xl")
     denoiser = "unet"
     default_steps = 50
     default_guidance = 5.0

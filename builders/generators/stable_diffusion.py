@@ -41,6 +41,7 @@ class StableDiffusion(DiffusersGenerator):
     label = "Stable Diffusion 1.x/2.x"
     pipeline_classes = ("StableDiffusionPipeline",)
     example = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    card_tags = ("stable-diffusion",)
     denoiser = "unet"
     default_size = 512  # tiny-random, whose files are not read before it is built
     default_steps = 50  # the reference exercise's
