@@ -24,7 +24,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from builders.schedulers import SCHEDULER_NAMES, is_known_scheduler
 from eval.filters import FilterSettings
@@ -64,6 +73,7 @@ MAX_IMAGES = 1_000_000_000  # per split and class, and in the whole plan (planni
 # more prompts than this per class must shrink its variables.
 MAX_PROMPTS_PER_CLASS = 100_000
 MAX_PROMPTS = 1_000_000  # all classes together
+MAX_GUIDANCE_VALUES = 64  # one guidance sweep
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")
@@ -94,6 +104,31 @@ def _variable_name(name: str) -> str:
 
 
 Variables = dict[Annotated[str, AfterValidator(_variable_name)], list[Text]]
+
+
+def _guidance_setting(value: Any) -> float | list[float]:
+    """One guidance value, or a guidance sweep: a list of 1 to ``MAX_GUIDANCE_VALUES`` values, cycled over each
+    class's images (``builders.plan``), each image's recorded in its row. One check for both forms, so a wrong value
+    gets one message, not one per form."""
+    if not isinstance(value, list):
+        return _guidance_value(value, "")
+    if not 1 <= len(value) <= MAX_GUIDANCE_VALUES:
+        raise ValueError(f"a guidance sweep takes 1 to {MAX_GUIDANCE_VALUES} values, got {len(value)}")
+    return [_guidance_value(item, f"value [{i}]: ") for i, item in enumerate(value)]
+
+
+def _guidance_value(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where}expected a number, or a list of numbers (a sweep), got {short_repr(value)}")
+    if not math.isfinite(value):
+        raise ValueError(f"{where}Input should be a finite number (got {value})")
+    if value < 0:
+        raise ValueError(f"{where}Input should be greater than or equal to 0 (got {value})")
+    return float(value)
+
+
+GuidanceSetting = Annotated[float | list[float], PlainValidator(_guidance_setting)]
+TemplateSamples = Annotated[int, Field(ge=1, le=MAX_PROMPTS_PER_CLASS)]
 
 
 def _imagenet_category(name: str) -> str:
@@ -170,7 +205,7 @@ class ModelSettings(_Strict):
 class GenerationSettings(_Strict):
     """Parameters of every pipeline call. Defaults are the reference exercise's."""
 
-    guidance_scale: float = Field(default=7.5, ge=0)
+    guidance_scale: GuidanceSetting = 7.5
     num_inference_steps: int = Field(default=50, ge=1, le=MAX_STEPS)
     height: int = Field(default=512, ge=8, le=MAX_IMAGE_SIDE)
     width: int = Field(default=512, ge=8, le=MAX_IMAGE_SIDE)
@@ -192,7 +227,8 @@ class ClassSpec(_Strict):
     templates: list[Text] | None = None
     variables: Variables = {}
     negative_prompt: OptionalText | None = None
-    guidance_scale: float | None = Field(default=None, ge=0)
+    guidance_scale: GuidanceSetting | None = None
+    template_samples: TemplateSamples | None = None
     label_text: Text | None = None
     imagenet_classes: list[ImageNetClass] = []
 
@@ -222,6 +258,7 @@ class Recipe(_Strict):
     negative_prompt: OptionalText = ""
     templates: list[Text] = []
     variables: Variables = {}
+    template_samples: TemplateSamples | None = None
     classes: dict[str, ClassSpec]
     splits: dict[str, Annotated[int, Field(gt=0, le=MAX_IMAGES)]]
     prompt_disjoint: bool = False
@@ -319,9 +356,28 @@ class Recipe(_Strict):
         override = self.classes[class_name].negative_prompt
         return self.negative_prompt if override is None else override
 
-    def guidance_scale_of(self, class_name: str) -> float:
+    def guidance_scale_of(self, class_name: str) -> float | list[float]:
+        """The class's guidance setting as written: one value, or a sweep."""
         override = self.classes[class_name].guidance_scale
         return self.generation.guidance_scale if override is None else override
+
+    def guidance_scales_of(self, class_name: str) -> tuple[float, ...]:
+        """The guidance values the class's images cycle through (one when the recipe sweeps none)."""
+        setting = self.guidance_scale_of(class_name)
+        return tuple(setting) if isinstance(setting, list) else (setting,)
+
+    def guidance_settings(self) -> list[tuple[str, float]]:
+        """Every guidance value the recipe gives, with its key path (``classes.fox.guidance_scale[1]``), for the
+        checks a family makes of each value. ``generation.guidance_scale`` is listed only when the recipe sets it."""
+        given = [(("generation", "guidance_scale"), self.generation.guidance_scale)] * (
+            "guidance_scale" in self.generation.model_fields_set
+        ) + [(("classes", name, "guidance_scale"), spec.guidance_scale) for name, spec in self.classes.items()]
+        return [
+            (key_path((*where, i)), value) if isinstance(setting, list) else (key_path(where), setting)
+            for where, setting in given
+            if setting is not None
+            for i, value in enumerate(setting if isinstance(setting, list) else [setting])
+        ]
 
 
 # -- names ---------------------------------------------------------------------------------------------------------
@@ -381,6 +437,45 @@ def expand_template(template: str, variables: dict[str, list[str]]) -> list[str]
     """Every combination of the template's variables, in the order the variables appear in the template."""
     fields = template_fields(template)
     return [template.format(**dict(zip(fields, combo))) for combo in itertools.product(*(variables[f] for f in fields))]
+
+
+def sample_templates(
+    templates: list[str], variables: dict[str, list[str]], count: int, seed: int, class_name: str
+) -> list[str]:
+    """``count`` distinct combinations (of at least as many) of the templates' variables, in the order drawn.
+
+    Every combination has an index: the templates' combinations one template after another, each template's in
+    ``expand_template``'s order (a mixed-radix number, its last field fastest). Draw ``d`` is SHA-256 of (seed,
+    class, d) modulo the number of combinations; an index drawn before is drawn again. Nothing is expanded: time
+    and memory are O(count) (O(count · log count) draws at worst), whether there are 10^3 or 10^30 combinations,
+    and the draws depend on the recipe's seed and the class alone."""
+    sizes = [_combinations([template], variables) for template in templates]
+    total = sum(sizes)
+    head = f"[{json.dumps('template-sample')}, {seed}, {json.dumps(class_name, ensure_ascii=False)}, "
+    chosen: dict[int, None] = {}
+    draw = 0
+    while len(chosen) < min(count, total):
+        digest = hashlib.sha256(f"{head}{draw}]".encode()).digest()
+        chosen.setdefault(int.from_bytes(digest, "big") % total)
+        draw += 1
+    return [_combination(templates, sizes, variables, index) for index in chosen]
+
+
+def _combination(templates: list[str], sizes: list[int], variables: dict[str, list[str]], index: int) -> str:
+    """The ``index``-th combination of ``sample_templates``' numbering, decoded without expanding any other."""
+    position = 0
+    while index >= sizes[position]:
+        index -= sizes[position]
+        position += 1
+    template, values = templates[position], {}
+    for field in reversed(template_fields(template)):
+        index, digit = divmod(index, len(variables[field]))
+        values[field] = variables[field][digit]
+    return template.format(**values)
+
+
+def _combinations(templates: list[str], variables: dict[str, list[str]]) -> int:
+    return sum(math.prod(len(variables[field]) for field in template_fields(template)) for template in templates)
 
 
 def _expansion_count(template: str, variables: dict[str, list[str] | None]) -> int | None:
@@ -449,10 +544,16 @@ class _ClassParts:
     own_templates: bool  # its own 'templates', or the recipe's
     variables: dict[str, list[str] | None] | None  # the recipe's variables merged with the class's own
     has_imagenet: bool
+    samples: int | None = None  # template_samples: combinations drawn instead of expanding them all
+    seed: int = 0
 
     def prompts(self) -> list[str]:
-        expanded = [p for _, template in self.templates for p in expand_template(template, self.variables)]
-        return list(dict.fromkeys([*self.literal, *expanded]))
+        templates = [template for _, template in self.templates]
+        if self.samples is not None and self.samples < _combinations(templates, self.variables):
+            generated = sample_templates(templates, self.variables, self.samples, self.seed, self.name)
+        else:
+            generated = [p for template in templates for p in expand_template(template, self.variables)]
+        return list(dict.fromkeys([*self.literal, *generated]))
 
 
 def _class_parts(recipe: Recipe, name: str) -> _ClassParts:
@@ -465,6 +566,8 @@ def _class_parts(recipe: Recipe, name: str) -> _ClassParts:
         own,
         {**recipe.variables, **spec.variables},
         bool(spec.imagenet_classes),
+        recipe.template_samples if spec.template_samples is None else spec.template_samples,
+        recipe.seed,
     )
 
 
@@ -507,7 +610,10 @@ class _Parts:
         partition_weights = data.get("prompt_partition")
         return cls(
             templates=_keyed(templates, ("templates",)),
-            classes=[_raw_class_parts(name, spec, templates, variables) for name, spec in classes.items()]
+            classes=[
+                _raw_class_parts(name, spec, templates, variables, _raw_samples(data, spec), _raw_int(data, "seed"))
+                for name, spec in classes.items()
+            ]
             if isinstance(classes, dict)
             else None,
             splits=_typed_dict(data.get("splits"), int),
@@ -547,7 +653,20 @@ def _settings(model: type[BaseModel], value: Any) -> Any:
         return None
 
 
-def _raw_class_parts(name: Any, spec: Any, templates: list[str] | None, variables: dict | None) -> _ClassParts:
+def _raw_int(data: Any, key: str) -> int | None:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if _is(value, int) and value > 0 else None
+
+
+def _raw_samples(data: dict, spec: Any) -> int | None:
+    """``template_samples`` of a class as far as the raw data gives it (None where it is missing or unusable)."""
+    own = _raw_int(spec, "template_samples")
+    return own if own is not None else _raw_int(data, "template_samples")
+
+
+def _raw_class_parts(
+    name: Any, spec: Any, templates: list[str] | None, variables: dict | None, samples: int | None, seed: int | None
+) -> _ClassParts:
     if not isinstance(spec, dict):
         return _ClassParts(str(name), None, None, False, None, False)
     own = spec.get("templates")
@@ -559,6 +678,8 @@ def _raw_class_parts(name: Any, spec: Any, templates: list[str] | None, variable
         own is not None,
         None if variables is None or own_variables is None else {**variables, **own_variables},
         bool(spec.get("imagenet_classes")),
+        samples,
+        seed or 0,
     )
 
 
@@ -613,13 +734,15 @@ def _class_prompt_problems(spec: _ClassParts) -> tuple[list[str], int | None]:
     counts = [(where, template, _expansion_count(template, spec.variables)) for where, template in spec.templates]
     if any(count is None for _, _, count in counts):
         return [], None
-    total = len(spec.literal) + sum(count for _, _, count in counts)
+    combinations = sum(count for _, _, count in counts)
+    total = len(spec.literal) + (combinations if spec.samples is None else min(combinations, spec.samples))
     if total > MAX_PROMPTS_PER_CLASS:
         where, template, count = max(counts, key=lambda c: c[2])
         sizes = " × ".join(f"{field} {len(spec.variables[field]):,}" for field in template_fields(template))
         return [
             f"{key_path(('classes', spec.name))}: its templates expand to {total:,} prompts ({where}: {sizes}); at "
-            f"most {MAX_PROMPTS_PER_CLASS:,} per class: use fewer variable values"
+            f"most {MAX_PROMPTS_PER_CLASS:,} per class: use fewer variable values, or draw some with "
+            "'template_samples'"
         ], None
     problems = [
         f"{where}: expands to prompts of up to {longest:,} characters for class {short_repr(spec.name)}; at most "
