@@ -233,6 +233,43 @@ class ClassSpec(_Strict):
     imagenet_classes: list[ImageNetClass] = []
 
 
+DEFAULT_EXPANSION_INSTRUCTION = (
+    "Write one short, vivid description of a photo of a {label}, varying the setting, light and viewpoint:"
+)
+
+
+class PromptExpansionSettings(_Strict):
+    """A local language model writes ``per_class`` more prompts for every class, once (``builders.expansion``);
+    the build keeps them in ``<output>/prompts.lock.yaml`` and records them here, in ``prompts``, so the plan is a
+    function of the recipe and its lock and every rebuild is identical."""
+
+    model: NonEmptyStr
+    revision: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s()\[\]<>`\\]+$")] | None = None
+    per_class: int = Field(ge=1, le=MAX_PROMPTS_PER_CLASS)
+    instruction: Text = DEFAULT_EXPANSION_INSTRUCTION
+    max_new_tokens: int = Field(default=40, ge=1, le=1024)
+    temperature: float = Field(default=1.0, gt=0, le=10)
+    attempts: int = Field(default=4, ge=1, le=100)  # generation rounds per class to find per_class distinct prompts
+    prompts: dict[str, list[Text]] | None = None  # the lock: written by the build, read back on rebuilds
+
+    @field_validator("model")
+    @classmethod
+    def _existing_local_path(cls, value: str) -> str:
+        return check_model_ref(value)
+
+    @field_validator("instruction")
+    @classmethod
+    def _label_field_only(cls, value: str) -> str:
+        fields = template_fields(value)
+        if any(field != "label" for field in fields):
+            raise ValueError(f"the only field an instruction takes is {{label}} (the class's label text), got {fields}")
+        return value
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the generated prompts (everything but the prompts themselves): what a lock must match."""
+        return self.model_dump(mode="json", exclude={"prompts"})
+
+
 class OutputSettings(_Strict):
     """How images are encoded and how many go in one shard (the unit of work, resume and upload)."""
 
@@ -263,6 +300,7 @@ class Recipe(_Strict):
     splits: dict[str, Annotated[int, Field(gt=0, le=MAX_IMAGES)]]
     prompt_disjoint: bool = False
     prompt_partition: dict[str, Annotated[float, Field(gt=0)]] | None = None
+    prompt_expansion: PromptExpansionSettings | None = None
     scoring: ScoringSettings = ScoringSettings()
     filters: FilterSettings = FilterSettings()
     quality: QualitySettings = QualitySettings()
@@ -310,8 +348,10 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _keys_agree(self) -> Recipe:
-        problems = _cross_key_problems(_Parts.of_recipe(self)) + quality_problems(
-            self.scoring, self.filters, self.quality
+        problems = (
+            _cross_key_problems(_Parts.of_recipe(self))
+            + _expansion_problems(self)
+            + quality_problems(self.scoring, self.filters, self.quality)
         )
         if problems:
             raise ValueError(PROBLEM_JOINER.join(problems))
@@ -378,6 +418,23 @@ class Recipe(_Strict):
             if setting is not None
             for i, value in enumerate(setting if isinstance(setting, list) else [setting])
         ]
+
+
+def _expansion_problems(recipe: Recipe) -> list[str]:
+    """Recorded expanded prompts (a lock) name every class and only them, at most ``per_class`` each."""
+    settings = recipe.prompt_expansion
+    if settings is None or settings.prompts is None:
+        return []
+    where = "prompt_expansion.prompts"
+    return (
+        [f"{where}: no prompts for class {short_repr(name)}" for name in recipe.classes if name not in settings.prompts]
+        + [f"{where}.{key_path((name,))}: not a class" for name in settings.prompts if name not in recipe.classes]
+        + [
+            f"{where}.{key_path((name,))}: {len(prompts)} prompts; per_class is {settings.per_class}"
+            for name, prompts in settings.prompts.items()
+            if len(prompts) > settings.per_class
+        ]
+    )
 
 
 # -- names ---------------------------------------------------------------------------------------------------------
@@ -546,6 +603,8 @@ class _ClassParts:
     has_imagenet: bool
     samples: int | None = None  # template_samples: combinations drawn instead of expanding them all
     seed: int = 0
+    expanded: tuple[str, ...] = ()  # prompts written by the language model (prompt_expansion's lock)
+    expanding: int = 0  # how many it writes per class, counted before they exist
 
     def prompts(self) -> list[str]:
         templates = [template for _, template in self.templates]
@@ -553,7 +612,11 @@ class _ClassParts:
             generated = sample_templates(templates, self.variables, self.samples, self.seed, self.name)
         else:
             generated = [p for template in templates for p in expand_template(template, self.variables)]
-        return list(dict.fromkeys([*self.literal, *generated]))
+        return list(dict.fromkeys([*self.literal, *generated, *self.expanded]))
+
+    def prompt_count(self) -> int:
+        """Its distinct prompts, the language model's counted before it has written them."""
+        return len(self.prompts()) + (0 if self.expanded else self.expanding)
 
 
 def _class_parts(recipe: Recipe, name: str) -> _ClassParts:
@@ -568,6 +631,8 @@ def _class_parts(recipe: Recipe, name: str) -> _ClassParts:
         bool(spec.imagenet_classes),
         recipe.template_samples if spec.template_samples is None else spec.template_samples,
         recipe.seed,
+        tuple((expansion.prompts or {}).get(name, [])) if (expansion := recipe.prompt_expansion) else (),
+        expansion.per_class if expansion else 0,
     )
 
 
@@ -736,6 +801,7 @@ def _class_prompt_problems(spec: _ClassParts) -> tuple[list[str], int | None]:
         return [], None
     combinations = sum(count for _, _, count in counts)
     total = len(spec.literal) + (combinations if spec.samples is None else min(combinations, spec.samples))
+    total += spec.expanding
     if total > MAX_PROMPTS_PER_CLASS:
         where, template, count = max(counts, key=lambda c: c[2])
         sizes = " × ".join(f"{field} {len(spec.variables[field]):,}" for field in template_fields(template))
@@ -787,7 +853,7 @@ def _partition_problems(parts: _Parts, counts: dict[str, int]) -> list[str]:
         f"{key_path(('classes', spec.name))}: prompt_disjoint needs at least one distinct prompt per split "
         f"({len(parts.splits)} splits) but the class has {count}"
         for spec in parts.classes or []
-        if spec.name in counts and (count := len(spec.prompts())) < len(parts.splits)
+        if spec.name in counts and (count := spec.prompt_count()) < len(parts.splits)
     ]
 
 
