@@ -248,6 +248,6 @@ def _encode(tokenizer, instruction: str):
 def clean_prompt(text: str) -> str:
     """The first line of what the model wrote, as one prompt: visible characters only (no controls, no
     replacement characters from cut bytes), spaces collapsed, quotes trimmed, at most ``MAX_TEXT_CHARS``."""
-    line = next((part for part in text.splitlines() if part.strip()), "")
+    line = re.sub(r"\s+", " ", next((part for part in text.splitlines() if part.strip()), ""))
     visible = "".join(c for c in line if c != "\ufffd" and unicodedata.category(c) not in _UNPRINTABLE)
-    return re.sub(r"\s+", " ", visible).strip().strip("\"'“”").strip()[:MAX_TEXT_CHARS].strip()
+    return re.sub(r" +", " ", visible).strip().strip("\"'“”").strip()[:MAX_TEXT_CHARS].strip()
