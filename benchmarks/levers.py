@@ -60,8 +60,9 @@ def measure_sampled_plan(samples: int, classes: int, images: int) -> None:
     prompts = sum(len(recipe.prompts_of(name)) for name in recipe.class_names)
     print(
         f"sampled plan: {classes} classes x {VALUES}^4 = 10^12 combinations each, {samples} drawn per class "
-        f"({prompts} prompts); parse+validate (counts, draws nothing) {parsed - start:.2f} s, plan (draws the prompts) "
-        f"with {len(keys)} shard keys ({plan.num_images} images) {done - parsed:.2f} s; peak Python memory {peak / 2**20:.1f} MiB"
+        f"({prompts} prompts); parse+validate (counts, draws nothing) {parsed - start:.2f} s, plan (draws the "
+        f"prompts) with {len(keys)} shard keys ({plan.num_images} images) {done - parsed:.2f} s; peak Python memory "
+        f"{peak / 2**20:.1f} MiB"
     )
 
 
