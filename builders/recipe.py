@@ -148,6 +148,9 @@ def _imagenet_category(name: str) -> str:
 
 
 ImageNetClass = Annotated[NonEmptyStr, AfterValidator(_imagenet_category)]
+ModelRef = Annotated[NonEmptyStr, AfterValidator(check_model_ref)]
+# A branch, tag or commit: no spaces or characters that would break the card's links to it.
+Revision = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s()\[\]<>`\\]+$")]
 
 
 class LoraSettings(_Strict):
@@ -168,8 +171,7 @@ class ModelSettings(_Strict):
     (``builders.generators.resolve_family``)."""
 
     id: NonEmptyStr = DEFAULT_GENERATOR
-    # A branch, tag or commit: no spaces or characters that would break the card's links to it.
-    revision: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s()\[\]<>`\\]+$")] | None = None
+    revision: Revision | None = None
     pipeline: Annotated[str, Field(min_length=1, max_length=100)] | None = None  # from the model's model_index.json
     loras: list[LoraSettings] = Field(default=[], max_length=16)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
@@ -243,19 +245,14 @@ class PromptExpansionSettings(_Strict):
     the build keeps them in ``<output>/prompts.lock.yaml`` and records them here, in ``prompts``, so the plan is a
     function of the recipe and its lock and every rebuild is identical."""
 
-    model: NonEmptyStr
-    revision: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s()\[\]<>`\\]+$")] | None = None
+    model: ModelRef
+    revision: Revision | None = None
     per_class: int = Field(ge=1, le=MAX_PROMPTS_PER_CLASS)
     instruction: Text = DEFAULT_EXPANSION_INSTRUCTION
     max_new_tokens: int = Field(default=40, ge=1, le=1024)
     temperature: float = Field(default=1.0, gt=0, le=10)
     attempts: int = Field(default=4, ge=1, le=100)  # generation rounds per class to find per_class distinct prompts
     prompts: dict[str, list[Text]] | None = None  # the lock: written by the build, read back on rebuilds
-
-    @field_validator("model")
-    @classmethod
-    def _existing_local_path(cls, value: str) -> str:
-        return check_model_ref(value)
 
     @field_validator("instruction")
     @classmethod
