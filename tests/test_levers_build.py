@@ -155,3 +155,14 @@ def test_a_missing_language_model_is_exit_4_before_anything_is_made(tmp_path: Pa
     assert result.returncode == 4, result.stderr
     assert "prompt_expansion.model" in result.stderr and "nobody/no-lm" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_two_processes_write_one_lock_and_build_what_one_process_builds(built, tmp_path: Path):
+    from tests.test_distributed import ACCELERATE
+
+    recipe, out = built
+    two = tmp_path / "two"
+    run_build(str(recipe), "--output-dir", str(two), launcher=[*ACCELERATE, "--num_processes", "2"])
+    assert run_report(two)["processes"] == 2
+    assert (two / LOCK_FILE).read_bytes() == (out / LOCK_FILE).read_bytes()  # the same seeded sampling, written once
+    assert rows(two) == rows(out)
