@@ -258,3 +258,13 @@ def test_dry_run_before_the_first_build_counts_placeholders(tmp_path: Path):
 )
 def test_what_the_model_writes_is_cleaned_into_one_prompt(written: str, prompt: str):
     assert clean_prompt(written) == prompt
+
+
+def test_dry_run_of_the_shipped_recipe_shows_the_sweep_and_the_coming_expansion(tmp_path: Path, capsys):
+    from builders.cli import main
+
+    assert main(["recipes/fox_dog_levers.yaml", "--dry-run", "--output-dir", str(tmp_path / "out")]) == 0
+    text = capsys.readouterr().out
+    assert "images per guidance value (a guidance sweep): 1.5: 5, 3: 6, 4: 4, 7.5: 3, 9: 6" in text
+    assert "no prompts.lock.yaml in" in text and "write 3 prompts per class" in text
+    assert not (tmp_path / "out").exists()  # a dry run writes nothing
