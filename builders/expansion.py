@@ -52,7 +52,10 @@ def lock_text(recipe: Recipe) -> str:
     """The lock of a recipe whose expansion is done: the settings that made the prompts, then the prompts."""
     settings = recipe.prompt_expansion
     document = {"prompt_expansion": settings.settings(), "prompts": settings.prompts}
-    header = "# Written once by build.py (prompt_expansion); delete it, or pass --overwrite, to write new prompts.\n"
+    header = (
+        "# Written once by build.py (prompt_expansion) and reused by every rerun; delete it to have new prompts "
+        "written.\n"
+    )
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=1_000_000)
 
 
@@ -131,9 +134,17 @@ def expansion_needs(recipe: Recipe, root: Path, overwrite: bool) -> list[ModelNe
     expansion = recipe.prompt_expansion
     if expansion is None or expansion.prompts is not None:
         return []
-    if (Path(root) / LOCK_FILE).is_file() and not overwrite:
-        return []
+    path = Path(root) / LOCK_FILE
+    if path.is_file() and not (overwrite and _refused(recipe, path)):
+        return []  # the lock serves, or the build will refuse it (exit 2) before any model would load
     return [language_model("prompt_expansion.model", expansion.model, expansion.revision)]
+
+
+def _refused(recipe: Recipe, path: Path) -> bool:
+    try:
+        return lock_problem(recipe, path) is not None
+    except LockMismatch:
+        return True
 
 
 def resolve_lock(recipe: Recipe, root: Path, state, owned: OwnedDir | None, overwrite: bool) -> Recipe:

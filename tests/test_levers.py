@@ -234,6 +234,9 @@ def test_the_lock_round_trips_and_is_checked_against_the_recipe(tmp_path: Path):
     changed = parse_recipe(EXPANDING.replace("max_new_tokens: 8", "max_new_tokens: 9"))
     with pytest.raises(LockMismatch, match=r"other prompt_expansion settings \(max_new_tokens: 8 there, 9 in the"):
         locked_recipe(changed, tmp_path)
+    assert expansion_needs(changed, tmp_path, overwrite=False) == []  # refused before any model loads
+    assert [need.ref for need in expansion_needs(changed, tmp_path, overwrite=True)] == ["tiny-random"]
+    assert expansion_needs(recipe, tmp_path, overwrite=True) == []  # a lock that matches is kept
     other_classes = parse_recipe(EXPANDING.replace("dog: {prompts: [d, e]}", "cat: {prompts: [d, e]}"))
     with pytest.raises(LockMismatch, match="holds the prompts of classes"):
         locked_recipe(other_classes, tmp_path)
