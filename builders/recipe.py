@@ -418,12 +418,18 @@ class Recipe(_Strict):
 
 
 def _expansion_problems(recipe: Recipe) -> list[str]:
-    """Recorded expanded prompts (a lock) name every class and only them, at most ``per_class`` each."""
+    """A class's ``template_samples`` needs templates to draw from; recorded expanded prompts (a lock) name every
+    class and only them, at most ``per_class`` each."""
+    problems = [
+        f"{key_path(('classes', name, 'template_samples'))}: the class has no templates to draw from"
+        for name, spec in recipe.classes.items()
+        if spec.template_samples is not None and not (recipe.templates if spec.templates is None else spec.templates)
+    ]
     settings = recipe.prompt_expansion
     if settings is None or settings.prompts is None:
-        return []
+        return problems
     where = "prompt_expansion.prompts"
-    return (
+    return problems + (
         [f"{where}: no prompts for class {short_repr(name)}" for name in recipe.classes if name not in settings.prompts]
         + [f"{where}.{key_path((name,))}: not a class" for name in settings.prompts if name not in recipe.classes]
         + [

@@ -177,6 +177,12 @@ def test_samples_are_distinct_expansion_members_and_all_of_them_when_asked_for_m
     assert recipe.prompts_of("fox") == ["lit", *expanded]  # at least as many samples as combinations: all of them
 
 
+def test_a_class_drawing_samples_needs_templates():
+    assert problems(BASE.replace("{prompts: [d, e]}", "{prompts: [d, e], template_samples: 3}")) == [
+        "classes.dog.template_samples: the class has no templates to draw from"
+    ]
+
+
 def test_template_samples_bound_the_count_check():
     huge = HUGE.format(seed=1, v=VALUES).replace("template_samples: 200\n", "")
     assert "draw some with 'template_samples'" in problems(huge)[0]
@@ -271,3 +277,28 @@ def test_dry_run_of_the_shipped_recipe_shows_the_sweep_and_the_coming_expansion(
     assert "images per guidance value (a guidance sweep): 1.5: 5, 3: 6, 4: 4, 7.5: 3, 9: 6" in text
     assert "no prompts.lock.yaml in" in text and "write 3 prompts per class" in text
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
+
+
+def test_the_family_checks_each_value_of_a_sweep(tmp_path: Path):
+    import json
+
+    from builders.generators import resolve_family
+
+    schnell = tmp_path / "schnell"  # only what the family is read from: FLUX.1 [schnell] has no guidance embedding
+    (schnell / "transformer").mkdir(parents=True)
+    (schnell / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    (schnell / "transformer" / "config.json").write_text(json.dumps({"guidance_embeds": False}))
+    text = (
+        f"name: t\nmodel: {{id: {schnell}}}\ngeneration: {{guidance_scale: [0, 2.5], height: 512, width: 512}}\n"
+        "classes: {fox: {prompts: [a], guidance_scale: [0.0]}, dog: {prompts: [b], guidance_scale: [1, 0]}}\n"
+        "splits: {train: 1}\n"
+    )
+    with pytest.raises(RecipeError) as caught:
+        resolve_family(parse_recipe(text), "r.yaml")
+    assert [problem.split(":")[0] for problem in caught.value.problems] == [
+        "generation.guidance_scale[1]",
+        "classes.dog.guidance_scale[0]",
+    ]
+    assert resolve_family(parse_recipe(text.replace("2.5", "0").replace("[1, 0]", "[0]"))).guidance_scales_of(
+        "dog"
+    ) == (0.0,)
