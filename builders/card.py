@@ -228,7 +228,11 @@ def _parameters(recipe: Recipe, build_info: dict) -> list[tuple[str, str]]:
         ("inference steps", str(g.num_inference_steps)),
         (
             "guidance scale",
-            str(g.guidance_scale)
+            (
+                f"a sweep over {', '.join(map(str, g.guidance_scale))}, cycled per image (each row records its own)"
+                if isinstance(g.guidance_scale, list)
+                else str(g.guidance_scale)
+            )
             + (
                 " (some classes override it, see above)"
                 if any(c.guidance_scale is not None for c in recipe.classes.values())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
 
+from builders.expansion import ExpansionError, expansion_needs, locked_recipe, planned_recipe
 from builders.recipe import Recipe, RecipeError
 from builders.source import SourceError, recipe_source
 from eval.scorers import scorer_model_refs
@@ -108,15 +109,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     default_dir = source.dataset_dir if args.push_only and source.dataset_dir else Path("outputs") / recipe.name
     output_dir = args.output_dir or str(default_dir)
-    if args.dry_run:
-        print(dry_run(recipe, output_dir))
-        return 0
-    if args.push_only:
-        return _push(recipe, output_dir, args) if int(os.environ.get("RANK", "0")) == 0 else 0
+    try:
+        if args.dry_run:
+            print(dry_run(recipe, output_dir))
+            return 0
+        if args.push_only:
+            recipe = locked_recipe(recipe, Path(output_dir)) or recipe  # the prompts its recipe.yaml records
+            return _push(recipe, output_dir, args) if int(os.environ.get("RANK", "0")) == 0 else 0
+    except ExpansionError as err:
+        print(f"error: {scrub(str(err))}", file=sys.stderr)
+        return 2
     if recipe.hub.repo_id and (warning := hub.missing_token_warning()):
         log.warning(warning)
     try:
-        require_models(models_needed(recipe))
+        require_models([*models_needed(recipe), *expansion_needs(recipe, Path(output_dir), args.overwrite)])
     except ModelUnavailable as err:
         return report_unavailable(err)
     from builders.distributed_build import build
@@ -127,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sigterm_raises():
             report = build(recipe, output_dir, overwrite=args.overwrite, background=args.background)
-    except (FingerprintMismatch, WorldMismatch, EmptyDataset) as err:
+    except (FingerprintMismatch, WorldMismatch, EmptyDataset, ExpansionError) as err:
         print(f"error: {scrub(str(err))}", file=sys.stderr)
         return 2
     except DamagedShards as err:
@@ -155,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{report.images_found_done} found done, {len(report.safety_dropped)} dropped by the safety checker, "
         f"{len(report.damaged)} damaged shard(s) set aside and made again, {report.seconds:.1f}s"
     )
-    return _push(recipe, output_dir, args) if recipe.hub.repo_id else 0
+    if not recipe.hub.repo_id:
+        return 0
+    return _push(locked_recipe(recipe, Path(output_dir)) or recipe, output_dir, args)
 
 
 def _push(recipe: Recipe, output_dir: str, args: argparse.Namespace) -> int:
@@ -242,9 +250,10 @@ def dry_run(recipe, output_dir: str) -> str:
 
     # The plan without a datasets builder, whose config hashing alone takes seconds for thousands of classes.
     placement = placement_for(recipe, local_device())
+    recipe, note = planned_recipe(recipe, Path(output_dir)) if recipe.prompt_expansion else (recipe, None)
     fingerprint = content_fingerprint(recipe, placement.device.split(":")[0], placement.dtype_name)
     plan_text = describe(recipe, make_plan(recipe, fingerprint), OutputDir(output_dir))
-    return f"{plan_text}\n{_architecture_note(recipe)}"
+    return "\n".join([plan_text, *([note] if note else []), _architecture_note(recipe)])
 
 
 SD15_UNET = {"block_out_channels": [320, 640, 1280, 1280], "cross_attention_dim": 768}

@@ -25,6 +25,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from tqdm.auto import tqdm
 
 from builders.builder import SyntheticImages
+from builders.expansion import resolve_lock
 from builders.export import BUILD_OUTPUT, ExportResult, export_dataset
 from builders.generators import family_of, resolve_family
 from builders.plan import Plan, Shard
@@ -82,10 +83,11 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
     state = start_state()
     root = check(output_dir, BUILD_OUTPUT)  # every rank alike, before anything is written
     state.wait_for_everyone()
-    builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, state.device), name=recipe.name)
     store = OutputDir(root)
     with ExitStack() as claim:
         owned = _claim(state, claim, store)
+        recipe = resolve_lock(recipe, root, state, owned, overwrite)  # prompt_expansion's prompts, every rank alike
+        builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, state.device), name=recipe.name)
         fingerprint = builder.fingerprint()
         store.check_fingerprint(fingerprint, overwrite)  # every rank decides alike, before anything is written
         state.wait_for_everyone()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from builders.generators import family_of
 from builders.generators.stable_diffusion import SD15_FLOPS
-from builders.plan import Plan, prompts_with_images
+from builders.plan import Plan, guidance_counts, prompts_with_images
 from builders.recipe import Recipe
 from builders.store import OutputDir
 from eval.summary import display_width, pad
@@ -24,12 +24,25 @@ def tflops_per_image(recipe: Recipe, guidance_scale: float) -> float:
     return family_of(recipe).tflops_per_image(recipe, guidance_scale)
 
 
-def cost_relative_to_sd15(recipe: Recipe) -> float:
-    """The recipe's FLOPs per image over SD 1.5's with classifier-free guidance at the same size and steps (the
-    plain pace's setting): the scale of the plain pace."""
+def cost_relative_to_sd15(recipe: Recipe, guidance_scale: float) -> float:
+    """The recipe's FLOPs per image at this guidance over SD 1.5's with classifier-free guidance at the same size and
+    steps (the plain pace's setting): the scale of the plain pace."""
     gen = recipe.generation
     sd15 = SD15_FLOPS.tflops_per_image(gen.height, gen.width, gen.num_inference_steps, passes=2)
-    return tflops_per_image(recipe, gen.guidance_scale) / sd15
+    return tflops_per_image(recipe, guidance_scale) / sd15
+
+
+def images_by_guidance(recipe: Recipe, plan: Plan) -> dict[float, int]:
+    """The plan's images per guidance value (a guidance sweep cycles values per image), from its counts."""
+    by_guidance: dict[float, int] = {}
+    for split, per_class in plan.counts().items():
+        for class_name, count in per_class.items():
+            values = recipe.guidance_scales_of(class_name)
+            prompts = len(recipe.split_prompts(class_name)[split]) if len(values) > 1 else 1
+            counts = guidance_counts(count, prompts, recipe.generation.images_per_prompt, len(values))
+            for value, images in zip(values, counts):
+                by_guidance[value] = by_guidance.get(value, 0) + images
+    return by_guidance
 
 
 def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
@@ -45,22 +58,22 @@ def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
         "",
         *_table(recipe, plan),
     ]
-    images_by_guidance: dict[float, int] = {}  # the cost depends on the guidance only (one or two passes)
-    for per_class in plan.counts().values():
-        for class_name, count in per_class.items():
-            guidance = recipe.guidance_scale_of(class_name)
-            images_by_guidance[guidance] = images_by_guidance.get(guidance, 0) + count
-    total_tflops = sum(tflops_per_image(recipe, g) * images for g, images in images_by_guidance.items())
+    by_guidance = images_by_guidance(recipe, plan)  # the cost depends on the guidance only (one or two passes)
+    total_tflops = sum(tflops_per_image(recipe, g) * images for g, images in by_guidance.items())
     remaining = 1 - done / plan.num_images
     gen = recipe.generation
-    plain_seconds = (
-        plan.num_images
+    plain_seconds = sum(
+        images
         * PLAIN_DIFFUSERS_SECONDS_512_50_STEPS
         * (gen.height * gen.width / 512**2)
         * gen.num_inference_steps
         / 50
-        * cost_relative_to_sd15(recipe)
+        * cost_relative_to_sd15(recipe, guidance)
+        for guidance, images in by_guidance.items()
     )
+    if len(by_guidance) > 1:
+        shown = ", ".join(f"{guidance:g}: {images}" for guidance, images in sorted(by_guidance.items()))
+        lines += ["", f"images per guidance value (a guidance sweep): {shown}"]
     lines += [
         "",
         f"already finished in {store.root}: {done} images; to make: {plan.num_images - done}",

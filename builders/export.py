@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from builders.card import BUILD_INFO, card_data, write_card
+from builders.expansion import LOCK_FILE, lock_text
 from builders.hub import RECIPE_FILE
 from builders.plan import Plan, Shard
 from builders.recipe import FilterSettings, Recipe
@@ -40,7 +41,9 @@ from synthcore.layout import hub_file_name, split_sizes, write_parquet
 from synthcore.outdir import OwnedDir, Tool, copy_file
 
 DATA, DROPPED = "data", "dropped"
-BUILD_OUTPUT = Tool("build.py", (CARD, RECIPE_FILE, BUILD_INFO, SUMMARY_FILE, PAIRS_FILE, PICTURES_DIR, DATA, DROPPED))
+BUILD_OUTPUT = Tool(
+    "build.py", (CARD, RECIPE_FILE, LOCK_FILE, BUILD_INFO, SUMMARY_FILE, PAIRS_FILE, PICTURES_DIR, DATA, DROPPED)
+)
 
 
 class EmptyDataset(RuntimeError):
@@ -78,6 +81,8 @@ def export_dataset(
         sizes = split_sizes(stage / DATA, splits)
         rows = {name: info.num_examples for name, info in sizes.items()}
         (stage / RECIPE_FILE).write_text(provenance["recipe_yaml"], encoding="utf-8")
+        if recipe.prompt_expansion:  # published with every export, as recipe.yaml is
+            (stage / LOCK_FILE).write_text(lock_text(recipe), encoding="utf-8")
         safety_dropped = [job_id for shard in plan.shards for job_id in store.safety_dropped(shard)]
         build_info = {**provenance, "rows": rows, "safety_dropped": safety_dropped}
         (stage / BUILD_INFO).write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -60,6 +60,10 @@ class Batch:
 
     @property
     def guidance_scale(self) -> float:
+        """The batch's one guidance value; a batch of a guidance sweep holds several (see each job's)."""
+        values = {job.guidance_scale for job in self.jobs}
+        if len(values) > 1:
+            raise ValueError(f"the batch mixes guidance values {sorted(values)} (a guidance sweep): read each job's")
         return self.jobs[0].guidance_scale
 
 
@@ -257,36 +261,39 @@ class JobSource:
 
 
 class _Stream:
-    """The images of one split and class: any image's prompt and seed in O(1), and its job as a shard key hashes it.
+    """The images of one split and class: any image's prompt, guidance and seed in O(1), and its job as a shard key
+    hashes it.
 
     Prompts are taken in turn, ``images_per_prompt`` consecutive images each. A class's prompts are distinct
     (``Recipe.prompts_of`` drops repeats), so the occurrence of an image's prompt (which its seed hashes) is
-    arithmetic too: the full turns before it, times ``images_per_prompt``, plus its place within its group.
+    arithmetic too: the full turns before it, times ``images_per_prompt``, plus its place within its group. With a
+    guidance sweep of k values, the image takes value ``(prompt position + occurrence) mod k``: consecutive images
+    and consecutive uses of one prompt step through the values, so every prompt meets every value.
     """
 
     def __init__(self, recipe: Recipe, split: str, label: int, class_name: str, prompts: list[str]):
         self.split, self.label, self.class_name, self.prompts = split, label, class_name, prompts
         self.images_per_prompt = recipe.generation.images_per_prompt
         self.negative_prompt = recipe.negative_prompt_of(class_name)
-        self.guidance_scale = recipe.guidance_scale_of(class_name)
-        # derive_seed's JSON up to the occurrence, and a key entry's JSON around the index and the seed.
+        self.guidance_scales = recipe.guidance_scales_of(class_name)
+        # derive_seed's JSON up to the occurrence, and a key entry's JSON around the index, guidance and seed.
         head = f"[{_json(recipe.seed)}, {_json(split)}, {_json(class_name)}, "
         self._seed_heads = [f"{head}{_json(prompt)}, " for prompt in prompts]
         self._id_head = "[" + _json(f"{split}/{class_name}/")[:-1]
-        self._key_middles = [
-            f'", {_json(prompt)}, {_json(self.negative_prompt)}, {_json(self.guidance_scale)}, ' for prompt in prompts
-        ]
+        self._key_middles = [f'", {_json(prompt)}, {_json(self.negative_prompt)}, ' for prompt in prompts]
+        self._guidance_json = [f"{_json(value)}, " for value in self.guidance_scales]
 
-    def prompt_and_seed(self, index: int) -> tuple[int, int]:
-        """The position of the ``index``-th image's prompt, and its seed (``derive_seed`` of its identity)."""
+    def place(self, index: int) -> tuple[int, int, int]:
+        """The position of the ``index``-th image's prompt, of its guidance value, and its seed (``derive_seed`` of
+        its identity)."""
         group, within = divmod(index, self.images_per_prompt)
         turn, position = divmod(group, len(self.prompts))
         occurrence = turn * self.images_per_prompt + within
         digest = hashlib.sha256(f"{self._seed_heads[position]}{occurrence}]".encode()).digest()
-        return position, int.from_bytes(digest[:8], "big") >> 1
+        return position, (position + occurrence) % len(self.guidance_scales), int.from_bytes(digest[:8], "big") >> 1
 
     def job(self, index: int) -> Job:
-        position, seed = self.prompt_and_seed(index)
+        position, guidance, seed = self.place(index)
         return Job(
             id=f"{self.split}/{self.class_name}/{index:06d}",
             split=self.split,
@@ -295,13 +302,49 @@ class _Stream:
             index=index,
             prompt=self.prompts[position],
             negative_prompt=self.negative_prompt,
-            guidance_scale=self.guidance_scale,
+            guidance_scale=self.guidance_scales[guidance],
             seed=seed,
         )
 
     def key_json(self, index: int) -> str:
-        position, seed = self.prompt_and_seed(index)
-        return f"{self._id_head}{index:06d}{self._key_middles[position]}{seed}]"
+        position, guidance, seed = self.place(index)
+        return f"{self._id_head}{index:06d}{self._key_middles[position]}{self._guidance_json[guidance]}{seed}]"
+
+
+def guidance_counts(images: int, prompts: int, images_per_prompt: int, values: int) -> list[int]:
+    """How many of a stream's first ``images`` images take each guidance value (``_Stream.place``), in O(values²)
+    whatever the count: the dry run's figures per value for plans of any size.
+
+    Image i is (turn t, prompt position q, place w within its group); its value is ``(q + w + t·m) mod k``. A full
+    turn gives every (q, w) once, so its residues are the cyclic convolution of q's and w's, shifted by ``t·m``;
+    the last, partial turn is full groups, then one partial group."""
+    k, m = values, images_per_prompt
+    turn_size = prompts * m
+    full_turns, rest = divmod(images, turn_size)
+    counts = [0] * k
+    per_turn = _convolve(_residues(prompts, k), _residues(m, k))
+    for shift_turns, turns in enumerate(_residues(full_turns, k)):
+        _add_shifted(counts, per_turn, shift_turns * m, turns)
+    groups, partial = divmod(rest, m)
+    _add_shifted(counts, _convolve(_residues(groups, k), _residues(m, k)), full_turns * m, 1)
+    _add_shifted(counts, _residues(partial, k), full_turns * m + groups, 1)
+    return counts
+
+
+def _residues(length: int, k: int) -> list[int]:
+    """How many of 0..length-1 leave each remainder mod k."""
+    return [max(0, (length - r + k - 1) // k) for r in range(k)]
+
+
+def _convolve(a: list[int], b: list[int]) -> list[int]:
+    k = len(a)
+    return [sum(a[i] * b[(r - i) % k] for i in range(k)) for r in range(k)]
+
+
+def _add_shifted(counts: list[int], add: list[int], shift: int, times: int) -> None:
+    k = len(counts)
+    for r, count in enumerate(add):
+        counts[(r + shift) % k] += count * times
 
 
 def derive_seed(global_seed: int, *identity: Any) -> int:

@@ -24,7 +24,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from builders.schedulers import SCHEDULER_NAMES, is_known_scheduler
 from eval.filters import FilterSettings
@@ -64,6 +73,7 @@ MAX_IMAGES = 1_000_000_000  # per split and class, and in the whole plan (planni
 # more prompts than this per class must shrink its variables.
 MAX_PROMPTS_PER_CLASS = 100_000
 MAX_PROMPTS = 1_000_000  # all classes together
+MAX_GUIDANCE_VALUES = 64  # one guidance sweep
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")
@@ -96,6 +106,31 @@ def _variable_name(name: str) -> str:
 Variables = dict[Annotated[str, AfterValidator(_variable_name)], list[Text]]
 
 
+def _guidance_setting(value: Any) -> float | list[float]:
+    """One guidance value, or a guidance sweep: a list of 1 to ``MAX_GUIDANCE_VALUES`` values, cycled over each
+    class's images (``builders.plan``), each image's recorded in its row. One check for both forms, so a wrong value
+    gets one message, not one per form."""
+    if not isinstance(value, list):
+        return _guidance_value(value, "")
+    if not 1 <= len(value) <= MAX_GUIDANCE_VALUES:
+        raise ValueError(f"a guidance sweep takes 1 to {MAX_GUIDANCE_VALUES} values, got {len(value)}")
+    return [_guidance_value(item, f"value [{i}]: ") for i, item in enumerate(value)]
+
+
+def _guidance_value(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where}expected a number, or a list of numbers (a sweep), got {short_repr(value)}")
+    if not math.isfinite(value):
+        raise ValueError(f"{where}Input should be a finite number (got {value})")
+    if value < 0:
+        raise ValueError(f"{where}Input should be greater than or equal to 0 (got {value})")
+    return float(value)
+
+
+GuidanceSetting = Annotated[float | list[float], PlainValidator(_guidance_setting)]
+TemplateSamples = Annotated[int, Field(ge=1, le=MAX_PROMPTS_PER_CLASS)]
+
+
 def _imagenet_category(name: str) -> str:
     """An ImageNet class name exactly as torchvision's metadata spells it (read locally, nothing downloaded)."""
     categories = imagenet_categories()
@@ -113,6 +148,9 @@ def _imagenet_category(name: str) -> str:
 
 
 ImageNetClass = Annotated[NonEmptyStr, AfterValidator(_imagenet_category)]
+ModelRef = Annotated[NonEmptyStr, AfterValidator(check_model_ref)]
+# A branch, tag or commit: no spaces or characters that would break the card's links to it.
+Revision = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s()\[\]<>`\\]+$")]
 
 
 class LoraSettings(_Strict):
@@ -135,8 +173,7 @@ class ModelSettings(_Strict):
     (``builders.generators.resolve_family``)."""
 
     id: NonEmptyStr = DEFAULT_GENERATOR
-    # A branch, tag or commit: no spaces or characters that would break the card's links to it.
-    revision: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s()\[\]<>`\\]+$")] | None = None
+    revision: Revision | None = None
     pipeline: Annotated[str, Field(min_length=1, max_length=100)] | None = None  # from the model's model_index.json
     loras: list[LoraSettings] = Field(default=[], max_length=16)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
@@ -173,7 +210,7 @@ class ModelSettings(_Strict):
 class GenerationSettings(_Strict):
     """Parameters of every pipeline call. Defaults are the reference exercise's."""
 
-    guidance_scale: float = Field(default=7.5, ge=0)
+    guidance_scale: GuidanceSetting = 7.5
     num_inference_steps: int = Field(default=50, ge=1, le=MAX_STEPS)
     height: int = Field(default=512, ge=8, le=MAX_IMAGE_SIDE)
     width: int = Field(default=512, ge=8, le=MAX_IMAGE_SIDE)
@@ -195,9 +232,42 @@ class ClassSpec(_Strict):
     templates: list[Text] | None = None
     variables: Variables = {}
     negative_prompt: OptionalText | None = None
-    guidance_scale: float | None = Field(default=None, ge=0)
+    guidance_scale: GuidanceSetting | None = None
+    template_samples: TemplateSamples | None = None
     label_text: Text | None = None
     imagenet_classes: list[ImageNetClass] = []
+
+
+DEFAULT_EXPANSION_INSTRUCTION = (
+    "Write one short, vivid description of a photo of a {label}, varying the setting, light and viewpoint:"
+)
+
+
+class PromptExpansionSettings(_Strict):
+    """A local language model writes ``per_class`` more prompts for every class, once (``builders.expansion``);
+    the build keeps them in ``<output>/prompts.lock.yaml`` and records them here, in ``prompts``, so the plan is a
+    function of the recipe and its lock and every rebuild is identical."""
+
+    model: ModelRef
+    revision: Revision | None = None
+    per_class: int = Field(ge=1, le=MAX_PROMPTS_PER_CLASS)
+    instruction: Text = DEFAULT_EXPANSION_INSTRUCTION
+    max_new_tokens: int = Field(default=40, ge=1, le=1024)
+    temperature: float = Field(default=1.0, gt=0, le=10)
+    attempts: int = Field(default=4, ge=1, le=100)  # generation rounds per class to find per_class distinct prompts
+    prompts: dict[str, list[Text]] | None = None  # the lock: written by the build, read back on rebuilds
+
+    @field_validator("instruction")
+    @classmethod
+    def _label_field_only(cls, value: str) -> str:
+        fields = template_fields(value)
+        if any(field != "label" for field in fields):
+            raise ValueError(f"the only field an instruction takes is {{label}} (the class's label text), got {fields}")
+        return value
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the generated prompts (everything but the prompts themselves): what a lock must match."""
+        return self.model_dump(mode="json", exclude={"prompts"})
 
 
 class OutputSettings(_Strict):
@@ -225,10 +295,12 @@ class Recipe(_Strict):
     negative_prompt: OptionalText = ""
     templates: list[Text] = []
     variables: Variables = {}
+    template_samples: TemplateSamples | None = None
     classes: dict[str, ClassSpec]
     splits: dict[str, Annotated[int, Field(gt=0, le=MAX_IMAGES)]]
     prompt_disjoint: bool = False
     prompt_partition: dict[str, Annotated[float, Field(gt=0)]] | None = None
+    prompt_expansion: PromptExpansionSettings | None = None
     scoring: ScoringSettings = ScoringSettings()
     filters: FilterSettings = FilterSettings()
     quality: QualitySettings = QualitySettings()
@@ -276,8 +348,10 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _keys_agree(self) -> Recipe:
-        problems = _cross_key_problems(_Parts.of_recipe(self)) + quality_problems(
-            self.scoring, self.filters, self.quality
+        problems = (
+            _cross_key_problems(_Parts.of_recipe(self))
+            + _expansion_problems(self)
+            + quality_problems(self.scoring, self.filters, self.quality)
         )
         if problems:
             raise ValueError(PROBLEM_JOINER.join(problems))
@@ -322,9 +396,51 @@ class Recipe(_Strict):
         override = self.classes[class_name].negative_prompt
         return self.negative_prompt if override is None else override
 
-    def guidance_scale_of(self, class_name: str) -> float:
+    def guidance_scale_of(self, class_name: str) -> float | list[float]:
+        """The class's guidance setting as written: one value, or a sweep."""
         override = self.classes[class_name].guidance_scale
         return self.generation.guidance_scale if override is None else override
+
+    def guidance_scales_of(self, class_name: str) -> tuple[float, ...]:
+        """The guidance values the class's images cycle through (one when the recipe sweeps none)."""
+        setting = self.guidance_scale_of(class_name)
+        return tuple(setting) if isinstance(setting, list) else (setting,)
+
+    def guidance_settings(self) -> list[tuple[str, float]]:
+        """Every guidance value the recipe gives, with its key path (``classes.fox.guidance_scale[1]``), for the
+        checks a family makes of each value. ``generation.guidance_scale`` is listed only when the recipe sets it."""
+        given = [(("generation", "guidance_scale"), self.generation.guidance_scale)] * (
+            "guidance_scale" in self.generation.model_fields_set
+        ) + [(("classes", name, "guidance_scale"), spec.guidance_scale) for name, spec in self.classes.items()]
+        return [
+            (key_path((*where, i)), value) if isinstance(setting, list) else (key_path(where), setting)
+            for where, setting in given
+            if setting is not None
+            for i, value in enumerate(setting if isinstance(setting, list) else [setting])
+        ]
+
+
+def _expansion_problems(recipe: Recipe) -> list[str]:
+    """A class's ``template_samples`` needs templates to draw from; recorded expanded prompts (a lock) name every
+    class and only them, at most ``per_class`` each."""
+    problems = [
+        f"{key_path(('classes', name, 'template_samples'))}: the class has no templates to draw from"
+        for name, spec in recipe.classes.items()
+        if spec.template_samples is not None and not (recipe.templates if spec.templates is None else spec.templates)
+    ]
+    settings = recipe.prompt_expansion
+    if settings is None or settings.prompts is None:
+        return problems
+    where = "prompt_expansion.prompts"
+    return problems + (
+        [f"{where}: no prompts for class {short_repr(name)}" for name in recipe.classes if name not in settings.prompts]
+        + [f"{where}.{key_path((name,))}: not a class" for name in settings.prompts if name not in recipe.classes]
+        + [
+            f"{where}.{key_path((name,))}: {len(prompts)} prompts; per_class is {settings.per_class}"
+            for name, prompts in settings.prompts.items()
+            if len(prompts) > settings.per_class
+        ]
+    )
 
 
 # -- names ---------------------------------------------------------------------------------------------------------
@@ -384,6 +500,45 @@ def expand_template(template: str, variables: dict[str, list[str]]) -> list[str]
     """Every combination of the template's variables, in the order the variables appear in the template."""
     fields = template_fields(template)
     return [template.format(**dict(zip(fields, combo))) for combo in itertools.product(*(variables[f] for f in fields))]
+
+
+def sample_templates(
+    templates: list[str], variables: dict[str, list[str]], count: int, seed: int, class_name: str
+) -> list[str]:
+    """``count`` distinct combinations (of at least as many) of the templates' variables, in the order drawn.
+
+    Every combination has an index: the templates' combinations one template after another, each template's in
+    ``expand_template``'s order (a mixed-radix number, its last field fastest). Draw ``d`` is SHA-256 of (seed,
+    class, d) modulo the number of combinations; an index drawn before is drawn again. Nothing is expanded: time
+    and memory are O(count) (O(count · log count) draws at worst), whether there are 10^3 or 10^30 combinations,
+    and the draws depend on the recipe's seed and the class alone."""
+    sizes = [_combinations([template], variables) for template in templates]
+    total = sum(sizes)
+    head = f"[{json.dumps('template-sample')}, {seed}, {json.dumps(class_name, ensure_ascii=False)}, "
+    chosen: dict[int, None] = {}
+    draw = 0
+    while len(chosen) < min(count, total):
+        digest = hashlib.sha256(f"{head}{draw}]".encode()).digest()
+        chosen.setdefault(int.from_bytes(digest, "big") % total)
+        draw += 1
+    return [_combination(templates, sizes, variables, index) for index in chosen]
+
+
+def _combination(templates: list[str], sizes: list[int], variables: dict[str, list[str]], index: int) -> str:
+    """The ``index``-th combination of ``sample_templates``' numbering, decoded without expanding any other."""
+    position = 0
+    while index >= sizes[position]:
+        index -= sizes[position]
+        position += 1
+    template, values = templates[position], {}
+    for field in reversed(template_fields(template)):
+        index, digit = divmod(index, len(variables[field]))
+        values[field] = variables[field][digit]
+    return template.format(**values)
+
+
+def _combinations(templates: list[str], variables: dict[str, list[str]]) -> int:
+    return sum(math.prod(len(variables[field]) for field in template_fields(template)) for template in templates)
 
 
 def _expansion_count(template: str, variables: dict[str, list[str] | None]) -> int | None:
@@ -452,10 +607,22 @@ class _ClassParts:
     own_templates: bool  # its own 'templates', or the recipe's
     variables: dict[str, list[str] | None] | None  # the recipe's variables merged with the class's own
     has_imagenet: bool
+    samples: int | None = None  # template_samples: combinations drawn instead of expanding them all
+    seed: int = 0
+    expanded: tuple[str, ...] = ()  # prompts written by the language model (prompt_expansion's lock)
+    expanding: int = 0  # how many it writes per class, counted before they exist
 
     def prompts(self) -> list[str]:
-        expanded = [p for _, template in self.templates for p in expand_template(template, self.variables)]
-        return list(dict.fromkeys([*self.literal, *expanded]))
+        templates = [template for _, template in self.templates]
+        if self.samples is not None and self.samples < _combinations(templates, self.variables):
+            generated = sample_templates(templates, self.variables, self.samples, self.seed, self.name)
+        else:
+            generated = [p for template in templates for p in expand_template(template, self.variables)]
+        return list(dict.fromkeys([*self.literal, *generated, *self.expanded]))
+
+    def prompt_count(self) -> int:
+        """Its distinct prompts, the language model's counted before it has written them."""
+        return len(self.prompts()) + (0 if self.expanded else self.expanding)
 
 
 def _class_parts(recipe: Recipe, name: str) -> _ClassParts:
@@ -468,6 +635,10 @@ def _class_parts(recipe: Recipe, name: str) -> _ClassParts:
         own,
         {**recipe.variables, **spec.variables},
         bool(spec.imagenet_classes),
+        recipe.template_samples if spec.template_samples is None else spec.template_samples,
+        recipe.seed,
+        tuple((expansion.prompts or {}).get(name, [])) if (expansion := recipe.prompt_expansion) else (),
+        expansion.per_class if expansion else 0,
     )
 
 
@@ -510,7 +681,10 @@ class _Parts:
         partition_weights = data.get("prompt_partition")
         return cls(
             templates=_keyed(templates, ("templates",)),
-            classes=[_raw_class_parts(name, spec, templates, variables) for name, spec in classes.items()]
+            classes=[
+                _raw_class_parts(name, spec, templates, variables, _raw_samples(data, spec), _raw_int(data, "seed"))
+                for name, spec in classes.items()
+            ]
             if isinstance(classes, dict)
             else None,
             splits=_typed_dict(data.get("splits"), int),
@@ -550,7 +724,20 @@ def _settings(model: type[BaseModel], value: Any) -> Any:
         return None
 
 
-def _raw_class_parts(name: Any, spec: Any, templates: list[str] | None, variables: dict | None) -> _ClassParts:
+def _raw_int(data: Any, key: str) -> int | None:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if _is(value, int) and value > 0 else None
+
+
+def _raw_samples(data: dict, spec: Any) -> int | None:
+    """``template_samples`` of a class as far as the raw data gives it (None where it is missing or unusable)."""
+    own = _raw_int(spec, "template_samples")
+    return own if own is not None else _raw_int(data, "template_samples")
+
+
+def _raw_class_parts(
+    name: Any, spec: Any, templates: list[str] | None, variables: dict | None, samples: int | None, seed: int | None
+) -> _ClassParts:
     if not isinstance(spec, dict):
         return _ClassParts(str(name), None, None, False, None, False)
     own = spec.get("templates")
@@ -562,6 +749,8 @@ def _raw_class_parts(name: Any, spec: Any, templates: list[str] | None, variable
         own is not None,
         None if variables is None or own_variables is None else {**variables, **own_variables},
         bool(spec.get("imagenet_classes")),
+        samples,
+        seed or 0,
     )
 
 
@@ -616,13 +805,16 @@ def _class_prompt_problems(spec: _ClassParts) -> tuple[list[str], int | None]:
     counts = [(where, template, _expansion_count(template, spec.variables)) for where, template in spec.templates]
     if any(count is None for _, _, count in counts):
         return [], None
-    total = len(spec.literal) + sum(count for _, _, count in counts)
+    combinations = sum(count for _, _, count in counts)
+    total = len(spec.literal) + (combinations if spec.samples is None else min(combinations, spec.samples))
+    total += spec.expanding
     if total > MAX_PROMPTS_PER_CLASS:
         where, template, count = max(counts, key=lambda c: c[2])
         sizes = " × ".join(f"{field} {len(spec.variables[field]):,}" for field in template_fields(template))
         return [
             f"{key_path(('classes', spec.name))}: its templates expand to {total:,} prompts ({where}: {sizes}); at "
-            f"most {MAX_PROMPTS_PER_CLASS:,} per class: use fewer variable values"
+            f"most {MAX_PROMPTS_PER_CLASS:,} per class: use fewer variable values, or draw some with "
+            "'template_samples'"
         ], None
     problems = [
         f"{where}: expands to prompts of up to {longest:,} characters for class {short_repr(spec.name)}; at most "
@@ -667,7 +859,7 @@ def _partition_problems(parts: _Parts, counts: dict[str, int]) -> list[str]:
         f"{key_path(('classes', spec.name))}: prompt_disjoint needs at least one distinct prompt per split "
         f"({len(parts.splits)} splits) but the class has {count}"
         for spec in parts.classes or []
-        if spec.name in counts and (count := len(spec.prompts())) < len(parts.splits)
+        if spec.name in counts and (count := spec.prompt_count()) < len(parts.splits)
     ]
 
 

@@ -241,6 +241,14 @@ def transformers_model(key: str, ref: str, what: str, processor: bool = True) ->
     return HubModel(key, ref, what, files=tuple(files))
 
 
+def language_model(key: str, ref: str, revision: str | None) -> HubModel:
+    """A transformers causal language model with its weights and tokenizer (``prompt_expansion.model``)."""
+    tokenizer = (*TOKENIZER_FILES, "tokenizer.model")
+    return HubModel(
+        key, ref, "language model", files=(("config.json",), TRANSFORMERS_WEIGHTS, tokenizer), revision=revision
+    )
+
+
 @dataclass(frozen=True)
 class TorchvisionWeights(ModelNeed):
     """Weights torchvision fetches by name (``ResNet50_Weights.IMAGENET1K_V2``) from ``url`` into torch.hub's

@@ -511,3 +511,37 @@ _FAMILY_WRITERS: dict[str, Callable[[Path], None]] = {
     }.items()
 }
 TINY_FAMILIES = tuple(name for name in _FAMILY_WRITERS if name != "safety-checker")
+
+
+def tiny_language_model_dir() -> Path:
+    """The local directory of a tiny random Llama causal language model with its tokenizer (what
+    ``prompt_expansion.model: tiny-random`` loads), built on first use."""
+    return built_once(cache_root() / f"tiny-random-llama-{TINY_VERSION}", _with_seed(_write_tiny_llama))
+
+
+def _write_tiny_llama(directory: Path) -> None:
+    """Two Llama layers of width 32 over the byte-fallback Unigram vocabulary (any text tokenizes); a chat-free
+    tokenizer that starts every text with ``<s>``. Its random weights write random text, which is all a test needs
+    of a prompt writer."""
+    from tokenizers import processors
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    backend = _byte_fallback_unigram(["<unk>", "<s>", "</s>"])
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>", model_max_length=512
+    )
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=_TEXT_DIM,
+        intermediate_size=2 * _TEXT_DIM,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)

@@ -236,7 +236,8 @@ def test_template_expansion_is_counted_before_it_happens():
     assert time.monotonic() - start < 5
     assert found == [
         "classes.fox: its templates expand to 1,000,000,000,000 prompts (templates[0]: a 1,000 × b 1,000 × c 1,000 × "
-        f"d 1,000); at most {MAX_PROMPTS_PER_CLASS:,} per class: use fewer variable values"
+        f"d 1,000); at most {MAX_PROMPTS_PER_CLASS:,} per class: use fewer variable values, or draw some with "
+        "'template_samples'"
     ]
 
 

@@ -220,11 +220,26 @@ class LoadedGenerator(ABC):
         pad = planned - len(jobs)
         return self.images(jobs + [jobs[-1]] * pad, seeds + [seeds[-1]] * pad, guidance_scale)[: len(jobs)]
 
+    def images_by_guidance(self, jobs: list[Job], seeds: list[int]) -> torch.Tensor:
+        """``planned_shape_images`` once per distinct guidance value among the jobs (a guidance sweep mixes them
+        within a batch; a pipeline call takes one), each call padded as planned; the images in the jobs' order."""
+        groups: dict[float, list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(job.guidance_scale, []).append(i)
+        if len(groups) == 1:
+            return self.planned_shape_images(jobs, seeds, jobs[0].guidance_scale)
+        parts = [
+            self.planned_shape_images([jobs[i] for i in members], [seeds[i] for i in members], guidance)
+            for guidance, members in groups.items()
+        ]
+        order = torch.tensor([i for members in groups.values() for i in members])
+        return torch.cat(parts)[torch.argsort(order).to(parts[0].device)]
+
     @torch.inference_mode()
     def generate(self, batch: Batch) -> GeneratedBatch:
         jobs = list(batch.jobs)
         seeds = [job.seed for job in jobs]
-        images = self.planned_shape_images(jobs, seeds, batch.guidance_scale)
+        images = self.images_by_guidance(jobs, seeds)
         flagged = self.flagged(images)
         settings = self.recipe.model
         regenerations: list[int | None] = [0 if settings.safety_checker else None] * len(jobs)
@@ -234,7 +249,7 @@ class LoadedGenerator(ABC):
                 if not redo:
                     break
                 new_seeds = [jobs[i].regeneration_seed(self.recipe.seed, attempt) for i in redo]
-                new_images = self.planned_shape_images([jobs[i] for i in redo], new_seeds, batch.guidance_scale)
+                new_images = self.images_by_guidance([jobs[i] for i in redo], new_seeds)
                 new_flagged = self.flagged(new_images)
                 for k, i in enumerate(redo):
                     images[i], flagged[i], seeds[i], regenerations[i] = (

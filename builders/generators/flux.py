@@ -53,8 +53,6 @@ class Flux(DiffusersGenerator):
     def problems(self, recipe: Recipe, files: ModelFiles) -> list[str]:
         problems = super().problems(recipe, files)
         if not has_guidance_embedding(files):
-            given = [("generation.guidance_scale", recipe.generation.guidance_scale)] * (
-                "guidance_scale" in recipe.generation.model_fields_set
-            ) + [(f"classes.{name}.guidance_scale", spec.guidance_scale) for name, spec in recipe.classes.items()]
+            given = recipe.guidance_settings()
             problems += [f"{key}: {NO_GUIDANCE}; leave it out or set 0, got {value}" for key, value in given if value]
         return problems
