@@ -253,6 +253,7 @@ def _write_pass(
         with builder.clock.stage("write"):
             writer.commit()
         del unfinished[writer.shard.key]
+        claims.release(claim)  # finished: should its file fail verification at export, it is made again at once
         progress.shards += 1
         progress.taken_over += claim.taken_over
         store.report_progress(rank, progress)
