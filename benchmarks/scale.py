@@ -16,14 +16,26 @@ and shard sizes:
 
 The last line is the headline: the plan time of the largest size measured (the goal: under 2 s at 10^7 images,
 with under 50 MB).
+
+``--what speedup`` builds a recipe of 12 batches (tiny random model, 2 classes, batches of 2, ``--size`` pixels,
+``--steps`` steps) with 1, 2 and 3 CPU processes (``accelerate launch --multi_gpu --num_processes N``;
+``OMP_NUM_THREADS=1``, so each process uses one core) and prints, for each, the making seconds (``run.json``: from
+the end of the start barrier to the last shard finished), the speed-up over one process, the whole build's
+seconds and the shards each process made. ``--build-py PATH`` measures another checkout's ``build.py`` (main before
+a change, say); where its ``run.json`` has no making seconds, the build's seconds are compared::
+
+    python benchmarks/scale.py --what speedup                           # ~3 min on a busy 2-core machine
+    python benchmarks/scale.py --what speedup --build-py ../main/build.py
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +69,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="IMAGES",
         help="compute every shard key for plans of at most this many images (default 10^7)",
     )
+    parser.add_argument("--build-py", type=Path, default=ROOT / "build.py", help="the build.py to measure (speedup)")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 3], help="process counts (speedup)")
+    parser.add_argument("--size", type=int, default=96, help="image height and width (speedup; default 96)")
+    parser.add_argument("--steps", type=int, default=20, help="inference steps (speedup; default 20)")
     args = parser.parse_args(argv)
     if any(size < 10 * args.classes for size in args.sizes):
         parser.error(f"--sizes: at least 10 images per class ({10 * args.classes} for {args.classes} classes)")
@@ -149,7 +165,85 @@ def plan_figures(args: argparse.Namespace) -> float:
     return largest.plan_seconds
 
 
-MEASURES = {"plan": plan_figures}
+SPEEDUP_RECIPE = """
+name: speedup
+model: {id: tiny-random, safety_checker: false}
+generation: {num_inference_steps: STEPS, height: SIZE, width: SIZE, batch_size: 2, images_per_prompt: 1}
+templates: ["a {style} of a {subject}"]
+variables: {style: [watercolor, sketch, photo]}
+classes:
+  fox: {variables: {subject: [red fox]}}
+  dog: {variables: {subject: [golden retriever]}}
+splits: {train: 10, test: 2}
+scoring: {clip: {enabled: false}, resnet50: {enabled: false}}
+"""  # 2 classes x (5 + 1) batches = 12 batches; output.shard_size is left at its default (256 images)
+
+
+@dataclass(frozen=True)
+class BuildFigures:
+    processes: int
+    making_seconds: float | None  # None where the measured build.py does not record it
+    build_seconds: float
+    wall_seconds: float
+    shards_per_process: list[int]
+
+
+def measure_build(build_py: Path, recipe: Path, out: Path, processes: int) -> BuildFigures:
+    """One build of ``recipe`` by ``build_py`` on ``processes`` CPU processes, into the fresh directory ``out``."""
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1"]
+        launcher += ["--mixed_precision", "no", "--dynamo_backend", "no", "--num_processes", str(processes)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    started = time.perf_counter()
+    subprocess.run(
+        [*launcher, str(build_py), str(recipe), "--output-dir", str(out)],
+        cwd=build_py.parent,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wall = time.perf_counter() - started
+    report = json.loads((out / ".synthdata" / "run.json").read_text(encoding="utf-8"))
+    return BuildFigures(processes, report.get("making_seconds"), report["seconds"], wall, report["shards_per_process"])
+
+
+def speedup_figures(args: argparse.Namespace) -> float:
+    build_py = args.build_py.resolve()
+    print(f"{build_py}: {args.size}x{args.size}, {args.steps} steps, 12 batches of 2, OMP_NUM_THREADS=1", flush=True)
+    print("processes | making s | build s | wall s | speed-up | shards per process", flush=True)
+    figures: list[BuildFigures] = []
+    with tempfile.TemporaryDirectory(prefix="speedup-") as work:
+        recipe = Path(work) / "speedup.yaml"
+        recipe.write_text(
+            SPEEDUP_RECIPE.replace("STEPS", str(args.steps)).replace("SIZE", str(args.size)), encoding="utf-8"
+        )
+        for processes in args.processes:
+            figures.append(measure_build(build_py, recipe, Path(work) / f"out-{processes}", processes))
+            print(speedup_row(figures[-1], figures[0]), flush=True)
+    best = max(figures, key=lambda f: f.processes)
+    gain = speedup(best, figures[0])
+    print(f"headline: speed-up of {best.processes} processes over {figures[0].processes}: {gain:.2f}x")
+    return gain
+
+
+def speedup(figures: BuildFigures, base: BuildFigures) -> float:
+    """Making seconds where both runs recorded them, else the builds' seconds."""
+    if figures.making_seconds and base.making_seconds:
+        return base.making_seconds / figures.making_seconds
+    return base.build_seconds / figures.build_seconds
+
+
+def speedup_row(figures: BuildFigures, base: BuildFigures) -> str:
+    making = f"{figures.making_seconds:8.1f}" if figures.making_seconds is not None else f"{'-':>8}"
+    return (
+        f"{figures.processes:>9} | {making} | {figures.build_seconds:7.1f} | {figures.wall_seconds:6.1f} | "
+        f"{speedup(figures, base):7.2f}x | {figures.shards_per_process}"
+    )
+
+
+MEASURES = {"plan": plan_figures, "speedup": speedup_figures}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
 
+from builders.claims import lease_seconds
 from builders.expansion import ExpansionError, expansion_needs, locked_recipe, planned_recipe
 from builders.recipe import Recipe, RecipeError
 from builders.source import SourceError, recipe_source
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     from builders import hub
 
     try:
+        lease_seconds()  # SYNTHDATA_LEASE_SECONDS checked before anything loads (a ValueError: exit 2)
         source = recipe_source(args.recipe)
         recipe = hub.with_push_target(source.recipe, args.push_to_hub, args.private)
         if args.push_only and not recipe.hub.repo_id:

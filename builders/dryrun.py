@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from builders.generators import family_of
 from builders.generators.stable_diffusion import SD15_FLOPS
-from builders.plan import Plan, guidance_counts, prompts_with_images
+from builders.plan import Plan, batches_per_shard, guidance_counts, prompts_with_images
 from builders.recipe import Recipe
 from builders.store import OutputDir
 from eval.summary import display_width, pad
@@ -53,7 +53,7 @@ def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
     done = finished_images(plan, store)
     lines = [
         f"recipe {recipe.name!r}: {plan.num_images} images, {len(plan.shards)} shards of up to "
-        f"{recipe.output.shard_size}, batches of {recipe.generation.batch_size}",
+        f"{_shard_sizes(recipe)} images, batches of {recipe.generation.batch_size}",
         _partition_line(recipe),
         "",
         *_table(recipe, plan),
@@ -84,6 +84,15 @@ def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
         f"(all {H100_TFLOPS:.0f} TFLOP/s used); plain diffusers pace {_duration(plain_seconds * remaining)}",
     ]
     return "\n".join(lines)
+
+
+def _shard_sizes(recipe: Recipe) -> str:
+    """The images per shard the build uses: ``output.shard_size`` in whole batches, smaller in a split too small for
+    ``FEWEST_SHARDS`` full shards (``batches_per_shard``): "256", or "8 (train), 16 (test)" when splits differ."""
+    sizes = {split: batches_per_shard(recipe, split) * recipe.generation.batch_size for split in recipe.splits}
+    if len(set(sizes.values())) == 1:
+        return str(next(iter(sizes.values())))
+    return ", ".join(f"{size} ({split})" for split, size in sizes.items())
 
 
 def finished_images(plan: Plan, store: OutputDir) -> int:

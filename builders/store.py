@@ -11,6 +11,8 @@ Layout of ``<out>/``::
     .synthdata/shards/<key>.parquet finished shards, named by content key (the unit of resume)
     .synthdata/shards/<key>.json    its record: row ids, byte size, SHA-256, what the safety checker dropped
     .synthdata/damaged/             shards that failed verification, set aside (never deleted) when made again
+    .synthdata/claims/<key>         which process makes a shard, until when (``builders.claims``)
+    .synthdata/progress/rank-N.json what process N made in this run (the progress bar's and run.json's source)
     dropped/                        rows the recipe's filters dropped, a dataset of its own (when filtering)
 
 A shard is written to a temporary name; its record is written, then the shard is renamed into place, so a file
@@ -33,9 +35,10 @@ import json
 import logging
 import os
 import shutil
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,37 @@ class ShardRecord:
     safety_dropped: list[str]  # jobs of the shard the safety checker left out
     bytes: int
     sha256: str
+
+
+@dataclass
+class RankProgress:
+    """What one process made in this run, in its progress file (rewritten after every batch it writes)."""
+
+    images: int = 0  # images written, the unfinished shard's included
+    shards: int = 0  # shards committed
+    taken_over: int = 0  # of those, shards taken over from a process whose lease ran out
+
+    @classmethod
+    def from_json(cls, text: str) -> RankProgress:
+        data = json.loads(text)
+        return cls(**{f.name: int(data.get(f.name, 0)) for f in fields(cls)})
+
+
+def process_tag(rank: int) -> str:
+    """Host, rank and pid: a name part no other process of the build (on any node) uses, for temporary files
+    beside shared ones."""
+    return f"{socket.gethostname()}-{rank}-{os.getpid()}"
+
+
+def write_replacing(path: Path, text: str, tag: str) -> None:
+    """``path`` replaced in one step by ``text``, through a temporary file named with ``tag`` (``process_tag``:
+    processes on several hosts can share a pid, never a tag)."""
+    temp = path.with_name(f".{path.name}.tmp-{tag}")
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -91,6 +125,7 @@ class OutputDir:
         self.work = self.root / WORK_DIR
         self.shards = self.work / "shards"
         self.progress = self.work / "progress"
+        self.claims = self.work / "claims"
         self.damaged = self.work / "damaged"
 
     # -- fingerprint -----------------------------------------------------------------------------------------
@@ -127,8 +162,9 @@ class OutputDir:
             for made in (self.shards, self.damaged):
                 shutil.rmtree(made, ignore_errors=True)
         self.shards.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.progress, ignore_errors=True)
-        self.progress.mkdir(parents=True)
+        for per_run in (self.progress, self.claims):  # one build at a time: these are a finished or killed run's
+            shutil.rmtree(per_run, ignore_errors=True)
+            per_run.mkdir(parents=True)
         for partial in self.shards.glob("*.tmp*"):
             partial.unlink()
         atomic_write_text(self.fingerprint_file, json.dumps(fingerprint, indent=2, ensure_ascii=False))
@@ -220,17 +256,19 @@ class OutputDir:
         atomic_write_text(self.run_report_file, json.dumps(report, indent=2, ensure_ascii=False))
 
     # -- progress --------------------------------------------------------------------------------------------
-    def report_progress(self, rank: int, images: int) -> None:
-        atomic_write_text(self.progress / f"rank-{rank}", str(images))
+    def report_progress(self, rank: int, progress: RankProgress) -> None:
+        write_replacing(self.progress / f"rank-{rank}.json", json.dumps(asdict(progress)), process_tag(rank))
 
-    def progress_total(self) -> int:
-        total = 0
-        for path in self.progress.glob("rank-*"):
+    def progress_of(self, processes: int) -> list[RankProgress]:
+        """Every process's progress file, by rank (zeros for one not written yet): O(processes) per call, however
+        many shards are finished."""
+        found = []
+        for rank in range(processes):
             try:
-                total += int(path.read_text() or 0)
-            except FileNotFoundError:  # replaced while we read: the next poll counts it
-                pass
-        return total
+                found.append(RankProgress.from_json((self.progress / f"rank-{rank}.json").read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                found.append(RankProgress())
+        return found
 
     # -- export ----------------------------------------------------------------------------------------------
     def export_names(self, plan: Plan) -> dict[str, str]:
@@ -254,7 +292,7 @@ class ShardWriter:
         self.shard = shard
         self.features = features
         self.final = store.shard_path(shard)
-        self.temp = self.final.with_name(f"{self.final.name}.tmp-{os.getpid()}")
+        self.temp = self.final.with_name(f"{self.final.name}.tmp-{socket.gethostname()}-{os.getpid()}")
         self.writer = ParquetWriter(features=features, path=str(self.temp), writer_batch_size=ROWS_PER_ROW_GROUP)
         self.ids: list[str] = []
         self.safety_dropped: list[str] = []

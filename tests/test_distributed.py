@@ -130,12 +130,13 @@ def test_killed_build_resumes_to_the_same_dataset(scale_recipe: Path, one_proces
         start_new_session=True,
     )
     deadline = time.time() + 120
-    while not list(shards.glob("*.parquet")) and time.time() < deadline:
+    while not (list(shards.glob("*.parquet")) and unfinished_claims(out)) and time.time() < deadline:
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     finished = len(list(shards.glob("*.parquet")))
     assert 0 < finished < 8, "the kill must land mid-way"
+    assert unfinished_claims(out), "the killed run leaves the claim of the shard it was making"
     (shards / "0123456789abcdef01234567.parquet.tmp-999").write_bytes(b"half a shard")  # a writer killed mid-file
 
     run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
@@ -144,9 +145,74 @@ def test_killed_build_resumes_to_the_same_dataset(scale_recipe: Path, one_proces
         16 - finished * 2,
     )
     assert not list(shards.glob("*.tmp*"))
+    assert run_report(out)["taken_over_per_process"] == [0]  # stale claims are dropped at the start, not waited for
     assert table(out) == table(one_process)
     models = lambda path: json.loads((path / "build_info.json").read_text())["models"]  # noqa: E731
     assert models(out) == models(one_process)
+
+
+def unfinished_claims(out: Path) -> dict[str, dict]:
+    """The claim files of shards not finished yet, by shard key: what each says (host, rank, pid, expires)."""
+    claims, shards = out / ".synthdata" / "claims", out / ".synthdata" / "shards"
+    found = {}
+    for path in sorted(claims.glob("[0-9a-f]*")) if claims.is_dir() else []:
+        key = path.name.split(".")[0]
+        try:
+            holder = json.loads(path.read_text())
+        except (OSError, ValueError):  # replaced while read
+            continue
+        if not (shards / f"{key}.parquet").exists():
+            found[key] = holder
+    return found
+
+
+def test_a_stopped_process_s_shard_is_taken_over(scale_recipe: Path, one_process: Path, tmp_path: Path):
+    """Rank 1 is stopped (SIGSTOP) in the middle of a shard; under a 2 s lease, rank 0 takes the shard over,
+    finishes the build and exports it without waiting for rank 1; rank 1, woken, drops the shard and exits."""
+    out, log = tmp_path / "out", tmp_path / "launch.log"
+    with log.open("w") as output:
+        launch = subprocess.Popen(
+            [*ACCELERATE, "--num_processes", "2", str(ROOT / "build.py"), str(scale_recipe), "--output-dir", str(out)],
+            cwd=ROOT,
+            env={**os.environ, **SAME_THREADS, "SYNTHDATA_LEASE_SECONDS": "2"},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    stopped, pid = None, None
+    try:
+        stopped, pid = stop_rank_1_mid_shard(out, deadline=time.time() + 300)
+        deadline = time.time() + 300
+        while not (out / ".synthdata" / "run.json").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        report = run_report(out)  # written by rank 0 after the export, while rank 1 is still stopped
+        assert report["taken_over_per_process"][0] >= 1 and sum(report["shards_per_process"]) == 8
+        assert (out / ".synthdata" / "claims" / f"{stopped}.1").exists()
+        os.kill(pid, signal.SIGCONT)  # the launcher starts each rank in a session of its own: signalled by pid
+        assert launch.wait(timeout=300) == 0, log.read_text()
+    finally:
+        if launch.poll() is None:
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+            os.killpg(launch.pid, signal.SIGKILL)
+            launch.wait()
+    assert "was taken over by another process" in log.read_text()
+    assert table(out) == table(one_process)
+
+
+def stop_rank_1_mid_shard(out: Path, deadline: float) -> tuple[str, int]:
+    """Stop rank 1 while it holds a claim on an unfinished shard (found by its claim file, which names its pid);
+    return that shard's key and the pid."""
+    while time.time() < deadline:
+        held = {key: h for key, h in unfinished_claims(out).items() if h["rank"] == 1}
+        if held:
+            key, holder = next(iter(held.items()))
+            os.kill(holder["pid"], signal.SIGSTOP)
+            if key in unfinished_claims(out):  # not committed just before the stop
+                return key, holder["pid"]
+            os.kill(holder["pid"], signal.SIGCONT)
+        time.sleep(0.02)
+    raise AssertionError("rank 1 never held an unfinished shard")
 
 
 def test_a_different_recipe_into_the_same_directory_is_refused(scale_recipe: Path, one_process: Path, tmp_path: Path):

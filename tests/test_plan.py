@@ -7,11 +7,21 @@ import json
 import pickle
 import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
+from builders import plan as plan_module
 from builders.dryrun import describe
-from builders.plan import JobSource, Plan, content_fingerprint, derive_seed, make_plan
+from builders.plan import (
+    FEWEST_SHARDS,
+    JobSource,
+    Plan,
+    batches_per_shard,
+    content_fingerprint,
+    derive_seed,
+    make_plan,
+)
 from builders.recipe import RecipeError, parse_recipe
 from builders.store import OutputDir
 from tests.handmade import handmade_recipe, write_shards
@@ -74,8 +84,8 @@ def test_raising_a_count_or_adding_a_split_keeps_finished_images():
     _, after = plan_of(BASE.replace("splits: {train: 6, test: 3}", "splits: {train: 8, test: 3, val: 2}"))
     old, new = rows(before), rows(after)
     assert all(new[k] == v for k, v in old.items())
-    full_before = {s.key for s in before.shards if s.size == 4}
-    assert full_before <= {s.key for s in after.shards}
+    full_before = {s.key for s in before.shards if s.size == 2}  # one batch each: a small plan (batches_per_shard)
+    assert full_before and full_before <= {s.key for s in after.shards}
 
 
 def test_seeds_are_distinct_and_splits_never_share_an_image():
@@ -249,8 +259,8 @@ def listed_plan(recipe, fingerprint) -> list[tuple[str, str, list[list[tuple]]]]
     """The plan as it was first written: every image listed, prompts counted as they are used, then cut into
     batches and shards. The arithmetic plan must give the same images, batches, shards and keys."""
     shards = []
-    per_shard = max(1, recipe.output.shard_size // recipe.generation.batch_size)
     for split in recipe.splits:
+        per_shard = batches_per_shard(recipe, split)
         for name in recipe.class_names:
             prompts, used, jobs = recipe.split_prompts(name)[split], {}, []
             for index in range(recipe.splits[split]):
@@ -284,9 +294,13 @@ output: {shard_size: SHARD}
 """
 
 
+@pytest.mark.parametrize("fewest", [1, FEWEST_SHARDS])  # 1: shards of output.shard_size, however small the split
 @pytest.mark.parametrize("disjoint", ["", "prompt_disjoint: true\n"])
 @pytest.mark.parametrize("batch, per_prompt, shard", [(2, 2, 4), (3, 1, 7), (4, 3, 2), (1, 5, 1), (5, 2, 1000)])
-def test_the_arithmetic_plan_lists_the_same_images_batches_shards_and_keys(disjoint, batch, per_prompt, shard):
+def test_the_arithmetic_plan_lists_the_same_images_batches_shards_and_keys(
+    disjoint, batch, per_prompt, shard, fewest, monkeypatch
+):
+    monkeypatch.setattr(plan_module, "FEWEST_SHARDS", fewest)
     text = TRICKY.replace("BATCH", str(batch)).replace("PER_PROMPT", str(per_prompt)).replace("SHARD", str(shard))
     recipe, plan = plan_of(text + disjoint)
     fingerprint = content_fingerprint(recipe, "cpu", "float32")
@@ -354,7 +368,7 @@ def test_a_dry_run_of_a_hundred_million_images_computes_no_job_and_no_key(tmp_pa
     start = time.perf_counter()
     text = describe(recipe, make_plan(recipe, content_fingerprint(recipe, "cpu", "float32")), OutputDir(tmp_path))
     assert time.perf_counter() - start < 30  # about 1 s, most of it the table's 3,000 rows of prompts
-    assert text.startswith("recipe 'big': 100000000 images, 393000 shards of up to 256, batches of 8")
+    assert text.startswith("recipe 'big': 100000000 images, 393000 shards of up to 256 images, batches of 8")
     assert "already finished in" in text and ": 0 images; to make: 100000000" in text
 
 
@@ -363,3 +377,60 @@ def test_a_dry_run_counts_the_finished_shards(tmp_path):
     store, plan, _ = write_shards(recipe, tmp_path)
     text = describe(recipe, plan, store)
     assert f"already finished in {store.root}: {plan.num_images} images; to make: 0" in text
+
+
+# -- shard sizes: small splits get small shards, so N processes share them evenly ----------------------------------
+FOX_DOG = (
+    (Path(__file__).resolve().parents[1] / "recipes" / "fox_dog.yaml")
+    .read_text(encoding="utf-8")
+    .replace("  dtype: auto", "  pipeline: StableDiffusionPipeline\n  dtype: auto")  # its family, as the build records
+)
+
+
+def test_fox_dog_is_made_in_one_batch_shards(tmp_path):
+    """fox_dog (batches of 8, output.shard_size 256) was 4 shards of 100, 100, 20 and 20 images: 2 processes ran
+    1.2x faster than one. Its 32 batches are now 32 shards, and the dry run says so."""
+    recipe, plan = plan_of(FOX_DOG)
+    assert len(plan.shards) == 32 and {len(s.batches) for s in plan.shards} == {1}
+    assert [s.size for s in plan.shards_of("train")[:13]] == [8] * 12 + [4]
+    assert f"{plan.num_images} images, 32 shards of up to 8 images, batches of 8" in describe(
+        recipe, plan, OutputDir(tmp_path)
+    )
+
+
+def with_splits(splits: str, batch: int = 8, shard: int = 256) -> str:
+    return (
+        BASE.replace("splits: {train: 6, test: 3}", f"splits: {splits}")
+        .replace("generation: {batch_size: 2, images_per_prompt: 2}", f"generation: {{batch_size: {batch}}}")
+        .replace("output: {shard_size: 4}", f"output: {{shard_size: {shard}}}")
+    )
+
+
+@pytest.mark.parametrize(
+    "images_per_class, expected",
+    [
+        (8 * 32 * 32, 32),  # 2 classes x 1024 batches: 64 full shards of 32 batches, kept
+        (8 * 32 * 32 - 8, 16),  # one batch fewer per class: halved
+        (8 * 500, 8),  # 1000 batches: 125 shards of 8 batches
+        (8 * 31, 1),  # 62 batches: one batch each
+        (1, 1),
+    ],
+)
+def test_a_split_of_fewer_than_64_full_shards_gets_halved_shards(images_per_class: int, expected: int):
+    recipe = parse_recipe(with_splits(f"{{train: {images_per_class}}}"))
+    assert batches_per_shard(recipe, "train") == expected
+    plan = make_plan(recipe, content_fingerprint(recipe, "cpu", "float32"))
+    assert len(plan.shards) >= min(FEWEST_SHARDS, 2 * -(-images_per_class // 8))
+    assert max(s.stop - s.start for s in plan.shards) == min(expected * 8, images_per_class)
+
+
+def test_shard_sizes_are_per_split_and_stable_within_a_doubling():
+    """Adding a split never changes another split's shards; raising a count keeps a split's shard size (so its
+    finished shards are reused) until its batches cross a doubling."""
+    base = parse_recipe(with_splits("{train: 2400, test: 80}"))  # train: 600 batches, test: 20
+    more = parse_recipe(with_splits("{train: 3200, test: 80, val: 400}"))  # train: 800 batches
+    assert [batches_per_shard(r, "train") for r in (base, more)] == [8, 8]
+    assert [batches_per_shard(r, "test") for r in (base, more)] == [1, 1]
+    shards = lambda recipe: make_plan(recipe, content_fingerprint(recipe, "cpu", "float32")).shards  # noqa: E731
+    full = {s.key for s in shards(base) if len(s.batches) == 8 or s.split == "test"}
+    assert len(full) == 2 * 37 + 20 and full <= {s.key for s in shards(more)}
