@@ -43,7 +43,7 @@ import datasets
 import pyarrow.parquet as pq
 
 from builders.plan import Plan, Shard
-from synthcore.layout import ROWS_PER_ROW_GROUP, hub_file_name
+from synthcore.layout import MAX_FILES_PER_FOLDER, ROWS_PER_ROW_GROUP, DataLayout
 from synthcore.outdir import WORK_DIR, atomic_write_text, file_sha256
 
 log = logging.getLogger("synthdata")
@@ -233,14 +233,12 @@ class OutputDir:
         return total
 
     # -- export ----------------------------------------------------------------------------------------------
-    def export_names(self, plan: Plan) -> dict[str, str]:
-        """Final file name of every shard key, in plan order: ``data/<split>-NNNNN-of-NNNNN.parquet``."""
-        names = {}
-        for split in plan.splits:
-            shards = plan.shards_of(split)
-            for i, shard in enumerate(shards):
-                names[shard.key] = hub_file_name(split, i, len(shards))
-        return names
+    def export_names(self, plan: Plan, max_files: int = MAX_FILES_PER_FOLDER) -> dict[str, str]:
+        """Final path under ``data/`` of every shard key, in plan order (``synthcore.layout``)."""
+        layout = DataLayout({split: len(plan.shards_of(split)) for split in plan.splits}, max_files)
+        return {
+            shard.key: layout.path(split, i) for split in plan.splits for i, shard in enumerate(plan.shards_of(split))
+        }
 
 
 class ShardWriter:
