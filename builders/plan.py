@@ -88,6 +88,11 @@ class Shard:
         return self.source.jobs(self)
 
     @property
+    def ids(self) -> list[str]:
+        """Its jobs' ids, without computing their prompts and seeds (what verifying a shard's record needs)."""
+        return [job_id(self.split, self.class_name, index) for index in range(self.start, self.stop)]
+
+    @property
     def batches(self) -> tuple[Batch, ...]:
         jobs = self.jobs
         return tuple(Batch(tuple(jobs[i : i + self.batch_size])) for i in range(0, len(jobs), self.batch_size))
@@ -288,7 +293,7 @@ class _Stream:
     def job(self, index: int) -> Job:
         position, seed = self.prompt_and_seed(index)
         return Job(
-            id=f"{self.split}/{self.class_name}/{index:06d}",
+            id=job_id(self.split, self.class_name, index),
             split=self.split,
             label=self.label,
             class_name=self.class_name,
@@ -302,6 +307,10 @@ class _Stream:
     def key_json(self, index: int) -> str:
         position, seed = self.prompt_and_seed(index)
         return f"{self._id_head}{index:06d}{self._key_middles[position]}{seed}]"
+
+
+def job_id(split: str, class_name: str, index: int) -> str:
+    return f"{split}/{class_name}/{index:06d}"
 
 
 def derive_seed(global_seed: int, *identity: Any) -> int:

@@ -169,10 +169,8 @@ class OutputDir:
         record, path = self.record(shard), self.shard_path(shard)
         if record is None:
             return "no record of its checksum (its .json is missing or unreadable)"
-        dropped = set(record.safety_dropped)
-        if record.ids != [job.id for job in shard.jobs if job.id not in dropped] or not dropped <= {
-            job.id for job in shard.jobs
-        }:
+        dropped, planned = set(record.safety_dropped), shard.ids
+        if record.ids != [i for i in planned if i not in dropped] or not dropped <= set(planned):
             return "its record names rows of another shard (a swapped file?)"
         if (size := path.stat().st_size) != record.bytes:
             return f"{size} bytes where {record.bytes} were written (truncated or replaced)"
