@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from builders.builder import SyntheticImages
 from builders.export import BUILD_OUTPUT, ExportResult, export_dataset
 from builders.generators import family_of, resolve_family
+from builders.hub import uploads_during_build
 from builders.plan import Plan, Shard
 from builders.recipe import Recipe
 from builders.store import DamagedShard, DamagedShards, OutputDir, ShardWriter
@@ -94,6 +95,7 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
         if state.is_main_process:
             store.prepare(fingerprint, overwrite)
             damaged = store.audit(list(plan.shards))  # those that fail are set aside, so they count as not done
+            claim.enter_context(uploads_during_build(store, recipe.hub))  # hub.push_during_build: until export
         state.wait_for_everyone()
 
         pending = [shard for shard in plan.shards if not store.is_done(shard)]
