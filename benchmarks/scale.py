@@ -268,6 +268,11 @@ def measure_export(images: int, classes: int, root: Path) -> ExportFigures:
     features, provenance = dataset_features(recipe), dataset_provenance(recipe, fingerprint)
     for shard in plan.shards:
         assert shard.key  # a build has every key already (its resume check): kept on the shards, as there
+    for path in (root / name for name in BUILD_OUTPUT.outputs):  # measured: a build's first export
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
     with claimed(root, BUILD_OUTPUT) as owned:
         Path("/proc/self/clear_refs").write_text("5")  # resets the peak resident memory (VmHWM) to the current
         baseline = resident_bytes()

@@ -30,7 +30,7 @@ from builders.plan import Plan, Shard
 from builders.recipe import FilterSettings, Recipe
 from builders.store import DamagedShards, OutputDir
 from eval.filters import keep_mask
-from eval.pictures import PICTURES_DIR, write_pictures
+from eval.pictures import PICTURES_DIR, shared_tallies, write_pictures
 from eval.quality import PAIRS_FILE, QualityReport, quality_pass
 from eval.quality import write_outputs as write_quality_outputs
 from eval.summary import SUMMARY_FILE, DatasetSummary, summarize, write_summary
@@ -89,7 +89,8 @@ def export_dataset(
         safety_dropped = [job_id for shard in plan.shards for job_id in store.safety_dropped(shard)]
         build_info = {**provenance, "rows": rows, "safety_dropped": safety_dropped}
         (stage / BUILD_INFO).write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")
-        summary = summarize(stage, recipe.filters.thresholds(), plan.splits)
+        tallies = shared_tallies(len(recipe.class_names))  # the summary and the pictures read the files once
+        summary = summarize(stage, recipe.filters.thresholds(), plan.splits, tallies=tallies)
         summary = summary.with_quality(quality) if quality else summary
         write_summary(stage, summary)
         if (stage / DROPPED).exists():
@@ -102,7 +103,7 @@ def export_dataset(
                 f"{owned.root / DROPPED if (owned.root / DROPPED).exists() else store.shards}; loosen the filters "
                 "and run the same command again (nothing is regenerated). summary.json says what was dropped."
             )
-        write_pictures(stage, features, list(rows), thresholds=recipe.filters.thresholds())
+        write_pictures(stage, features, list(rows), thresholds=recipe.filters.thresholds(), tallies=tallies)
         if quality:
             write_quality_outputs(stage, quality, recipe.class_names)
         write_card(stage, recipe.without_hub(), features, sizes, summary, build_info)  # names a repo once pushed

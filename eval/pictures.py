@@ -30,10 +30,11 @@ import PIL.ImageOps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from eval.summary import MEDIAN_COLUMNS, STAT_COLUMNS
 from synthcore.columns import DROPPED_SUFFIX, LABEL
 from synthcore.fonts import picture_style, shown
 from synthcore.layout import hub_files
-from synthcore.readback import Tally, first_rows_by_class, split_files, tally_files
+from synthcore.readback import Tallies, Tally, first_rows_by_class, split_files
 
 PICTURES_DIR = "pictures"
 DROPPED_DIR = "dropped"  # the filters' dropped rows as a dataset of their own (``filters.dropped: dataset``)
@@ -110,16 +111,17 @@ def write_pictures(
     splits: list[str],
     thresholds: dict | None = None,
     label_column: str = LABEL,
+    tallies: Tallies | None = None,
 ) -> list[str]:
     """Draw every picture of the dataset at ``root``; returns their paths relative to it. ``thresholds``: the
-    active filters (the histogram marks ``min_true_class_prob``)."""
+    active filters (the histogram marks ``min_true_class_prob``); ``tallies``: shared with the summary."""
     root = Path(root)
     (root / PICTURES_DIR).mkdir(exist_ok=True)
     for stale in (root / PICTURES_DIR).glob("*.png"):
         stale.unlink()  # a class or the score column may be gone since the last export
     class_names = features[label_column].names
     sources = split_rows(root, splits)
-    scores = read_scores(sources, features, label_column)
+    scores = read_scores(sources, features, label_column, tallies)
     with picture_style():
         written = [
             _save(sample_grid(features, sources, scores, label, name, label_column), root / samples_name(label))
@@ -153,22 +155,31 @@ class Scores:
     samples: dict[str, dict[int, list[dict]]]
 
 
-def read_scores(sources: list[SplitRows], features: datasets.Features, label_column: str = LABEL) -> Scores:
+def shared_tallies(classes: int, label_column: str = LABEL) -> Tallies:
+    """One reading of a dataset's files for its summary and its pictures both: every summary statistic's column,
+    CLIP's true-class probability binned, and the files of each class's first sample rows located."""
+    return Tallies(
+        classes, [*STAT_COLUMNS, TRUE_PROB], [*MEDIAN_COLUMNS, TRUE_PROB], label_column, locate=SAMPLES_PER_SPLIT
+    )
+
+
+def read_scores(
+    sources: list[SplitRows], features: datasets.Features, label_column: str = LABEL, tallies: Tallies | None = None
+) -> Scores:
     """The label column (and CLIP's true-class probability, where the dataset has it) of every split's kept and
     dropped rows, tallied file by file, and the first ``SAMPLES_PER_SPLIT`` kept rows of each class: no other
-    image is read, and memory does not grow with the rows."""
-    classes = features[label_column].num_classes
-    columns = [TRUE_PROB] if TRUE_PROB in features else []
-    tallies = {
-        (source.name, kept): tally_files(split_files(*where) if where else [], classes, columns, columns, label_column)
+    image is read, and memory does not grow with the rows. ``tallies``: shared with the summary."""
+    tallies = tallies or shared_tallies(features[label_column].num_classes, label_column)
+    counted = {
+        (source.name, kept): tallies.of(split_files(*where) if where else [])
         for source in sources
         for kept, where in ((True, source.kept), (False, source.dropped))
     }
     samples = {
-        source.name: first_rows_by_class(*source.kept, features, SAMPLES_PER_SPLIT, label_column) if source.kept else {}
+        source.name: first_rows_by_class(counted[source.name, True], features, SAMPLES_PER_SPLIT, label_column)
         for source in sources
     }
-    return Scores(tallies, samples)
+    return Scores(counted, samples)
 
 
 def sample_grid(

@@ -26,7 +26,7 @@ from eval.scorers.base import SummaryStat
 from synthcore.cardmeta import md
 from synthcore.columns import DROPPED_SUFFIX, LABEL
 from synthcore.layout import hub_files
-from synthcore.readback import Tally, tally_files
+from synthcore.readback import Tallies, Tally
 
 if TYPE_CHECKING:
     from eval.quality import QualityReport
@@ -35,6 +35,8 @@ log = logging.getLogger("synthdata.eval")
 
 SUMMARY_FILE = "summary.json"
 STATS: tuple[SummaryStat, ...] = tuple(stat for scorer in SCORERS.values() for stat in scorer.summary)
+STAT_COLUMNS = list(dict.fromkeys(stat.column for stat in STATS))
+MEDIAN_COLUMNS = [stat.column for stat in STATS if stat.reduce == "median"]  # binned, for their medians
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,16 @@ class DatasetSummary:
 
 
 def summarize(
-    root: str | Path, filters: dict | None = None, splits: list[str] | None = None, label_column: str = LABEL
+    root: str | Path,
+    filters: dict | None = None,
+    splits: list[str] | None = None,
+    label_column: str = LABEL,
+    tallies: Tallies | None = None,
 ) -> DatasetSummary:
     """The summary of the dataset at ``root``: kept rows in ``data/``, dropped rows in ``dropped/data/`` or in
     ``data/<split>_dropped-*`` splits. ``filters`` (the active thresholds) is recorded as given; ``splits`` names
-    the splits (one the filters emptied has no files) and fixes their order (default: the file names' order)."""
+    the splits (one the filters emptied has no files) and fixes their order (default: the file names' order).
+    ``tallies``: shared with the pictures (``eval.pictures.shared_tallies``), so the files are read once."""
     root = Path(root)
     kept = hub_files(root / "data")
     dropped = hub_files(root / "dropped" / "data")
@@ -123,12 +130,11 @@ def summarize(
     if not files:
         return DatasetSummary(classes=[], filters=filters or {})
     class_names = _class_names(files[0], label_column)
-    columns = [stat.column for stat in STATS]
-    medians = [stat.column for stat in STATS if stat.reduce == "median"]
+    tallies = tallies or Tallies(len(class_names), STAT_COLUMNS, MEDIAN_COLUMNS, label_column, locate=0)
     classes = []
     for split in order:  # one file at a time: memory does not grow with the rows
-        kept_rows = tally_files(kept.get(split, []), len(class_names), columns, medians, label_column)
-        every_row = kept_rows + tally_files(dropped.get(split, []), len(class_names), columns, medians, label_column)
+        kept_rows = tallies.of(kept.get(split, []))
+        every_row = kept_rows + tallies.of(dropped.get(split, []))
         classes += [_class_summary(split, name, label, kept_rows, every_row) for label, name in enumerate(class_names)]
     return DatasetSummary(classes=classes, filters=filters or {})
 

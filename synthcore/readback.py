@@ -6,14 +6,16 @@ value per row. Two kinds of read:
 - ``tally_files``: the label and score columns only, one file at a time, reduced at once to per-class counts, sums
   and histograms (``Tally``): means are exact, medians are read from ``HISTOGRAM_BINS`` bins over [0, 1] (the
   median statistics are of probabilities) and are within 1/1000 of the exact median;
-- ``first_rows_by_class``: a few decoded rows of each class, reading only the row groups whose label statistics
-  (in the Parquet footer) may hold a class still wanted, and stopping once every class has its rows.
+- ``first_rows_by_class``: a few decoded rows of each class, from the files the tally located them in, reading only
+  the row groups whose label statistics (in the Parquet footer) may hold a class still wanted.
+
+``Tallies`` reads each list of files once for everyone who asks (the summary, then the pictures).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -58,6 +60,7 @@ class Tally:
 
     rows: np.ndarray  # (classes,)
     columns: dict[str, ColumnTally]
+    located: dict[int, list[str]] = field(default_factory=dict)  # class -> the files holding its first rows
 
     @classmethod
     def empty(cls, classes: int, columns: Iterable[str], histograms: Iterable[str] = ()) -> Tally:
@@ -75,7 +78,10 @@ class Tally:
         )
 
     def __add__(self, other: Tally) -> Tally:
-        return Tally(self.rows + other.rows, {name: c + other.columns[name] for name, c in self.columns.items()})
+        """Both tallies' rows and columns (the files located are this one's, then the other's)."""
+        located = {label: self.located.get(label, []) + other.located.get(label, []) for label in range(len(self.rows))}
+        columns = {name: c + other.columns[name] for name, c in self.columns.items()}
+        return Tally(self.rows + other.rows, columns, located)
 
     def present(self, column: str, label: int) -> int:
         """Values of ``column`` present in class ``label`` (0 when the files lack the column)."""
@@ -113,20 +119,43 @@ def tally_files(
     columns: Iterable[str],
     histograms: Iterable[str] = (),
     label_column: str = LABEL,
+    locate: int = 0,
 ) -> Tally:
     """The label column and ``columns`` of ``files``, one file at a time, as a ``Tally`` (``histograms``: the
-    columns also binned). A column a file lacks counts as absent there."""
+    columns also binned; ``locate``: note the files that hold the first ``locate`` rows of each class, for
+    ``first_rows_by_class``). A column a file lacks counts as absent there."""
     columns = list(dict.fromkeys(columns))
     tally = Tally.empty(classes, columns, histograms)
     for path in files:
         file = pq.ParquetFile(path)  # (read_table's dataset machinery costs milliseconds a file)
         present = set(file.schema_arrow.names)
         table = file.read(columns=[label_column, *[c for c in columns if c in present]])
-        labels = table[label_column].to_numpy()
-        tally.rows += np.bincount(labels, minlength=classes)
+        labels = pc.cast(table[label_column], pa.int64()).to_numpy()
+        counts = np.bincount(labels, minlength=classes)
+        for label in np.flatnonzero((counts > 0) & (tally.rows < locate)):
+            tally.located.setdefault(int(label), []).append(str(path))
+        tally.rows += counts
         for name in [c for c in columns if c in present]:
             _add_column(tally.columns[name], labels, table[name], classes)
     return tally
+
+
+class Tallies:
+    """Tallies of lists of files, each list read once however often it is asked for (a dataset's summary and its
+    pictures read the same files), with the same columns, histograms and located rows."""
+
+    def __init__(self, classes: int, columns: Iterable[str], histograms: Iterable[str], label_column: str, locate: int):
+        self.classes, self.columns, self.histograms = classes, list(columns), list(histograms)
+        self.label_column, self.locate = label_column, locate
+        self._done: dict[tuple[str, ...], Tally] = {}
+
+    def of(self, files: Iterable[str | Path]) -> Tally:
+        key = tuple(map(str, files))
+        if key not in self._done:
+            self._done[key] = tally_files(
+                key, self.classes, self.columns, self.histograms, self.label_column, self.locate
+            )
+        return self._done[key]
 
 
 def _add_column(tally: ColumnTally, labels: np.ndarray, column: pa.ChunkedArray, classes: int) -> None:
@@ -142,29 +171,27 @@ def _add_column(tally: ColumnTally, labels: np.ndarray, column: pa.ChunkedArray,
 
 
 def first_rows_by_class(
-    root: Path, split: str, features: datasets.Features, count: int, label_column: str = LABEL
+    tally: Tally, features: datasets.Features, count: int, label_column: str = LABEL
 ) -> dict[int, list[dict]]:
-    """The first ``count`` rows of every class in a split, images decoded. Reads only the row groups whose label
-    range (footer statistics) holds a class still short of rows; stops once none is."""
-    classes = features[label_column].num_classes
-    found: dict[int, list[dict]] = {label: [] for label in range(classes)}
-    for path in split_files(root, split):
-        wanted = {label for label, rows in found.items() if len(rows) < count}
-        if not wanted:
-            break
+    """The first ``count`` rows of every class in the files ``tally`` located them in (``tally_files(...,
+    locate=count)``), images decoded: only the row groups whose label range (footer statistics) holds the class
+    are read."""
+    return {label: _first_rows(paths, label, features, count, label_column) for label, paths in tally.located.items()}
+
+
+def _first_rows(paths: list[str], label: int, features: datasets.Features, count: int, label_column: str) -> list:
+    found: list[dict] = []
+    for path in paths:
         file = pq.ParquetFile(path)
         leaves = [file.schema.column(i).path for i in range(len(file.schema))]  # an image column is two leaves
         position = leaves.index(label_column)
         for group in range(file.metadata.num_row_groups):
+            if len(found) == count:
+                return found
             stats = file.metadata.row_group(group).column(position).statistics
-            if stats is not None and stats.has_min_max and not any(stats.min <= label <= stats.max for label in wanted):
+            if stats is not None and stats.has_min_max and not stats.min <= label <= stats.max:
                 continue
             table = file.read_row_group(group)
-            for label in sorted(wanted):
-                short = count - len(found[label])
-                rows = table.filter(pc.equal(table[label_column], label)).slice(0, short).to_pylist()
-                found[label] += [features.decode_example(row) for row in rows]
-            wanted = {label for label in wanted if len(found[label]) < count}
-            if not wanted:
-                break
+            rows = table.filter(pc.equal(table[label_column], label)).slice(0, count - len(found)).to_pylist()
+            found += [features.decode_example(row) for row in rows]
     return found

@@ -10,6 +10,9 @@ import json
 from pathlib import Path
 
 import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import DatasetCard
 
@@ -18,6 +21,7 @@ from builders.export import EmptyDataset
 from builders.hub import dataset_problems
 from eval.pictures import HISTOGRAM_NAME, samples_name
 from synthcore.layout import HUB_FILE, MAX_FILES_PER_FOLDER, DataLayout, hub_file_name, hub_files
+from synthcore.readback import tally_files
 from tests import handmade
 from tests.handmade import handmade_recipe, true_prob, write_shards
 
@@ -137,3 +141,23 @@ def test_readers_take_both_layouts_in_numeric_order(tmp_path: Path):
         "a": ["a/00000/a-09999-of-10002.parquet", "a/00001/a-10000-of-10002.parquet"],
         "b": ["b-00000-of-00001.parquet"],
     }
+
+
+# -- streaming statistics (synthcore.readback): per-class tallies, file by file ----------------------------------
+@pytest.mark.parametrize("values", [[0.1, 0.9], [0.5], list(np.random.default_rng(0).random(999)) + [None, 1.0, 0.0]])
+def test_tallied_means_are_exact_and_medians_within_a_thousandth(tmp_path: Path, values: list):
+    labels = [i % 2 for i in range(len(values))]
+    for part in (0, 1):  # two files: tallies add up
+        pq.write_table(
+            pa.table({"label": labels[part::2], "p": pa.array(values[part::2], pa.float32())}),
+            tmp_path / f"{part}.parquet",
+        )
+    tally = tally_files(sorted(tmp_path.glob("*.parquet")), 2, ["p"], ["p"], "label")
+    for label in (0, 1):
+        present = np.array([v for v, y in zip(values, labels) if y == label and v is not None], np.float32)
+        assert int(tally.rows[label]) == labels.count(label) and tally.present("p", label) == len(present)
+        if len(present):
+            assert tally.mean("p", label) == pytest.approx(float(present.astype(np.float64).mean()), rel=1e-12)
+            assert abs(tally.median("p", label) - float(np.median(present))) <= 0.001
+        else:
+            assert tally.mean("p", label) is None and tally.median("p", label) is None
