@@ -3,7 +3,7 @@
 Layout of ``<out>/``::
 
     README.md                       dataset card (configs point at data/)
-    data/<split>-NNNNN-of-NNNNN.parquet
+    data/<split>-NNNNN-of-NNNNN.parquet  (data/<split>/CCCCC/... past 10,000 files: synthcore.layout)
     recipe.yaml, build_info.json    how it was made
     .synthdata/owner.json           marks the directory as made by build.py, lists the files it published
     .synthdata/lock                 held while a build runs (pid and host of the holder)
