@@ -26,15 +26,27 @@ a change, say); where its ``run.json`` has no making seconds, the build's second
 
     python benchmarks/scale.py --what speedup                           # ~3 min on a busy 2-core machine
     python benchmarks/scale.py --what speedup --build-py ../main/build.py
+
+``--what export`` measures the export (``builders.export.export_dataset``: verification, layout, summary, pictures,
+card) of a fabricated build output of each size under ``--workdir`` (made once and kept: shards written as a build
+writes them, with a tiny image per row, every column filled, the quality pass and CLIP embeddings off). Each size
+runs in a fresh process: the export's seconds, and its peak resident memory above the process's memory just
+before it (the kernel's high-water mark, reset then). As in a build, the shards' keys are known before the export
+starts (the build's resume check computed them). The goal: under a minute at 10^6 images, memory flat in N::
+
+    python benchmarks/scale.py --what export --sizes 100000 1000000 --classes 10 --workdir /tmp/scalebench
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import io
 import json
 import multiprocessing
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,6 +55,11 @@ import tracemalloc
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -73,6 +90,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 3], help="process counts (speedup)")
     parser.add_argument("--size", type=int, default=96, help="image height and width (speedup; default 96)")
     parser.add_argument("--steps", type=int, default=20, help="inference steps (speedup; default 20)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "synthdata-scale",
+        help="--what export: where the fabricated outputs are made and kept (default: the temp dir)",
+    )
     args = parser.parse_args(argv)
     if any(size < 10 * args.classes for size in args.sizes):
         parser.error(f"--sizes: at least 10 images per class ({10 * args.classes} for {args.classes} classes)")
@@ -243,7 +266,142 @@ def speedup_row(figures: BuildFigures, base: BuildFigures) -> str:
     )
 
 
-MEASURES = {"plan": plan_figures, "speedup": speedup_figures}
+# -- export ------------------------------------------------------------------------------------------------------
+def export_recipe(images: int, classes: int) -> Recipe:
+    """The scale recipe as a build of it is exported here: tiny random scorers' columns, no quality pass (its
+    own benchmark measures it), no CLIP embeddings (512 floats a row would dwarf the tiny images)."""
+    text = scale_recipe(images, classes).model_dump(mode="json", exclude_defaults=True)
+    text |= {"quality": {"enabled": False}, "scoring": {"clip": {"embeddings": False}}}
+    return parse_recipe(json.dumps(text))
+
+
+def fabricated_column(name: str, kind: pa.DataType, jobs: list, rng: np.random.Generator, image: bytes) -> pa.Array:
+    """A column of ``len(jobs)`` plausible values of type ``kind`` (the image, ids, labels and prompts as a build
+    writes them; scores random)."""
+    n = len(jobs)
+    if name in ("id", "prompt", "label", "seed"):
+        return pa.array([getattr(job, name) for job in jobs], kind)
+    if pa.types.is_struct(kind):  # the image
+        return pa.array([{"bytes": image, "path": None}] * n, kind)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        width = kind.list_size if pa.types.is_fixed_size_list(kind) else 5
+        values = fabricated_column("", kind.value_type, jobs * width, rng, image)
+        if pa.types.is_fixed_size_list(kind):
+            return pa.FixedSizeListArray.from_arrays(values, width, type=kind)
+        return pa.ListArray.from_arrays(pa.array(np.arange(0, n * width + 1, width, dtype=np.int32)), values, type=kind)
+    if pa.types.is_integer(kind):
+        return pa.array(rng.integers(0, 100, n), kind)
+    if pa.types.is_floating(kind):
+        return pa.array(rng.random(n), kind)
+    if pa.types.is_boolean(kind):
+        return pa.array(rng.random(n) < 0.5, kind)
+    return pa.array(["fabricated"] * n, kind)
+
+
+def fabricate_output(images: int, classes: int, root: Path) -> None:
+    """Every shard of the export recipe's plan under ``root``, with records, as a finished build leaves them."""
+    from builders.builder import dataset_features
+    from builders.export import BUILD_OUTPUT
+    from builders.store import ShardRecord
+    from synthcore.layout import ROWS_PER_ROW_GROUP
+    from synthcore.outdir import atomic_write_text, claimed, file_sha256
+
+    recipe = export_recipe(images, classes)
+    fingerprint = content_fingerprint(recipe, "cpu", "float32")
+    schema = dataset_features(recipe).arrow_schema
+    rng = np.random.default_rng(0)
+    tiles = [png_tile(rng) for _ in range(classes)]
+    with claimed(root, BUILD_OUTPUT) as owned:
+        store = OutputDir(owned.root)
+        store.prepare(fingerprint, overwrite=False)
+        for shard in make_plan(recipe, fingerprint).shards:
+            jobs = shard.jobs
+            columns = [fabricated_column(f.name, f.type, jobs, rng, tiles[shard.label]) for f in schema]
+            path = store.shard_path(shard)
+            pq.write_table(pa.Table.from_arrays(columns, schema=schema), path, row_group_size=ROWS_PER_ROW_GROUP)
+            record = ShardRecord([job.id for job in jobs], [], path.stat().st_size, file_sha256(path))
+            atomic_write_text(path.with_suffix(".json"), json.dumps(dataclasses.asdict(record)))
+    (root / FABRICATED).write_text("done")
+
+
+FABRICATED = ".fabricated"
+
+
+def png_tile(rng: np.random.Generator) -> bytes:
+    """An 8x8 PNG of random pixels (a class's image in the fabricated output)."""
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class ExportFigures:
+    images: int
+    shards: int
+    seconds: float
+    peak_mb: float
+
+    def row(self) -> str:
+        return f"{self.images:>11,} | {self.shards:>7,} | {self.seconds:8.1f} | {self.peak_mb:10.1f}"
+
+
+EXPORT_HEADER = "     images |  shards | export s | peak MiB +"
+
+
+def measure_export(images: int, classes: int, root: Path) -> ExportFigures:
+    """One export of the fabricated output at ``root``, in the calling process (a fresh one)."""
+    from builders.builder import dataset_features
+    from builders.export import BUILD_OUTPUT, export_dataset
+    from builders.provenance import dataset_provenance
+    from synthcore.outdir import claimed
+
+    recipe = export_recipe(images, classes)
+    fingerprint = content_fingerprint(recipe, "cpu", "float32")
+    plan = make_plan(recipe, fingerprint)
+    features, provenance = dataset_features(recipe), dataset_provenance(recipe, fingerprint)
+    for shard in plan.shards:
+        assert shard.key  # a build has every key already (its resume check): kept on the shards, as there
+    for path in (root / name for name in BUILD_OUTPUT.outputs):  # measured: a build's first export
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    with claimed(root, BUILD_OUTPUT) as owned:
+        Path("/proc/self/clear_refs").write_text("5")  # resets the peak resident memory (VmHWM) to the current
+        baseline = resident_bytes()
+        started = time.perf_counter()
+        export_dataset(recipe, features, provenance, OutputDir(root), owned, plan)
+        seconds = time.perf_counter() - started
+        peak = peak_resident_bytes()
+    return ExportFigures(images, len(plan.shards), seconds, (peak - baseline) / 2**20)
+
+
+def peak_resident_bytes() -> int:
+    """The process's peak resident memory since the last reset (Linux: VmHWM)."""
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+def export_figures(args: argparse.Namespace) -> float:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # provenance asks the Hub for model commits: not here
+    print(EXPORT_HEADER, flush=True)
+    figures = []
+    for images in args.sizes:
+        root = args.workdir / f"export-{images}-{args.classes}"
+        context = multiprocessing.get_context("spawn")
+        if not (root / FABRICATED).exists():
+            shutil.rmtree(root, ignore_errors=True)
+            with ProcessPoolExecutor(1, mp_context=context) as fresh:
+                fresh.submit(fabricate_output, images, args.classes, root).result()
+        with ProcessPoolExecutor(1, mp_context=context) as fresh:
+            figures.append(fresh.submit(measure_export, images, args.classes, root).result())
+        print(figures[-1].row(), flush=True)
+    largest = max(figures, key=lambda f: f.images)
+    print(f"headline: export seconds at {largest.images:,} images (+{largest.peak_mb:.1f} MiB) {largest.seconds:.1f}")
+    return largest.seconds
+
+
+MEASURES = {"plan": plan_figures, "speedup": speedup_figures, "export": export_figures}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,6 +32,7 @@ from builders.claims import Claim, Claims, lease_seconds
 from builders.expansion import resolve_lock
 from builders.export import BUILD_OUTPUT, ExportResult, export_dataset
 from builders.generators import family_of, resolve_family
+from builders.hub import uploads_during_build
 from builders.plan import Plan, Shard
 from builders.recipe import Recipe
 from builders.store import DamagedShard, DamagedShards, OutputDir, RankProgress, ShardWriter
@@ -104,6 +105,7 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
         if state.is_main_process:  # the others compute no key up front: each is computed when its shard is scanned
             store.prepare(fingerprint, overwrite)
             damaged = store.audit(list(plan.shards))  # those that fail are set aside, so they count as not done
+            claim.enter_context(uploads_during_build(store, recipe.hub))  # hub.push_during_build: until export
             pending = [shard for shard in plan.shards if not store.is_done(shard)]
             done_images = plan.num_images - sum(s.size for s in pending)
             log.info(

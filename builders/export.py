@@ -31,13 +31,13 @@ from builders.plan import Plan, Shard
 from builders.recipe import FilterSettings, Recipe
 from builders.store import DamagedShards, OutputDir
 from eval.filters import keep_mask
-from eval.pictures import PICTURES_DIR, write_pictures
+from eval.pictures import PICTURES_DIR, shared_tallies, write_pictures
 from eval.quality import PAIRS_FILE, QualityReport, quality_pass
 from eval.quality import write_outputs as write_quality_outputs
 from eval.summary import SUMMARY_FILE, DatasetSummary, summarize, write_summary
 from synthcore.cardmeta import CARD, md, save_card
 from synthcore.columns import DROPPED_SUFFIX
-from synthcore.layout import hub_file_name, split_sizes, write_parquet
+from synthcore.layout import MAX_FILES_PER_FOLDER, DataLayout, split_sizes, write_parquet
 from synthcore.outdir import OwnedDir, Tool, copy_file
 
 DATA, DROPPED = "data", "dropped"
@@ -60,11 +60,18 @@ class ExportResult:
 
 
 def export_dataset(
-    recipe: Recipe, features: datasets.Features, provenance: dict, store: OutputDir, owned: OwnedDir, plan: Plan
+    recipe: Recipe,
+    features: datasets.Features,
+    provenance: dict,
+    store: OutputDir,
+    owned: OwnedDir,
+    plan: Plan,
+    max_files: int = MAX_FILES_PER_FOLDER,
 ) -> ExportResult:
     """Lay out ``data/`` (and ``dropped/``) from the verified shards of ``plan`` and describe it: ``recipe.yaml``,
     ``build_info.json`` (``provenance`` plus rows and safety drops), ``summary.json``, the quality outputs, pictures
-    and the card; all written into a staging directory of ``owned`` and published at the end."""
+    and the card; all written into a staging directory of ``owned`` and published at the end. ``max_files``: files
+    of ``data/`` above which it is chunked (``synthcore.layout``; lowered by tests)."""
     if damaged := store.verify(list(plan.shards)):
         raise DamagedShards(damaged)
     with owned.staging() as stage:
@@ -72,9 +79,10 @@ def export_dataset(
         with_rows = Plan(tuple(shard for shard in plan.shards if store.num_rows(shard)))
         quality = _assess_quality(recipe, store, with_rows)
         if recipe.filters.active:
-            _export_filtered(store, stage, with_rows, recipe.filters, quality.drop_array() if quality else None)
+            duplicates = quality.drop_array() if quality else None
+            _export_filtered(store, stage, with_rows, recipe.filters, duplicates, max_files)
         else:
-            names = store.export_names(with_rows)
+            names = store.export_names(with_rows, max_files)
             for shard in tqdm(with_rows.shards, desc="exporting", unit="shard", disable=len(with_rows.shards) < 50):
                 _copy(store, shard, stage / DATA / names[shard.key])
         splits = [name for split in plan.splits for name in (split, f"{split}{DROPPED_SUFFIX}")]
@@ -86,7 +94,8 @@ def export_dataset(
         safety_dropped = [job_id for shard in plan.shards for job_id in store.safety_dropped(shard)]
         build_info = {**provenance, "rows": rows, "safety_dropped": safety_dropped}
         (stage / BUILD_INFO).write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")
-        summary = summarize(stage, recipe.filters.thresholds(), plan.splits)
+        tallies = shared_tallies(len(recipe.class_names))  # the summary and the pictures read the files once
+        summary = summarize(stage, recipe.filters.thresholds(), plan.splits, tallies=tallies)
         summary = summary.with_quality(quality) if quality else summary
         write_summary(stage, summary)
         if (stage / DROPPED).exists():
@@ -99,7 +108,7 @@ def export_dataset(
                 f"{owned.root / DROPPED if (owned.root / DROPPED).exists() else store.shards}; loosen the filters "
                 "and run the same command again (nothing is regenerated). summary.json says what was dropped."
             )
-        write_pictures(stage, features, list(rows), thresholds=recipe.filters.thresholds())
+        write_pictures(stage, features, list(rows), thresholds=recipe.filters.thresholds(), tallies=tallies)
         if quality:
             write_quality_outputs(stage, quality, recipe.class_names)
         write_card(stage, recipe.without_hub(), features, sizes, summary, build_info)  # names a repo once pushed
@@ -123,7 +132,7 @@ def _assess_quality(recipe: Recipe, store: OutputDir, plan: Plan) -> QualityRepo
 
 
 def _export_filtered(
-    store: OutputDir, stage: Path, plan: Plan, filters: FilterSettings, duplicates: pa.Array | None
+    store: OutputDir, stage: Path, plan: Plan, filters: FilterSettings, duplicates: pa.Array | None, max_files: int
 ) -> None:
     """Every shard's kept rows into ``data/`` and its dropped rows aside, numbered among the non-empty parts.
 
@@ -135,23 +144,24 @@ def _export_filtered(
         shard.key: keep_mask(pq.read_table(store.shard_path(shard), columns=filters.columns()), filters, duplicates)
         for shard in plan.shards
     }
+    kept = {split: [s for s in plan.shards_of(split) if pc.any(masks[s.key]).as_py()] for split in plan.splits}
+    dropped = {split: [s for s in plan.shards_of(split) if not pc.all(masks[s.key]).as_py()] for split in plan.splits}
+    beside = filters.dropped == "split"  # dropped rows as <split>_dropped splits of data/, else in dropped/data/
+    aside = {split: f"{split}{DROPPED_SUFFIX}" if beside else split for split in plan.splits}
+    data_counts = {split: len(shards) for split, shards in kept.items()}
+    data_counts |= {aside[split]: len(shards) for split, shards in dropped.items()} if beside else {}
+    data = DataLayout(data_counts, max_files)
+    elsewhere = DataLayout({split: len(shards) for split, shards in dropped.items()}, max_files)
+    dropped_root, dropped_layout = (stage / DATA, data) if beside else (stage / DROPPED / DATA, elsewhere)
     for split in plan.splits:
+        targets: dict[str, dict[bool, Path]] = {s.key: {} for s in plan.shards_of(split)}
+        for i, shard in enumerate(kept[split]):
+            targets[shard.key][True] = stage / DATA / data.path(split, i)
+        for i, shard in enumerate(dropped[split]):
+            targets[shard.key][False] = dropped_root / dropped_layout.path(aside[split], i)
         shards = plan.shards_of(split)
-        kept = [s for s in shards if pc.any(masks[s.key]).as_py()]
-        dropped = [s for s in shards if not pc.all(masks[s.key]).as_py()]
-        targets: dict[str, dict[bool, Path]] = {s.key: {} for s in shards}
-        for i, shard in enumerate(kept):
-            targets[shard.key][True] = stage / DATA / hub_file_name(split, i, len(kept))
-        for i, shard in enumerate(dropped):
-            targets[shard.key][False] = _dropped_target(stage, filters, split, i, len(dropped))
         for shard in tqdm(shards, desc=f"exporting {split}", unit="shard", disable=len(shards) < 50):
             _write_parts(store, shard, masks[shard.key], targets[shard.key])
-
-
-def _dropped_target(stage: Path, filters: FilterSettings, split: str, index: int, count: int) -> Path:
-    if filters.dropped == "split":
-        return stage / DATA / hub_file_name(f"{split}{DROPPED_SUFFIX}", index, count)
-    return stage / DROPPED / DATA / hub_file_name(split, index, count)
 
 
 def _write_parts(store: OutputDir, shard: Shard, mask: pa.ChunkedArray, targets: dict[bool, Path]) -> None:

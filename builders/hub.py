@@ -11,6 +11,7 @@ repo it goes to), so a failed push loses nothing and is retried alone with ``bui
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, get_token, hf_hub_download
@@ -19,9 +20,9 @@ from huggingface_hub.utils import validate_repo_id
 
 from builders.card import refreshed_card
 from builders.recipe import HubSettings, Recipe, RecipeError, load_recipe
-from builders.store import WORK_DIR
+from builders.store import WORK_DIR, OutputDir
 from synthcore.cardmeta import CARD
-from synthcore.hub import describe_error, push_folder
+from synthcore.hub import BUILDING, describe_error, push_folder, uploads_while_building
 from synthcore.layout import HUB_FILE
 from synthcore.readback import split_files
 
@@ -38,12 +39,14 @@ class IncompleteDataset(RuntimeError):
 # -- where to push ----------------------------------------------------------------------------------------------
 def with_push_target(recipe: Recipe, repo_id: str | None, private: bool) -> Recipe:
     """The recipe with the command line's Hub repo and visibility over its ``hub`` section, checked."""
-    hub = HubSettings(repo_id=repo_id or recipe.hub.repo_id, private=private or recipe.hub.private)
-    if hub.private and not hub.repo_id:
-        raise ValueError(
-            "--private (or hub.private) needs a repo to push to: give --push-to-hub USER/NAME or set "
-            "hub.repo_id in the recipe"
-        )
+    hub = recipe.hub.model_copy(
+        update={"repo_id": repo_id or recipe.hub.repo_id, "private": private or recipe.hub.private}
+    )
+    for key, on in (("--private (or hub.private)", hub.private), ("hub.push_during_build", hub.push_during_build)):
+        if on and not hub.repo_id:
+            raise ValueError(
+                f"{key} needs a repo to push to: give --push-to-hub USER/NAME or set hub.repo_id in the recipe"
+            )
     if hub.repo_id:
         check_repo_id(hub.repo_id)
     return recipe.model_copy(update={"hub": hub})
@@ -98,8 +101,19 @@ def push_dataset(root: Path, recipe: Recipe) -> str:
 
 
 def _replaced_folders(root: Path) -> list[str]:
-    """Folders the upload replaces whole on the Hub, so files of an earlier, larger build do not linger there."""
-    return [f"{p.name}/**" for p in sorted(root.iterdir()) if p.is_dir() and p.name != WORK_DIR]
+    """Folders the upload replaces whole on the Hub, so files of an earlier, larger build do not linger there, and
+    ``building/`` (the shards uploaded while the build ran: the dataset's files replace them)."""
+    return [f"{p.name}/**" for p in sorted(root.iterdir()) if p.is_dir() and p.name != WORK_DIR] + [f"{BUILDING}/**"]
+
+
+def uploads_during_build(store: OutputDir, hub_settings: HubSettings) -> AbstractContextManager:
+    """With ``hub.push_during_build``, finished shards go to the repo's ``building/`` while the build runs (main
+    process; ``synthcore.hub.BuildingUploader``); otherwise nothing."""
+    if not (hub_settings.push_during_build and hub_settings.repo_id):
+        return nullcontext()
+    return uploads_while_building(
+        store.shards, hub_settings.repo_id, "dataset", hub_settings.private, hub_settings.upload_interval
+    )
 
 
 # -- is there a complete dataset to push? ------------------------------------------------------------------------

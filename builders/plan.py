@@ -92,6 +92,11 @@ class Shard:
         return self.source.jobs(self)
 
     @property
+    def ids(self) -> list[str]:
+        """Its jobs' ids, without computing their prompts and seeds (what verifying a shard's record needs)."""
+        return [job_id(self.split, self.class_name, index) for index in range(self.start, self.stop)]
+
+    @property
     def batches(self) -> tuple[Batch, ...]:
         jobs = self.jobs
         return tuple(Batch(tuple(jobs[i : i + self.batch_size])) for i in range(0, len(jobs), self.batch_size))
@@ -316,7 +321,7 @@ class _Stream:
     def job(self, index: int) -> Job:
         position, guidance, seed = self.place(index)
         return Job(
-            id=f"{self.split}/{self.class_name}/{index:06d}",
+            id=job_id(self.split, self.class_name, index),
             split=self.split,
             label=self.label,
             class_name=self.class_name,
@@ -366,6 +371,10 @@ def _add_shifted(counts: list[int], add: list[int], shift: int, times: int) -> N
     k = len(counts)
     for r, count in enumerate(add):
         counts[(r + shift) % k] += count * times
+
+
+def job_id(split: str, class_name: str, index: int) -> str:
+    return f"{split}/{class_name}/{index:06d}"
 
 
 def derive_seed(global_seed: int, *identity: Any) -> int:

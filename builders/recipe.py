@@ -282,6 +282,8 @@ class OutputSettings(_Strict):
 class HubSettings(_Strict):
     repo_id: str | None = None
     private: bool = False
+    push_during_build: bool = False  # upload finished shards to building/ while the build runs (synthcore.hub)
+    upload_interval: float = Field(default=60.0, gt=0)  # seconds between two such uploads
 
 
 class Recipe(_Strict):

@@ -3,7 +3,7 @@
 Layout of ``<out>/``::
 
     README.md                       dataset card (configs point at data/)
-    data/<split>-NNNNN-of-NNNNN.parquet
+    data/<split>-NNNNN-of-NNNNN.parquet  (data/<split>/CCCCC/... past 10,000 files: synthcore.layout)
     recipe.yaml, build_info.json    how it was made
     .synthdata/owner.json           marks the directory as made by build.py, lists the files it published
     .synthdata/lock                 held while a build runs (pid and host of the holder)
@@ -46,7 +46,7 @@ import datasets
 import pyarrow.parquet as pq
 
 from builders.plan import Plan, Shard
-from synthcore.layout import ROWS_PER_ROW_GROUP, hub_file_name
+from synthcore.layout import MAX_FILES_PER_FOLDER, ROWS_PER_ROW_GROUP, DataLayout
 from synthcore.outdir import WORK_DIR, atomic_write_text, file_sha256
 
 log = logging.getLogger("synthdata")
@@ -205,10 +205,8 @@ class OutputDir:
         record, path = self.record(shard), self.shard_path(shard)
         if record is None:
             return "no record of its checksum (its .json is missing or unreadable)"
-        dropped = set(record.safety_dropped)
-        if record.ids != [job.id for job in shard.jobs if job.id not in dropped] or not dropped <= {
-            job.id for job in shard.jobs
-        }:
+        dropped, planned = set(record.safety_dropped), shard.ids
+        if record.ids != [i for i in planned if i not in dropped] or not dropped <= set(planned):
             return "its record names rows of another shard (a swapped file?)"
         if (size := path.stat().st_size) != record.bytes:
             return f"{size} bytes where {record.bytes} were written (truncated or replaced)"
@@ -271,14 +269,12 @@ class OutputDir:
         return found
 
     # -- export ----------------------------------------------------------------------------------------------
-    def export_names(self, plan: Plan) -> dict[str, str]:
-        """Final file name of every shard key, in plan order: ``data/<split>-NNNNN-of-NNNNN.parquet``."""
-        names = {}
-        for split in plan.splits:
-            shards = plan.shards_of(split)
-            for i, shard in enumerate(shards):
-                names[shard.key] = hub_file_name(split, i, len(shards))
-        return names
+    def export_names(self, plan: Plan, max_files: int = MAX_FILES_PER_FOLDER) -> dict[str, str]:
+        """Final path under ``data/`` of every shard key, in plan order (``synthcore.layout``)."""
+        layout = DataLayout({split: len(plan.shards_of(split)) for split in plan.splits}, max_files)
+        return {
+            shard.key: layout.path(split, i) for split in plan.splits for i, shard in enumerate(plan.shards_of(split))
+        }
 
 
 class ShardWriter:

@@ -9,9 +9,10 @@ Written as PNG under ``<out>/pictures/`` (shown in the card by relative links, u
   filters dropped apart (read from ``dropped/data`` or the ``<split>_dropped`` splits), with the filter's
   threshold (only with the column).
 
-Only the few sample images are read; the histogram reads the label and score columns alone (see
-``synthcore.readback``). Figures have a fixed size in pixels (``*_size`` functions), whatever the data. Class
-names are drawn in their own script (``synthcore.fonts``: CJK included).
+Only the few sample images are read (their row groups alone); the histogram reads the label and score columns
+alone, tallied file by file (see ``synthcore.readback``): memory does not grow with the rows. Figures have a fixed
+size in pixels (``*_size`` functions), whatever the data. Class names are drawn in their own script
+(``synthcore.fonts``: CJK included).
 """
 
 from __future__ import annotations
@@ -24,19 +25,23 @@ from pathlib import Path
 import datasets
 import matplotlib
 import numpy as np
+import PIL.Image
+import PIL.ImageOps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from eval.summary import MEDIAN_COLUMNS, STAT_COLUMNS
 from synthcore.columns import DROPPED_SUFFIX, LABEL
 from synthcore.fonts import picture_style, shown
 from synthcore.layout import hub_files
-from synthcore.readback import first_rows_of_class, read_columns
+from synthcore.readback import Tallies, Tally, first_rows_by_class, split_files
 
 PICTURES_DIR = "pictures"
 DROPPED_DIR = "dropped"  # the filters' dropped rows as a dataset of their own (``filters.dropped: dataset``)
 TRUE_PROB = "clip_true_prob"
 SAMPLES_PER_SPLIT = 6
 HISTOGRAM_COLUMNS = 4
+HISTOGRAM_BINS = 20  # over [0, 1]
 DPI = 100
 _CELL = (1.6, 1.85)  # inches per sample image (width, height with its caption)
 _TITLE = 0.5  # inches for a figure's title
@@ -106,16 +111,17 @@ def write_pictures(
     splits: list[str],
     thresholds: dict | None = None,
     label_column: str = LABEL,
+    tallies: Tallies | None = None,
 ) -> list[str]:
     """Draw every picture of the dataset at ``root``; returns their paths relative to it. ``thresholds``: the
-    active filters (the histogram marks ``min_true_class_prob``)."""
+    active filters (the histogram marks ``min_true_class_prob``); ``tallies``: shared with the summary."""
     root = Path(root)
     (root / PICTURES_DIR).mkdir(exist_ok=True)
     for stale in (root / PICTURES_DIR).glob("*.png"):
         stale.unlink()  # a class or the score column may be gone since the last export
     class_names = features[label_column].names
     sources = split_rows(root, splits)
-    scores = read_scores(sources, features, label_column)
+    scores = read_scores(sources, features, label_column, tallies)
     with picture_style():
         written = [
             _save(sample_grid(features, sources, scores, label, name, label_column), root / samples_name(label))
@@ -140,59 +146,91 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
-Scores = dict[tuple[str, bool], dict[str, list]]  # (split, kept?) -> the label (and score) column
+@dataclass(frozen=True)
+class Scores:
+    """What the pictures show, read once: per (split, kept?) the rows of each class and the histogram of CLIP's
+    true-class probability (``synthcore.readback.Tally``), and per split the first rows of each class."""
+
+    tallies: dict[tuple[str, bool], Tally]
+    samples: dict[str, dict[int, list[dict]]]
 
 
-def read_scores(sources: list[SplitRows], features: datasets.Features, label_column: str = LABEL) -> Scores:
+def shared_tallies(classes: int, label_column: str = LABEL) -> Tallies:
+    """One reading of a dataset's files for its summary and its pictures both: every summary statistic's column,
+    CLIP's true-class probability binned, and the files of each class's first sample rows located."""
+    return Tallies(
+        classes, [*STAT_COLUMNS, TRUE_PROB], [*MEDIAN_COLUMNS, TRUE_PROB], label_column, locate=SAMPLES_PER_SPLIT
+    )
+
+
+def read_scores(
+    sources: list[SplitRows], features: datasets.Features, label_column: str = LABEL, tallies: Tallies | None = None
+) -> Scores:
     """The label column (and CLIP's true-class probability, where the dataset has it) of every split's kept and
-    dropped rows; no image is read."""
-    columns = [label_column, TRUE_PROB] if TRUE_PROB in features else [label_column]
-    return {
-        (source.name, kept): read_columns(*where, features, columns) if where else {name: [] for name in columns}
+    dropped rows, tallied file by file, and the first ``SAMPLES_PER_SPLIT`` kept rows of each class: no other
+    image is read, and memory does not grow with the rows. ``tallies``: shared with the summary."""
+    tallies = tallies or shared_tallies(features[label_column].num_classes, label_column)
+    counted = {
+        (source.name, kept): tallies.of(split_files(*where) if where else [])
         for source in sources
         for kept, where in ((True, source.kept), (False, source.dropped))
     }
+    samples = {
+        source.name: first_rows_by_class(counted[source.name, True], features, SAMPLES_PER_SPLIT, label_column)
+        for source in sources
+    }
+    return Scores(counted, samples)
 
 
 def sample_grid(
     features: datasets.Features, sources: list[SplitRows], scores: Scores, label: int, name: str, label_column: str
 ) -> Figure:
-    """One class: a row of its first images per split, or the reason a split has none (draw in ``picture_style``)."""
+    """One class: a row of its first images per split, or the reason a split has none (draw in ``picture_style``).
+    A split's images are one picture side by side (``sample_strip``), captioned by its tick labels: one axes per
+    split, so drawing costs the same whatever the images."""
     width, height = samples_size(len(sources))
     figure = _figure(width, height)
-    axes = figure.subplots(len(sources), SAMPLES_PER_SPLIT, squeeze=False)
+    axes = figure.subplots(len(sources), 1, squeeze=False)[:, 0]
     figure.suptitle(class_title(label, name), fontsize=11)
     image_column = next(column for column, feature in features.items() if isinstance(feature, datasets.Image))
-    for row, source in zip(axes, sources):
-        samples = (
-            first_rows_of_class(*source.kept, features, label, SAMPLES_PER_SPLIT, label_column) if source.kept else []
-        )
-        for column, ax in enumerate(row):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if column == 0:
-                ax.set_ylabel(shown(source.name), fontsize=9)
-            if column < len(samples):
-                ax.imshow(samples[column][image_column].convert("RGB"), interpolation="nearest")
-                if TRUE_PROB in samples[column]:
-                    ax.set_xlabel(f"p(true) = {samples[column][TRUE_PROB]:.2f}", fontsize=8)
-            else:
-                ax.set_frame_on(False)
+    for ax, source in zip(axes, sources):
+        samples = scores.samples[source.name].get(label, [])
+        ax.set_frame_on(False)
+        ax.set_yticks([])
+        ax.set_ylabel(shown(source.name), fontsize=9)
+        ax.imshow(sample_strip([row[image_column] for row in samples]), interpolation="nearest")
+        captions = [f"p(true) = {row[TRUE_PROB]:.2f}" if TRUE_PROB in row else "" for row in samples]
+        ax.set_xticks([(i + 0.5) * (_TILE + _GAP) for i in range(len(samples))], captions, fontsize=8)
+        ax.tick_params(length=0)
         if not samples:
-            dropped = scores[source.name, False][label_column].count(label)
+            dropped = int(scores.tallies[source.name, False].rows[label])
             why = f"the filters dropped all {dropped} image{'s' * (dropped != 1)}" if dropped else "no image"
-            row[0].text(
-                0.05,
+            ax.text(
+                0.01,
                 0.5,
                 f"{why} of this class in {shown(source.name)}",
-                transform=row[0].transAxes,
+                transform=ax.transAxes,
                 fontsize=10,
                 va="center",
                 ha="left",
                 color="dimgray",
             )
-    figure.subplots_adjust(left=0.06, right=0.99, bottom=0.06, top=1 - _TITLE / (height / DPI), wspace=0.08, hspace=0.3)
+    figure.subplots_adjust(left=0.04, right=0.99, bottom=0.06, top=1 - _TITLE / (height / DPI), hspace=0.3)
     return figure
+
+
+_TILE, _GAP = 144, 12  # pixels of a sample image in a strip, and between two
+
+
+def sample_strip(images: list[PIL.Image.Image]) -> np.ndarray:
+    """``SAMPLES_PER_SPLIT`` tiles side by side on white, each image fitted into its tile (enlarged without
+    smoothing, so small images stay sharp)."""
+    strip = PIL.Image.new("RGB", (SAMPLES_PER_SPLIT * (_TILE + _GAP), _TILE), "white")
+    for i, image in enumerate(images):
+        resample = PIL.Image.Resampling.NEAREST if max(image.size) < _TILE else PIL.Image.Resampling.LANCZOS
+        tile = PIL.ImageOps.pad(image.convert("RGB"), (_TILE, _TILE), method=resample, color="white")
+        strip.paste(tile, (i * (_TILE + _GAP) + _GAP // 2, 0))
+    return np.asarray(strip)
 
 
 def histogram(
@@ -204,26 +242,27 @@ def histogram(
     figure = _figure(width, height)
     axes = figure.subplots(nrows, ncols, squeeze=False)
     figure.suptitle("CLIP probability of the true class", fontsize=11)
-    bins = [i / 20 for i in range(21)]
-    filtered = threshold is not None or any(scores[source.name, False][label_column] for source in sources)
+    bins = np.linspace(0, 1, HISTOGRAM_BINS + 1)
+    filtered = threshold is not None or any(scores.tallies[source.name, False].rows.sum() for source in sources)
     for label, ax in enumerate(axes.flat):
         if label >= len(class_names):
             ax.set_visible(False)
             continue
         for index, source in enumerate(sources):
             for kept, style in ((True, "-"), (False, ":")):
-                values = scores[source.name, kept]
-                probs = [p for p, y in zip(values[TRUE_PROB], values[label_column]) if y == label and p is not None]
-                if kept or probs:
+                tally = scores.tallies[source.name, kept]
+                present = tally.present(TRUE_PROB, label)
+                if kept or present:
                     what = ("kept " if kept else "dropped ") if filtered else ""
-                    ax.hist(
-                        probs,
+                    ax.hist(  # the counts of each bin as weights: the same steps as the values would draw
+                        bins[:-1],
                         bins=bins,
+                        weights=tally.histogram(TRUE_PROB, label, HISTOGRAM_BINS),
                         histtype="step",
                         linewidth=1.5,
                         linestyle=style,
                         color=f"C{index}",
-                        label=f"{shown(source.name)}: {what}{len(probs)}",
+                        label=f"{shown(source.name)}: {what}{present}",
                     )
         ax.set_title(class_title(label, class_names[label]), fontsize=9)
         ax.set_xlim(0, 1)

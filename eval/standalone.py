@@ -52,7 +52,7 @@ from synthcore.availability import ModelNeed, ModelUnavailable, report_unavailab
 from synthcore.cardmeta import CARD, layout_card_data, md, save_card
 from synthcore.faults import report_fault, sigterm_raises
 from synthcore.hub import describe_error, scrub
-from synthcore.layout import ROWS_PER_ROW_GROUP, hub_file_name, hub_files, split_sizes
+from synthcore.layout import ROWS_PER_ROW_GROUP, DataLayout, hub_files, split_sizes
 from synthcore.logs import configure_logging
 from synthcore.model_refs import choose_dtype
 from synthcore.outdir import Tool, check, claimed
@@ -288,9 +288,9 @@ def score_split(
     columns: Columns,
     out: Path,
     batch_size: int,
-    shard_size: int,
+    layout: DataLayout,
 ) -> datasets.Features:
-    """One split, written as ``out/data/<split>-NNNNN-of-NNNNN.parquet`` with the score columns ``new`` added;
+    """One split, written in ``layout``'s files of ``out/data/`` with the score columns ``new`` added;
     returns the written features. Rows without a prompt are compared with their class's text by CLIPScore."""
     from datasets.arrow_writer import ParquetWriter
 
@@ -298,10 +298,11 @@ def score_split(
         columns.image, datasets.Image(decode=False)
     )
     features = datasets.Features({**ds.features, columns.image: datasets.Image(), **new})
-    count = math.ceil(ds.num_rows / shard_size)  # no file for an empty split: load_dataset cannot read one
+    count = layout.counts[split]
     bar = tqdm(total=ds.num_rows, desc=f"scoring {split}", unit="img", dynamic_ncols=True)
     for index in range(count):
-        path = out / "data" / hub_file_name(split, index, count)
+        path = out / "data" / layout.path(split, index)
+        path.parent.mkdir(parents=True, exist_ok=True)
         writer = ParquetWriter(
             features=features, path=str(path), writer_batch_size=ROWS_PER_ROW_GROUP, embed_local_files=True
         )
@@ -402,9 +403,11 @@ def score_dataset(args: argparse.Namespace) -> Path:
     new = scorer_features(task, scoring)
     with claimed(out, SCORED_OUTPUT, replace=args.overwrite) as owned, owned.staging() as stage:
         (stage / "data").mkdir()
+        # no file for an empty split: load_dataset cannot read one
+        layout = DataLayout({split: math.ceil(ds.num_rows / args.shard_size) for split, ds in dataset.items()})
         for split, ds in dataset.items():
             log.info("scoring %s: %d images", split, ds.num_rows)
-            features = score_split(ds, split, new, scorers, columns, stage, args.batch_size, args.shard_size)
+            features = score_split(ds, split, new, scorers, columns, stage, args.batch_size, layout)
         summary = summarize(stage, splits=list(dataset), label_column=columns.label)
         report = assess_quality(stage, dataset, quality, scoring, columns.label)
         summary = summary.with_quality(report) if report else summary

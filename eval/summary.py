@@ -1,10 +1,11 @@
 """The dataset-level summary: per split and class, how many rows were generated, kept and dropped, and how well
 they score. Written as ``summary.json`` beside the data and printed as a table at the end of a build.
 
-It is computed from the Parquet files alone (the label and score columns; image bytes are never read), so it
-works on any dataset in the Hub layout this tool writes, built or standalone-scored. Score statistics are over
-every generated row of a class (kept and dropped), so they describe what the generator made; the counts say
-what the filters did with it.
+It is computed from the Parquet files alone (the label and score columns; image bytes are never read), one file at a
+time into per-class counts, sums and histograms (``synthcore.readback.tally_files``: memory independent of the rows;
+medians within 1/1000), so it works on any dataset in the Hub layout this tool writes, built or standalone-scored.
+Score statistics are over every generated row of a class (kept and dropped), so they describe what the generator
+made; the counts say what the filters did with it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import datasets
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from eval.scorers import SCORERS
@@ -27,6 +26,7 @@ from eval.scorers.base import SummaryStat
 from synthcore.cardmeta import md
 from synthcore.columns import DROPPED_SUFFIX, LABEL
 from synthcore.layout import hub_files
+from synthcore.readback import Tallies, Tally
 
 if TYPE_CHECKING:
     from eval.quality import QualityReport
@@ -35,7 +35,8 @@ log = logging.getLogger("synthdata.eval")
 
 SUMMARY_FILE = "summary.json"
 STATS: tuple[SummaryStat, ...] = tuple(stat for scorer in SCORERS.values() for stat in scorer.summary)
-_REDUCE = {"mean": np.mean, "median": np.median, "share": np.mean}
+STAT_COLUMNS = list(dict.fromkeys(stat.column for stat in STATS))
+MEDIAN_COLUMNS = [stat.column for stat in STATS if stat.reduce == "median"]  # binned, for their medians
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,16 @@ class DatasetSummary:
 
 
 def summarize(
-    root: str | Path, filters: dict | None = None, splits: list[str] | None = None, label_column: str = LABEL
+    root: str | Path,
+    filters: dict | None = None,
+    splits: list[str] | None = None,
+    label_column: str = LABEL,
+    tallies: Tallies | None = None,
 ) -> DatasetSummary:
     """The summary of the dataset at ``root``: kept rows in ``data/``, dropped rows in ``dropped/data/`` or in
     ``data/<split>_dropped-*`` splits. ``filters`` (the active thresholds) is recorded as given; ``splits`` names
-    the splits (one the filters emptied has no files) and fixes their order (default: the file names' order)."""
+    the splits (one the filters emptied has no files) and fixes their order (default: the file names' order).
+    ``tallies``: shared with the pictures (``eval.pictures.shared_tallies``), so the files are read once."""
     root = Path(root)
     kept = hub_files(root / "data")
     dropped = hub_files(root / "dropped" / "data")
@@ -120,12 +126,12 @@ def summarize(
     if not files:
         return DatasetSummary(classes=[], filters=filters or {})
     class_names = _class_names(files[0], label_column)
+    tallies = tallies or Tallies(len(class_names), STAT_COLUMNS, MEDIAN_COLUMNS, label_column, locate=0)
     classes = []
-    for split in order:
-        rows = _split_rows(kept.get(split, []), dropped.get(split, []), label_column)
-        classes += [
-            _class_summary(split, name, rows[label_column] == label, rows) for label, name in enumerate(class_names)
-        ]
+    for split in order:  # one file at a time: memory does not grow with the rows
+        kept_rows = tallies.of(kept.get(split, []))
+        every_row = kept_rows + tallies.of(dropped.get(split, []))
+        classes += [_class_summary(split, name, label, kept_rows, every_row) for label, name in enumerate(class_names)]
     return DatasetSummary(classes=classes, filters=filters or {})
 
 
@@ -134,23 +140,8 @@ def _class_names(path: Path, label_column: str) -> list[str]:
     return features[label_column].names
 
 
-def _split_rows(kept: list[Path], dropped: list[Path], label_column: str) -> dict[str, np.ndarray]:
-    """The label and score columns of a split's kept and dropped files, with a ``kept`` flag per row."""
-    tables = []
-    for files, is_kept in ((kept, True), (dropped, False)):
-        for path in files:
-            present = pq.read_schema(path).names
-            wanted = [label_column, *dict.fromkeys(stat.column for stat in STATS)]
-            table = pq.read_table(path, columns=[c for c in wanted if c in present])
-            tables.append(table.append_column("kept", pa.repeat(is_kept, table.num_rows)))
-    table = pa.concat_tables(tables)
-    return {name: table[name].to_numpy(zero_copy_only=False) for name in table.column_names}
-
-
-def _class_summary(split: str, name: str, mask: np.ndarray, rows: dict[str, np.ndarray]) -> ClassSummary:
-    of_class = {column: values[mask] for column, values in rows.items()}
-    kept = int(of_class["kept"].sum())
-    generated = int(mask.sum())
+def _class_summary(split: str, name: str, label: int, kept_rows: Tally, every_row: Tally) -> ClassSummary:
+    kept, generated = int(kept_rows.rows[label]), int(every_row.rows[label])
     return ClassSummary(
         split=split,
         class_name=name,
@@ -158,17 +149,14 @@ def _class_summary(split: str, name: str, mask: np.ndarray, rows: dict[str, np.n
         kept=kept,
         dropped=generated - kept,
         emptied_by_filters=kept == 0 and generated > 0,
-        scores={stat.key: _stat(stat, of_class.get(stat.column)) for stat in STATS},
+        scores={stat.key: _stat(stat, every_row, label) for stat in STATS},
     )
 
 
-def _stat(stat: SummaryStat, values: np.ndarray | None) -> float | None:
-    """The statistic over the non-null values (None when there are none, or the column is absent)."""
-    if values is None:
-        return None
-    present = np.array([v for v in values if v is not None], dtype=np.float64)
-    present = present[~np.isnan(present)]
-    return float(_REDUCE[stat.reduce](present)) if len(present) else None
+def _stat(stat: SummaryStat, tally: Tally, label: int) -> float | None:
+    """The statistic over the present values of the class (None when there are none, or the column is absent):
+    means and shares exact, medians within 1/1000 (``synthcore.readback``)."""
+    return tally.median(stat.column, label) if stat.reduce == "median" else tally.mean(stat.column, label)
 
 
 def write_summary(root: str | Path, summary: DatasetSummary) -> Path:

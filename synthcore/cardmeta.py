@@ -14,6 +14,7 @@ from pathlib import Path
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from synthcore.layout import split_patterns
 from synthcore.model_refs import TINY_RANDOM, is_local_path
 
 CARD = "README.md"
@@ -47,7 +48,7 @@ def layout_card_data(
         configs=[
             {
                 "config_name": "default",
-                "data_files": [{"split": split, "path": f"data/{split}-*"} for split in split_sizes],
+                "data_files": [{"split": split, "path": split_patterns(split)} for split in split_sizes],
             }
         ],
         dataset_info=info._to_yaml_dict(),

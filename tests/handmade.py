@@ -18,6 +18,7 @@ from builders.recipe import Recipe, parse_recipe
 from builders.rows import GeneratedRow
 from builders.store import OutputDir
 from eval.scorers.resnet50 import imagenet_categories
+from synthcore.layout import MAX_FILES_PER_FOLDER
 from synthcore.outdir import claimed
 
 RECIPE = """
@@ -93,10 +94,13 @@ def write_shards(recipe: Recipe, root: Path, make_row=fake_row) -> tuple[OutputD
     return store, plan, dataset_provenance(recipe, fingerprint)
 
 
-def export(recipe: Recipe, store: OutputDir, plan: Plan, provenance: dict) -> ExportResult:
-    """``export_dataset`` on the shards of ``write_shards``, under the claim a build holds while it exports."""
+def export(
+    recipe: Recipe, store: OutputDir, plan: Plan, provenance: dict, max_files: int = MAX_FILES_PER_FOLDER
+) -> ExportResult:
+    """``export_dataset`` on the shards of ``write_shards``, under the claim a build holds while it exports
+    (``max_files``: files of ``data/`` above which it is chunked)."""
     with claimed(store.root, BUILD_OUTPUT) as owned:
-        return export_dataset(recipe, dataset_features(recipe), provenance, store, owned, plan)
+        return export_dataset(recipe, dataset_features(recipe), provenance, store, owned, plan, max_files)
 
 
 def handmade_recipe(extra: str = "") -> Recipe:
