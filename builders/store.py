@@ -33,8 +33,9 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ import pyarrow.parquet as pq
 
 from builders.plan import Plan, Shard
 from synthcore.layout import ROWS_PER_ROW_GROUP, hub_file_name
-from synthcore.outdir import WORK_DIR, atomic_write_text, file_sha256
+from synthcore.outdir import WORK_DIR, OwnedDir, Tool, atomic_write_text, claimed, file_sha256
 
 log = logging.getLogger("synthdata")
 
@@ -92,6 +93,15 @@ class OutputDir:
         self.shards = self.work / "shards"
         self.progress = self.work / "progress"
         self.damaged = self.work / "damaged"
+
+    @property
+    def location(self) -> str:
+        """Where the output is, as the user named it (``builders.objstore``: the store's URL, not its local copy)."""
+        return str(self.root)
+
+    def claim(self, tool: Tool, keep: Callable[[], bool]) -> AbstractContextManager[OwnedDir]:
+        """This build's hold on the directory until the context closes (``synthcore.outdir.claimed``)."""
+        return claimed(self.root, tool, keep=keep)
 
     # -- fingerprint -----------------------------------------------------------------------------------------
     @property
