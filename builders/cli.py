@@ -30,6 +30,7 @@ from synthcore.hub import PUSH_FAILED, PushError, scrub
 from synthcore.launch import local_device
 from synthcore.logs import configure_logging, route_library_logs
 from synthcore.model_refs import TINY_RANDOM, choose_dtype, is_local_path
+from synthcore.remote import is_remote, no_push_from_store
 
 log = logging.getLogger("synthdata")
 
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 "--push-only: no repo to push to; give --push-to-hub USER/NAME or set hub.repo_id in the recipe"
             )
+        if recipe.hub.repo_id and is_remote(args.output_dir):
+            raise ValueError(no_push_from_store(args.output_dir))
     except (RecipeError, SourceError, ValueError) as err:
         print(scrub(str(err)), file=sys.stderr)
         return 2

@@ -31,9 +31,18 @@ log = logging.getLogger("synthdata")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def is_remote(path: str | Path) -> bool:
+def is_remote(path: str | Path | None) -> bool:
     """Whether ``path`` names a place in a store reached through fsspec (``s3://``, ``gs://``…), not a local path."""
     return isinstance(path, str) and bool(_URL.match(path)) and not path.startswith("file://")
+
+
+def no_push_from_store(url: str) -> str:
+    """Why a build into a store does not push (yet), and what to do instead."""
+    return (
+        f"--output-dir {url}: pushing to the Hub from object storage is not supported yet. Build there without "
+        "--push-to-hub (and without hub.repo_id), copy the prefix to a local directory, and push it with "
+        "`python build.py DIR --push-only --push-to-hub USER/NAME`."
+    )
 
 
 class RemoteDir:
@@ -44,7 +53,8 @@ class RemoteDir:
 
         self.url = url.rstrip("/")
         try:
-            self.fs, self.path = fsspec.core.url_to_fs(self.url)
+            # Other processes (machines) change the store: every listing is asked of it, never remembered.
+            self.fs, self.path = fsspec.core.url_to_fs(self.url, use_listings_cache=False)
         except (ImportError, ValueError) as err:
             raise OutputDirError(
                 f"cannot open {self.url}: {err}. For s3:// install the extra: pip install 'synthdata[s3]' "
@@ -66,7 +76,6 @@ class RemoteDir:
         """Every object under ``relative`` (all of the prefix by default): its path relative to the prefix, and its
         size. One listing (a few requests per thousand objects), nothing read."""
         base = self.key(relative).rstrip("/")
-        self.fs.invalidate_cache(base)
         try:
             found = self.fs.find(base, detail=True)
         except FileNotFoundError:

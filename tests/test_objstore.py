@@ -20,15 +20,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from moto.server import ThreadedMotoServer
 
+from builders.export import BUILD_OUTPUT
+from synthcore.outdir import OutputDirError, Owner
+from synthcore.remote import RemoteDir, check_remote, remote_lock
 from tests.conftest import ROOT, run_build, write_recipe
-
-pytest.importorskip("s3fs")
-from moto.server import ThreadedMotoServer  # noqa: E402
-
-from builders.export import BUILD_OUTPUT  # noqa: E402
-from synthcore.outdir import Owner, OutputDirError  # noqa: E402
-from synthcore.remote import RemoteDir, check_remote, remote_lock  # noqa: E402
 
 RECIPE = """
 name: remote
@@ -61,7 +58,9 @@ class S3:
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ENDPOINT_URL": endpoint,
         }
-        self.fs = s3fs.S3FileSystem(key="testing", secret="testing", endpoint_url=endpoint, skip_instance_cache=True)
+        self.fs = s3fs.S3FileSystem(
+            key="testing", secret="testing", endpoint_url=endpoint, skip_instance_cache=True, use_listings_cache=False
+        )
 
     def bucket(self) -> str:
         """A new empty bucket's URL, with a prefix inside it."""
@@ -71,7 +70,6 @@ class S3:
 
     def files(self, url: str) -> dict[str, int]:
         base = url.removeprefix("s3://")
-        self.fs.invalidate_cache()
         return {k[len(base) + 1 :]: v["size"] for k, v in self.fs.find(base, detail=True).items()}
 
     def json(self, url: str) -> dict:
@@ -149,6 +147,13 @@ def test_a_lock_left_by_a_dead_process_of_this_host_is_taken_over(s3: S3):
     remote.write_text(".synthdata/lock", f"{dead.stdout.strip()}\n{socket.gethostname()}\n")
     with remote_lock(remote):
         assert remote.read_text(".synthdata/lock").split("\n")[0] == str(os.getpid())
+
+
+def test_a_push_from_the_store_is_refused_before_anything_is_built(s3: S3):
+    url = s3.bucket()
+    result = run_build("recipes/smoke.yaml", "--output-dir", url, "--push-to-hub", "user/name", check=False)
+    assert result.returncode == 2 and "not supported yet" in result.stderr and "--push-only" in result.stderr
+    assert s3.files(url) == {}
 
 
 # -- builds into the store (end to end) -----------------------------------------------------------------------------
@@ -232,7 +237,6 @@ def test_killed_build_resumes_from_the_store(s3: S3, recipe: Path, local: Path, 
     shards = f"{url.removeprefix('s3://')}/.synthdata/shards"
 
     def finished() -> int:
-        s3.fs.invalidate_cache()
         return sum(name.endswith(".json") for name in s3.fs.ls(shards)) if s3.fs.exists(shards) else 0
 
     process = subprocess.Popen(
