@@ -23,6 +23,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from builders.export import BUILD_OUTPUT
+from builders.objstore import output_store
 from synthcore.outdir import OutputDirError, Owner
 from synthcore.remote import RemoteDir, check_remote, remote_lock
 from tests.conftest import ROOT, run_build, write_recipe
@@ -147,6 +148,29 @@ def test_a_lock_left_by_a_dead_process_of_this_host_is_taken_over(s3: S3):
     remote.write_text(".synthdata/lock", f"{dead.stdout.strip()}\n{socket.gethostname()}\n")
     with remote_lock(remote):
         assert remote.read_text(".synthdata/lock").split("\n")[0] == str(os.getpid())
+
+
+def test_an_export_replaces_the_last_one_in_the_store_and_leaves_foreign_files(s3: S3, tmp_path: Path):
+    """Publishing puts every file whole, deletes only files of the last export that the new one lacks, and the
+    owner marker names exactly what is there; a file of someone else's beside our names is never touched."""
+    url = s3.bucket()
+    store = output_store(url, 0)
+
+    def export(files: dict[str, str]) -> None:
+        with store.claim(BUILD_OUTPUT, keep=lambda: False) as owned, owned.staging() as stage:
+            for name, text in files.items():
+                (stage / name).parent.mkdir(parents=True, exist_ok=True)
+                (stage / name).write_text(text)
+            owned.publish(stage)
+
+    export({"README.md": "v1", "data/train-00000-of-00002.parquet": "a", "data/train-00001-of-00002.parquet": "b"})
+    s3.fs.pipe_file(f"{url.removeprefix('s3://')}/notes.txt", b"theirs")  # not under our names: allowed, kept
+    export({"README.md": "v2", "data/train-00000-of-00001.parquet": "ab"})
+    files = {name for name in s3.files(url) if not name.startswith(".synthdata/")}
+    assert files == {"README.md", "data/train-00000-of-00001.parquet", "notes.txt"}
+    assert s3.fs.cat_file(f"{url.removeprefix('s3://')}/README.md") == b"v2"
+    assert set(s3.json(f"{url}/.synthdata/owner.json")["files"]) == files - {"notes.txt"}
+    assert ".synthdata/lock" not in s3.files(url)
 
 
 def test_a_push_from_the_store_is_refused_before_anything_is_built(s3: S3):
