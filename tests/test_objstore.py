@@ -7,7 +7,6 @@ into the store and read the result back with ``load_dataset`` in a process that 
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import os
@@ -18,7 +17,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -27,22 +25,9 @@ from builders.objstore import output_store
 from synthcore.outdir import OutputDirError, Owner
 from synthcore.remote import RemoteDir, check_remote, remote_lock
 from tests.conftest import ROOT, run_build, write_recipe
+from tests.test_distributed import ACCELERATE, SAME_THREADS, SCALE_RECIPE, table
 
-RECIPE = """
-name: remote
-model: {id: tiny-random, safety_checker: false}
-generation: {num_inference_steps: 2, height: 32, width: 32, batch_size: 2, images_per_prompt: 1}
-templates: ["a {style} of a {subject}"]
-variables: {style: [watercolor, sketch, photo]}
-classes:
-  fox: {variables: {subject: [red fox]}}
-  dog: {variables: {subject: [golden retriever]}}
-splits: {train: 6, test: 2}
-output: {shard_size: 2}
-scoring: {clip: {enabled: false}, resnet50: {enabled: false}}
-"""
 SHARDS = 8
-SAME_THREADS = {"OMP_NUM_THREADS": "1"}
 _buckets = itertools.count()
 
 
@@ -76,16 +61,12 @@ class S3:
     def json(self, url: str) -> dict:
         return json.loads(self.fs.cat_file(url.removeprefix("s3://")))
 
-    def table(self, url: str) -> dict[str, list]:
-        """Every exported file's rows (id, label, prompt, seed, image bytes), in file order."""
-        rows: dict[str, list] = {}
-        for name in sorted(n for n in self.files(url) if n.startswith("data/")):
-            data = self.fs.cat_file(f"{url.removeprefix('s3://')}/{name}")
-            t = pq.read_table(io.BytesIO(data), columns=["id", "label", "prompt", "seed", "image"]).to_pydict()
-            t["image"] = [image["bytes"] for image in t["image"]]
-            for key, values in t.items():
-                rows.setdefault(key, []).extend(values)
-        return rows
+    def table(self, url: str, into: Path) -> dict[str, list]:
+        """The rows of the export at ``url`` (``test_distributed.table``), its data/ fetched ``into`` a directory."""
+        for name in (n for n in self.files(url) if n.startswith("data/")):
+            (into / name).parent.mkdir(parents=True, exist_ok=True)
+            self.fs.get_file(f"{url.removeprefix('s3://')}/{name}", str(into / name))
+        return table(into)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +164,7 @@ def test_a_push_from_the_store_is_refused_before_anything_is_built(s3: S3):
 # -- builds into the store (end to end) -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory) -> Path:
-    return write_recipe(tmp_path_factory.mktemp("recipes"), RECIPE)
+    return write_recipe(tmp_path_factory.mktemp("recipes"), SCALE_RECIPE.replace("COUNT", "6"))
 
 
 @pytest.fixture(scope="module")
@@ -191,16 +172,6 @@ def local(recipe: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("local") / "out"
     run_build(str(recipe), "--output-dir", str(out), env=SAME_THREADS)
     return out
-
-
-def local_table(out: Path) -> dict[str, list]:
-    rows: dict[str, list] = {}
-    for file in sorted((out / "data").glob("*.parquet")):
-        t = pq.read_table(file, columns=["id", "label", "prompt", "seed", "image"]).to_pydict()
-        t["image"] = [image["bytes"] for image in t["image"]]
-        for key, values in t.items():
-            rows.setdefault(key, []).extend(values)
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +182,7 @@ def built(s3: S3, recipe: Path) -> str:
 
 
 @pytest.mark.e2e
-def test_build_to_s3_gives_the_local_dataset(s3: S3, built: str, local: Path):
+def test_build_to_s3_gives_the_local_dataset(s3: S3, built: str, local: Path, tmp_path: Path):
     files = s3.files(built)
     assert {"README.md", "recipe.yaml", "build_info.json", "summary.json", ".synthdata/fingerprint.json"} <= set(files)
     assert ".synthdata/lock" not in files, "the lock is released"
@@ -220,7 +191,7 @@ def test_build_to_s3_gives_the_local_dataset(s3: S3, built: str, local: Path):
     assert sum(name.endswith(".parquet") for name in files if name.startswith(".synthdata/shards/")) == SHARDS
     report = s3.json(f"{built}/.synthdata/run.json")
     assert (report["images_found_done"], report["images_generated"]) == (0, 16)
-    assert s3.table(built) == local_table(local)
+    assert s3.table(built, tmp_path) == table(local)
 
 
 @pytest.mark.e2e
@@ -284,13 +255,11 @@ def test_killed_build_resumes_from_the_store(s3: S3, recipe: Path, local: Path, 
     run_build(str(recipe), "--output-dir", url, env={**s3.env, **SAME_THREADS, "SYNTHDATA_CACHE": str(tmp_path / "b")})
     report = s3.json(f"{url}/.synthdata/run.json")
     assert (report["images_found_done"], report["images_generated"]) == (done * 2, 16 - done * 2)
-    assert s3.table(url) == local_table(local)
+    assert s3.table(url, tmp_path / "export") == table(local)
 
 
 @pytest.mark.e2e
-def test_two_processes_write_to_the_store_and_give_the_local_dataset(s3: S3, recipe: Path, local: Path):
-    from tests.test_distributed import ACCELERATE
-
+def test_two_processes_write_to_the_store_and_give_the_local_dataset(s3: S3, recipe: Path, local: Path, tmp_path: Path):
     url = s3.bucket()
     run_build(
         str(recipe),
@@ -302,4 +271,4 @@ def test_two_processes_write_to_the_store_and_give_the_local_dataset(s3: S3, rec
     report = s3.json(f"{url}/.synthdata/run.json")
     assert report["processes"] == 2 and sum(report["shards_per_process"]) == SHARDS
     assert all(report["shards_per_process"]), "every process must write shards of its own"
-    assert s3.table(url) == local_table(local)
+    assert s3.table(url, tmp_path / "export") == table(local)
