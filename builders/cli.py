@@ -30,6 +30,7 @@ from synthcore.hub import PUSH_FAILED, PushError, scrub
 from synthcore.launch import local_device
 from synthcore.logs import configure_logging, route_library_logs
 from synthcore.model_refs import TINY_RANDOM, choose_dtype, is_local_path
+from synthcore.outdir import OutputDirError
 from synthcore.remote import is_remote, no_push_from_store
 
 log = logging.getLogger("synthdata")
@@ -111,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     default_dir = source.dataset_dir if args.push_only and source.dataset_dir else Path("outputs") / recipe.name
     output_dir = args.output_dir or str(default_dir)
     if args.dry_run:
-        print(dry_run(recipe, output_dir))
+        try:
+            print(dry_run(recipe, output_dir))
+        except OutputDirError as err:  # a store that cannot be read (bucket, credentials): exit 5
+            return report_fault(err, output_dir, "")
         return 0
     if args.push_only:
         return _push(recipe, output_dir, args) if int(os.environ.get("RANK", "0")) == 0 else 0
@@ -237,13 +241,15 @@ def _ships_safety_checker(model_id: str, revision: str | None) -> bool:
 def dry_run(recipe, output_dir: str) -> str:
     from builders.distributed_build import placement_for
     from builders.dryrun import describe
+    from builders.objstore import output_store
     from builders.plan import content_fingerprint, make_plan
     from builders.store import OutputDir
 
     # The plan without a datasets builder, whose config hashing alone takes seconds for thousands of classes.
     placement = placement_for(recipe, local_device())
     fingerprint = content_fingerprint(recipe, placement.device.split(":")[0], placement.dtype_name)
-    plan_text = describe(recipe, make_plan(recipe, fingerprint), OutputDir(output_dir))
+    store = output_store(output_dir, 0) if is_remote(output_dir) else OutputDir(output_dir)  # a store's shards count
+    plan_text = describe(recipe, make_plan(recipe, fingerprint), store)
     return f"{plan_text}\n{_architecture_note(recipe)}"
 
 

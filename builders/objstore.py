@@ -107,22 +107,18 @@ class RemoteOutputDir(OutputDir):
     def prepare(self, fingerprint: dict[str, Any], overwrite: bool) -> None:
         """As locally, in the store too; then the local copy holds exactly the store's shards."""
         if overwrite and self.fingerprint_changes(fingerprint):
-            self.remote.remove([*self._remote(SHARDS), *self._remote(DAMAGED)])
-        self.remote.remove(list(self._remote(PROGRESS)))
+            self.remote.remove([*self.remote.sizes(SHARDS), *self.remote.sizes(DAMAGED)])
+        self.remote.remove(list(self.remote.sizes(PROGRESS)))
         super().prepare(fingerprint, overwrite)
         self.remote.upload(self.fingerprint_file, FINGERPRINT)
         self.fetch_shards()
 
     # -- shards ----------------------------------------------------------------------------------------------
-    def _remote(self, relative: str) -> dict[str, int]:
-        self.work.mkdir(parents=True, exist_ok=True)
-        return self.remote.sizes(relative)
-
     def remote_keys(self) -> set[str]:
         """Shards in the store: both the ``.parquet`` and its ``.json`` record there (listed once, then cached
         until this process changes the store's shards)."""
         if self._done is None:
-            names = {Path(p).name for p in self._remote(SHARDS)}
+            names = {Path(p).name for p in self.remote.sizes(SHARDS)}
             self._done = {n[: -len(".parquet")] for n in names if n.endswith(".parquet") and f"{n[:-8]}.json" in names}
         return self._done
 
@@ -137,7 +133,7 @@ class RemoteOutputDir(OutputDir):
         """Make the local shards those of the store: fetch what is missing here or differs in size, remove what
         the store does not have (a shard killed between its commit and its upload is made again)."""
         self._done = None
-        listed = {Path(p).name: size for p, size in self._remote(SHARDS).items()}
+        listed = {Path(p).name: size for p, size in self.remote.sizes(SHARDS).items()}
         keys = self.remote_keys()
         wanted = {f"{key}{suffix}" for key in keys for suffix in (".parquet", ".json")}
         self.shards.mkdir(parents=True, exist_ok=True)
@@ -169,7 +165,7 @@ class RemoteOutputDir(OutputDir):
 
     def progress_total(self) -> int:
         total = 0
-        for relative in self._remote(PROGRESS):
+        for relative in self.remote.sizes(PROGRESS):
             total += int(self.remote.read_text(relative) or 0)
         return total
 

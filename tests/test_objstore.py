@@ -227,6 +227,14 @@ def test_a_different_recipe_into_the_same_prefix_is_refused(s3: S3, built: str, 
 
 
 @pytest.mark.e2e
+def test_dry_run_counts_the_stores_shards_and_names_a_missing_bucket(s3: S3, built: str, recipe: Path):
+    result = run_build(str(recipe), "--dry-run", "--output-dir", built, env=s3.env)
+    assert f"already finished in {built}: 16 images; to make: 0" in result.stdout
+    missing = run_build(str(recipe), "--dry-run", "--output-dir", "s3://no-such-bucket/x", env=s3.env, check=False)
+    assert missing.returncode == 5 and "there is no bucket 'no-such-bucket'" in missing.stderr
+
+
+@pytest.mark.e2e
 def test_killed_build_resumes_from_the_store(s3: S3, recipe: Path, local: Path, tmp_path: Path):
     url = s3.bucket()
     shards = f"{url.removeprefix('s3://')}/.synthdata/shards"
