@@ -280,3 +280,19 @@ def test_two_processes_write_to_the_store_and_give_the_local_dataset(s3: S3, rec
     assert report["processes"] == 2 and sum(report["shards_per_process"]) == SHARDS
     assert all(report["shards_per_process"]), "every process must write shards of its own"
     assert s3.table(url, tmp_path / "export") == table(local)
+
+
+@pytest.mark.e2e
+def test_a_damaged_shard_in_the_store_is_set_aside_and_made_again(
+    s3: S3, built: str, recipe: Path, local: Path, tmp_path: Path
+):
+    """A flipped byte in the store, found by the SHA-256 check of the export on another machine; the store heals."""
+    victim = sorted(n for n in s3.files(built) if n.startswith(".synthdata/shards/") and n.endswith(".parquet"))[0]
+    key = f"{built.removeprefix('s3://')}/{victim}"
+    data = bytearray(s3.fs.cat_file(key))
+    data[len(data) // 2] ^= 0xFF
+    s3.fs.pipe_file(key, bytes(data))
+    run_build(str(recipe), "--output-dir", built, env={**s3.env, **SAME_THREADS, "SYNTHDATA_CACHE": str(tmp_path)})
+    assert s3.json(f"{built}/.synthdata/run.json")["damaged_shards"] == [Path(victim).stem]
+    assert s3.files(built)[f".synthdata/damaged/{Path(victim).name}"] == len(data), "set aside, never deleted"
+    assert s3.table(built, tmp_path / "export") == table(local)
