@@ -153,7 +153,8 @@ def check_remote(remote: RemoteDir, tool: Tool) -> dict[str, int]:
     try:
         if not remote.fs.exists(bucket):
             raise OutputDirError(
-                f"{remote.url}: there is no bucket {bucket!r}. Create it, or choose another --output-dir."
+                f"{remote.url}: there is no bucket {bucket!r} (or these credentials cannot see it). Create it, check "
+                "the credentials, or choose another --output-dir."
             )
         found = remote.sizes()
     except OutputDirError:
