@@ -32,9 +32,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass
-from pathlib import Path
-
-from builders.store import process_tag, write_replacing
+from typing import Protocol
 
 LEASE_VARIABLE = "SYNTHDATA_LEASE_SECONDS"
 DEFAULT_LEASE_SECONDS = 600.0
@@ -88,35 +86,50 @@ class Claim:
         return self.generation > 0
 
 
+class ClaimFiles(Protocol):
+    """Where the claim files of a build live: the output directory (``LocalClaimFiles``) or, for an output in
+    object storage, the store itself (``builders.objstore``), so processes on machines that share no file system
+    still see each other's claims."""
+
+    def read(self, name: str) -> str | None:
+        """The claim file's text; None when there is none."""
+
+    def create(self, name: str, text: str) -> bool:
+        """Create the claim file whole unless it exists (False: another process won it)."""
+
+    def replace(self, name: str, text: str) -> None:
+        """Rewrite a claim file this process holds, in one step."""
+
+
 class Claims:
     """The claim files of one output directory, as seen by one process (``rank``)."""
 
-    def __init__(self, directory: Path, rank: int, lease: float, clock: Callable[[], float] = time.time):
-        self.directory = directory
+    def __init__(self, files: ClaimFiles, rank: int, lease: float, clock: Callable[[], float] = time.time):
+        self.files = files
         self.rank = rank
         self.lease = lease
         self.clock = clock
         self.host = socket.gethostname()
-        self.tag = process_tag(rank)
 
     @property
     def poll_seconds(self) -> float:
         """How often a process with nothing to take looks again at the shards others hold."""
         return min(0.25, self.lease / 8)
 
-    def path(self, key: str, generation: int) -> Path:
-        return self.directory / (key if generation == 0 else f"{key}.{generation}")
+    @staticmethod
+    def name(key: str, generation: int) -> str:
+        return key if generation == 0 else f"{key}.{generation}"
 
     def holder(self, key: str) -> tuple[int, Holder | None]:
         """The latest claim of ``key`` (-1 when there is none) and what it says (None when unreadable)."""
-        generation = -1
-        while self.path(key, generation + 1).exists():
-            generation += 1
-        if generation < 0:
+        generation, text = -1, None
+        while (found := self.files.read(self.name(key, generation + 1))) is not None:
+            generation, text = generation + 1, found
+        if text is None:
             return generation, None
         try:
-            return generation, Holder(**json.loads(self.path(key, generation).read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError):
+            return generation, Holder(**json.loads(text))
+        except (ValueError, TypeError):
             return generation, None
 
     def take(self, key: str) -> Claim | None:
@@ -127,11 +140,12 @@ class Claims:
         if generation >= 0 and holder is not None and holder.expires > now:
             return None
         claim = Claim(key, generation + 1, now)
-        return claim if self._create(self.path(key, claim.generation), now + self.lease) else None
+        created = self.files.create(self.name(key, claim.generation), self._holder_json(now + self.lease))
+        return claim if created else None
 
     def holds(self, claim: Claim) -> bool:
         """Whether the shard is still this process's: nobody took it over."""
-        return not self.path(claim.key, claim.generation + 1).exists()
+        return self.files.read(self.name(claim.key, claim.generation + 1)) is None
 
     def renew(self, claim: Claim) -> bool:
         """Extend the lease when a quarter of it has passed since the last renewal (called after every batch);
@@ -141,7 +155,7 @@ class Claims:
             return True
         if not self.holds(claim):
             return False
-        write_replacing(self.path(claim.key, claim.generation), self._holder_json(now + self.lease), self.tag)
+        self.files.replace(self.name(claim.key, claim.generation), self._holder_json(now + self.lease))
         claim.renewed = now
         return True
 
@@ -150,19 +164,7 @@ class Claims:
         process may take it over without waiting."""
         if self.holds(claim):
             with suppress(OSError):  # the failure may be the disk's; the lease then runs out by itself
-                write_replacing(self.path(claim.key, claim.generation), self._holder_json(0.0), self.tag)
-
-    def _create(self, path: Path, expires: float) -> bool:
-        """Create ``path`` holding our claim, whole, unless it exists (then another process won it)."""
-        temp = path.with_name(f".{path.name}.tmp-{self.tag}")
-        temp.write_text(self._holder_json(expires), encoding="utf-8")
-        try:
-            os.link(temp, path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            temp.unlink(missing_ok=True)
+                self.files.replace(self.name(claim.key, claim.generation), self._holder_json(0.0))
 
     def _holder_json(self, expires: float) -> str:
         return json.dumps(asdict(Holder(self.host, self.rank, os.getpid(), expires)))

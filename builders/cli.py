@@ -33,6 +33,8 @@ from synthcore.hub import PUSH_FAILED, PushError, scrub
 from synthcore.launch import local_device
 from synthcore.logs import configure_logging, route_library_logs
 from synthcore.model_refs import TINY_RANDOM, choose_dtype, is_local_path
+from synthcore.outdir import OutputDirError
+from synthcore.remote import is_remote, no_push_from_store
 
 log = logging.getLogger("synthdata")
 
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 "--push-only: no repo to push to; give --push-to-hub USER/NAME or set hub.repo_id in the recipe"
             )
+        if recipe.hub.repo_id and is_remote(args.output_dir):
+            raise ValueError(no_push_from_store(args.output_dir))
     except (RecipeError, SourceError, ValueError) as err:
         print(scrub(str(err)), file=sys.stderr)
         return 2
@@ -121,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     except ExpansionError as err:
         print(f"error: {scrub(str(err))}", file=sys.stderr)
         return 2
+    except OutputDirError as err:  # a store that cannot be read (bucket, credentials): exit 5
+        return report_fault(err, output_dir, "")
     if recipe.hub.repo_id and (warning := hub.missing_token_warning()):
         log.warning(warning)
     try:
@@ -247,6 +253,7 @@ def _ships_safety_checker(model_id: str, revision: str | None) -> bool:
 def dry_run(recipe, output_dir: str) -> str:
     from builders.distributed_build import placement_for
     from builders.dryrun import describe
+    from builders.objstore import output_store
     from builders.plan import content_fingerprint, make_plan
     from builders.store import OutputDir
 
@@ -254,7 +261,8 @@ def dry_run(recipe, output_dir: str) -> str:
     placement = placement_for(recipe, local_device())
     recipe, note = planned_recipe(recipe, Path(output_dir)) if recipe.prompt_expansion else (recipe, None)
     fingerprint = content_fingerprint(recipe, placement.device.split(":")[0], placement.dtype_name)
-    plan_text = describe(recipe, make_plan(recipe, fingerprint), OutputDir(output_dir))
+    store = output_store(output_dir, 0) if is_remote(output_dir) else OutputDir(output_dir)  # a store's shards count
+    plan_text = describe(recipe, make_plan(recipe, fingerprint), store)
     return "\n".join([plan_text, *([note] if note else []), _architecture_note(recipe)])
 
 

@@ -33,6 +33,7 @@ from builders.expansion import resolve_lock
 from builders.export import BUILD_OUTPUT, ExportResult, export_dataset
 from builders.generators import family_of, resolve_family
 from builders.hub import uploads_during_build
+from builders.objstore import output_store
 from builders.plan import Plan, Shard
 from builders.recipe import Recipe
 from builders.store import DamagedShard, DamagedShards, OutputDir, RankProgress, ShardWriter
@@ -40,7 +41,7 @@ from builders.writer_queue import TaskQueue
 from eval.summary import DatasetSummary
 from synthcore.launch import start_state
 from synthcore.model_refs import Placement, choose_dtype
-from synthcore.outdir import OutputDirError, OwnedDir, check, claimed
+from synthcore.outdir import OutputDirError, OwnedDir
 
 log = logging.getLogger("synthdata")
 
@@ -90,12 +91,11 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
     started = time.perf_counter()
     recipe = resolve_family(recipe)
     state = start_state()
-    root = check(output_dir, BUILD_OUTPUT)  # every rank alike, before anything is written
+    store = output_store(output_dir, state.process_index)  # every rank alike, before anything is written
     state.wait_for_everyone()
-    store = OutputDir(root)
     with ExitStack() as claim:
         owned = _claim(state, claim, store)
-        recipe = resolve_lock(recipe, root, state, owned, overwrite)  # prompt_expansion's prompts, every rank alike
+        recipe = resolve_lock(recipe, store.root, state, owned, overwrite)  # prompt_expansion's prompts, all ranks
         builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, state.device), name=recipe.name)
         fingerprint = builder.fingerprint()
         store.check_fingerprint(fingerprint, overwrite)  # every rank decides alike, before anything is written
@@ -118,7 +118,7 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
             )
         state.wait_for_everyone()  # the last collective: from here on, no process waits for another
 
-        claims = Claims(store.claims, state.process_index, lease_seconds())
+        claims = Claims(store.claim_files(state.process_index), state.process_index, lease_seconds())
         making = time.perf_counter()
         if state.is_main_process:
             monitor = _ProgressBar(store, plan.num_images, state.num_processes, done_images)
@@ -134,7 +134,7 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
             damaged += remade
             done_images -= sum(bad.shard.size for bad in remade)
         report = BuildReport(
-            output_dir=str(store.root),
+            output_dir=store.location,
             counts=plan.counts(),
             images_planned=plan.num_images,
             images_found_done=done_images,
@@ -179,7 +179,7 @@ def _claim(state, stack: ExitStack, store: OutputDir) -> OwnedDir | None:
     owned, refusal = None, None
     if state.is_main_process:
         try:
-            owned = stack.enter_context(claimed(store.root, BUILD_OUTPUT, keep=store.has_shards))
+            owned = stack.enter_context(store.claim(BUILD_OUTPUT, keep=store.has_shards))
         except OutputDirError as err:
             refusal = str(err)
     if state.num_processes > 1:

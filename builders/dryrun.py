@@ -76,7 +76,7 @@ def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
         lines += ["", f"images per guidance value (a guidance sweep): {shown}"]
     lines += [
         "",
-        f"already finished in {store.root}: {done} images; to make: {plan.num_images - done}",
+        f"already finished in {store.location}: {done} images; to make: {plan.num_images - done}",
         f"compute: {total_tflops / max(plan.num_images, 1):.1f} TFLOPs per image "
         f"({family_of(recipe).flops.reference} architecture), "
         f"{total_tflops / 1000:.1f} PFLOPs in all",
@@ -97,7 +97,7 @@ def _shard_sizes(recipe: Recipe) -> str:
 
 def finished_images(plan: Plan, store: OutputDir) -> int:
     """Images of the plan already in ``store``; no key is computed when it holds no finished shard."""
-    if not any(store.shards.glob("*.parquet")):
+    if not store.has_shards():
         return 0
     return sum(shard.size for shard in plan.shards if store.is_done(shard))
 

@@ -36,8 +36,9 @@ import logging
 import os
 import shutil
 import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ import pyarrow.parquet as pq
 
 from builders.plan import Plan, Shard
 from synthcore.layout import MAX_FILES_PER_FOLDER, ROWS_PER_ROW_GROUP, DataLayout
-from synthcore.outdir import WORK_DIR, atomic_write_text, file_sha256
+from synthcore.outdir import WORK_DIR, OwnedDir, Tool, atomic_write_text, claimed, file_sha256
 
 log = logging.getLogger("synthdata")
 
@@ -95,6 +96,36 @@ def write_replacing(path: Path, text: str, tag: str) -> None:
         temp.unlink(missing_ok=True)
 
 
+class LocalClaimFiles:
+    """Claim files in a directory: created by ``os.link`` of a private file (atomic, also on NFS), rewritten by
+    ``os.replace``."""
+
+    def __init__(self, directory: Path, tag: str):
+        self.directory = directory
+        self.tag = tag
+
+    def read(self, name: str) -> str | None:
+        try:
+            return (self.directory / name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def create(self, name: str, text: str) -> bool:
+        path = self.directory / name
+        temp = path.with_name(f".{name}.tmp-{self.tag}")
+        temp.write_text(text, encoding="utf-8")
+        try:
+            os.link(temp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def replace(self, name: str, text: str) -> None:
+        write_replacing(self.directory / name, text, self.tag)
+
+
 @dataclass(frozen=True)
 class DamagedShard:
     shard: Shard
@@ -127,6 +158,15 @@ class OutputDir:
         self.progress = self.work / "progress"
         self.claims = self.work / "claims"
         self.damaged = self.work / "damaged"
+
+    @property
+    def location(self) -> str:
+        """Where the output is, as the user named it (``builders.objstore``: the store's URL, not its local copy)."""
+        return str(self.root)
+
+    def claim(self, tool: Tool, keep: Callable[[], bool]) -> AbstractContextManager[OwnedDir]:
+        """This build's hold on the directory until the context closes (``synthcore.outdir.claimed``)."""
+        return claimed(self.root, tool, keep=keep)
 
     # -- fingerprint -----------------------------------------------------------------------------------------
     @property
@@ -254,6 +294,10 @@ class OutputDir:
         atomic_write_text(self.run_report_file, json.dumps(report, indent=2, ensure_ascii=False))
 
     # -- progress --------------------------------------------------------------------------------------------
+    def claim_files(self, rank: int) -> LocalClaimFiles:
+        """Where process ``rank`` takes its shards from (``builders.claims``)."""
+        return LocalClaimFiles(self.claims, process_tag(rank))
+
     def report_progress(self, rank: int, progress: RankProgress) -> None:
         write_replacing(self.progress / f"rank-{rank}.json", json.dumps(asdict(progress)), process_tag(rank))
 

@@ -140,7 +140,7 @@ def _check_existing(root: Path, tool: Tool, replace: bool) -> None:
         )
     foreign = [f for name in entries if tool.writes(name) for f in unrecorded(root, name, owner.files)]
     if foreign:
-        raise OutputDirError(_foreign_message(root, foreign))
+        raise OutputDirError(foreign_message(root, foreign))
     if not replace and any((root / f).exists() for f in owner.files):
         raise OutputDirError(
             f"{root} holds an earlier output of `{tool.command}`: pass --overwrite to replace it, or choose "
@@ -161,7 +161,7 @@ def unrecorded(root: Path, relative: str, recorded: Collection[str]) -> list[str
     return [] if relative in recorded or not os.path.lexists(path) else [relative]
 
 
-def _foreign_message(root: Path, foreign: list[str]) -> str:
+def foreign_message(root: Path | str, foreign: list[str]) -> str:
     shown = "\n".join(f"  - {f}" for f in foreign[:10]) + (
         f"\n  ... and {len(foreign) - 10} more" if len(foreign) > 10 else ""
     )
@@ -181,7 +181,7 @@ def read_owner(root: Path) -> Owner | None:
         return None
 
 
-def _write_owner(root: Path, owner: Owner) -> None:
+def write_owner(root: Path, owner: Owner) -> None:
     record = {"tool": owner.tool, "files": sorted(owner.files)}
     atomic_write_text(root / WORK_DIR / OWNER_FILE, json.dumps(record, indent=1, ensure_ascii=False))
 
@@ -218,11 +218,11 @@ class OwnedDir:
         gone = set() if names is not None else last - set(new)
         foreign = [f for name in sorted({*new, *gone}) for f in unrecorded(self.root, name, owner.files)]
         if foreign:
-            raise OutputDirError(_foreign_message(self.root, foreign))
+            raise OutputDirError(foreign_message(self.root, foreign))
         files = {f for name in new for f in _files_under(stage, name)}
         kept = {f for f in owner.files if f.split("/")[0] not in {*new, *gone}}
         # Recorded before anything moves: a run killed half-way leaves every file there recorded as ours.
-        _write_owner(self.root, Owner(self.tool.command, frozenset({*owner.files, *files})))
+        write_owner(self.root, Owner(self.tool.command, frozenset({*owner.files, *files})))
         trash = stage / ".replaced"
         trash.mkdir()
         for name in new:
@@ -230,7 +230,7 @@ class OwnedDir:
         for name in gone:
             if os.path.lexists(self.root / name):
                 os.rename(self.root / name, trash / name)
-        _write_owner(self.root, Owner(self.tool.command, frozenset({*kept, *files})))
+        write_owner(self.root, Owner(self.tool.command, frozenset({*kept, *files})))
         self.published = True
 
     def tidy(self) -> None:
@@ -260,7 +260,7 @@ def claimed(
     owned = OwnedDir(root, tool)
     try:
         if read_owner(root) is None:
-            _write_owner(root, Owner(tool.command, frozenset()))
+            write_owner(root, Owner(tool.command, frozenset()))
         owned.tidy()
         yield owned
     except BaseException:

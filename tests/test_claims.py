@@ -17,9 +17,15 @@ from types import SimpleNamespace
 import pytest
 
 from builders import cli
-from builders.claims import DEFAULT_LEASE_SECONDS, LEASE_VARIABLE, Claims, LeaseSettingError, lease_seconds
+from builders.claims import (
+    DEFAULT_LEASE_SECONDS,
+    LEASE_VARIABLE,
+    Claims,
+    LeaseSettingError,
+    lease_seconds,
+)
 from builders.distributed_build import spread
-from builders.store import OutputDir, RankProgress
+from builders.store import LocalClaimFiles, OutputDir, RankProgress, process_tag
 
 KEY = "0123456789abcdef01234567"
 
@@ -38,7 +44,7 @@ def clock() -> Clock:
 
 
 def process(directory: Path, rank: int, clock: Clock, lease: float = 60.0) -> Claims:
-    return Claims(directory, rank, lease, clock)
+    return Claims(LocalClaimFiles(directory, process_tag(rank)), rank, lease, clock)
 
 
 def holder(path: Path) -> dict:
@@ -101,8 +107,8 @@ def test_of_processes_racing_for_a_shard_exactly_one_wins(tmp_path: Path, clock:
         thread.join()
     assert len(won) == 1
     generation = int(expired)
-    assert holder(racers[0].path(KEY, generation))["rank"] == won[0]
-    assert not racers[0].path(KEY, generation + 1).exists()
+    assert holder(tmp_path / Claims.name(KEY, generation))["rank"] == won[0]
+    assert not (tmp_path / Claims.name(KEY, generation + 1)).exists()
 
 
 def test_a_released_claim_is_taken_at_once(tmp_path: Path, clock: Clock):
