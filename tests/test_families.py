@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import datasets
@@ -401,6 +406,72 @@ def test_hub_loras_offline_come_from_the_cache_by_file_name(hub_cache: Path):
     assert found[0].startswith("model.loras[1].id") and "set model.loras[1].weight_name" in found[0]
     assert found[1].startswith("model.loras[2].id: the LoRA adapter 'someone/absent-lora' is not in the local")
     assert "`hf download someone/absent-lora a.safetensors`" in found[1] and "tiny-random" not in found[1]
+
+
+class _LoraHub(BaseHTTPRequestHandler):
+    """The few Hub answers a LoRA check needs: one repo, ``someone/lora``, holding ``style.safetensors``."""
+
+    COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+    def _answer(self) -> None:
+        if self.path.startswith("/api/models/someone/lora"):
+            files = [{"rfilename": "README.md"}, {"rfilename": "style.safetensors"}]
+            self._send(200, json.dumps({"id": "someone/lora", "sha": self.COMMIT, "siblings": files}).encode())
+        elif self.path == "/someone/lora/resolve/main/style.safetensors":
+            self._send(200, b"", {"X-Repo-Commit": self.COMMIT, "ETag": '"style"', "Content-Length": "64"})
+        elif self.path.startswith("/someone/lora/"):
+            self._send(404, b"", {"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found"})
+        else:
+            self._send(404, b"", {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
+
+    def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
+        self.send_response(status)
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body)), **(headers or {})}
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = _answer
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+LORA_CHECK = """
+from builders.recipe import parse_recipe
+from synthcore.availability import lora_needs
+text = '''
+name: t
+model: {loras: [{id: someone/lora}, {id: someone/lora, weight_name: other.safetensors}, {id: someone/absent}]}
+classes: {fox: {prompts: [a fox]}}
+splits: {train: 1}
+'''
+for need in lora_needs("model.loras", parse_recipe(text, "r.yaml").model.loras):
+    print(need.problem())
+"""
+
+
+@pytest.mark.e2e  # a subprocess: huggingface_hub reads HF_ENDPOINT when it is imported
+def test_hub_loras_online_are_found_as_diffusers_finds_them(tmp_path: Path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LoraHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env |= {"HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}", "HF_HOME": str(tmp_path / "hf")}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", LORA_CHECK], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+    guessed, named, absent = result.stdout.strip().splitlines()
+    assert guessed == "None", "no weight_name: the repo's only .safetensors file, as diffusers guesses"
+    assert named.startswith("model.loras[1].id: the LoRA adapter 'someone/lora' is not a LoRA adapter")
+    assert "has no other.safetensors" in named
+    assert absent.startswith("model.loras[2].id: the LoRA adapter 'someone/absent' is not on the Hub")
 
 
 def test_build_exits_4_listing_missing_loras_before_anything_loads(hub_cache: Path, tmp_path: Path, capsys):
