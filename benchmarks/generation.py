@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from benchmarks.flops import counted_flops, matmul_peak_tflops  # noqa: E402
 from builders.builder import SyntheticImages  # noqa: E402
+from builders.claims import Claims, lease_seconds  # noqa: E402
 from builders.distributed_build import placement_for, write_shards  # noqa: E402
 from builders.generators import family_of, resolve_family  # noqa: E402
 from builders.plan import Plan, make_plan  # noqa: E402
@@ -183,7 +184,8 @@ def build_loop(builder: SyntheticImages, plan: Plan, state, directory: Path, bac
     """The build's own loop over the plan's shards, written into a fresh output directory."""
     store = OutputDir(directory)
     store.prepare(builder.fingerprint(), overwrite=False)
-    write_shards(builder, store, list(plan.shards), state, background)
+    claims = Claims(store.claims, state.process_index, lease_seconds())
+    write_shards(builder, store, claims, list(plan.shards), state, background)
 
 
 def measure(builder: SyntheticImages, recipe: Recipe, state, scratch: Path) -> Run:

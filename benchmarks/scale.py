@@ -247,7 +247,7 @@ def speedup_figures(args: argparse.Namespace) -> float:
             print(speedup_row(figures[-1], figures[0]), flush=True)
     best = max(figures, key=lambda f: f.processes)
     gain = speedup(best, figures[0])
-    print(f"headline: speed-up of {best.processes} processes over {figures[0].processes}: {gain:.2f}x")
+    print(f"headline: speed-up of {best.processes} processes over {figures[0].processes} {gain:.2f}")
     return gain
 
 

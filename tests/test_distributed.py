@@ -265,3 +265,20 @@ def test_dry_run_loads_no_model(scale_recipe: Path, tmp_path: Path):
     assert "16 images, 8 shards" in result.stdout and "train       fox" in result.stdout
     assert "estimated GPU time" in result.stdout
     assert not (tmp_path / "empty-cache").exists() and not (tmp_path / "none").exists()
+
+
+def test_the_speedup_benchmark_prints_figures_of_every_process_count():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--what", "speedup", "--processes", "1", "2"]
+        + ["--size", "32", "--steps", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [int(row[0]) for row in rows] == [1, 2]
+    shares = [json.loads(row[-1]) for row in rows]
+    assert shares[0] == [12] and sum(shares[1]) == 12 and min(shares[1]) > 0  # 12 one-batch shards, both busy
+    assert float(result.stdout.strip().splitlines()[-1].split()[-1]) > 0
