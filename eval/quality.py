@@ -286,6 +286,14 @@ def _matrix(column: pa.ChunkedArray) -> np.ndarray:
     return filled.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(values), width)
 
 
+def take(x: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
+    """``x[positions]`` (ascending positions): a view rather than a copy when they are one run, as a split's rows
+    of a class usually are (a build writes them in plan order)."""
+    if len(positions) and positions[-1] - positions[0] + 1 == len(positions):
+        return x[int(positions[0]) : int(positions[-1]) + 1]
+    return x[torch.from_numpy(np.asarray(positions, dtype=np.int64))]
+
+
 def fixed_sample(count: int, limit: int) -> np.ndarray:
     """At most ``limit`` of the positions ``0..count-1``, drawn with a fixed seed, in order (all when fewer)."""
     if count <= limit:
@@ -383,7 +391,7 @@ def _near_pairs(
         here = np.flatnonzero(splits == split)
         if not len(here):
             continue
-        queries = x[here]
+        queries = take(x, here)
         searches = [(False, here, best_earlier(queries, search.new_index(), causal=True))]
         if len(before):
             searches.append((True, before, best_earlier(queries, earlier, causal=False)))
@@ -395,7 +403,7 @@ def _near_pairs(
                     pairs.append(Pair(closest, int(members[here[k]]), float(best[k]), "near", across))
             if len(checked):
                 limits = np.full(len(checked), len(candidates)) if across else checked
-                of_candidates = x[candidates] if across else queries
+                of_candidates = take(x, candidates) if across else queries
                 search.recall.add(measure_recall(queries[checked], best[checked], of_candidates, limits, search.device))
         earlier.add(queries)
         before = np.concatenate([before, here])
@@ -455,14 +463,20 @@ def diversity(embeddings: torch.Tensor) -> dict:
     """Mean pairwise cosine distance and Vendi score of unit embeddings (None for fewer than two rows).
 
     The Vendi score's eigenvalues of K/n (K = X X^T, n x n) are those of X^T X / n (d x d), so it costs
-    O(n d^2) rather than O(n^3)."""
+    O(n d^2) rather than O(n^3); the sums are taken ``_COLUMNS`` rows at a time in float64, so the memory is
+    that of a block, not of a float64 copy of the class."""
     n = len(embeddings)
     if n < 2:
         return {"images": n, "mean_cosine_distance": None, "vendi": None}
-    x = embeddings.double()
-    total = x.sum(dim=0)
-    mean_similarity = (total @ total - (x * x).sum()) / (n * (n - 1))
-    eigenvalues = torch.linalg.eigvalsh(x.T @ x / n).clamp(min=0)
+    width = embeddings.shape[1]
+    total, gram, squares = torch.zeros(width, dtype=torch.float64), torch.zeros((width, width), dtype=torch.float64), 0
+    for b0 in range(0, n, _COLUMNS):
+        x = embeddings[b0 : b0 + _COLUMNS].double()
+        total += x.sum(dim=0)
+        gram += x.T @ x
+        squares += float((x * x).sum())
+    mean_similarity = (total @ total - squares) / (n * (n - 1))
+    eigenvalues = torch.linalg.eigvalsh(gram / n).clamp(min=0)
     p = eigenvalues[eigenvalues > 0] / eigenvalues.sum()
     return {
         "images": n,
@@ -683,7 +697,7 @@ def assess(
         if near:
             samples.gather(members, x)
             for split in rows.split_order:
-                mine = x[torch.from_numpy(splits[members] == split)]
+                mine = take(x, np.flatnonzero(splits[members] == split))
                 measures[(split, name)] = {"diversity": diversity(mine)}
                 if reference is not None:
                     measures[(split, name)]["cmmd"] = _class_cmmd(mine, reference, label, device)
