@@ -184,7 +184,7 @@ def build_loop(builder: SyntheticImages, plan: Plan, state, directory: Path, bac
     """The build's own loop over the plan's shards, written into a fresh output directory."""
     store = OutputDir(directory)
     store.prepare(builder.fingerprint(), overwrite=False)
-    claims = Claims(store.claims, state.process_index, lease_seconds())
+    claims = Claims(store.claim_files(state.process_index), state.process_index, lease_seconds())
     write_shards(builder, store, claims, list(plan.shards), state, background)
 
 
