@@ -49,6 +49,7 @@ HISTOGRAM_CLASSES = 24  # panels at most: beyond, the classes CLIP is least sure
 DPI = 100
 _CELL = (1.6, 1.85)  # inches per sample image (width, height with its caption)
 _TITLE = 0.5  # inches for a figure's title
+_PANEL_TITLE = 0.3  # inches between the histogram's title and its first panels, for the panels' titles
 _PANEL = (3.2, 2.4)  # inches per class panel of the histogram
 _AXIS_LABELS = 0.4  # inches below the lowest panels, for their tick labels and axis label
 
@@ -81,7 +82,7 @@ def histogram_size(num_classes: int) -> tuple[int, int]:
     ``HISTOGRAM_COLUMNS`` to a row."""
     panels = min(num_classes, HISTOGRAM_CLASSES)
     columns, rows = min(panels, HISTOGRAM_COLUMNS), math.ceil(panels / HISTOGRAM_COLUMNS)
-    return round(columns * _PANEL[0] * DPI), round((rows * _PANEL[1] + _TITLE) * DPI)
+    return round(columns * _PANEL[0] * DPI), round((rows * _PANEL[1] + _TITLE + _PANEL_TITLE) * DPI)
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,12 @@ def histogram(
         ax.legend(fontsize=7)
     inches = height / DPI
     figure.subplots_adjust(
-        left=0.06, right=0.98, bottom=_AXIS_LABELS / inches, top=1 - _TITLE / inches, wspace=0.25, hspace=0.45
+        left=0.06,
+        right=0.98,
+        bottom=_AXIS_LABELS / inches,
+        top=1 - (_TITLE + _PANEL_TITLE) / inches,
+        wspace=0.25,
+        hspace=0.45,
     )
     return figure
 
@@ -345,8 +351,8 @@ def histogram_title(num_classes: int) -> str:
     if num_classes <= HISTOGRAM_CLASSES:
         return "CLIP probability of the true class, per class and split"
     return (
-        f"CLIP probability of the true class, per split: the {HISTOGRAM_CLASSES} of {num_classes} classes "
-        "with the lowest mean (every class in the summary)"
+        f"CLIP probability of the true class per split, for the {HISTOGRAM_CLASSES} of {num_classes} classes "
+        "with the lowest mean"
     )
 
 
