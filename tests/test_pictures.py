@@ -8,6 +8,9 @@ import warnings
 from pathlib import Path
 
 import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -23,6 +26,7 @@ from eval.pictures import (
     write_pictures,
 )
 from synthcore.fonts import font_families, picture_style, shown, text_runs
+from synthcore.readback import HISTOGRAM_BINS, tally_files
 from training.report import plot_confusion, plot_curves
 
 NAMES = ["fox", "dog", "여우"]
@@ -134,3 +138,20 @@ def test_the_histogram_of_many_classes_shows_those_clip_is_least_sure_of(tmp_pat
     shown_labels = histogram_classes(scores, len(names))
     assert len(shown_labels) == HISTOGRAM_CLASSES and {0, 5, 10, 15, 20, 25} <= set(shown_labels)
     assert f"the {HISTOGRAM_CLASSES} of {len(names)} classes" in picture_alt(written[-1], names)
+
+
+def test_tallies_bin_each_files_classes_where_they_belong(tmp_path: Path):
+    """Files of one class, of a span of classes not starting at 0, and an empty one: every value in its class's bin."""
+    files = {"a": [3, 3], "b": [1, 2, 2], "c": []}
+    values = {}
+    for name, labels in files.items():
+        path = tmp_path / f"{name}.parquet"
+        probs = [0.05 + 0.3 * i for i in range(len(labels))]
+        values[name] = list(zip(labels, probs))
+        pq.write_table(pa.table({"label": pa.array(labels, pa.int64()), "p": pa.array(probs, pa.float64())}), path)
+    tally = tally_files([tmp_path / f"{name}.parquet" for name in files], 5, ["p"], ["p"], "label")
+    expected = np.zeros((5, HISTOGRAM_BINS))
+    for label, prob in (pair for pairs in values.values() for pair in pairs):
+        expected[label, int(prob * HISTOGRAM_BINS)] += 1
+    assert (tally.columns["p"].histogram == expected).all() and list(tally.rows) == [0, 1, 2, 2, 0]
+    assert tally.median("p", 2) == pytest.approx(0.5) and tally.mean("p", 3) == pytest.approx(0.2)
