@@ -207,7 +207,12 @@ def _pictures(root: Path, recipe: Recipe) -> dict:
         for label, name in enumerate(recipe.class_names)
         if (root / samples_name(label)).exists()
     ]
-    return {"samples": samples, "histogram": HISTOGRAM_NAME if (root / HISTOGRAM_NAME).exists() else None}
+    histogram = HISTOGRAM_NAME if (root / HISTOGRAM_NAME).exists() else None
+    return {
+        "samples": samples,
+        "histogram": histogram,
+        "histogram_alt": md(picture_alt(HISTOGRAM_NAME, recipe.class_names)),
+    }
 
 
 def _parameters(recipe: Recipe, build_info: dict) -> list[tuple[str, str]]:

@@ -17,7 +17,9 @@ size in pixels (``*_size`` functions), whatever the data. Class names are drawn 
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +28,14 @@ import datasets
 import matplotlib
 import numpy as np
 import PIL.Image
+import PIL.ImageDraw
 import PIL.ImageOps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from eval.summary import MEDIAN_COLUMNS, STAT_COLUMNS
 from synthcore.columns import DROPPED_SUFFIX, LABEL
-from synthcore.fonts import picture_style, shown
+from synthcore.fonts import picture_style, shown, text_runs
 from synthcore.layout import hub_files
 from synthcore.readback import Tallies, Tally, first_rows_by_class, split_files
 
@@ -42,9 +45,11 @@ TRUE_PROB = "clip_true_prob"
 SAMPLES_PER_SPLIT = 6
 HISTOGRAM_COLUMNS = 4
 HISTOGRAM_BINS = 20  # over [0, 1]
+HISTOGRAM_CLASSES = 24  # panels at most: beyond, the classes CLIP is least sure of (every class is in the summary)
 DPI = 100
 _CELL = (1.6, 1.85)  # inches per sample image (width, height with its caption)
 _TITLE = 0.5  # inches for a figure's title
+_PANEL_TITLE = 0.3  # inches between the histogram's title and its first panels, for the panels' titles
 _PANEL = (3.2, 2.4)  # inches per class panel of the histogram
 _AXIS_LABELS = 0.4  # inches below the lowest panels, for their tick labels and axis label
 
@@ -61,7 +66,7 @@ def picture_alt(path: str, class_names: list[str]) -> str:
         return f"sample images of class {label}: {class_names[label]}, per split"
     if path == EMBEDDING_MAP_NAME:
         return "CLIP image embeddings projected on two principal components, coloured by class, marked by split"
-    return "CLIP probability of the true class, per class and split"
+    return histogram_title(len(class_names))
 
 
 HISTOGRAM_NAME = f"{PICTURES_DIR}/clip-true-prob.png"
@@ -73,9 +78,11 @@ def samples_size(num_splits: int) -> tuple[int, int]:
 
 
 def histogram_size(num_classes: int) -> tuple[int, int]:
-    """Pixel size of the histogram figure: one panel per class, ``HISTOGRAM_COLUMNS`` to a row."""
-    columns, rows = min(num_classes, HISTOGRAM_COLUMNS), math.ceil(num_classes / HISTOGRAM_COLUMNS)
-    return round(columns * _PANEL[0] * DPI), round((rows * _PANEL[1] + _TITLE) * DPI)
+    """Pixel size of the histogram figure: one panel per class shown (``HISTOGRAM_CLASSES`` at most),
+    ``HISTOGRAM_COLUMNS`` to a row."""
+    panels = min(num_classes, HISTOGRAM_CLASSES)
+    columns, rows = min(panels, HISTOGRAM_COLUMNS), math.ceil(panels / HISTOGRAM_COLUMNS)
+    return round(columns * _PANEL[0] * DPI), round((rows * _PANEL[1] + _TITLE + _PANEL_TITLE) * DPI)
 
 
 @dataclass(frozen=True)
@@ -123,10 +130,11 @@ def write_pictures(
     sources = split_rows(root, splits)
     scores = read_scores(sources, features, label_column, tallies)
     with picture_style():
-        written = [
-            _save(sample_grid(features, sources, scores, label, name, label_column), root / samples_name(label))
-            for label, name in enumerate(class_names)
-        ]
+        written = []
+        for label, name in enumerate(class_names):
+            grid = sample_grid(features, sources, scores, label, name, label_column)
+            draw_grid(grid).save(root / samples_name(label), format="PNG", compress_level=GRID_COMPRESSION)
+            written.append(root / samples_name(label))
         if TRUE_PROB in features:
             threshold = (thresholds or {}).get("min_true_class_prob")
             figure = histogram(sources, scores, class_names, threshold, label_column)
@@ -182,72 +190,117 @@ def read_scores(
     return Scores(counted, samples)
 
 
+@dataclass(frozen=True)
+class GridRow:
+    """One split's row of a class's sample grid: its images and their captions, or why it has none."""
+
+    split: str
+    images: list[PIL.Image.Image]
+    captions: list[str]
+    note: str | None
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A class's sample grid in words and images, before it is drawn (``draw_grid``)."""
+
+    title: str
+    rows: list[GridRow]
+
+    def texts(self) -> list[str]:
+        """Every text the drawing shows."""
+        return [self.title] + [t for row in self.rows for t in (row.split, *row.captions, row.note) if t]
+
+
 def sample_grid(
     features: datasets.Features, sources: list[SplitRows], scores: Scores, label: int, name: str, label_column: str
-) -> Figure:
-    """One class: a row of its first images per split, or the reason a split has none (draw in ``picture_style``).
-    A split's images are one picture side by side (``sample_strip``), captioned by its tick labels: one axes per
-    split, so drawing costs the same whatever the images."""
-    width, height = samples_size(len(sources))
-    figure = _figure(width, height)
-    axes = figure.subplots(len(sources), 1, squeeze=False)[:, 0]
-    figure.suptitle(class_title(label, name), fontsize=11)
+) -> Grid:
+    """One class: its first images per split, each captioned with CLIP's probability of the true class, or the
+    reason a split has none."""
     image_column = next(column for column, feature in features.items() if isinstance(feature, datasets.Image))
-    for ax, source in zip(axes, sources):
+    rows = []
+    for source in sources:
         samples = scores.samples[source.name].get(label, [])
-        ax.set_frame_on(False)
-        ax.set_yticks([])
-        ax.set_ylabel(shown(source.name), fontsize=9)
-        ax.imshow(sample_strip([row[image_column] for row in samples]), interpolation="nearest")
-        captions = [f"p(true) = {row[TRUE_PROB]:.2f}" if TRUE_PROB in row else "" for row in samples]
-        ax.set_xticks([(i + 0.5) * (_TILE + _GAP) for i in range(len(samples))], captions, fontsize=8)
-        ax.tick_params(length=0)
+        note = None
         if not samples:
             dropped = int(scores.tallies[source.name, False].rows[label])
             why = f"the filters dropped all {dropped} image{'s' * (dropped != 1)}" if dropped else "no image"
-            ax.text(
-                0.01,
-                0.5,
-                f"{why} of this class in {shown(source.name)}",
-                transform=ax.transAxes,
-                fontsize=10,
-                va="center",
-                ha="left",
-                color="dimgray",
+            note = f"{why} of this class in {source.name}"
+        captions = [f"p(true) = {row[TRUE_PROB]:.2f}" if TRUE_PROB in row else "" for row in samples]
+        rows.append(GridRow(source.name, [row[image_column] for row in samples], captions, note))
+    return Grid(class_title(label, name), rows)
+
+
+_TILE, _GAP = 144, 12  # pixels of a sample image in a grid, and between two
+_ROW = (18, 23)  # pixels above a row's images (the split's name) and below them (the captions)
+# zlib level of the grids' PNGs: on photo-like tiles level 1 encodes in 0.27 s where the default 6 takes 0.42 s, for
+# 11% more bytes (a 960x600 grid, busy 2-core machine); encoding is most of a grid's cost with real images
+GRID_COMPRESSION = 1
+_TEXT = {"title": 15, "split": 13, "caption": 11, "note": 14}  # pixels
+
+
+def draw_grid(grid: Grid) -> PIL.Image.Image:
+    """The grid composed with PIL (``samples_size``): one row per split under the title, each image fitted into
+    its tile (enlarged without smoothing, so small images stay sharp). No matplotlib figure: a class costs a few
+    milliseconds, so a dataset of 1,000 classes draws its grids in seconds."""
+    width, height = samples_size(len(grid.rows))
+    picture = PIL.Image.new("RGB", (width, height), "white")
+    draw = PIL.ImageDraw.Draw(picture)
+    row_height = (height - round(_TITLE * DPI)) / max(len(grid.rows), 1)
+    _draw_text(draw, (width / 2, _TITLE * DPI / 2), grid.title, _TEXT["title"], "black", centred=True)
+    left = (width - SAMPLES_PER_SPLIT * (_TILE + _GAP)) // 2 + _GAP // 2
+    for i, row in enumerate(grid.rows):
+        top = round(_TITLE * DPI + i * row_height)
+        _draw_text(draw, (left, top + _ROW[0] / 2), row.split, _TEXT["split"], "black")
+        for j, (image, caption) in enumerate(zip(row.images, row.captions)):
+            x = left + j * (_TILE + _GAP)
+            resample = PIL.Image.Resampling.NEAREST if max(image.size) < _TILE else PIL.Image.Resampling.LANCZOS
+            picture.paste(
+                PIL.ImageOps.pad(image.convert("RGB"), (_TILE, _TILE), method=resample, color="white"),
+                (x, top + _ROW[0]),
             )
-    figure.subplots_adjust(left=0.04, right=0.99, bottom=0.06, top=1 - _TITLE / (height / DPI), hspace=0.3)
-    return figure
+            _draw_text(
+                draw,
+                (x + _TILE / 2, top + _ROW[0] + _TILE + _ROW[1] / 2),
+                caption,
+                _TEXT["caption"],
+                "black",
+                centred=True,
+            )
+        if row.note:
+            _draw_text(draw, (left, top + _ROW[0] + _TILE / 2), row.note, _TEXT["note"], "dimgray")
+    return picture
 
 
-_TILE, _GAP = 144, 12  # pixels of a sample image in a strip, and between two
-
-
-def sample_strip(images: list[PIL.Image.Image]) -> np.ndarray:
-    """``SAMPLES_PER_SPLIT`` tiles side by side on white, each image fitted into its tile (enlarged without
-    smoothing, so small images stay sharp)."""
-    strip = PIL.Image.new("RGB", (SAMPLES_PER_SPLIT * (_TILE + _GAP), _TILE), "white")
-    for i, image in enumerate(images):
-        resample = PIL.Image.Resampling.NEAREST if max(image.size) < _TILE else PIL.Image.Resampling.LANCZOS
-        tile = PIL.ImageOps.pad(image.convert("RGB"), (_TILE, _TILE), method=resample, color="white")
-        strip.paste(tile, (i * (_TILE + _GAP) + _GAP // 2, 0))
-    return np.asarray(strip)
+def _draw_text(draw, xy: tuple[float, float], text: str, pixels: int, fill: str, centred: bool = False) -> None:
+    """``text`` vertically centred on ``xy`` (from its left end, or centred on it), class names in their own
+    script (``synthcore.fonts.text_runs``)."""
+    runs = text_runs(text, pixels)
+    x = xy[0] - (sum(font.getlength(run) for font, run in runs) / 2 if centred else 0)
+    for font, run in runs:
+        draw.text((x, xy[1]), run, font=font, fill=fill, anchor="lm")
+        x += font.getlength(run)
 
 
 def histogram(
     sources: list[SplitRows], scores: Scores, class_names: list[str], threshold: float | None, label_column: str
 ) -> Figure:
-    """CLIP's true-class probability per class: each split's kept and dropped rows, and the filter's threshold."""
+    """CLIP's true-class probability per class: each split's kept and dropped rows, and the filter's threshold.
+    One panel per class up to ``HISTOGRAM_CLASSES`` classes; beyond, the panels of the classes with the lowest
+    mean probability (``histogram_classes``): the figure and its cost stay the same at 1,000 classes."""
+    shown_labels = histogram_classes(scores, len(class_names))
     width, height = histogram_size(len(class_names))
-    ncols, nrows = min(len(class_names), HISTOGRAM_COLUMNS), math.ceil(len(class_names) / HISTOGRAM_COLUMNS)
+    ncols, nrows = min(len(shown_labels), HISTOGRAM_COLUMNS), math.ceil(len(shown_labels) / HISTOGRAM_COLUMNS)
     figure = _figure(width, height)
     axes = figure.subplots(nrows, ncols, squeeze=False)
-    figure.suptitle("CLIP probability of the true class", fontsize=11)
+    figure.suptitle(histogram_title(len(class_names)), fontsize=11)
     bins = np.linspace(0, 1, HISTOGRAM_BINS + 1)
     filtered = threshold is not None or any(scores.tallies[source.name, False].rows.sum() for source in sources)
-    for label, ax in enumerate(axes.flat):
-        if label >= len(class_names):
+    for index, ax in enumerate(axes.flat):
+        if index >= len(shown_labels):
             ax.set_visible(False)
             continue
+        label = shown_labels[index]
         for index, source in enumerate(sources):
             for kept, style in ((True, "-"), (False, ":")):
                 tally = scores.tallies[source.name, kept]
@@ -274,9 +327,36 @@ def histogram(
         ax.legend(fontsize=7)
     inches = height / DPI
     figure.subplots_adjust(
-        left=0.06, right=0.98, bottom=_AXIS_LABELS / inches, top=1 - _TITLE / inches, wspace=0.25, hspace=0.45
+        left=0.06,
+        right=0.98,
+        bottom=_AXIS_LABELS / inches,
+        top=1 - (_TITLE + _PANEL_TITLE) / inches,
+        wspace=0.25,
+        hspace=0.45,
     )
     return figure
+
+
+def histogram_classes(scores: Scores, num_classes: int) -> list[int]:
+    """The classes the histogram shows: all of them up to ``HISTOGRAM_CLASSES``, else that many with the lowest
+    mean CLIP probability of the true class over every split's rows, kept and dropped (a class without a score
+    first), in label order."""
+    if num_classes <= HISTOGRAM_CLASSES:
+        return list(range(num_classes))
+    every = functools.reduce(operator.add, scores.tallies.values())
+    means = [every.mean(TRUE_PROB, label) for label in range(num_classes)]
+    lowest = sorted(range(num_classes), key=lambda label: (means[label] is not None, means[label] or 0, label))
+    return sorted(lowest[:HISTOGRAM_CLASSES])
+
+
+def histogram_title(num_classes: int) -> str:
+    """The histogram's title, saying which classes it shows (its alt text too)."""
+    if num_classes <= HISTOGRAM_CLASSES:
+        return "CLIP probability of the true class, per class and split"
+    return (
+        f"CLIP probability of the true class per split, for the {HISTOGRAM_CLASSES} of {num_classes} classes "
+        "with the lowest mean"
+    )
 
 
 def class_title(label: int, name: str) -> str:

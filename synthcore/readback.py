@@ -174,12 +174,16 @@ def _add_column(tally: ColumnTally, labels: np.ndarray, column: pa.ChunkedArray,
     labels, values = labels[present], values[present]
     tally.count += np.bincount(labels, minlength=classes)
     tally.total += np.bincount(labels, weights=values, minlength=classes)
-    if tally.histogram is not None:
+    if tally.histogram is not None and len(labels):
+        # only the span of classes in this file (a shard holds one): at 1,000 classes the whole (classes x bins)
+        # table per file cost ~1.7 ms a column, 15 s of a 3,000-file export
+        low, high = int(labels.min()), int(labels.max()) + 1
         bins = np.clip((values * HISTOGRAM_BINS).astype(np.int64), 0, HISTOGRAM_BINS - 1)
-        cells = labels * HISTOGRAM_BINS + bins
-        tally.histogram += np.bincount(cells, minlength=classes * HISTOGRAM_BINS).reshape(classes, HISTOGRAM_BINS)
-        sums = np.bincount(cells, weights=values, minlength=classes * HISTOGRAM_BINS)
-        tally.bin_totals += sums.reshape(classes, HISTOGRAM_BINS)
+        cells = (labels - low) * HISTOGRAM_BINS + bins
+        span = (high - low) * HISTOGRAM_BINS
+        tally.histogram[low:high] += np.bincount(cells, minlength=span).reshape(high - low, HISTOGRAM_BINS)
+        sums = np.bincount(cells, weights=values, minlength=span)
+        tally.bin_totals[low:high] += sums.reshape(high - low, HISTOGRAM_BINS)
 
 
 def first_rows_by_class(
