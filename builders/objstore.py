@@ -20,7 +20,6 @@ import hashlib
 import json
 import re
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -36,7 +35,6 @@ from synthcore.tiny import cache_root
 
 SHARDS, DAMAGED, PROGRESS, CLAIMS = (f"{WORK_DIR}/{name}" for name in ("shards", "damaged", "progress", "claims"))
 FINGERPRINT = f"{WORK_DIR}/fingerprint.json"
-LISTING_SECONDS = 2.0  # how stale the listing of finished shards may be while processes wait for each other's
 
 
 def output_store(output_dir: str, rank: int) -> OutputDir:
@@ -64,7 +62,6 @@ class RemoteOutputDir(OutputDir):
         self.remote = remote
         self.rank = rank
         self._done: set[str] | None = None  # keys of the shards in the store, from the last listing
-        self._listed = 0.0  # when that listing was taken (time.monotonic)
 
     @property
     def location(self) -> str:
@@ -125,17 +122,15 @@ class RemoteOutputDir(OutputDir):
         if self._done is None:
             names = {Path(p).name for p in self.remote.sizes(SHARDS)}
             self._done = {n[: -len(".parquet")] for n in names if n.endswith(".parquet") and f"{n[:-8]}.json" in names}
-            self._listed = time.monotonic()
         return self._done
 
     def is_done(self, shard: Shard) -> bool:
-        """In the store's listing, listed again when a shard is not in one older than ``LISTING_SECONDS`` (other
-        processes finish shards meanwhile): a listing request per 1,000 shards every few seconds at most, never a
-        request per shard, so a start-up check of 10^5 pending shards costs one listing. A shard another process
-        finished within the last seconds may be made again here: the same bytes, put over the same objects."""
-        if shard.key not in self.remote_keys() and time.monotonic() - self._listed > LISTING_SECONDS:
-            self._done = None
-        return shard.key in self.remote_keys()
+        """In the last listing, or (made by another process since) its record is in the store now: one request
+        per shard not yet known finished, as processes poll the shards others hold."""
+        done = self.remote_keys()
+        if shard.key not in done and self.remote.read_text(f"{SHARDS}/{shard.key}.json") is not None:
+            done.add(shard.key)
+        return shard.key in done
 
     def has_shards(self) -> bool:
         self._done = None
