@@ -106,7 +106,7 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
             store.prepare(fingerprint, overwrite)
             damaged = store.audit(list(plan.shards))  # those that fail are set aside, so they count as not done
             claim.enter_context(uploads_during_build(store, recipe.hub))  # hub.push_during_build: until export
-            pending = [shard for shard in plan.shards if not store.is_done(shard)]
+            pending = [shard for shard in plan.shards if not store.listed_done(shard)]  # nobody makes any yet
             done_images = plan.num_images - sum(s.size for s in pending)
             log.info(
                 "plan: %d images in %d shards; %d images found done, %d to make on %d process(es)",
@@ -275,14 +275,15 @@ def _write_pass(
             TaskQueue(background=background, max_pending=4) as queue,
         ):
             for shard in shards:
-                if store.is_done(shard):
+                if store.listed_done(shard):
                     continue
                 builder.models()  # loaded before the first claim: no lease runs out while a model loads
                 claim = claims.take(shard.key)
                 if claim is None:
                     held.append(shard)
                     continue
-                if store.is_done(shard):  # finished by another process just before this one claimed it
+                if store.is_done(shard):  # finished by another process since this one last looked
+                    claims.release(claim)
                     continue
                 log.info(
                     "rank %d: writing shard %s (%s/%s, %d images%s)",

@@ -35,6 +35,7 @@ from synthcore.tiny import cache_root
 
 SHARDS, DAMAGED, PROGRESS, CLAIMS = (f"{WORK_DIR}/{name}" for name in ("shards", "damaged", "progress", "claims"))
 FINGERPRINT = f"{WORK_DIR}/fingerprint.json"
+LISTING_PAGE = 1000  # objects a listing request returns (S3's page)
 
 
 def output_store(output_dir: str, rank: int) -> OutputDir:
@@ -62,6 +63,7 @@ class RemoteOutputDir(OutputDir):
         self.remote = remote
         self.rank = rank
         self._done: set[str] | None = None  # keys of the shards in the store, from the last listing
+        self._missed = 0  # finished shards found since, one request each
 
     @property
     def location(self) -> str:
@@ -118,19 +120,32 @@ class RemoteOutputDir(OutputDir):
     # -- shards ----------------------------------------------------------------------------------------------
     def remote_keys(self) -> set[str]:
         """Shards in the store: both the ``.parquet`` and its ``.json`` record there (listed once, then cached
-        until this process changes the store's shards)."""
+        until this process changes the store's shards or ``is_done`` finds the listing too far behind)."""
         if self._done is None:
+            self._missed = 0
             names = {Path(p).name for p in self.remote.sizes(SHARDS)}
             self._done = {n[: -len(".parquet")] for n in names if n.endswith(".parquet") and f"{n[:-8]}.json" in names}
         return self._done
 
     def is_done(self, shard: Shard) -> bool:
-        """In the last listing, or (made by another process since) its record is in the store now: one request
-        per shard not yet known finished, as processes poll the shards others hold."""
+        """Exact: in the last listing, or (made by another process since) its record is in the store now, one
+        request. Once such requests found as many finished shards as listing again costs (a request per
+        ``LISTING_PAGE`` objects), the next call lists again: a process that reaches the shards others finished
+        (the end of its scan) pays about one listing for them, not a request each."""
         done = self.remote_keys()
-        if shard.key not in done and self.remote.read_text(f"{SHARDS}/{shard.key}.json") is not None:
-            done.add(shard.key)
-        return shard.key in done
+        if shard.key in done:
+            return True
+        if self.remote.read_text(f"{SHARDS}/{shard.key}.json") is None:
+            return False
+        done.add(shard.key)
+        self._missed += 1
+        if self._missed * LISTING_PAGE >= 2 * len(done):  # two objects a shard: its .parquet and its .json
+            self._done = None
+        return True
+
+    def listed_done(self, shard: Shard) -> bool:
+        """In the last listing: no request (a start-up check of 10^5 pending shards asked the store 10^5 times)."""
+        return shard.key in self.remote_keys()
 
     def has_shards(self) -> bool:
         self._done = None

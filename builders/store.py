@@ -217,6 +217,12 @@ class OutputDir:
         """Whether the shard's file is there (after ``audit`` set aside those that fail their checks)."""
         return self.shard_path(shard).exists()
 
+    def listed_done(self, shard: Shard) -> bool:
+        """Whether the shard was finished when this process last looked: cheap, and it may miss a shard finished
+        since (an object store answers from its last listing). Enough at start-up, before any process makes a
+        shard, and to skip shards before a claim; after a claim, ``is_done`` answers exactly."""
+        return self.is_done(shard)
+
     def has_shards(self) -> bool:
         return self.shards.is_dir() and any(self.shards.glob("*.parquet"))
 

@@ -161,6 +161,56 @@ def test_a_push_from_the_store_is_refused_before_anything_is_built(s3: S3):
     assert s3.files(url) == {}
 
 
+class Requests:
+    """How often a process's ``RemoteDir`` asked the store: its client's calls counted on the way through (the
+    requests still go to the server)."""
+
+    def __init__(self, remote: RemoteDir):
+        self.calls: list[str] = []
+        for name in ("sizes", "read_text"):
+            self._count(remote, name)
+
+    def _count(self, remote: RemoteDir, name: str) -> None:
+        real = getattr(remote, name)
+
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            return real(*args, **kwargs)
+
+        setattr(remote, name, counted)
+
+
+def test_done_shards_cost_a_listing_not_a_request_each(s3: S3, tmp_path: Path):
+    """The start-up check answers from one listing; a process that reaches shards another finished since it
+    listed finds them exactly (one request), then lists again instead of asking about each of the rest."""
+    from builders.objstore import SHARDS as SHARDS_DIR
+    from builders.plan import make_plan
+    from builders.recipe import parse_recipe
+
+    url = s3.bucket()
+    shards = list(make_plan(parse_recipe(SCALE_RECIPE.replace("COUNT", "40")), {}).shards)
+    main, other = (output_store(url, rank) for rank in (0, 1))
+    finished_before, finished_since = shards[:10], shards[10:30]
+
+    def finish(shard) -> None:  # as a process commits a shard: its .parquet, then its .json record
+        for suffix in (".parquet", ".json"):
+            other.remote.write_text(f"{SHARDS_DIR}/{shard.key}{suffix}", "{}")
+
+    for shard in finished_before:
+        finish(shard)
+    asked = Requests(main.remote)
+    pending = [shard for shard in shards if not main.listed_done(shard)]
+    assert pending == shards[10:] and asked.calls == ["sizes"], "the start-up check: one listing"
+
+    for shard in finished_since:
+        finish(shard)
+    assert [main.listed_done(shard) for shard in finished_since] == [False] * len(finished_since)
+    assert all(main.is_done(shard) for shard in finished_since), "exact after a claim"
+    assert not any(main.is_done(shard) for shard in shards[30:])
+    assert asked.calls.count("sizes") == 2 and asked.calls.count("read_text") == 1 + len(shards[30:])
+    assert all(main.listed_done(shard) for shard in finished_since), "the new listing has them"
+
+
 # -- builds into the store (end to end) -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory) -> Path:
