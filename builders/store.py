@@ -145,6 +145,9 @@ class DamagedShards(RuntimeError):
         )
         self.damaged = damaged
 
+    def __reduce__(self):  # rebuilt from its shards, not from its message, in another process
+        return DamagedShards, (self.damaged,)
+
 
 class FingerprintMismatch(RuntimeError):
     """The output directory holds shards made under different settings."""

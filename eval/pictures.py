@@ -28,6 +28,7 @@ import datasets
 import matplotlib
 import numpy as np
 import PIL.Image
+import PIL.ImageColor
 import PIL.ImageDraw
 import PIL.ImageOps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -37,6 +38,7 @@ from eval.summary import MEDIAN_COLUMNS, STAT_COLUMNS
 from synthcore.columns import DROPPED_SUFFIX, LABEL
 from synthcore.fonts import picture_style, shown, text_runs
 from synthcore.layout import hub_files
+from synthcore.parallel import ordered_map
 from synthcore.readback import Tallies, Tally, first_rows_by_class, split_files
 
 PICTURES_DIR = "pictures"
@@ -130,16 +132,22 @@ def write_pictures(
     sources = split_rows(root, splits)
     scores = read_scores(sources, features, label_column, tallies)
     with picture_style():
-        written = []
-        for label, name in enumerate(class_names):
-            grid = sample_grid(features, sources, scores, label, name, label_column)
-            draw_grid(grid).save(root / samples_name(label), format="PNG", compress_level=GRID_COMPRESSION)
-            written.append(root / samples_name(label))
+        grids = (  # drawn here (fonts are used by one thread), encoded on threads (zlib releases the GIL)
+            (draw_grid(sample_grid(features, sources, scores, label, name, label_column)), root / samples_name(label))
+            for label, name in enumerate(class_names)
+        )
+        written = list(ordered_map(_save_grid, grids))
         if TRUE_PROB in features:
             threshold = (thresholds or {}).get("min_true_class_prob")
             figure = histogram(sources, scores, class_names, threshold, label_column)
             written.append(_save(figure, root / HISTOGRAM_NAME))
     return [str(Path(p).relative_to(root)) for p in written]
+
+
+def _save_grid(drawn: tuple[PIL.Image.Image, Path]) -> Path:
+    picture, path = drawn
+    picture.save(path, format="PNG", compress_level=GRID_COMPRESSION)
+    return path
 
 
 def _figure(width: int, height: int) -> Figure:
@@ -183,8 +191,9 @@ def read_scores(
         for source in sources
         for kept, where in ((True, source.kept), (False, source.dropped))
     }
+    shown = [image_column(features), *([TRUE_PROB] if TRUE_PROB in features else [])]
     samples = {
-        source.name: first_rows_by_class(counted[source.name, True], features, SAMPLES_PER_SPLIT, label_column)
+        source.name: first_rows_by_class(counted[source.name, True], features, SAMPLES_PER_SPLIT, label_column, shown)
         for source in sources
     }
     return Scores(counted, samples)
@@ -217,7 +226,7 @@ def sample_grid(
 ) -> Grid:
     """One class: its first images per split, each captioned with CLIP's probability of the true class, or the
     reason a split has none."""
-    image_column = next(column for column, feature in features.items() if isinstance(feature, datasets.Image))
+    images = image_column(features)
     rows = []
     for source in sources:
         samples = scores.samples[source.name].get(label, [])
@@ -227,8 +236,12 @@ def sample_grid(
             why = f"the filters dropped all {dropped} image{'s' * (dropped != 1)}" if dropped else "no image"
             note = f"{why} of this class in {source.name}"
         captions = [f"p(true) = {row[TRUE_PROB]:.2f}" if TRUE_PROB in row else "" for row in samples]
-        rows.append(GridRow(source.name, [row[image_column] for row in samples], captions, note))
+        rows.append(GridRow(source.name, [row[images] for row in samples], captions, note))
     return Grid(class_title(label, name), rows)
+
+
+def image_column(features: datasets.Features) -> str:
+    return next(column for column, feature in features.items() if isinstance(feature, datasets.Image))
 
 
 _TILE, _GAP = 144, 12  # pixels of a sample image in a grid, and between two
@@ -245,13 +258,12 @@ def draw_grid(grid: Grid) -> PIL.Image.Image:
     milliseconds, so a dataset of 1,000 classes draws its grids in seconds."""
     width, height = samples_size(len(grid.rows))
     picture = PIL.Image.new("RGB", (width, height), "white")
-    draw = PIL.ImageDraw.Draw(picture)
     row_height = (height - round(_TITLE * DPI)) / max(len(grid.rows), 1)
-    _draw_text(draw, (width / 2, _TITLE * DPI / 2), grid.title, _TEXT["title"], "black", centred=True)
+    _draw_text(picture, (width / 2, _TITLE * DPI / 2), grid.title, _TEXT["title"], "black", centred=True)
     left = (width - SAMPLES_PER_SPLIT * (_TILE + _GAP)) // 2 + _GAP // 2
     for i, row in enumerate(grid.rows):
         top = round(_TITLE * DPI + i * row_height)
-        _draw_text(draw, (left, top + _ROW[0] / 2), row.split, _TEXT["split"], "black")
+        _draw_text(picture, (left, top + _ROW[0] / 2), row.split, _TEXT["split"], "black")
         for j, (image, caption) in enumerate(zip(row.images, row.captions)):
             x = left + j * (_TILE + _GAP)
             resample = PIL.Image.Resampling.NEAREST if max(image.size) < _TILE else PIL.Image.Resampling.LANCZOS
@@ -260,7 +272,7 @@ def draw_grid(grid: Grid) -> PIL.Image.Image:
                 (x, top + _ROW[0]),
             )
             _draw_text(
-                draw,
+                picture,
                 (x + _TILE / 2, top + _ROW[0] + _TILE + _ROW[1] / 2),
                 caption,
                 _TEXT["caption"],
@@ -268,18 +280,37 @@ def draw_grid(grid: Grid) -> PIL.Image.Image:
                 centred=True,
             )
         if row.note:
-            _draw_text(draw, (left, top + _ROW[0] + _TILE / 2), row.note, _TEXT["note"], "dimgray")
+            _draw_text(picture, (left, top + _ROW[0] + _TILE / 2), row.note, _TEXT["note"], "dimgray")
     return picture
 
 
-def _draw_text(draw, xy: tuple[float, float], text: str, pixels: int, fill: str, centred: bool = False) -> None:
+def _draw_text(
+    picture: PIL.Image.Image, xy: tuple[float, float], text: str, pixels: int, fill: str, centred: bool = False
+) -> None:
     """``text`` vertically centred on ``xy`` (from its left end, or centred on it), class names in their own
     script (``synthcore.fonts.text_runs``)."""
+    drawn, width = _text_picture(text, pixels, fill)
+    left = xy[0] - (width / 2 if centred else 0) - _TEXT_MARGIN
+    picture.paste(drawn, (round(left), round(xy[1] - drawn.height / 2)), drawn)
+
+
+_TEXT_MARGIN = 2  # pixels left of a drawn text, for a glyph that reaches left of its origin
+
+
+@functools.lru_cache(maxsize=256)
+def _text_picture(text: str, pixels: int, fill: str) -> tuple[PIL.Image.Image, float]:
+    """``text`` drawn once on a transparent canvas, vertically centred, and its advance width: the split names
+    and the captions (a hundred values) recur in every grid, and rendering them each time was most of a grid's
+    drawing. Pasted with its alpha, it looks as drawing it there looks (placed to the whole pixel)."""
     runs = text_runs(text, pixels)
-    x = xy[0] - (sum(font.getlength(run) for font, run in runs) / 2 if centred else 0)
+    width = sum(font.getlength(run) for font, run in runs)
+    colour = PIL.ImageColor.getrgb(fill)
+    canvas = PIL.Image.new("RGBA", (math.ceil(width) + 2 * _TEXT_MARGIN, 2 * pixels), (*colour, 0))
+    draw, x = PIL.ImageDraw.Draw(canvas), _TEXT_MARGIN
     for font, run in runs:
-        draw.text((x, xy[1]), run, font=font, fill=fill, anchor="lm")
+        draw.text((x, pixels), run, font=font, fill=fill, anchor="lm")
         x += font.getlength(run)
+    return canvas, width
 
 
 def histogram(

@@ -3,7 +3,7 @@
 A dataset may hold millions of rows and terabytes of image bytes; describing it must not read them all, nor keep a
 value per row. Two kinds of read:
 
-- ``tally_files``: the label and score columns only, one file at a time, reduced at once to per-class counts, sums
+- ``tally_files``: the label and score columns only, a few files at a time, reduced at once to per-class counts, sums
   and histograms (``Tally``): means are exact, medians are read from ``HISTOGRAM_BINS`` bins over [0, 1] (the
   median statistics are of probabilities), each middle value taken as its bin's mean: exact where it is alone in
   its bin, within 1/1000 of the exact median always. Memory: O(classes x bins) per split, whatever the rows;
@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from synthcore.columns import LABEL
 from synthcore.layout import hub_files
+from synthcore.parallel import ordered_map
 
 HISTOGRAM_BINS = 1000  # over [0, 1]: a median read from them is within 1/1000 of the exact one
 
@@ -131,15 +132,19 @@ def tally_files(
     label_column: str = LABEL,
     locate: int = 0,
 ) -> Tally:
-    """The label column and ``columns`` of ``files``, one file at a time, as a ``Tally`` (``histograms``: the
+    """The label column and ``columns`` of ``files``, a few files at a time, as a ``Tally`` (``histograms``: the
     columns also binned; ``locate``: note the files that hold the first ``locate`` rows of each class, for
     ``first_rows_by_class``). A column a file lacks counts as absent there."""
     columns = list(dict.fromkeys(columns))
     tally = Tally.empty(classes, columns, histograms)
-    for path in files:
+
+    def read(path: str | Path) -> tuple[str | Path, pa.Table]:
         file = pq.ParquetFile(path)  # (read_table's dataset machinery costs milliseconds a file)
         present = set(file.schema_arrow.names)
-        table = file.read(columns=[label_column, *[c for c in columns if c in present]])
+        return path, file.read(columns=[label_column, *[c for c in columns if c in present]], use_threads=False)
+
+    for path, table in ordered_map(read, files):  # read on threads, tallied here in the files' order
+        present = set(table.column_names)
         labels = pc.cast(table[label_column], pa.int64()).to_numpy()
         counts = np.bincount(labels, minlength=classes)
         for label in np.flatnonzero((counts > 0) & (tally.rows < locate)):
@@ -187,27 +192,40 @@ def _add_column(tally: ColumnTally, labels: np.ndarray, column: pa.ChunkedArray,
 
 
 def first_rows_by_class(
-    tally: Tally, features: datasets.Features, count: int, label_column: str = LABEL
+    tally: Tally,
+    features: datasets.Features,
+    count: int,
+    label_column: str = LABEL,
+    columns: Iterable[str] | None = None,
 ) -> dict[int, list[dict]]:
     """The first ``count`` rows of every class in the files ``tally`` located them in (``tally_files(...,
-    locate=count)``), images decoded: only the row groups whose label range (footer statistics) holds the class
-    are read."""
-    return {label: _first_rows(paths, label, features, count, label_column) for label, paths in tally.located.items()}
+    locate=count)``), decoded (only ``columns``, where given, and the label): only the row groups whose label
+    range (footer statistics) holds the class are read. Classes are read on threads (``ordered_map``)."""
+    wanted = None if columns is None else list(dict.fromkeys([label_column, *columns]))
+
+    def rows_of(located: tuple[int, list[str]]) -> list[dict]:
+        return _first_rows(located[1], located[0], features, count, label_column, wanted)
+
+    return dict(zip(tally.located, ordered_map(rows_of, tally.located.items())))
 
 
-def _first_rows(paths: list[str], label: int, features: datasets.Features, count: int, label_column: str) -> list:
+def _first_rows(
+    paths: list[str], label: int, features: datasets.Features, count: int, label_column: str, columns: list[str] | None
+) -> list:
     found: list[dict] = []
     for path in paths:
         file = pq.ParquetFile(path)
         leaves = [file.schema.column(i).path for i in range(len(file.schema))]  # an image column is two leaves
         position = leaves.index(label_column)
+        names = file.schema_arrow.names if columns is not None else []
+        present = None if columns is None else [c for c in columns if c in names]
         for group in range(file.metadata.num_row_groups):
             if len(found) == count:
                 return found
             stats = file.metadata.row_group(group).column(position).statistics
             if stats is not None and stats.has_min_max and not stats.min <= label <= stats.max:
                 continue
-            table = file.read_row_group(group)
+            table = file.read_row_group(group, columns=present, use_threads=False)
             rows = table.filter(pc.equal(table[label_column], label)).slice(0, count - len(found)).to_pylist()
             found += [features.decode_example(row) for row in rows]
     return found

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import shutil
 import socket
 import subprocess
@@ -384,7 +385,8 @@ def test_an_export_copies_verified_shards_and_a_damaged_one_leaves_the_old_expor
     data = bytearray(store.shard_path(damaged).read_bytes())
     data[len(data) // 2] ^= 0x01
     store.shard_path(damaged).write_bytes(bytes(data))
-    with pytest.raises(DamagedShards, match=damaged.key):
+    with pytest.raises(DamagedShards, match=damaged.key) as raised:
         export(recipe, store, plan, provenance)
     assert published() == before, "nothing of the previous export was touched"
+    assert str(pickle.loads(pickle.dumps(raised.value))) == str(raised.value), "the same from another process"
     assert (store.damaged / f"{damaged.key}.parquet").read_bytes() == bytes(data)

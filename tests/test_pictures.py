@@ -26,7 +26,7 @@ from eval.pictures import (
     write_pictures,
 )
 from synthcore.fonts import font_families, picture_style, shown, text_runs
-from synthcore.readback import HISTOGRAM_BINS, tally_files
+from synthcore.readback import HISTOGRAM_BINS, first_rows_by_class, tally_files
 from training.report import plot_confusion, plot_curves
 
 NAMES = ["fox", "dog", "여우"]
@@ -155,3 +155,20 @@ def test_tallies_bin_each_files_classes_where_they_belong(tmp_path: Path):
         expected[label, int(prob * HISTOGRAM_BINS)] += 1
     assert (tally.columns["p"].histogram == expected).all() and list(tally.rows) == [0, 1, 2, 2, 0]
     assert tally.median("p", 2) == pytest.approx(0.5) and tally.mean("p", 3) == pytest.approx(0.2)
+
+
+def test_first_rows_of_each_class_come_from_the_files_the_tally_located(tmp_path: Path):
+    """Over many files read on threads, the first rows of each class are the dataset's first, in order, with only
+    the columns asked for (and the label), the image decoded."""
+    paths = []
+    for index in range(12):  # class index % 3, four files each; a file's rows are numbered by clip_true_prob
+        paths.append(tmp_path / f"train-{index:05d}.parquet")
+        write_split(paths[-1], [index % 3] * 4, index / 100)
+    tally = tally_files(paths, len(NAMES), ["clip_true_prob"], locate=6)
+    assert tally.located == {label: [str(paths[label]), str(paths[label + 3])] for label in range(3)}
+    rows = first_rows_by_class(tally, FEATURES, 6, columns=["image"])
+    for label in range(3):
+        assert [set(row) for row in rows[label]] == [{"image", "label"}] * 6
+        assert all(isinstance(row["image"], Image.Image) and row["label"] == label for row in rows[label])
+    every = first_rows_by_class(tally, FEATURES, 6)[2]
+    assert [round(row["clip_true_prob"], 2) for row in every] == [0.02, 0.03, 0.04, 0.05, 0.05, 0.06]
