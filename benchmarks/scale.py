@@ -19,10 +19,13 @@ with under 50 MB).
 
 ``--what speedup`` builds a recipe of 12 batches (tiny random model, 2 classes, batches of 2, ``--size`` pixels,
 ``--steps`` steps) with 1, 2 and 3 CPU processes (``accelerate launch --multi_gpu --num_processes N``;
-``OMP_NUM_THREADS=1``, so each process uses one core) and prints, for each, the making seconds (``run.json``: from
-the end of the start barrier to the last shard finished), the speed-up over one process, the whole build's
-seconds and the shards each process made. ``--build-py PATH`` measures another checkout's ``build.py`` (main before
-a change, say); where its ``run.json`` has no making seconds, the build's seconds are compared::
+``OMP_NUM_THREADS=1`` and the launch pinned to N cores, so each process has one core, as each GPU process of a node
+has its own) and prints, for each, the making seconds (``run.json``: from the end of the start barrier to the last
+shard finished, models loaded on the way), the slowest process's model loading, the whole build's seconds, the
+speed-up over one process, the same once loading is taken out (the division of the work alone) and the shards each
+process made. N processes on fewer than N cores cannot reach N times: on a 2-core machine, 3 processes are capped
+at 2x. ``--build-py PATH`` measures another checkout's ``build.py`` (main before a change, say); where its
+``run.json`` has no making seconds, the build's seconds are compared::
 
     python benchmarks/scale.py --what speedup                           # ~3 min on a busy 2-core machine
     python benchmarks/scale.py --what speedup --build-py ../main/build.py
@@ -209,15 +212,20 @@ class BuildFigures:
     build_seconds: float
     wall_seconds: float
     shards_per_process: list[int]
+    loading_seconds: float | None  # the slowest process's model loading; None where not recorded
 
 
 def measure_build(build_py: Path, recipe: Path, out: Path, processes: int) -> BuildFigures:
-    """One build of ``recipe`` by ``build_py`` on ``processes`` CPU processes, into the fresh directory ``out``."""
+    """One build of ``recipe`` by ``build_py`` on ``processes`` CPU processes, into the fresh directory ``out``,
+    pinned to ``processes`` cores (fewer where the machine has fewer): a process's worth of the machine, as each
+    GPU process of a node has its own cores. Unpinned, one process's image encoders run on the idle cores, and
+    the one-process baseline gets more than one process's share."""
     launcher = [sys.executable]
     if processes > 1:
         launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1"]
         launcher += ["--mixed_precision", "no", "--dynamo_backend", "no", "--num_processes", str(processes)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cores = sorted(os.sched_getaffinity(0))[:processes]
     started = time.perf_counter()
     subprocess.run(
         [*launcher, str(build_py), str(recipe), "--output-dir", str(out)],
@@ -226,16 +234,20 @@ def measure_build(build_py: Path, recipe: Path, out: Path, processes: int) -> Bu
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: os.sched_setaffinity(0, cores),
     )
     wall = time.perf_counter() - started
     report = json.loads((out / ".synthdata" / "run.json").read_text(encoding="utf-8"))
-    return BuildFigures(processes, report.get("making_seconds"), report["seconds"], wall, report["shards_per_process"])
+    loading = max(report.get("loading_seconds_per_process") or [0.0]) or None
+    return BuildFigures(
+        processes, report.get("making_seconds"), report["seconds"], wall, report["shards_per_process"], loading
+    )
 
 
 def speedup_figures(args: argparse.Namespace) -> float:
     build_py = args.build_py.resolve()
     print(f"{build_py}: {args.size}x{args.size}, {args.steps} steps, 12 batches of 2, OMP_NUM_THREADS=1", flush=True)
-    print("processes | making s | build s | wall s | speed-up | shards per process", flush=True)
+    print("processes | making s | loading s | build s | wall s | speed-up | after loading | shards per process")
     figures: list[BuildFigures] = []
     with tempfile.TemporaryDirectory(prefix="speedup-") as work:
         recipe = Path(work) / "speedup.yaml"
@@ -258,11 +270,22 @@ def speedup(figures: BuildFigures, base: BuildFigures) -> float:
     return base.build_seconds / figures.build_seconds
 
 
+def speedup_after_loading(figures: BuildFigures, base: BuildFigures) -> float | None:
+    """The speed-up of the making seconds once the slowest process has loaded its models: what the division of
+    the work gives, apart from loading, which every process does once whatever N (where both runs recorded it)."""
+    if not (figures.making_seconds and base.making_seconds and figures.loading_seconds and base.loading_seconds):
+        return None
+    return (base.making_seconds - base.loading_seconds) / (figures.making_seconds - figures.loading_seconds)
+
+
 def speedup_row(figures: BuildFigures, base: BuildFigures) -> str:
     making = f"{figures.making_seconds:8.1f}" if figures.making_seconds is not None else f"{'-':>8}"
+    loading = f"{figures.loading_seconds:9.1f}" if figures.loading_seconds is not None else f"{'-':>9}"
+    after = speedup_after_loading(figures, base)
+    after_text = f"{after:12.2f}x" if after is not None else f"{'-':>13}"
     return (
-        f"{figures.processes:>9} | {making} | {figures.build_seconds:7.1f} | {figures.wall_seconds:6.1f} | "
-        f"{speedup(figures, base):7.2f}x | {figures.shards_per_process}"
+        f"{figures.processes:>9} | {making} | {loading} | {figures.build_seconds:7.1f} | {figures.wall_seconds:6.1f} | "
+        f"{speedup(figures, base):7.2f}x | {after_text} | {figures.shards_per_process}"
     )
 
 

@@ -25,6 +25,8 @@ from builders.timing import StageClock
 from eval.scorers import Scorers, scorer_features
 from synthcore.model_refs import Placement
 
+LOADING = "load models"  # the clock's stage (``builders.timing``) of loading the generator and the scorers
+
 
 def dataset_features(recipe: Recipe) -> datasets.Features:
     return datasets.Features(
@@ -94,7 +96,10 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
     def models(self):
         """The generator and the scorers, loaded on first use (once per process)."""
         if self._generator is None:
-            with tqdm(total=2, desc="loading models", unit="model", leave=False, dynamic_ncols=True) as bar:
+            with (
+                self.clock.stage(LOADING),
+                tqdm(total=2, desc="loading models", unit="model", leave=False, dynamic_ncols=True) as bar,
+            ):
                 self._generator = family_of(self.recipe).load(self.recipe, self.placement)
                 bar.update()
                 self._scorers = Scorers(

@@ -27,7 +27,7 @@ import torch
 from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
-from builders.builder import SyntheticImages
+from builders.builder import LOADING, SyntheticImages
 from builders.claims import Claim, Claims, lease_seconds
 from builders.expansion import resolve_lock
 from builders.export import BUILD_OUTPUT, ExportResult, export_dataset
@@ -61,6 +61,7 @@ class BuildReport:
     shards_per_process: list[int] = field(default_factory=list)  # shards each rank wrote in this run
     taken_over_per_process: list[int] = field(default_factory=list)  # of them, taken over from a lapsed lease
     making_seconds: float = 0.0  # from the start of the work to the last shard finished (main process)
+    loading_seconds_per_process: list[float] = field(default_factory=list)  # each rank's model loading, in that
 
     def to_json(self) -> dict:
         """What ``.synthdata/run.json`` records of this run (how the work went, not what the dataset is)."""
@@ -72,6 +73,7 @@ class BuildReport:
             "shards_per_process": self.shards_per_process,
             "taken_over_per_process": self.taken_over_per_process,
             "making_seconds": round(self.making_seconds, 3),
+            "loading_seconds_per_process": self.loading_seconds_per_process,
             "damaged_shards": [bad.shard.key for bad in self.damaged],
             "safety_dropped": self.safety_dropped,
             "seconds": round(self.seconds, 3),
@@ -149,6 +151,7 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
             shards_per_process=[p.shards for p in progress],
             taken_over_per_process=[p.taken_over for p in progress],
             making_seconds=making_seconds,
+            loading_seconds_per_process=[p.loading_seconds for p in progress],
         )
         if state.is_main_process:
             store.write_run_report(report.to_json())
@@ -278,6 +281,7 @@ def _write_pass(
                 if store.listed_done(shard):
                     continue
                 builder.models()  # loaded before the first claim: no lease runs out while a model loads
+                progress.loading_seconds = round(builder.clock.seconds[LOADING], 3)
                 claim = claims.take(shard.key)
                 if claim is None:
                     held.append(shard)

@@ -72,11 +72,12 @@ class RankProgress:
     images: int = 0  # images written, the unfinished shard's included
     shards: int = 0  # shards committed
     taken_over: int = 0  # of those, shards taken over from a process whose lease ran out
+    loading_seconds: float = 0.0  # loading the models, before its first shard (all of the start on a slow disk)
 
     @classmethod
     def from_json(cls, text: str) -> RankProgress:
         data = json.loads(text)
-        return cls(**{f.name: int(data.get(f.name, 0)) for f in fields(cls)})
+        return cls(**{f.name: type(f.default)(data.get(f.name, f.default)) for f in fields(cls)})
 
 
 def process_tag(rank: int) -> str:

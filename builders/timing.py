@@ -1,4 +1,4 @@
-"""Where a build's time goes: seconds per stage (generate, score, copy to host, encode, write), summed.
+"""Where a build's time goes: seconds per stage (load models, generate, score, copy to host, encode, write), summed.
 
 Cheap enough to stay on in every build (two clock reads per stage and batch). On a GPU, kernels run
 asynchronously, so a device stage waits for the device before it stops its clock; otherwise the time of one

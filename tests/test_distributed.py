@@ -95,6 +95,8 @@ def test_any_number_of_processes_gives_the_same_dataset(
     # [0, 8, 0], the others still loading the model), so only the total is fixed.
     assert report["processes"] == processes and sum(report["shards_per_process"]) == 8
     assert len(report["shards_per_process"]) == len(report["taken_over_per_process"]) == processes
+    loading = report["loading_seconds_per_process"]  # 0 for a process that found every shard taken before it loaded
+    assert len(loading) == processes and min(loading) >= 0 and max(loading) > 0
     expected = table(one_process)
     assert len(expected["id"]) == 16
     assert table(out) == expected
@@ -283,4 +285,5 @@ def test_the_speedup_benchmark_prints_figures_of_every_process_count():
     assert [int(row[0]) for row in rows] == [1, 2]
     shares = [json.loads(row[-1]) for row in rows]
     assert shares[0] == [12] and sum(shares[1]) == 12  # 12 one-batch shards (who makes which is first come)
+    assert all(float(row[2]) > 0 for row in rows), "the slowest process's model loading"
     assert float(result.stdout.strip().splitlines()[-1].split()[-1]) > 0
