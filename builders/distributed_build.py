@@ -61,7 +61,7 @@ class BuildReport:
     shards_per_process: list[int] = field(default_factory=list)  # shards each rank wrote in this run
     taken_over_per_process: list[int] = field(default_factory=list)  # of them, taken over from a lapsed lease
     making_seconds: float = 0.0  # from the start of the work to the last shard finished (main process)
-    loading_seconds_per_process: list[float] = field(default_factory=list)  # each rank's model loading, in that
+    loading_seconds_per_process: list[float] = field(default_factory=list)  # seconds each rank spent loading models
 
     def to_json(self) -> dict:
         """What ``.synthdata/run.json`` records of this run (how the work went, not what the dataset is)."""
