@@ -37,7 +37,6 @@ import os
 import shutil
 import socket
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -49,10 +48,9 @@ import pyarrow.parquet as pq
 from builders.plan import Plan, Shard
 from synthcore.layout import MAX_FILES_PER_FOLDER, ROWS_PER_ROW_GROUP, DataLayout
 from synthcore.outdir import WORK_DIR, OwnedDir, Tool, atomic_write_text, claimed, file_sha256
+from synthcore.parallel import ordered_map
 
 log = logging.getLogger("synthdata")
-
-VERIFY_THREADS = min(8, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -279,8 +277,7 @@ class OutputDir:
         """Check every finished shard of ``shards``; those that fail are set aside in ``.synthdata/damaged/``
         (so they no longer count as done) and returned."""
         finished = [shard for shard in shards if self.is_done(shard)]
-        with ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="synthdata-verify") as pool:
-            problems = list(pool.map(lambda shard: self.problem(shard, checksum), finished))
+        problems = list(ordered_map(lambda shard: self.problem(shard, checksum), finished))
         damaged = [DamagedShard(shard, reason) for shard, reason in zip(finished, problems) if reason]
         for bad in damaged:
             log.warning("%s: set aside in %s, it will be made again", bad, self.damaged)
