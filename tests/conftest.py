@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_build
+from tests.helpers import SAME_THREADS, SCALE_RECIPE, run_build, write_recipe
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("SYNTHDATA_CACHE", tempfile.mkdtemp(prefix="synthdata-test-cache-"))
@@ -23,4 +23,19 @@ def smoke_dir(tmp_path_factory) -> Path:
     """The shipped smoke recipe, built once for the session with ``python build.py``."""
     out = tmp_path_factory.mktemp("smoke") / "smoke"
     run_build("recipes/smoke.yaml", "--output-dir", str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def scale_recipe(tmp_path_factory) -> Path:
+    """``SCALE_RECIPE`` with 6 training images a class: 16 images in 8 shards, no scorers."""
+    return write_recipe(tmp_path_factory.mktemp("scale"), SCALE_RECIPE.replace("COUNT", "6"))
+
+
+@pytest.fixture(scope="session")
+def scale_build(scale_recipe: Path, tmp_path_factory) -> Path:
+    """``scale_recipe`` built once for the session by one process: the dataset every process count, resume and
+    store must give. Tests read it; one that changes files works on a copy."""
+    out = tmp_path_factory.mktemp("scale-build") / "out"
+    run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
     return out
