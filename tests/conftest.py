@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -19,11 +20,22 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
-def smoke_dir(tmp_path_factory) -> Path:
-    """The shipped smoke recipe, built once for the session with ``python build.py``."""
+def smoke_build(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The shipped smoke recipe, built once for the session with ``python build.py``: where, and what it printed."""
     out = tmp_path_factory.mktemp("smoke") / "smoke"
-    run_build("recipes/smoke.yaml", "--output-dir", str(out))
-    return out
+    return out, run_build("recipes/smoke.yaml", "--output-dir", str(out))
+
+
+@pytest.fixture(scope="session")
+def smoke_dir(smoke_build) -> Path:
+    """The smoke build's output directory. Read-only: a test that changes files works on a copy."""
+    return smoke_build[0]
+
+
+@pytest.fixture(scope="session")
+def smoke_log(smoke_build) -> str:
+    """What the smoke build wrote to stderr (its log lines and progress bars)."""
+    return smoke_build[1].stderr
 
 
 @pytest.fixture(scope="session")

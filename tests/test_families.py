@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -557,13 +558,28 @@ def datasets_rows(out: Path) -> dict:
     return pq.read_table(files, columns=["id", "prompt", "negative_prompt", "seed", "image"]).to_pydict()
 
 
+@pytest.fixture(scope="module")
+def family_build(tmp_path_factory) -> Callable[[str], Path]:
+    """``family_build(name)``: ``FAMILY_RECIPE`` for the tiny pipeline ``name``, built by one process once for the
+    module (the plain build both the process-count and the LoRA tests compare with). Read-only."""
+    built: dict[str, Path] = {}
+
+    def build(family: str) -> Path:
+        if family not in built:
+            root = tmp_path_factory.mktemp(f"family-{family}")
+            run_build(str(family_recipe(root, family)), "--output-dir", str(root / "one"), env=SAME_THREADS)
+            built[family] = root / "one"
+        return built[family]
+
+    return build
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("family", TINY_FAMILIES)
-def test_every_family_builds_the_same_dataset_on_1_and_2_processes(family: str, tmp_path: Path):
+def test_every_family_builds_the_same_dataset_on_1_and_2_processes(family: str, family_build, tmp_path: Path):
 
     recipe = family_recipe(tmp_path, family)
-    one, two = tmp_path / "one", tmp_path / "two"
-    run_build(str(recipe), "--output-dir", str(one), env=SAME_THREADS)
+    one, two = family_build(family), tmp_path / "two"
     run_build(str(recipe), "--output-dir", str(two), env=SAME_THREADS, launcher=[*ACCELERATE, "--num_processes", "2"])
     assert json.loads((two / ".synthdata" / "run.json").read_text())["processes"] == 2
     expected = table(one)
@@ -679,20 +695,18 @@ def make_tiny_lora(family: str, directory: Path) -> Path:
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("family", ["sdxl", "flux-schnell"])
-def test_loras_are_fused_at_their_scale_and_named_by_the_card(family: str, tmp_path: Path):
+def test_loras_are_fused_at_their_scale_and_named_by_the_card(family: str, family_build, tmp_path: Path):
 
     lora = make_tiny_lora(family, tmp_path / "lora")
     plain = family_recipe(tmp_path, family)
-    runs = {}
-    for scale in (None, 0.0, 1.0):
-        text = plain.read_text(encoding="utf-8")
-        if scale is not None:
-            text = text.replace(
-                "safety_checker: false}",
-                f"safety_checker: false, loras: [{{id: {lora}, weight_name: tiny_lora.safetensors, scale: {scale}}}]}}",
-            )
+    runs = {None: family_build(family)}
+    for scale in (0.0, 1.0):
+        text = plain.read_text(encoding="utf-8").replace(
+            "safety_checker: false}",
+            f"safety_checker: false, loras: [{{id: {lora}, weight_name: tiny_lora.safetensors, scale: {scale}}}]}}",
+        )
         out = tmp_path / f"out-{scale}"
-        run_build(str(write_recipe(tmp_path, text, f"r-{scale}.yaml")), "--output-dir", str(out))
+        run_build(str(write_recipe(tmp_path, text, f"r-{scale}.yaml")), "--output-dir", str(out), env=SAME_THREADS)
         runs[scale] = out
     assert table(runs[0.0])["image"] == table(runs[None])["image"], "a LoRA at scale 0 changes nothing"
     assert table(runs[1.0])["image"] != table(runs[None])["image"]
