@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from builders.recipe import MAX_PROMPTS_PER_CLASS, RecipeError, load_recipe, parse_recipe
-from tests.conftest import ROOT, write_recipe
+from tests.helpers import ROOT, write_recipe
 
 MINIMAL = "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1}\n"
 
