@@ -18,7 +18,7 @@ import pytest
 from synthcore.availability import MODEL_UNAVAILABLE
 from synthcore.faults import OUTPUT_REFUSED, WRITE_FAILED
 from synthcore.hub import PUSH_FAILED
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BAD_INPUT = 2  # argparse's own code for bad options, which every command also uses for bad input
