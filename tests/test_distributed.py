@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, run_build, run_report, table, write_recipe
+from builders.cli import main
+from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, run_build, run_main, run_report, table, write_recipe
 
 pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
 
@@ -167,15 +169,14 @@ def test_a_different_recipe_into_the_same_directory_is_refused(scale_recipe: Pat
     changed = write_recipe(
         tmp_path, scale_recipe.read_text().replace("num_inference_steps: 2", "num_inference_steps: 3")
     )
-    result = run_build(str(changed), "--output-dir", str(scale_build), check=False)
+    result = run_main(main, str(changed), "--output-dir", str(scale_build))
     assert result.returncode == 2
     assert "generation.num_inference_steps: 2 -> 3" in result.stderr and "--overwrite" in result.stderr
     assert {p.name: p.stat().st_mtime_ns for p in (scale_build / "data").iterdir()} == before
 
 
-def test_overwrite_starts_again(scale_recipe: Path, tmp_path: Path):
-    out = tmp_path / "out"
-    run_build(str(scale_recipe), "--output-dir", str(out))
+def test_overwrite_starts_again(scale_recipe: Path, scale_build: Path, tmp_path: Path):
+    out = Path(shutil.copytree(scale_build, tmp_path / "out", symlinks=True))
     changed = write_recipe(
         tmp_path, scale_recipe.read_text().replace("num_inference_steps: 2", "num_inference_steps: 1")
     )
@@ -187,8 +188,7 @@ def test_overwrite_starts_again(scale_recipe: Path, tmp_path: Path):
 def test_raising_a_count_and_adding_a_split_reuse_finished_shards(
     scale_recipe: Path, scale_build: Path, tmp_path: Path
 ):
-    out = tmp_path / "out"
-    run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
+    out = Path(shutil.copytree(scale_build, tmp_path / "out", symlinks=True))
     bigger = write_recipe(
         tmp_path, scale_recipe.read_text().replace("splits: {train: 6, test: 2}", "splits: {train: 8, test: 2, val: 2}")
     )

@@ -253,7 +253,7 @@ def test_a_failed_eval_leaves_nothing_that_blocks_the_retry(scale_build: Path, t
     assert {"README.md", "summary.json", "pictures", "data", WORK_DIR} <= {
         p.name for p in (tmp_path / "scored").iterdir()
     }
-    again = score(tmp_path / "scored")
+    again = run_main(evaluate, str(scale_build), "--output-dir", str(tmp_path / "scored"), *TINY_SCORERS)
     assert again.returncode == OUTPUT_REFUSED and "pass --overwrite" in again.stderr
     assert score(tmp_path / "scored", "--overwrite").returncode == 0
 
@@ -277,14 +277,9 @@ def test_eval_and_training_refuse_a_directory_that_is_not_theirs(scale_build: Pa
 @pytest.mark.e2e
 def test_a_failed_training_leaves_no_directory_and_a_good_one_replaces_its_own(scale_build: Path, tmp_path: Path):
     out = tmp_path / "probe"
-    command = [
-        *[sys.executable, "-m", "training", "--dataset", str(scale_build), "--output-dir", str(out)],
-        *NO_BACKBONE,
-        "--epochs",
-        "1",
-    ]
-    failed = run([*command, "--train-split", "nosuch"])
+    args = ["--dataset", str(scale_build), "--output-dir", str(out), *NO_BACKBONE, "--epochs", "1"]
+    failed = run_main(train, *args, "--train-split", "nosuch")
     assert failed.returncode == 2 and not out.exists()
     for _ in range(2):  # the second run replaces the first's outputs
-        assert run(command).returncode == 0
+        assert run([sys.executable, "-m", "training", *args]).returncode == 0
     assert {"metrics.json", "head.safetensors", "config.json", "README.md"} <= {p.name for p in out.iterdir()}
