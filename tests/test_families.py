@@ -27,9 +27,10 @@ from PIL import Image
 
 from builders.card import card_data, license_metadata
 from builders.generators import FAMILIES, GENERATORS, describe, family_of, resolve_family
+from builders.generators.tiny import TINY_FAMILIES, tiny_family_dir
 from builders.plan import content_fingerprint
 from builders.recipe import RecipeError, load_recipe, parse_recipe, recipe_to_yaml
-from synthcore.tiny import TINY_FAMILIES, tiny_family_dir
+from synthcore.tiny import tiny_safety_checker_dir
 from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, benchmark_headline, run_build, table, write_recipe
 
 RECIPE = """
@@ -630,7 +631,7 @@ def half_flagging_checker(tmp_path_factory) -> Path:
     from transformers import CLIPImageProcessor
 
     checker_dir = tmp_path_factory.mktemp("models") / "checker"
-    shutil.copytree(tiny_family_dir("safety-checker"), checker_dir)
+    shutil.copytree(tiny_safety_checker_dir(), checker_dir)
     pipe = DiffusionPipeline.from_pretrained(tiny_family_dir("sdxl"))
     checker = StableDiffusionSafetyChecker.from_pretrained(checker_dir)
     with torch.no_grad():
@@ -738,3 +739,11 @@ def test_the_generation_benchmark_takes_a_family():
         "generation.py", "--family", "sd3", "--steps", "2", "--num-images", "2", "--batch-size", "2", "--size", "32"
     )
     assert 0 < ratio < 10
+
+
+def test_every_family_owns_a_tiny_pipeline_and_the_family_tests_run_each():
+    """Stable Diffusion's tiny pipeline is the shared ``tiny-random``; every other family writes its own."""
+    assert [g.name for g in FAMILIES if not g.tiny_names] == ["stable-diffusion"]
+    assert TINY_FAMILIES == tuple(name for g in FAMILIES for name in g.tiny_names)
+    with pytest.raises(ValueError, match="no tiny random pipeline 'nope'; known: sdxl, sd3"):
+        tiny_family_dir("nope")
