@@ -13,7 +13,7 @@ from builders.generators import FAMILIES, GENERATORS, family_of
 from builders.generators.known import KNOWN_MODELS
 from builders.generators.sources import ModelFiles
 from builders.recipe import load_recipe
-from tests.conftest import ROOT, run_build
+from tests.helpers import ROOT, run_build
 
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 

@@ -12,7 +12,7 @@ from builders.cli import main, parse_args
 from builders.overrides import load_recipe_with, parse_override
 from builders.preview import DEFAULT_PREVIEW
 from builders.recipe import RecipeError, load_recipe, parse_recipe, recipe_to_yaml
-from tests.conftest import ROOT, write_recipe
+from tests.helpers import ROOT, write_recipe
 
 SMOKE = ROOT / "recipes" / "smoke.yaml"
 

@@ -10,7 +10,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from tests.conftest import run_build
+from tests.helpers import run_build
 
 SMALL = ["splits.train=3", "splits.test=2"]  # 3 classes: 15 images in all
 
