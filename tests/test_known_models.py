@@ -38,8 +38,11 @@ def empty_hub_cache(tmp_path: Path, monkeypatch) -> dict[str, str]:
     for the processes it starts (the returned environment)."""
     import huggingface_hub.constants
 
+    from builders.generators.sources import _read_json
+
     cache = tmp_path / "hf" / "hub"
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    _read_json.cache_clear()  # files read from another test's cache are not in this one
     return {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
 
 
