@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from builders.recipe import MAX_PROMPTS_PER_CLASS, RecipeError, load_recipe, parse_recipe
-from tests.conftest import ROOT, write_recipe
+from tests.helpers import ROOT, write_recipe
 
 MINIMAL = "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1}\n"
 
@@ -242,7 +242,7 @@ def test_template_expansion_is_counted_before_it_happens():
 
 
 def test_prompts_of_all_classes_together_are_bounded(monkeypatch):
-    monkeypatch.setattr("builders.recipe.MAX_PROMPTS", 3)
+    monkeypatch.setattr("builders.recipe_checks.MAX_PROMPTS", 3)
     found = problems("name: t\nclasses: {a: {prompts: [x, y]}, b: {prompts: [x, y]}}\nsplits: {t: 1}\n")
     assert found == ["classes: the 2 classes expand to 4 prompts in all; at most 3"]
 
