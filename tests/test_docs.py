@@ -1,6 +1,6 @@
 """README.md and docs/ stay in step with the code: links and anchors resolve, the recipes, modules, scripts and
-command-line options they name exist, the dotted names they cite import, and the exit codes they list are the
-code's."""
+command-line options they name exist, the dotted names they (and the code's docstrings) cite import, and the exit
+codes they list are the code's."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ BAD_INPUT = 2  # argparse's own code for bad options, which every command also u
 CODE_BLOCK = re.compile(r"^```.*?^```", re.S | re.M)
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^)\s]+)\)")
 DOTTED = re.compile(r"`((?:builders|eval|training|synthcore)(?:\.\w+)+)")
+PACKAGES = ("builders", "eval", "training", "synthcore", "benchmarks", "tests")
 COMMAND = {"build.py": "builders.cli", "-m eval": "eval.standalone", "-m training": "training.__main__"}
 
 
@@ -113,6 +114,7 @@ def options_of(module: str) -> frozenset[str]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(argparse.ArgumentParser, "parse_args", stop)
+        patch.setattr(argparse.ArgumentParser, "parse_intermixed_args", stop)  # build.py's, for its overrides
         with pytest.raises(_Parsed) as parsed:
             importlib.import_module(module).main([])
     return frozenset(parsed.value.parser._option_string_actions)
@@ -200,3 +202,14 @@ def every_known_option() -> frozenset[str]:
 def test_every_option_named_in_the_text_belongs_to_some_command(page: Path):
     named = set(re.findall(r"`(--[a-z][\w-]*)", prose(page)))
     assert sorted(named - every_known_option()) == []
+
+
+def test_every_dotted_name_a_docstring_or_comment_cites_imports():
+    sources = [ROOT / "build.py", *(path for package in PACKAGES for path in (ROOT / package).rglob("*.py"))]
+    stale = [
+        f"{page_id(path)}: {name}"
+        for path in sources
+        for name in sorted(set(DOTTED.findall(text(path))))
+        if not resolves(name)
+    ]
+    assert stale == []
