@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from builders.formats.choice import DEFAULT_FORMATS, FormatNames, Formats
 from builders.schedulers import SCHEDULER_NAMES, is_known_scheduler
 from eval.filters import FilterSettings
 from eval.quality import QualitySettings, quality_problems
@@ -284,6 +285,7 @@ class HubSettings(_Strict):
     private: bool = False
     push_during_build: bool = False  # upload finished shards to building/ while the build runs (synthcore.hub)
     upload_interval: float = Field(default=60.0, gt=0)  # seconds between two such uploads
+    formats: FormatNames = ()  # formats uploaded beside Parquet, each into its own folder (builders.formats)
 
 
 class Recipe(_Strict):
@@ -307,6 +309,7 @@ class Recipe(_Strict):
     filters: FilterSettings = FilterSettings()
     quality: QualitySettings = QualitySettings()
     output: OutputSettings = OutputSettings()
+    formats: Formats = DEFAULT_FORMATS  # written beside data/ (builders.formats); Parquet always is
     hub: HubSettings = HubSettings()
 
     @field_validator("name")
