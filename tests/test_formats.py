@@ -28,8 +28,8 @@ from builders.hub import push_dataset, with_push_target
 from builders.recipe import RecipeError
 from synthcore.outdir import WORK_DIR, OutputDirError, claimed
 from tests import handmade, hubserver
-from tests.conftest import ROOT
 from tests.handmade import handmade_recipe, write_shards
+from tests.helpers import ROOT
 
 FORMATS = "formats: [parquet, imagefolder, {webdataset: {max_samples: 5}}]\n"
 FILTERED = "filters: {min_true_class_prob: 0.5}\n"
