@@ -120,10 +120,12 @@ def _guidance_value(value: Any, where: str) -> float:
         raise ValueError(f"{where}expected a number, or a list of numbers (a sweep), got {short_repr(value)}")
     if not math.isfinite(value):
         raise ValueError(f"{where}Input should be a finite number (got {value})")
-    if not 0 <= value <= MAX_GUIDANCE_SCALE:
+    if value < 0:
+        raise ValueError(f"{where}Input should be greater than or equal to 0 (got {value})")
+    if value > MAX_GUIDANCE_SCALE:
         raise ValueError(
-            f"{where}Input should be between 0 and {MAX_GUIDANCE_SCALE:g} (got {value}): a larger guidance overflows "
-            "the model's arithmetic and gives black images"
+            f"{where}Input should be less than or equal to {MAX_GUIDANCE_SCALE:g} (got {value}): a larger guidance "
+            "overflows the model's arithmetic and gives black images"
         )
     return float(value)
 
