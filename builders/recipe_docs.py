@@ -27,17 +27,11 @@ the scoring, filters and quality sections in `eval/`): edit their descriptions t
 
 A recipe is a YAML file; only `name`, `classes` and `splits` are required. See
 [`recipes/fox_dog.yaml`](../recipes/fox_dog.yaml) (the reference exercise) and
-[`recipes/smoke.yaml`](../recipes/smoke.yaml) (templates, Korean class names, prompt-disjoint splits).
-`python build.py --recipe R --dry-run` checks a recipe and shows its plan without loading a model.
-
-The file is read within bounds, so a few lines can never exhaust memory or time before an error: at most 1 MiB;
-UTF-8 (with or without a byte-order mark) or UTF-16 with a byte-order mark (any other encoding is refused, naming
-the file); YAML anchors and aliases work, as do YAML 1.1 merge keys (`<<: *base`, `<<: [*a, *b]`: the mapping's
-own keys win, then the merged mappings in the order listed), but the document may expand to at most 200,000
-values and 16 Mi characters and nest at most 64 levels; tags that would construct Python objects are refused.
-Numbers must be finite (`.inf` and `.nan` are refused). Every bound below is checked when the recipe loads, and
-every problem (wrong keys, types and bounds, and those across keys: undefined template variables, prompt counts,
-the partition, filters without their scorer) is listed in one run, each with its key path.
+[`recipes/smoke.yaml`](../recipes/smoke.yaml) (templates, Korean class names, prompt-disjoint splits), the
+[model families](families.md) for the defaults each family brings, and the [levers for diversity](levers.md).
+How the file is read (its size, encoding and YAML bounds) and how problems are reported, every one in one run with
+its key path: [how it works](how-it-works.md#the-recipe-file). `python build.py --recipe R --dry-run` checks a
+recipe and shows its plan without loading a model.
 
 The last column says what changing a key does to a finished build in the same output directory: **all** (it
 changes every shard's content: the build refuses, naming the key, unless `--overwrite` starts afresh), **its

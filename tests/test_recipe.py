@@ -123,7 +123,7 @@ def test_file_errors_name_the_file(tmp_path: Path):
     with pytest.raises(RecipeError, match=str(path)) as caught:
         load_recipe(path)
     assert caught.value.problems == [
-        "generation.guidance_scal: unknown key (check the spelling; see the recipe reference in README.md)"
+        "generation.guidance_scal: unknown key (check the spelling; see the recipe reference in docs/recipe.md)"
     ]
     with pytest.raises(RecipeError, match="cannot read the recipe"):
         load_recipe(tmp_path / "missing.yaml")
@@ -340,7 +340,7 @@ def test_structural_template_and_filter_problems_are_reported_in_one_run():
     )
     assert sorted(found) == sorted(
         [
-            "guidance_scal: unknown key (check the spelling; see the recipe reference in README.md)",
+            "guidance_scal: unknown key (check the spelling; see the recipe reference in docs/recipe.md)",
             "classes.fox.prompts[0]: String should have at least 1 character (got '')",
             "splits.train: Input should be greater than 0 (got 0)",
             "templates[1]: field '{x:>9}' is not a plain {name} field (no format spec, conversion, index or attribute; "
