@@ -30,7 +30,7 @@ A recipe is a YAML file; only `name`, `classes` and `splits` are required. See
 [`recipes/smoke.yaml`](../recipes/smoke.yaml) (templates, Korean class names, prompt-disjoint splits), the
 [model families](families.md) for the defaults each family brings, and the [levers for diversity](levers.md).
 How the file is read (its size, encoding and YAML bounds) and how problems are reported, every one in one run with
-its key path: [how it works](how-it-works.md#the-recipe-file). `python build.py --recipe R --dry-run` checks a
+its key path: [how it works](how-it-works.md#the-recipe-file). `python build.py RECIPE --dry-run` checks a
 recipe and shows its plan without loading a model.
 
 The last column says what changing a key does to a finished build in the same output directory: **all** (it
