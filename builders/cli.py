@@ -15,6 +15,8 @@ from huggingface_hub import try_to_load_from_cache
 
 from builders.claims import lease_seconds
 from builders.expansion import ExpansionError, expansion_needs, locked_recipe, planned_recipe
+from builders.overrides import parse_override
+from builders.preview import DEFAULT_PREVIEW, preview_count, run_preview
 from builders.recipe import Recipe, RecipeError
 from builders.source import SourceError, recipe_source
 from eval.scorers import scorer_model_refs
@@ -51,6 +53,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "recipe.yaml",
     )
     parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY.PATH=VALUE",
+        help="recipe values that replace the file's (YAML values), e.g. generation.num_inference_steps=4 "
+        "splits.train=8 model.id=stabilityai/sdxl-turbo; checked like the file and recorded in recipe.yaml",
+    )
+    parser.add_argument(
         "--output-dir",
         help="where the dataset goes (default: outputs/<recipe name>; with --push-only "
         "and a dataset directory as RECIPE, that directory)",
@@ -78,7 +87,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="print the plan's size per split and class and a GPU-time estimate; load no model",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--preview",
+        nargs="?",
+        const=str(DEFAULT_PREVIEW),
+        metavar="N",
+        help=f"make and score only the first N (default {DEFAULT_PREVIEW}) planned train images of every class, "
+        "exactly as the build will, into OUTPUT/preview/ (a contact sheet, the images, their scores); publishes "
+        "nothing",
+    )
+    return preview_count(parser, parser.parse_intermixed_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         lease_seconds()  # SYNTHDATA_LEASE_SECONDS checked before anything loads (a ValueError: exit 2)
-        source = recipe_source(args.recipe)
+        source = recipe_source(args.recipe, [parse_override(text) for text in args.overrides])
         recipe = hub.with_push_target(source.recipe, args.push_to_hub, args.private)
         if args.push_only and not recipe.hub.repo_id:
             raise ValueError(
@@ -133,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         require_models([*models_needed(recipe), *expansion_needs(recipe, Path(output_dir), args.overwrite)])
     except ModelUnavailable as err:
         return report_unavailable(err)
+    if args.preview:
+        return run_preview(recipe, output_dir, args.preview)
     from builders.distributed_build import build
     from builders.export import EmptyDataset
     from builders.store import DamagedShards, FingerprintMismatch
@@ -263,7 +283,15 @@ def dry_run(recipe, output_dir: str) -> str:
     fingerprint = content_fingerprint(recipe, placement.device.split(":")[0], placement.dtype_name)
     store = output_store(output_dir, 0) if is_remote(output_dir) else OutputDir(output_dir)  # a store's shards count
     plan_text = describe(recipe, make_plan(recipe, fingerprint), store)
-    return "\n".join([plan_text, *([note] if note else []), _architecture_note(recipe)])
+    return "\n".join([plan_text, *([note] if note else []), *architecture_and_download(recipe)])
+
+
+def architecture_and_download(recipe: Recipe) -> list[str]:
+    """Whose architecture the estimate is (SD 1.x/2.x, whose UNets differ), and how to fetch a missing model."""
+    from builders.dryrun import download_line
+
+    notes = [_architecture_note(recipe)] if recipe.model.pipeline == "StableDiffusionPipeline" else []
+    return notes + ([line] if (line := download_line(recipe)) else [])
 
 
 SD15_UNET = {"block_out_channels": [320, 640, 1280, 1280], "cross_attention_dim": 768}
