@@ -15,10 +15,11 @@ from huggingface_hub import try_to_load_from_cache
 
 from builders.claims import lease_seconds
 from builders.expansion import ExpansionError, expansion_needs, locked_recipe, planned_recipe
+from builders.formats.choice import chosen
 from builders.overrides import parse_override
 from builders.preview import DEFAULT_PREVIEW, preview_count, run_preview
 from builders.recipe import Recipe, RecipeError
-from builders.source import SourceError, recipe_source
+from builders.source import RecipeSource, SourceError, recipe_source
 from eval.scorers import scorer_model_refs
 from synthcore.availability import (
     DecoderMemory,
@@ -74,6 +75,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--push-only", action="store_true", help="push the already built dataset; generate nothing, load no model"
     )
     parser.add_argument(
+        "--formats",
+        metavar="A,B",
+        help="formats to write beside Parquet, overriding the recipe's `formats` (parquet, imagefolder, webdataset)",
+    )
+    parser.add_argument(
+        "--export-only",
+        action="store_true",
+        help="write the formats from a finished dataset (RECIPE: its directory, or a Hub id in the local cache); "
+        "generate nothing, load no model",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="discard finished shards made under different settings"
     )
     parser.add_argument(
@@ -108,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         lease_seconds()  # SYNTHDATA_LEASE_SECONDS checked before anything loads (a ValueError: exit 2)
         source = recipe_source(args.recipe, [parse_override(text) for text in args.overrides])
         recipe = hub.with_push_target(source.recipe, args.push_to_hub, args.private)
+        if args.formats:
+            recipe = recipe.model_copy(update={"formats": chosen(recipe.formats, args.formats)})
+        if is_remote(args.output_dir) and any(choice.format.folder for choice in recipe.formats):
+            raise ValueError(f"formats other than parquet are written to a local --output-dir, not {args.output_dir}")
         if args.push_only and not recipe.hub.repo_id:
             raise ValueError(
                 "--push-only: no repo to push to; give --push-to-hub USER/NAME or set hub.repo_id in the recipe"
@@ -117,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     except (RecipeError, SourceError, ValueError) as err:
         print(scrub(str(err)), file=sys.stderr)
         return 2
+    if args.export_only:
+        return _export_only(recipe, source, args)
     if not (args.push_only or args.dry_run):
         _quiet_libraries()  # before the check, which may build the tiny-random models
         try:  # a missing generator is a missing model (exit 4, with the others), before its family is read
@@ -184,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     from eval.summary import format_table
 
     print(format_table(report.summary))
+    for written in report.formats:
+        print(written.line())
     print(
         f"dataset written to {report.output_dir}: {report.images_generated} images made, "
         f"{report.images_found_done} found done, {len(report.safety_dropped)} dropped by the safety checker, "
@@ -192,6 +212,20 @@ def main(argv: list[str] | None = None) -> int:
     if not recipe.hub.repo_id:
         return 0
     return _push(locked_recipe(recipe, Path(output_dir)) or recipe, output_dir, args)
+
+
+def _export_only(recipe: Recipe, source: RecipeSource, args: argparse.Namespace) -> int:
+    """``--export-only``: the formats from the finished dataset, then the push when one is asked for."""
+    from builders.formats.command import dataset_root, export_only
+
+    output_dir = args.output_dir or str(source.dataset_dir or Path("outputs") / recipe.name)
+    try:
+        root = dataset_root(args.recipe, source.dataset_dir, output_dir)
+    except ValueError as err:  # no such dataset in the cache
+        print(f"error: {scrub(str(err))}", file=sys.stderr)
+        return 2
+    code = export_only(recipe, root, output_dir, recipe.formats)
+    return _push(recipe, output_dir, args) if code == 0 and recipe.hub.repo_id else code
 
 
 def _push(recipe: Recipe, output_dir: str, args: argparse.Namespace) -> int:

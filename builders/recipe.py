@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from builders import recipe_checks
+from builders.formats.choice import DEFAULT_FORMATS, FormatNames, Formats
 from builders.limits import (
     MAX_BATCH_SIZE,
     MAX_CLASSES,
@@ -483,6 +484,10 @@ class HubSettings(_Strict):
         description="with `hub.push_during_build`, seconds between two uploads of the shards finished meanwhile "
         "(one commit each)",
     )
+    formats: FormatNames = Field(
+        default=(),
+        description="formats uploaded beside Parquet, each into its own folder (of those in `formats`)",
+    )
 
 
 class Recipe(_Strict):
@@ -594,6 +599,12 @@ class Recipe(_Strict):
     )
     output: OutputSettings = Field(
         default=OutputSettings(), description="how images are encoded and shards cut", json_schema_extra=BY_FIELD
+    )
+    formats: Formats = Field(
+        default=DEFAULT_FORMATS,
+        description="the formats written beside `data/` (Parquet always is): names, each optionally with its options, "
+        "e.g. `[parquet, imagefolder, {webdataset: {max_samples: 1000}}]`",
+        json_schema_extra=NOT_CONTENT,
     )
     hub: HubSettings = Field(
         default=HubSettings(), description="where the dataset is pushed", json_schema_extra=NOT_CONTENT
@@ -812,14 +823,15 @@ def _valid_keys(model: type[BaseModel], data: dict) -> dict[str, Any]:
                 valid[name] = field.get_default(call_default_factory=True)
             continue
         try:
-            valid[name] = _key_adapter(model, name).validate_python(data[name])
+            valid[name] = key_adapter(model, name).validate_python(data[name])
         except ValidationError:
             pass
     return valid
 
 
 @functools.cache
-def _key_adapter(model: type[BaseModel], name: str) -> TypeAdapter:
+def key_adapter(model: type[BaseModel], name: str) -> TypeAdapter:
+    """A validator (and serializer) of one of the model's keys alone, as the model checks and dumps it."""
     field = model.model_fields[name]
     annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
     if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined, to_jsonable_python
+from pydantic_core import PydanticUndefined
 
 from builders.content import mark
-from builders.recipe import Recipe
+from builders.recipe import Recipe, key_adapter
 
 INTRO = """# Recipe reference
 
@@ -78,18 +78,19 @@ def _remakes(field: FieldInfo, inherited: str) -> str:
     return inherited if content is None else REMAKES[content]
 
 
-def _default(field: FieldInfo) -> str:
+def _default(model: type[BaseModel], name: str) -> str:
+    field = model.model_fields[name]
     if field.default is PydanticUndefined:
         return "required"
     if isinstance(field.default, BaseModel):
         return "(section)"
-    value = to_jsonable_python(field.default)
+    value = key_adapter(model, name).dump_python(field.default, mode="json")
     return f"`{value}`" if isinstance(value, str) and value else f"`{json.dumps(value, ensure_ascii=False)}`"
 
 
-def _row(path: str, name: str, field: FieldInfo, remakes: str) -> str:
-    key = f"{path}.{name}".lstrip(".")
-    cells = [f"`{key}`", _default(field), field.description or "", _remakes(field, remakes)]
+def _row(path: str, model: type[BaseModel], name: str, remakes: str) -> str:
+    key, field = f"{path}.{name}".lstrip("."), model.model_fields[name]
+    cells = [f"`{key}`", _default(model, name), field.description or "", _remakes(field, remakes)]
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
@@ -97,7 +98,7 @@ def render() -> str:
     """The whole page: the introduction, then one table per section, the recipe's own keys first."""
     parts = [INTRO]
     for path, model, about, remakes in sections(Recipe, "", "", "none"):
-        rows = [_row(path, name, field, remakes) for name, field in model.model_fields.items()]
+        rows = [_row(path, model, name, remakes) for name in model.model_fields]
         table = "\n".join(["| key | default | meaning | a change remakes |", "|---|---|---|---|", *rows])
         parts.append(f"## {f'`{path}`' if path else 'Top-level keys'}\n\n{about}\n\n{table}")
     return "\n\n".join(parts) + "\n"
