@@ -38,11 +38,13 @@ from builders.limits import (
     MAX_BATCH_SIZE,
     MAX_CLASSES,
     MAX_DESCRIPTION_CHARS,
+    MAX_GUIDANCE_SCALE,
     MAX_GUIDANCE_VALUES,
     MAX_IMAGE_SIDE,
     MAX_IMAGES,
     MAX_IMAGES_PER_PROMPT,
     MAX_NAME_CHARS,
+    MAX_PARTITION_WEIGHT,
     MAX_PROMPTS,
     MAX_PROMPTS_PER_CLASS,
     MAX_REGENERATIONS,
@@ -50,6 +52,7 @@ from builders.limits import (
     MAX_SHARD_SIZE,
     MAX_STEPS,
     MAX_TEXT_CHARS,
+    MAX_UPLOAD_INTERVAL,
 )
 from builders.prompts import ClassPrompts, partition, split_shares, template_fields
 from builders.schedulers import SCHEDULER_NAMES, is_known_scheduler
@@ -121,6 +124,11 @@ def _guidance_value(value: Any, where: str) -> float:
         raise ValueError(f"{where}Input should be a finite number (got {value})")
     if value < 0:
         raise ValueError(f"{where}Input should be greater than or equal to 0 (got {value})")
+    if value > MAX_GUIDANCE_SCALE:
+        raise ValueError(
+            f"{where}Input should be less than or equal to {MAX_GUIDANCE_SCALE:g} (got {value}): a larger guidance "
+            "overflows the model's arithmetic and gives black images"
+        )
     return float(value)
 
 
@@ -313,8 +321,9 @@ class GenerationSettings(_Strict):
 
     guidance_scale: GuidanceSetting = Field(
         default=7.5,
-        description="classifier-free guidance, or FLUX.1 [dev]'s distilled guidance (finite, at least 0; the family's "
-        f"when left out). A list of 1 to {MAX_GUIDANCE_VALUES} values is a guidance sweep, cycled per image",
+        description=f"classifier-free guidance, or FLUX.1 [dev]'s distilled guidance (0 to {MAX_GUIDANCE_SCALE:g}: far "
+        "beyond any useful value, a larger one overflows to black images; the family's when left out). A list of 1 "
+        f"to {MAX_GUIDANCE_VALUES} values is a guidance sweep, cycled per image",
         json_schema_extra=PER_IMAGE,
     )
     num_inference_steps: int = Field(
@@ -481,8 +490,9 @@ class HubSettings(_Strict):
     upload_interval: float = Field(
         default=60.0,
         gt=0,
+        le=MAX_UPLOAD_INTERVAL,
         description="with `hub.push_during_build`, seconds between two uploads of the shards finished meanwhile "
-        "(one commit each)",
+        f"(one commit each; at most {MAX_UPLOAD_INTERVAL:g})",
     )
     formats: FormatNames = Field(
         default=(),
@@ -569,11 +579,11 @@ class Recipe(_Strict):
         "error. `build.py --dry-run` shows the prompts per split and class",
         json_schema_extra=PER_IMAGE,
     )
-    prompt_partition: dict[str, Annotated[float, Field(gt=0)]] | None = Field(
+    prompt_partition: dict[str, Annotated[float, Field(gt=0, le=MAX_PARTITION_WEIGHT)]] | None = Field(
         default=None,
         description="with `prompt_disjoint`, each split's share of every class's prompts, e.g. `{train: 0.8, "
-        "test: 0.2}` "
-        "(positive weights, normalized; one per split, no others; `null`: equal shares)",
+        f"test: 0.2}}` (positive weights up to {MAX_PARTITION_WEIGHT:.0e}, normalized; one per split, no others; "
+        "`null`: equal shares)",
         json_schema_extra=PER_IMAGE,
     )
     prompt_expansion: PromptExpansionSettings | None = Field(
