@@ -116,3 +116,13 @@ def _to_tensors(transform, image_column: str, label_column: str, batch: dict) ->
         "pixel_values": [transform(image.convert("RGB")) for image in batch[image_column]],
         "label": batch[label_column],
     }
+
+
+def nonempty(dataset: datasets.Dataset, source: str) -> datasets.Dataset:
+    """An eval split with rows: an empty one has no accuracy or F1 to report, so it is refused before training."""
+    if len(dataset) == 0:
+        raise TrainingError(
+            f"{source}: the eval split has no rows, so there is nothing to evaluate on; choose the splits to "
+            "evaluate with --eval-splits (or --eval-dataset-splits)"
+        )
+    return dataset

@@ -47,6 +47,7 @@ from training.data import (
     keep_min_scores,
     label_lookup,
     load_splits,
+    nonempty,
     pick,
 )
 from training.evaluation import compute_metrics
@@ -116,7 +117,7 @@ def load_data(config: TrainConfig) -> tuple[Split, list[Split], list[str]]:
     evals = []
     for name in config.eval_splits or default_eval_splits(splits, config.train_split):
         source = f"{config.dataset} [{name}]"
-        dataset = pick(splits, name, config.dataset)
+        dataset = nonempty(pick(splits, name, config.dataset), source)
         evals.append(Split(name, dataset, label_lookup(class_names(dataset, config, source), classes, {}, source)))
     if config.label_map and not config.eval_dataset:
         raise TrainingError("--label-map maps the labels of --eval-dataset, which is not given")
@@ -124,7 +125,7 @@ def load_data(config: TrainConfig) -> tuple[Split, list[Split], list[str]]:
         other = load_splits(config.eval_dataset)
         for name in config.eval_dataset_splits or list(other):
             source = f"{config.eval_dataset} [{name}]"
-            dataset = pick(other, name, config.eval_dataset)
+            dataset = nonempty(pick(other, name, config.eval_dataset), source)
             lookup = label_lookup(class_names(dataset, config, source), classes, config.label_map, source)
             evals.append(Split(f"{Path(config.eval_dataset).name}/{name}", dataset, lookup))
     return Split(config.train_split, train_ds), evals, classes
