@@ -24,8 +24,7 @@ from builders.export import BUILD_OUTPUT
 from builders.objstore import output_store
 from synthcore.outdir import OutputDirError, Owner
 from synthcore.remote import RemoteDir, check_remote, remote_lock
-from tests.conftest import ROOT, run_build, write_recipe
-from tests.test_distributed import ACCELERATE, SAME_THREADS, SCALE_RECIPE, table
+from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, SCALE_RECIPE, run_build, table, write_recipe
 
 SHARDS = 8
 _buckets = itertools.count()
