@@ -15,8 +15,11 @@ from huggingface_hub import try_to_load_from_cache
 
 from builders.claims import lease_seconds
 from builders.expansion import ExpansionError, expansion_needs, locked_recipe, planned_recipe
+from builders.formats.choice import chosen
+from builders.overrides import parse_override
+from builders.preview import DEFAULT_PREVIEW, preview_count, run_preview
 from builders.recipe import Recipe, RecipeError
-from builders.source import SourceError, recipe_source
+from builders.source import RecipeSource, SourceError, recipe_source
 from eval.scorers import scorer_model_refs
 from synthcore.availability import (
     DecoderMemory,
@@ -51,6 +54,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "recipe.yaml",
     )
     parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY.PATH=VALUE",
+        help="recipe values that replace the file's (YAML values), e.g. generation.num_inference_steps=4 "
+        "splits.train=8 model.id=stabilityai/sdxl-turbo; checked like the file and recorded in recipe.yaml",
+    )
+    parser.add_argument(
         "--output-dir",
         help="where the dataset goes (default: outputs/<recipe name>; with --push-only "
         "and a dataset directory as RECIPE, that directory)",
@@ -63,6 +73,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--private", action="store_true", help="create the Hub repo private (overrides hub.private)")
     parser.add_argument(
         "--push-only", action="store_true", help="push the already built dataset; generate nothing, load no model"
+    )
+    parser.add_argument(
+        "--formats",
+        metavar="A,B",
+        help="formats to write beside Parquet, overriding the recipe's `formats` (parquet, imagefolder, webdataset)",
+    )
+    parser.add_argument(
+        "--export-only",
+        action="store_true",
+        help="write the formats from a finished dataset (RECIPE: its directory, or a Hub id in the local cache); "
+        "generate nothing, load no model",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="discard finished shards made under different settings"
@@ -78,7 +99,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="print the plan's size per split and class and a GPU-time estimate; load no model",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--preview",
+        nargs="?",
+        const=str(DEFAULT_PREVIEW),
+        metavar="N",
+        help=f"make and score only the first N (default {DEFAULT_PREVIEW}) planned train images of every class, "
+        "exactly as the build will, into OUTPUT/preview/ (a contact sheet, the images, their scores); publishes "
+        "nothing",
+    )
+    return preview_count(parser, parser.parse_intermixed_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,8 +118,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         lease_seconds()  # SYNTHDATA_LEASE_SECONDS checked before anything loads (a ValueError: exit 2)
-        source = recipe_source(args.recipe)
+        source = recipe_source(args.recipe, [parse_override(text) for text in args.overrides])
         recipe = hub.with_push_target(source.recipe, args.push_to_hub, args.private)
+        if args.formats:
+            recipe = recipe.model_copy(update={"formats": chosen(recipe.formats, args.formats)})
+        if is_remote(args.output_dir) and any(choice.format.folder for choice in recipe.formats):
+            raise ValueError(f"formats other than parquet are written to a local --output-dir, not {args.output_dir}")
         if args.push_only and not recipe.hub.repo_id:
             raise ValueError(
                 "--push-only: no repo to push to; give --push-to-hub USER/NAME or set hub.repo_id in the recipe"
@@ -99,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     except (RecipeError, SourceError, ValueError) as err:
         print(scrub(str(err)), file=sys.stderr)
         return 2
+    if args.export_only:
+        return _export_only(recipe, source, args)
     if not (args.push_only or args.dry_run):
         _quiet_libraries()  # before the check, which may build the tiny-random models
         try:  # a missing generator is a missing model (exit 4, with the others), before its family is read
@@ -133,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         require_models([*models_needed(recipe), *expansion_needs(recipe, Path(output_dir), args.overwrite)])
     except ModelUnavailable as err:
         return report_unavailable(err)
+    if args.preview:
+        return run_preview(recipe, output_dir, args.preview)
     from builders.distributed_build import build
     from builders.export import EmptyDataset
     from builders.store import DamagedShards, FingerprintMismatch
@@ -164,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     from eval.summary import format_table
 
     print(format_table(report.summary))
+    for written in report.formats:
+        print(written.line())
     print(
         f"dataset written to {report.output_dir}: {report.images_generated} images made, "
         f"{report.images_found_done} found done, {len(report.safety_dropped)} dropped by the safety checker, "
@@ -172,6 +212,20 @@ def main(argv: list[str] | None = None) -> int:
     if not recipe.hub.repo_id:
         return 0
     return _push(locked_recipe(recipe, Path(output_dir)) or recipe, output_dir, args)
+
+
+def _export_only(recipe: Recipe, source: RecipeSource, args: argparse.Namespace) -> int:
+    """``--export-only``: the formats from the finished dataset, then the push when one is asked for."""
+    from builders.formats.command import dataset_root, export_only
+
+    output_dir = args.output_dir or str(source.dataset_dir or Path("outputs") / recipe.name)
+    try:
+        root = dataset_root(args.recipe, source.dataset_dir, output_dir)
+    except ValueError as err:  # no such dataset in the cache
+        print(f"error: {scrub(str(err))}", file=sys.stderr)
+        return 2
+    code = export_only(recipe, root, output_dir, recipe.formats)
+    return _push(recipe, output_dir, args) if code == 0 and recipe.hub.repo_id else code
 
 
 def _push(recipe: Recipe, output_dir: str, args: argparse.Namespace) -> int:
@@ -232,22 +286,18 @@ def models_needed(recipe: Recipe) -> list[ModelNeed]:
 
 def generator_needs(recipe: Recipe) -> list[ModelNeed]:
     """The generator's pipeline, with its own safety checker when it ships one and the recipe runs it, and the
-    LoRA adapters fused into it."""
+    LoRA adapters fused into it (each checked against the pipeline's denoiser: a LoRA for another architecture is
+    found here, not after the models load)."""
     settings = recipe.model
     own_checker = settings.safety_checker and _ships_safety_checker(settings.id, settings.revision)
     pipeline = diffusers_pipeline("model.id", settings.id, settings.revision, own_checker, "model.safety_checker")
-    return [pipeline, *lora_needs("model.loras", settings.loras)]
+    return [pipeline, *lora_needs("model.loras", settings.loras, settings.id, settings.revision)]
 
 
 def _ships_safety_checker(model_id: str, revision: str | None) -> bool:
-    """Whether the pipeline has its own checker (SD 1.x); a family without one runs the standalone checker. An
-    index that cannot be read counts as "has one", so the pipeline check reports what is missing."""
-    from builders.generators.sources import ModelFiles, ModelIndexError  # the generation stack loads only to build
+    from builders.generators.sources import ships_safety_checker  # the generation stack loads only to build
 
-    try:
-        return ModelFiles(model_id, revision).ships_safety_checker()
-    except ModelIndexError:
-        return True
+    return ships_safety_checker(model_id, revision)
 
 
 def dry_run(recipe, output_dir: str) -> str:
@@ -263,7 +313,15 @@ def dry_run(recipe, output_dir: str) -> str:
     fingerprint = content_fingerprint(recipe, placement.device.split(":")[0], placement.dtype_name)
     store = output_store(output_dir, 0) if is_remote(output_dir) else OutputDir(output_dir)  # a store's shards count
     plan_text = describe(recipe, make_plan(recipe, fingerprint), store)
-    return "\n".join([plan_text, *([note] if note else []), _architecture_note(recipe)])
+    return "\n".join([plan_text, *([note] if note else []), *architecture_and_download(recipe)])
+
+
+def architecture_and_download(recipe: Recipe) -> list[str]:
+    """Whose architecture the estimate is (SD 1.x/2.x, whose UNets differ), and how to fetch a missing model."""
+    from builders.dryrun import download_line, other_downloads_line
+
+    notes = [_architecture_note(recipe)] if recipe.model.pipeline == "StableDiffusionPipeline" else []
+    return notes + [line for line in (download_line(recipe), other_downloads_line(recipe)) if line]
 
 
 SD15_UNET = {"block_out_channels": [320, 640, 1280, 1280], "cross_attention_dim": 768}

@@ -31,6 +31,8 @@ from builders.builder import LOADING, SyntheticImages
 from builders.claims import Claim, Claims, lease_seconds
 from builders.expansion import resolve_lock
 from builders.export import BUILD_OUTPUT, ExportResult, export_dataset
+from builders.formats.command import write_formats
+from builders.formats.export import FormatReport
 from builders.generators import family_of, resolve_family
 from builders.hub import uploads_during_build
 from builders.objstore import output_store
@@ -62,6 +64,7 @@ class BuildReport:
     taken_over_per_process: list[int] = field(default_factory=list)  # of them, taken over from a lapsed lease
     making_seconds: float = 0.0  # from the start of the work to the last shard finished (main process)
     loading_seconds_per_process: list[float] = field(default_factory=list)  # seconds each rank spent loading models
+    formats: list[FormatReport] = field(default_factory=list)  # the formats beside data/ (main process)
 
     def to_json(self) -> dict:
         """What ``.synthdata/run.json`` records of this run (how the work went, not what the dataset is)."""
@@ -129,10 +132,11 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
         if monitor:
             monitor.finish()
 
-        exported, progress = None, [made]
+        exported, progress, formats = None, [made], []
         if state.is_main_process:  # the others are done: they do not wait through the export
             progress = _every_process_progress(store, state.num_processes, len(pending))
             exported, remade = _export(builder, store, claims, owned, plan, state, background)
+            formats = write_formats(owned, builder.recipe)  # imagefolder, webdataset: from the data/ just published
             damaged += remade
             done_images -= sum(bad.shard.size for bad in remade)
         report = BuildReport(
@@ -152,6 +156,7 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
             taken_over_per_process=[p.taken_over for p in progress],
             making_seconds=making_seconds,
             loading_seconds_per_process=[p.loading_seconds for p in progress],
+            formats=formats,
         )
         if state.is_main_process:
             store.write_run_report(report.to_json())

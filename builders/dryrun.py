@@ -59,8 +59,26 @@ def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
         *_table(recipe, plan),
     ]
     by_guidance = images_by_guidance(recipe, plan)  # the cost depends on the guidance only (one or two passes)
-    total_tflops = sum(tflops_per_image(recipe, g) * images for g, images in by_guidance.items())
+    total_tflops, plain_seconds = estimate(recipe, by_guidance)
     remaining = 1 - done / plan.num_images
+    if len(by_guidance) > 1:
+        shown = ", ".join(f"{guidance:g}: {images}" for guidance, images in sorted(by_guidance.items()))
+        lines += ["", f"images per guidance value (a guidance sweep): {shown}"]
+    lines += [
+        "",
+        f"already finished in {store.location}: {done} images; to make: {plan.num_images - done}",
+        f"compute: {total_tflops / max(plan.num_images, 1):.1f} TFLOPs per image "
+        f"({family_of(recipe).flops.reference} architecture), "
+        f"{total_tflops / 1000:.1f} PFLOPs in all",
+        f"estimated GPU time for what remains, in H100-time: floor {duration(total_tflops * remaining / H100_TFLOPS)} "
+        f"(all {H100_TFLOPS:.0f} TFLOP/s used); plain diffusers pace {duration(plain_seconds * remaining)}",
+    ]
+    return "\n".join(lines)
+
+
+def estimate(recipe: Recipe, by_guidance: dict[float, int]) -> tuple[float, float]:
+    """The plan's TFLOPs, and its seconds at plain diffusers' pace on an H100, from its images per guidance value."""
+    total_tflops = sum(tflops_per_image(recipe, g) * images for g, images in by_guidance.items())
     gen = recipe.generation
     plain_seconds = sum(
         images
@@ -71,19 +89,51 @@ def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
         * cost_relative_to_sd15(recipe, guidance)
         for guidance, images in by_guidance.items()
     )
-    if len(by_guidance) > 1:
-        shown = ", ".join(f"{guidance:g}: {images}" for guidance, images in sorted(by_guidance.items()))
-        lines += ["", f"images per guidance value (a guidance sweep): {shown}"]
-    lines += [
-        "",
-        f"already finished in {store.location}: {done} images; to make: {plan.num_images - done}",
-        f"compute: {total_tflops / max(plan.num_images, 1):.1f} TFLOPs per image "
-        f"({family_of(recipe).flops.reference} architecture), "
-        f"{total_tflops / 1000:.1f} PFLOPs in all",
-        f"estimated GPU time for what remains, in H100-time: floor {_duration(total_tflops * remaining / H100_TFLOPS)} "
-        f"(all {H100_TFLOPS:.0f} TFLOP/s used); plain diffusers pace {_duration(plain_seconds * remaining)}",
+    return total_tflops, plain_seconds
+
+
+def download_line(recipe: Recipe) -> str | None:
+    """Whether the generator still has to be downloaded, how to fetch it and about how much it is (a well-known
+    model's size, ``builders.generators.known``); None for a local directory, ``tiny-random`` or a cached model."""
+    from builders.generators.known import KNOWN_MODELS
+    from synthcore.availability import diffusers_pipeline
+    from synthcore.model_refs import TINY_RANDOM, is_local_path
+
+    model = recipe.model
+    if model.id == TINY_RANDOM or is_local_path(model.id):
+        return None
+    need = diffusers_pipeline("model.id", model.id, model.revision, False, "model.safety_checker")
+    if need.cached():
+        return None
+    known = KNOWN_MODELS.get(model.id)
+    size = f", about {known.gigabytes:g} GB" if known and known.gigabytes else ""
+    return (
+        f"model.id {model.id!r} is not downloaded yet (not in the local Hugging Face cache{size}); the build "
+        f"downloads it when online, or fetch it first with\n  {need.download_command()}"
+    )
+
+
+def other_downloads_line(recipe: Recipe) -> str | None:
+    """The other models the build loads that are not downloaded yet (the scorers', the standalone safety checker),
+    each with how to fetch it; None when every one is at hand."""
+    from builders.generators.sources import ships_safety_checker
+    from eval.scorers import scorer_model_refs
+    from synthcore.availability import HubModel, TorchvisionWeights, transformers_model
+    from synthcore.model_refs import TINY_RANDOM, is_local_path
+
+    needs = list(scorer_model_refs(recipe.scoring))
+    if recipe.model.safety_checker and not ships_safety_checker(recipe.model.id, recipe.model.revision):
+        needs.append(transformers_model("model.safety_checker_id", recipe.model.safety_checker_id, "", processor=False))
+    missing = [
+        f"{need.key} {need.ref!r} ({need.download_command()})"
+        for need in needs
+        if isinstance(need, HubModel) and need.ref != TINY_RANDOM and not is_local_path(need.ref) and not need.cached()
+    ] + [
+        f"{need.key} {need.ref!r} ({need.url})"
+        for need in needs
+        if isinstance(need, TorchvisionWeights) and not need.cached_file().is_file()
     ]
-    return "\n".join(lines)
+    return f"also not downloaded yet: {'; '.join(missing)}" if missing else None
 
 
 def _shard_sizes(recipe: Recipe) -> str:
@@ -123,7 +173,7 @@ def _table(recipe: Recipe, plan: Plan) -> list[str]:
     return ["".join(pad(cell, w, left=i < 2) for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
