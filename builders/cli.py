@@ -286,11 +286,12 @@ def models_needed(recipe: Recipe) -> list[ModelNeed]:
 
 def generator_needs(recipe: Recipe) -> list[ModelNeed]:
     """The generator's pipeline, with its own safety checker when it ships one and the recipe runs it, and the
-    LoRA adapters fused into it."""
+    LoRA adapters fused into it (each checked against the pipeline's denoiser: a LoRA for another architecture is
+    found here, not after the models load)."""
     settings = recipe.model
     own_checker = settings.safety_checker and _ships_safety_checker(settings.id, settings.revision)
     pipeline = diffusers_pipeline("model.id", settings.id, settings.revision, own_checker, "model.safety_checker")
-    return [pipeline, *lora_needs("model.loras", settings.loras)]
+    return [pipeline, *lora_needs("model.loras", settings.loras, settings.id, settings.revision)]
 
 
 def _ships_safety_checker(model_id: str, revision: str | None) -> bool:

@@ -97,11 +97,11 @@ class ReferenceSettings(_Strict):
     ClassLabel column, whose class names are ours or are mapped to ours by ``label_map`` (theirs -> ours);
     rows of other classes are left out. Every split of it is used unless ``split`` names one."""
 
-    dataset: str = Field(min_length=1)
-    label_map: dict[str, str] = {}
-    split: str | None = None
-    image_column: str = IMAGE
-    label_column: str = LABEL
+    dataset: str = Field(min_length=1, description="a Hub dataset id or a local directory (`load_dataset`'s path)")
+    label_map: dict[str, str] = Field(default={}, description="its class names mapped to ours (theirs -> ours)")
+    split: str | None = Field(default=None, description="the split to read (`null`: every split)")
+    image_column: str = Field(default=IMAGE, description="its Image column")
+    label_column: str = Field(default=LABEL, description="its ClassLabel column")
 
     @field_validator("dataset")
     @classmethod
@@ -114,10 +114,23 @@ class ReferenceSettings(_Strict):
 class QualitySettings(_Strict):
     """The recipe's ``quality`` section (and ``python -m eval``'s quality options)."""
 
-    enabled: bool = True
-    near_duplicate_threshold: float = Field(default=DEFAULT_THRESHOLD, gt=0, le=1)
-    exact_search_limit: int = Field(default=EXACT_SEARCH_LIMIT, ge=2)
-    reference: ReferenceSettings | None = None
+    enabled: bool = Field(default=True, description="measure duplicates, leakage, diversity and CMMD after the build")
+    near_duplicate_threshold: float = Field(
+        default=DEFAULT_THRESHOLD,
+        gt=0,
+        le=1,
+        description="CLIP cosine similarity from which two images are near duplicates, above 0 and at most 1",
+    )
+    exact_search_limit: int = Field(
+        default=EXACT_SEARCH_LIMIT,
+        ge=2,
+        description="images of one class up to which near duplicates are searched exactly; a larger class is searched "
+        "approximately (faiss IVF index, recall reported)",
+    )
+    reference: ReferenceSettings | None = Field(
+        default=None,
+        description="real images to measure the distance to (CMMD); a string is short for `{dataset: ...}`",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -107,9 +107,21 @@ class Clip:
 
 
 class ClipSettings(ScorerSettings):
-    model: str = Field(default=DEFAULT_CLIP, min_length=1)
-    label_templates: list[str] = ["a photo of a {label}"]
-    embeddings: bool = True  # the clip_embedding column: duplicates, diversity and CMMD read it
+    model: str = Field(
+        default=DEFAULT_CLIP,
+        min_length=1,
+        description="Hub id or local directory of a CLIP model (`tiny-random` for tests)",
+    )
+    label_templates: list[str] = Field(
+        default=["a photo of a {label}"],
+        description="texts per class, each with a `{label}` field (the class's label text); several are averaged "
+        "(prompt ensembling)",
+    )
+    embeddings: bool = Field(
+        default=True,
+        description="store each image's unit CLIP embedding (`clip_embedding`), used for duplicates, diversity "
+        "and CMMD",
+    )
 
     @field_validator("model")
     @classmethod
@@ -141,8 +153,22 @@ class ClipScorer(Scorer):
     name = "clip"
     Settings = ClipSettings
     filters = (
-        FilterRule("min_true_class_prob", TRUE_PROB, "min", 0, 1),
-        FilterRule("min_clip_score", "clip_score", "min", 0, 100),
+        FilterRule(
+            "min_true_class_prob",
+            TRUE_PROB,
+            "min",
+            0,
+            1,
+            "keep rows whose CLIP probability of the true class is at least this (0 to 1)",
+        ),
+        FilterRule(
+            "min_clip_score",
+            "clip_score",
+            "min",
+            0,
+            100,
+            "keep rows whose CLIP score against their prompt is at least this (0 to 100)",
+        ),
     )
     summary = (
         SummaryStat("clip_true_prob_mean", "P(true) mean", TRUE_PROB, "mean", ".3f"),
