@@ -13,7 +13,7 @@ from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
 
-from builders.claims import lease_seconds
+from builders.store.claims import lease_seconds
 from builders.expansion import ExpansionError, expansion_needs, locked_recipe, planned_recipe
 from builders.recipe import Recipe, RecipeError
 from builders.source import SourceError, recipe_source
@@ -34,7 +34,7 @@ from synthcore.launch import local_device
 from synthcore.logs import configure_logging, route_library_logs
 from synthcore.model_refs import TINY_RANDOM, choose_dtype, is_local_path
 from synthcore.outdir import OutputDirError
-from synthcore.remote import is_remote, no_push_from_store
+from builders.store.remote_dir import is_remote, no_push_from_store
 
 log = logging.getLogger("synthdata")
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return report_unavailable(err)
     from builders.distributed_build import build
     from builders.export import EmptyDataset
-    from builders.store import DamagedShards, FingerprintMismatch
+    from builders.store.local import DamagedShards, FingerprintMismatch
     from synthcore.launch import WorldMismatch
 
     try:
@@ -253,9 +253,9 @@ def _ships_safety_checker(model_id: str, revision: str | None) -> bool:
 def dry_run(recipe, output_dir: str) -> str:
     from builders.distributed_build import placement_for
     from builders.dryrun import describe
-    from builders.objstore import output_store
+    from builders.store.remote import output_store
     from builders.plan import content_fingerprint, make_plan
-    from builders.store import OutputDir
+    from builders.store.local import OutputDir
 
     # The plan without a datasets builder, whose config hashing alone takes seconds for thousands of classes.
     placement = placement_for(recipe, local_device())

@@ -1,7 +1,7 @@
 """The build: plan, make the shards on every process, export the dataset.
 
 Run under ``accelerate launch`` (any number of processes and machines) or plain ``python``. Each process loads
-the pipeline on its own device, then claims shards one at a time and makes them (``builders.claims``: a shard
+the pipeline on its own device, then claims shards one at a time and makes them (``builders.store.claims``: a shard
 whose process is slow or lost is taken over by another when its lease runs out) until every shard is finished;
 the main process also drives the one progress bar, and then verifies the shards and exports the dataset. After
 the start, no process waits for another in a collective: the others are done once every shard is finished, and a
@@ -28,15 +28,15 @@ from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
 from builders.builder import LOADING, SyntheticImages
-from builders.claims import Claim, Claims, lease_seconds
+from builders.store.claims import Claim, Claims, lease_seconds
 from builders.expansion import resolve_lock
 from builders.export import BUILD_OUTPUT, ExportResult, export_dataset
 from builders.generators import family_of, resolve_family
 from builders.hub import uploads_during_build
-from builders.objstore import output_store
+from builders.store.remote import output_store
 from builders.plan import Plan, Shard
 from builders.recipe import Recipe
-from builders.store import DamagedShard, DamagedShards, OutputDir, RankProgress, ShardWriter
+from builders.store.local import DamagedShard, DamagedShards, OutputDir, RankProgress, ShardWriter
 from builders.writer_queue import TaskQueue
 from eval.summary import DatasetSummary
 from synthcore.launch import start_state

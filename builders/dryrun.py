@@ -13,7 +13,7 @@ from builders.generators import family_of
 from builders.generators.stable_diffusion import SD15_FLOPS
 from builders.plan import Plan, batches_per_shard, guidance_counts, prompts_with_images
 from builders.recipe import Recipe
-from builders.store import OutputDir
+from builders.store.local import OutputDir
 from eval.summary import display_width, pad
 
 H100_TFLOPS = 800.0

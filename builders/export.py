@@ -29,7 +29,7 @@ from builders.expansion import LOCK_FILE, lock_text
 from builders.hub import RECIPE_FILE
 from builders.plan import Plan, Shard
 from builders.recipe import FilterSettings, Recipe
-from builders.store import DamagedShards, OutputDir
+from builders.store.local import DamagedShards, OutputDir
 from eval.filters import keep_mask
 from eval.pictures import PICTURES_DIR, shared_tallies, write_pictures
 from eval.quality import PAIRS_FILE, QualityReport, quality_pass

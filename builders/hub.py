@@ -20,7 +20,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from builders.card import refreshed_card
 from builders.recipe import HubSettings, Recipe, RecipeError, load_recipe
-from builders.store import WORK_DIR, OutputDir
+from builders.store.local import WORK_DIR, OutputDir
 from synthcore.cardmeta import CARD
 from synthcore.hub import BUILDING, describe_error, push_folder, uploads_while_building
 from synthcore.layout import HUB_FILE

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from builders import cli
-from builders.claims import (
+from builders.store.claims import (
     DEFAULT_LEASE_SECONDS,
     LEASE_VARIABLE,
     Claims,
@@ -25,7 +25,7 @@ from builders.claims import (
     lease_seconds,
 )
 from builders.distributed_build import spread
-from builders.store import LocalClaimFiles, OutputDir, RankProgress, process_tag
+from builders.store.local import LocalClaimFiles, OutputDir, RankProgress, process_tag
 
 KEY = "0123456789abcdef01234567"
 

@@ -21,9 +21,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from builders.export import BUILD_OUTPUT
-from builders.objstore import output_store
+from builders.store.remote import output_store
 from synthcore.outdir import OutputDirError, Owner
-from synthcore.remote import RemoteDir, check_remote, remote_lock
+from builders.store.remote_dir import RemoteDir, check_remote, remote_lock
 from tests.conftest import ROOT, run_build, write_recipe
 from tests.test_distributed import ACCELERATE, SAME_THREADS, SCALE_RECIPE, table
 
@@ -183,7 +183,7 @@ class Requests:
 def test_done_shards_cost_a_listing_not_a_request_each(s3: S3, tmp_path: Path):
     """The start-up check answers from one listing; a process that reaches shards another finished since it
     listed finds them exactly (one request), then lists again instead of asking about each of the rest."""
-    from builders.objstore import SHARDS as SHARDS_DIR
+    from builders.store.remote import SHARDS as SHARDS_DIR
     from builders.plan import make_plan
     from builders.recipe import parse_recipe
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from builders.plan import Shard, content_fingerprint, make_plan
-from builders.store import DamagedShards, OutputDir
+from builders.store.local import DamagedShards, OutputDir
 from synthcore.faults import OUTPUT_REFUSED, WRITE_FAILED, Terminated, report_fault, write_failure
 from synthcore.outdir import (
     CHECKOUT,

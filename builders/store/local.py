@@ -11,7 +11,7 @@ Layout of ``<out>/``::
     .synthdata/shards/<key>.parquet finished shards, named by content key (the unit of resume)
     .synthdata/shards/<key>.json    its record: row ids, byte size, SHA-256, what the safety checker dropped
     .synthdata/damaged/             shards that failed verification, set aside (never deleted) when made again
-    .synthdata/claims/<key>         which process makes a shard, until when (``builders.claims``)
+    .synthdata/claims/<key>         which process makes a shard, until when (``builders.store.claims``)
     .synthdata/progress/rank-N.json what process N made in this run (the progress bar's and run.json's source)
     dropped/                        rows the recipe's filters dropped, a dataset of its own (when filtering)
 
@@ -163,7 +163,7 @@ class OutputDir:
 
     @property
     def location(self) -> str:
-        """Where the output is, as the user named it (``builders.objstore``: the store's URL, not its local copy)."""
+        """Where the output is, as the user named it (``builders.store.remote``: the store's URL, not its local copy)."""
         return str(self.root)
 
     def claim(self, tool: Tool, keep: Callable[[], bool]) -> AbstractContextManager[OwnedDir]:
@@ -302,7 +302,7 @@ class OutputDir:
 
     # -- progress --------------------------------------------------------------------------------------------
     def claim_files(self, rank: int) -> LocalClaimFiles:
-        """Where process ``rank`` takes its shards from (``builders.claims``)."""
+        """Where process ``rank`` takes its shards from (``builders.store.claims``)."""
         return LocalClaimFiles(self.claims, process_tag(rank))
 
     def report_progress(self, rank: int, progress: RankProgress) -> None:

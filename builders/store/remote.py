@@ -9,7 +9,7 @@ machinery unchanged (staging, verification, export), and the store is the truth 
 - the main process fetches the shards other processes (other machines) made, verifies them as locally, exports
   into its local copy and puts the exported files to the store, then the owner marker naming them;
 - progress and ``run.json`` are small objects in ``.synthdata/``; one build at a time is ``.synthdata/lock``,
-  created only if absent (``synthcore.remote``).
+  created only if absent (``builders.store.remote_dir``).
 
 Processes other than the main one drop their local copy of a shard once it is in the store.
 """
@@ -28,9 +28,9 @@ from typing import Any
 
 from builders.export import BUILD_OUTPUT
 from builders.plan import Shard
-from builders.store import DamagedShard, OutputDir, RankProgress, ShardWriter
+from builders.store.local import DamagedShard, OutputDir, RankProgress, ShardWriter
 from synthcore.outdir import WORK_DIR, OwnedDir, Owner, Tool, atomic_write_text, check, claimed, read_owner, write_owner
-from synthcore.remote import RemoteDir, check_remote, is_remote, remote_lock
+from builders.store.remote_dir import RemoteDir, check_remote, is_remote, remote_lock
 from synthcore.tiny import cache_root
 
 SHARDS, DAMAGED, PROGRESS, CLAIMS = (f"{WORK_DIR}/{name}" for name in ("shards", "damaged", "progress", "claims"))
@@ -199,7 +199,7 @@ class RemoteOutputDir(OutputDir):
 
 
 class RemoteClaimFiles:
-    """Claim files (``builders.claims``) as objects in the store: created only if absent, rewritten by one PUT.
+    """Claim files (``builders.store.claims``) as objects in the store: created only if absent, rewritten by one PUT.
     Where the store cannot create only-if-absent, two processes may both take a shard at the same moment: both make
     it, with the same bytes, and the second PUT replaces the first (work lost, nothing wrong)."""
 
