@@ -13,10 +13,12 @@ from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
 
-from builders.store.claims import lease_seconds
 from builders.expansion import ExpansionError, expansion_needs, locked_recipe, planned_recipe
 from builders.recipe import Recipe, RecipeError
 from builders.source import SourceError, recipe_source
+from builders.store.claims import lease_seconds
+from builders.store.prompt_lock import read_prompt_lock
+from builders.store.remote_dir import is_remote, no_push_from_store
 from eval.scorers import scorer_model_refs
 from synthcore.availability import (
     DecoderMemory,
@@ -34,7 +36,6 @@ from synthcore.launch import local_device
 from synthcore.logs import configure_logging, route_library_logs
 from synthcore.model_refs import TINY_RANDOM, choose_dtype, is_local_path
 from synthcore.outdir import OutputDirError
-from builders.store.remote_dir import is_remote, no_push_from_store
 
 log = logging.getLogger("synthdata")
 
@@ -120,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             print(dry_run(recipe, output_dir))
             return 0
         if args.push_only:
-            recipe = locked_recipe(recipe, Path(output_dir)) or recipe  # the prompts its recipe.yaml records
+            recipe = (
+                locked_recipe(recipe, read_prompt_lock(output_dir)) or recipe
+            )  # the prompts its recipe.yaml records
             return _push(recipe, output_dir, args) if int(os.environ.get("RANK", "0")) == 0 else 0
     except ExpansionError as err:
         print(f"error: {scrub(str(err))}", file=sys.stderr)
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if recipe.hub.repo_id and (warning := hub.missing_token_warning()):
         log.warning(warning)
     try:
-        require_models([*models_needed(recipe), *expansion_needs(recipe, Path(output_dir), args.overwrite)])
+        require_models([*models_needed(recipe), *expansion_needs(recipe, read_prompt_lock(output_dir), args.overwrite)])
     except ModelUnavailable as err:
         return report_unavailable(err)
     from builders.distributed_build import build
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not recipe.hub.repo_id:
         return 0
-    return _push(locked_recipe(recipe, Path(output_dir)) or recipe, output_dir, args)
+    return _push(locked_recipe(recipe, read_prompt_lock(output_dir)) or recipe, output_dir, args)
 
 
 def _push(recipe: Recipe, output_dir: str, args: argparse.Namespace) -> int:
@@ -253,15 +256,18 @@ def _ships_safety_checker(model_id: str, revision: str | None) -> bool:
 def dry_run(recipe, output_dir: str) -> str:
     from builders.distributed_build import placement_for
     from builders.dryrun import describe
-    from builders.store.remote import output_store
+    from builders.export import BUILD_OUTPUT
     from builders.plan import content_fingerprint, make_plan
+    from builders.store import output_store
     from builders.store.local import OutputDir
 
     # The plan without a datasets builder, whose config hashing alone takes seconds for thousands of classes.
     placement = placement_for(recipe, local_device())
-    recipe, note = planned_recipe(recipe, Path(output_dir)) if recipe.prompt_expansion else (recipe, None)
+    recipe, note = planned_recipe(recipe, read_prompt_lock(output_dir)) if recipe.prompt_expansion else (recipe, None)
     fingerprint = content_fingerprint(recipe, placement.device.split(":")[0], placement.dtype_name)
-    store = output_store(output_dir, 0) if is_remote(output_dir) else OutputDir(output_dir)  # a store's shards count
+    store = (
+        output_store(output_dir, 0, BUILD_OUTPUT) if is_remote(output_dir) else OutputDir(output_dir)
+    )  # a store's shards count
     plan_text = describe(recipe, make_plan(recipe, fingerprint), store)
     return "\n".join([plan_text, *([note] if note else []), _architecture_note(recipe)])
 

@@ -28,15 +28,15 @@ from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
 from builders.builder import LOADING, SyntheticImages
-from builders.store.claims import Claim, Claims, lease_seconds
 from builders.expansion import resolve_lock
 from builders.export import BUILD_OUTPUT, ExportResult, export_dataset
 from builders.generators import family_of, resolve_family
 from builders.hub import uploads_during_build
-from builders.store.remote import output_store
 from builders.plan import Plan, Shard
 from builders.recipe import Recipe
-from builders.store.local import DamagedShard, DamagedShards, OutputDir, RankProgress, ShardWriter
+from builders.store import Store, output_store
+from builders.store.claims import Claim, Claims, lease_seconds
+from builders.store.local import DamagedShard, DamagedShards, RankProgress, ShardWriter
 from builders.writer_queue import TaskQueue
 from eval.summary import DatasetSummary
 from synthcore.launch import start_state
@@ -93,11 +93,11 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
     started = time.perf_counter()
     recipe = resolve_family(recipe)
     state = start_state()
-    store = output_store(output_dir, state.process_index)  # every rank alike, before anything is written
+    store = output_store(output_dir, state.process_index, BUILD_OUTPUT)  # every rank alike, before anything is written
     state.wait_for_everyone()
     with ExitStack() as claim:
         owned = _claim(state, claim, store)
-        recipe = resolve_lock(recipe, store.root, state, owned, overwrite)  # prompt_expansion's prompts, all ranks
+        recipe = resolve_lock(recipe, store, state, owned, overwrite)  # prompt_expansion's prompts, all ranks
         builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, state.device), name=recipe.name)
         fingerprint = builder.fingerprint()
         store.check_fingerprint(fingerprint, overwrite)  # every rank decides alike, before anything is written
@@ -108,7 +108,7 @@ def build(recipe: Recipe, output_dir: str, *, overwrite: bool = False, backgroun
             store.prepare(fingerprint, overwrite)
             damaged = store.audit(list(plan.shards))  # those that fail are set aside, so they count as not done
             claim.enter_context(uploads_during_build(store, recipe.hub))  # hub.push_during_build: until export
-            pending = [shard for shard in plan.shards if not store.listed_done(shard)]  # nobody makes any yet
+            pending = [shard for shard in plan.shards if not store.done(shard)]  # nobody makes any yet
             done_images = plan.num_images - sum(s.size for s in pending)
             log.info(
                 "plan: %d images in %d shards; %d images found done, %d to make on %d process(es)",
@@ -165,7 +165,7 @@ def spread(shards: Sequence[Shard], state) -> Iterator[Shard]:
     return (shards[i % len(shards)] for i in range(first, first + len(shards)))
 
 
-def _every_process_progress(store: OutputDir, processes: int, to_make: int) -> list[RankProgress]:
+def _every_process_progress(store: Store, processes: int, to_make: int) -> list[RankProgress]:
     """Every process's progress once the shards are finished. A process records a shard just after committing it,
     so the main process waits a moment (at most 5 s) for the records to add up to the shards that were made."""
     deadline = time.monotonic() + 5
@@ -176,7 +176,7 @@ def _every_process_progress(store: OutputDir, processes: int, to_make: int) -> l
     return progress
 
 
-def _claim(state, stack: ExitStack, store: OutputDir) -> OwnedDir | None:
+def _claim(state, stack: ExitStack, store: Store) -> OwnedDir | None:
     """The main process claims the output directory for this build (marker, lock) until ``stack`` closes; every
     process learns whether it could, so all of them stop alike when it could not."""
     owned, refusal = None, None
@@ -193,7 +193,7 @@ def _claim(state, stack: ExitStack, store: OutputDir) -> OwnedDir | None:
 
 
 def _export(
-    builder: SyntheticImages, store: OutputDir, claims: Claims, owned: OwnedDir, plan: Plan, state, background: bool
+    builder: SyntheticImages, store: Store, claims: Claims, owned: OwnedDir, plan: Plan, state, background: bool
 ) -> tuple[ExportResult, list[DamagedShard]]:
     """Export the dataset. Shards that fail their checksum there (flipped bytes, say) were set aside: they are made
     again on this process and the export runs again; a second failure is an error."""
@@ -211,7 +211,7 @@ ENCODE_THREADS = min(4, os.cpu_count() or 1)
 
 
 def write_shards(
-    builder: SyntheticImages, store: OutputDir, claims: Claims, shards: Iterable[Shard], state, background: bool
+    builder: SyntheticImages, store: Store, claims: Claims, shards: Iterable[Shard], state, background: bool
 ) -> RankProgress:
     """Claim and make shards of ``shards``, in that order, until every one of them is finished (by this process or
     another); return what this process made. A shard another process holds is looked at again every
@@ -219,7 +219,7 @@ def write_shards(
     progress = RankProgress()
     while True:
         held = _write_pass(builder, store, claims, shards, progress, state, background)
-        shards = [shard for shard in held if not store.is_done(shard)]
+        shards = [shard for shard in held if not store.done(shard, fresh=True)]
         if not shards:
             break
         time.sleep(claims.poll_seconds)
@@ -230,7 +230,7 @@ def write_shards(
 
 def _write_pass(
     builder: SyntheticImages,
-    store: OutputDir,
+    store: Store,
     claims: Claims,
     shards: Iterable[Shard],
     progress: RankProgress,
@@ -278,7 +278,7 @@ def _write_pass(
             TaskQueue(background=background, max_pending=4) as queue,
         ):
             for shard in shards:
-                if store.listed_done(shard):
+                if store.done(shard):
                     continue
                 builder.models()  # loaded before the first claim: no lease runs out while a model loads
                 progress.loading_seconds = round(builder.clock.seconds[LOADING], 3)
@@ -286,7 +286,7 @@ def _write_pass(
                 if claim is None:
                     held.append(shard)
                     continue
-                if store.is_done(shard):  # finished by another process since this one last looked
+                if store.done(shard, fresh=True):  # finished by another process since this one last looked
                     claims.release(claim)
                     continue
                 log.info(
@@ -325,7 +325,7 @@ class _ProgressBar(threading.Thread):
     """The one progress bar of the build (main process), fed by every process's progress file: O(processes) per
     poll, however many shards are finished. Ended by ``finish`` when every shard is."""
 
-    def __init__(self, store: OutputDir, total: int, processes: int, done_images: int):
+    def __init__(self, store: Store, total: int, processes: int, done_images: int):
         super().__init__(name="synthdata-progress", daemon=True)
         self.store, self.total, self.processes, self.done_images = store, total, processes, done_images
         self.finished = threading.Event()

@@ -13,7 +13,7 @@ from builders.generators import family_of
 from builders.generators.stable_diffusion import SD15_FLOPS
 from builders.plan import Plan, batches_per_shard, guidance_counts, prompts_with_images
 from builders.recipe import Recipe
-from builders.store.local import OutputDir
+from builders.store import Store
 from eval.summary import display_width, pad
 
 H100_TFLOPS = 800.0
@@ -45,7 +45,7 @@ def images_by_guidance(recipe: Recipe, plan: Plan) -> dict[float, int]:
     return by_guidance
 
 
-def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
+def describe(recipe: Recipe, plan: Plan, store: Store) -> str:
     """A table of prompts and images per split and class (the prompt partition), shards already finished in
     ``store``, and the GPU-time estimate. All from the plan's counts, never its jobs: a plan of 10^8 images is
     described in seconds, unless ``store`` holds finished shards, which are recognised by key (every key hashes its
@@ -95,11 +95,11 @@ def _shard_sizes(recipe: Recipe) -> str:
     return ", ".join(f"{size} ({split})" for split, size in sizes.items())
 
 
-def finished_images(plan: Plan, store: OutputDir) -> int:
+def finished_images(plan: Plan, store: Store) -> int:
     """Images of the plan already in ``store``; no key is computed when it holds no finished shard."""
     if not store.has_shards():
         return 0
-    return sum(shard.size for shard in plan.shards if store.is_done(shard))
+    return sum(shard.size for shard in plan.shards if store.done(shard))
 
 
 def _partition_line(recipe: Recipe) -> str:

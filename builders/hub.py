@@ -20,10 +20,11 @@ from huggingface_hub.utils import validate_repo_id
 
 from builders.card import refreshed_card
 from builders.recipe import HubSettings, Recipe, RecipeError, load_recipe
-from builders.store.local import WORK_DIR, OutputDir
+from builders.store import Store
 from synthcore.cardmeta import CARD
 from synthcore.hub import BUILDING, describe_error, push_folder, uploads_while_building
 from synthcore.layout import HUB_FILE
+from synthcore.outdir import WORK_DIR
 from synthcore.readback import split_files
 
 log = logging.getLogger("synthdata")
@@ -106,7 +107,7 @@ def _replaced_folders(root: Path) -> list[str]:
     return [f"{p.name}/**" for p in sorted(root.iterdir()) if p.is_dir() and p.name != WORK_DIR] + [f"{BUILDING}/**"]
 
 
-def uploads_during_build(store: OutputDir, hub_settings: HubSettings) -> AbstractContextManager:
+def uploads_during_build(store: Store, hub_settings: HubSettings) -> AbstractContextManager:
     """With ``hub.push_during_build``, finished shards go to the repo's ``building/`` while the build runs (main
     process; ``synthcore.hub.BuildingUploader``); otherwise nothing."""
     if not (hub_settings.push_during_build and hub_settings.repo_id):

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from builders import cli
+from builders.distributed_build import spread
 from builders.store.claims import (
     DEFAULT_LEASE_SECONDS,
     LEASE_VARIABLE,
@@ -24,7 +25,6 @@ from builders.store.claims import (
     LeaseSettingError,
     lease_seconds,
 )
-from builders.distributed_build import spread
 from builders.store.local import LocalClaimFiles, OutputDir, RankProgress, process_tag
 
 KEY = "0123456789abcdef01234567"
