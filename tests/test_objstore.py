@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from builders.export import BUILD_OUTPUT
 from builders.store import output_store
 from builders.store.remote_dir import RemoteDir, check_remote, remote_lock
 from synthcore.outdir import OutputDirError, Owner
 from tests.conftest import ROOT, run_build, write_recipe
+from tests.s3server import s3_server
 from tests.test_distributed import ACCELERATE, SAME_THREADS, SCALE_RECIPE, table
 
 SHARDS = 8
@@ -34,19 +34,9 @@ _buckets = itertools.count()
 class S3:
     """The test's S3 server: the environment a client needs to reach it, and an s3fs client of our own."""
 
-    def __init__(self, endpoint: str):
-        import s3fs
-
-        self.endpoint = endpoint
-        self.env = {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
-        }
-        self.fs = s3fs.S3FileSystem(
-            key="testing", secret="testing", endpoint_url=endpoint, skip_instance_cache=True, use_listings_cache=False
-        )
+    def __init__(self, env: dict[str, str], fs):
+        self.env = env
+        self.fs = fs
 
     def bucket(self) -> str:
         """A new empty bucket's URL, with a prefix inside it."""
@@ -71,16 +61,11 @@ class S3:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory) -> S3:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    store = S3(f"http://{host}:{port}")
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in store.env.items():
+    with s3_server() as (env, fs), pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
             patch.setenv(key, value)
         patch.setenv("SYNTHDATA_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield store
-    server.stop()
+        yield S3(env, fs)
 
 
 # -- the store's rules, in process (fast) ---------------------------------------------------------------------------
@@ -250,7 +235,7 @@ def test_load_dataset_reads_the_store(s3: S3, built: str):
     script = textwrap.dedent(
         f"""
         import json, datasets
-        options = {{"client_kwargs": {{"endpoint_url": {s3.endpoint!r}}}, "key": "testing", "secret": "testing"}}
+        options = {{"client_kwargs": {{"endpoint_url": {s3.env["AWS_ENDPOINT_URL"]!r}}}, "key": "testing", "secret": "testing"}}
         files = {{split: "{built}/data/" + split + "-*.parquet" for split in ("train", "test")}}
         ds = datasets.load_dataset("parquet", data_files=files, storage_options=options)
         print(json.dumps({{s: [ds[s].num_rows, ds[s].features["label"].names, ds[s][0]["image"].size] for s in ds}}))

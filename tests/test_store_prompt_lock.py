@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.conftest import run_build, write_recipe
+from tests.s3server import s3_server
 
 pytestmark = pytest.mark.e2e
 
@@ -34,24 +34,9 @@ scoring: {clip: {enabled: false}, resnet50: {enabled: false}}
 @pytest.fixture
 def s3_env(tmp_path: Path):
     """A bucket on a fresh S3 server: the environment a build needs to reach it, and a client of our own."""
-    import s3fs
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "SYNTHDATA_CACHE": str(tmp_path / "cache"),  # the processes' local copies start empty
-    }
-    fs = s3fs.S3FileSystem(
-        key="testing", secret="testing", endpoint_url=env["AWS_ENDPOINT_URL"], use_listings_cache=False
-    )
-    fs.mkdir("bucket")
-    yield env, fs
-    server.stop()
+    with s3_server() as (env, fs):
+        fs.mkdir("bucket")
+        yield {**env, "SYNTHDATA_CACHE": str(tmp_path / "cache")}, fs  # the processes' local copies start empty
 
 
 def test_a_rerun_into_a_store_reads_the_lock_there_and_remakes_nothing(s3_env, tmp_path: Path):
