@@ -21,8 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.s3server import s3_server  # noqa: E402
-from tests.test_distributed import SCALE_RECIPE  # noqa: E402
+from tests.helpers import SCALE_RECIPE, s3_server  # noqa: E402
 
 
 def main() -> None:

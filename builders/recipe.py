@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import collections
 import difflib
-import hashlib
-import itertools
-import json
+import functools
 import math
 import re
-import string
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,18 +26,36 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from builders import recipe_checks
+from builders.limits import (
+    MAX_BATCH_SIZE,
+    MAX_CLASSES,
+    MAX_DESCRIPTION_CHARS,
+    MAX_GUIDANCE_VALUES,
+    MAX_IMAGE_SIDE,
+    MAX_IMAGES,
+    MAX_IMAGES_PER_PROMPT,
+    MAX_NAME_CHARS,
+    MAX_PROMPTS_PER_CLASS,
+    MAX_REGENERATIONS,
+    MAX_SEED,
+    MAX_SHARD_SIZE,
+    MAX_STEPS,
+    MAX_TEXT_CHARS,
+)
+from builders.prompts import ClassPrompts, partition, split_shares, template_fields
 from builders.schedulers import SCHEDULER_NAMES, is_known_scheduler
 from eval.filters import FilterSettings
-from eval.quality import QualitySettings, quality_problems
+from eval.quality import QualitySettings
 from eval.scorers import ScoringSettings
 from eval.scorers.base import ScoringTask
 from eval.scorers.resnet50 import imagenet_categories
-from synthcore.columns import DROPPED_SUFFIX
 from synthcore.model_refs import TINY_RANDOM, check_model_ref
 from synthcore.yamlfile import (
     PROBLEM_JOINER,
@@ -55,25 +69,6 @@ from synthcore.yamlfile import (
 
 DEFAULT_GENERATOR = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_SAFETY_CHECKER = "CompVis/stable-diffusion-safety-checker"
-
-# Upper bounds: a recipe of a few lines must not ask for more than a machine can plan, and each names its key.
-MAX_NAME_CHARS = 100  # dataset, class and split names (a dataset name names a directory, a class a row id)
-MAX_TEXT_CHARS = 1_000  # one prompt (expanded templates included), negative prompt, label text, template
-MAX_DESCRIPTION_CHARS = 10_000
-MAX_IMAGE_SIDE = 4096
-MAX_STEPS = 1000
-MAX_BATCH_SIZE = 1024
-MAX_IMAGES_PER_PROMPT = 100_000
-MAX_REGENERATIONS = 100
-MAX_SHARD_SIZE = 100_000
-MAX_SEED = 2**63 - 1
-MAX_CLASSES = 100_000
-MAX_IMAGES = 1_000_000_000  # per split and class, and in the whole plan (planning is arithmetic; this bounds the rest)
-# Template expansion is counted before it happens (the product of its variables' lengths). A recipe that needs
-# more prompts than this per class must shrink its variables.
-MAX_PROMPTS_PER_CLASS = 100_000
-MAX_PROMPTS = 1_000_000  # all classes together
-MAX_GUIDANCE_VALUES = 64  # one guidance sweep
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")
@@ -350,11 +345,7 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _keys_agree(self) -> Recipe:
-        problems = (
-            _cross_key_problems(_Parts.of_recipe(self))
-            + _expansion_problems(self)
-            + quality_problems(self.scoring, self.filters, self.quality)
-        )
+        problems = recipe_checks.problems(_parts(dict(self), {name: dict(spec) for name, spec in self.classes.items()}))
         if problems:
             raise ValueError(PROBLEM_JOINER.join(problems))
         return self
@@ -380,11 +371,11 @@ class Recipe(_Strict):
 
     def prompts_of(self, class_name: str) -> list[str]:
         """All prompts of a class: its literal prompts, then every template expanded over every combination."""
-        return _class_parts(self, class_name).prompts()
+        return _class_prompts(dict(self), class_name, dict(self.classes[class_name])).prompts()
 
     def prompt_shares(self) -> dict[str, float]:
         """Each split's share of every class's prompts under ``prompt_disjoint`` (default: equal shares)."""
-        return _shares(self.splits, self.prompt_partition)
+        return split_shares(self.splits, self.prompt_partition)
 
     def split_prompts(self, class_name: str) -> dict[str, list[str]]:
         """The prompts each split may use. With ``prompt_disjoint`` every prompt belongs to exactly one split,
@@ -422,29 +413,6 @@ class Recipe(_Strict):
         ]
 
 
-def _expansion_problems(recipe: Recipe) -> list[str]:
-    """A class's ``template_samples`` needs templates to draw from; recorded expanded prompts (a lock) name every
-    class and only them, at most ``per_class`` each."""
-    problems = [
-        f"{key_path(('classes', name, 'template_samples'))}: the class has no templates to draw from"
-        for name, spec in recipe.classes.items()
-        if spec.template_samples is not None and not (recipe.templates if spec.templates is None else spec.templates)
-    ]
-    settings = recipe.prompt_expansion
-    if settings is None or settings.prompts is None:
-        return problems
-    where = "prompt_expansion.prompts"
-    return problems + (
-        [f"{where}: no prompts for class {short_repr(name)}" for name in recipe.classes if name not in settings.prompts]
-        + [f"{where}.{key_path((name,))}: not a class" for name in settings.prompts if name not in recipe.classes]
-        + [
-            f"{where}.{key_path((name,))}: {len(prompts)} prompts; per_class is {settings.per_class}"
-            for name, prompts in settings.prompts.items()
-            if len(prompts) > settings.per_class
-        ]
-    )
-
-
 # -- names ---------------------------------------------------------------------------------------------------------
 def _class_name_problem(name: str) -> str | None:
     quoted = short_repr(name)
@@ -480,411 +448,100 @@ def _look_alike_problems(names: list[str]) -> list[str]:
     ]
 
 
-# -- templates -----------------------------------------------------------------------------------------------------
-def template_fields(template: str) -> list[str]:
-    """The template's field names, in order, each once; ``ValueError`` for a template that is not plain:
-    malformed braces, or a field that is not a bare name (no format spec, conversion, index or attribute)."""
-    fields = []
-    for _, field, spec, conversion in string.Formatter().parse(template):
-        if field is None:
-            continue
-        if not field.isidentifier() or spec or conversion:
-            shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            raise ValueError(
-                f"field {short_repr(shown)} is not a plain {{name}} field (no format spec, conversion, index or "
-                "attribute; write '{{' and '}}' for literal braces)"
-            )
-        fields.append(field)
-    return list(dict.fromkeys(fields))
+# -- what the checks across keys read -------------------------------------------------------------------------------
+def _parts(top: dict[str, Any], classes: dict[str, dict[str, Any] | None] | None) -> recipe_checks.Parts:
+    """What the checks across keys read, from the recipe's keys and each class's: those of a validated recipe, or
+    those that validated on their own (``_valid_keys``; a key missing here did not validate)."""
+    expansion = top.get("prompt_expansion")
+    return recipe_checks.Parts(
+        templates=_keyed(top.get("templates"), ("templates",)),
+        classes=None if classes is None else [_class_prompts(top, name, spec) for name, spec in classes.items()],
+        splits=top.get("splits"),
+        prompt_disjoint=top.get("prompt_disjoint"),
+        prompt_partition=top.get("prompt_partition"),
+        partition_usable="prompt_partition" in top,
+        filters=top.get("filters"),
+        scoring=top.get("scoring"),
+        quality=top.get("quality"),
+        lonely_samples=[
+            name
+            for name, spec in (classes or {}).items()
+            if spec and spec.get("template_samples") is not None and not _templates_of(top, spec)
+        ],
+        expansion_lock=expansion.prompts if expansion else None,
+        per_class=expansion.per_class if expansion else 0,
+    )
 
 
-def expand_template(template: str, variables: dict[str, list[str]]) -> list[str]:
-    """Every combination of the template's variables, in the order the variables appear in the template."""
-    fields = template_fields(template)
-    return [template.format(**dict(zip(fields, combo))) for combo in itertools.product(*(variables[f] for f in fields))]
-
-
-def sample_templates(
-    templates: list[str], variables: dict[str, list[str]], count: int, seed: int, class_name: str
-) -> list[str]:
-    """``count`` distinct combinations (of at least as many) of the templates' variables, in the order drawn.
-
-    Every combination has an index: the templates' combinations one template after another, each template's in
-    ``expand_template``'s order (a mixed-radix number, its last field fastest). Draw ``d`` is SHA-256 of (seed,
-    class, d) modulo the number of combinations; an index drawn before is drawn again. Nothing is expanded: time
-    and memory are O(count) (O(count · log count) draws at worst), whether there are 10^3 or 10^30 combinations,
-    and the draws depend on the recipe's seed and the class alone."""
-    sizes = [_combinations([template], variables) for template in templates]
-    total = sum(sizes)
-    head = f"[{json.dumps('template-sample')}, {seed}, {json.dumps(class_name, ensure_ascii=False)}, "
-    chosen: dict[int, None] = {}
-    draw = 0
-    while len(chosen) < min(count, total):
-        digest = hashlib.sha256(f"{head}{draw}]".encode()).digest()
-        chosen.setdefault(int.from_bytes(digest, "big") % total)
-        draw += 1
-    return [_combination(templates, sizes, variables, index) for index in chosen]
-
-
-def _combination(templates: list[str], sizes: list[int], variables: dict[str, list[str]], index: int) -> str:
-    """The ``index``-th combination of ``sample_templates``' numbering, decoded without expanding any other."""
-    position = 0
-    while index >= sizes[position]:
-        index -= sizes[position]
-        position += 1
-    template, values = templates[position], {}
-    for field in reversed(template_fields(template)):
-        index, digit = divmod(index, len(variables[field]))
-        values[field] = variables[field][digit]
-    return template.format(**values)
-
-
-def _combinations(templates: list[str], variables: dict[str, list[str]]) -> int:
-    return sum(math.prod(len(variables[field]) for field in template_fields(template)) for template in templates)
-
-
-def _expansion_count(template: str, variables: dict[str, list[str] | None]) -> int | None:
-    """How many prompts the template expands to, counted without expanding (None if a variable is unreadable)."""
-    lengths = [variables[f] for f in template_fields(template)]
-    return None if any(v is None for v in lengths) else math.prod(len(v) for v in lengths)
-
-
-def _longest_expansion(template: str, variables: dict[str, list[str] | None]) -> int:
-    """The length of the template's longest prompt, from its literal text and each field's longest value."""
-    length = 0
-    for literal, field, _, _ in string.Formatter().parse(template):
-        length += len(literal.replace("{{", "{").replace("}}", "}"))
-        if field is not None:
-            length += max(map(len, variables.get(field) or [""]), default=0)
-    return length
-
-
-# -- prompt-disjoint splits ----------------------------------------------------------------------------------------
-def _shares(splits: dict[str, int], partition_weights: dict[str, float] | None) -> dict[str, float]:
-    weights = partition_weights or dict.fromkeys(splits, 1.0)
-    return {split: weights[split] / sum(weights.values()) for split in splits}
-
-
-def partition(prompts: list[str], shares: dict[str, float], seed: int, class_name: str) -> dict[str, list[str]]:
-    """Each prompt's split, by weighted rendezvous hashing: every split draws a stable pseudo-random score for
-    (seed, class, prompt, split), scaled by its share, and the prompt goes to the best. A prompt's split depends on
-    nothing else, so changing counts moves no prompt, nor does adding prompts; changing one split's share moves
-    prompts only to or from that split. Each split gets its share of the prompts on average.
-
-    One exception keeps every split supplied: a split the hashes leave without any prompt (likely only with a
-    few prompts per split) takes, from the splits holding more than one, the prompt with its best score; adding
-    prompts can later send that one prompt back. Each split's prompts keep the class's order."""
-    scores = {prompt: _split_scores(seed, class_name, prompt, shares) for prompt in prompts}
-    chosen = {prompt: min(by_split, key=by_split.__getitem__) for prompt, by_split in scores.items()}
-    for split in shares:
-        sizes = collections.Counter(chosen.values())
-        donors = [prompt for prompt in prompts if sizes[chosen[prompt]] > 1]
-        if sizes[split] == 0 and donors:
-            chosen[min(donors, key=lambda prompt: scores[prompt][split])] = split
-    return {split: [prompt for prompt in prompts if chosen[prompt] == split] for split in shares}
-
-
-def _split_scores(seed: int, class_name: str, prompt: str, shares: dict[str, float]) -> dict[str, float]:
-    """Each split's score for a prompt (the lowest wins): ``-ln(u) / share`` with ``u`` in (0, 1) from SHA-256 of
-    (seed, class, prompt, split), stable across Python versions and machines."""
-    identity = hashlib.sha256(json.dumps(["prompt-partition", seed, class_name, prompt], ensure_ascii=False).encode())
-    scores = {}
-    for split, share in shares.items():
-        digest = identity.copy()
-        digest.update(split.encode())
-        unit = (int.from_bytes(digest.digest()[:7], "big") + 0.5) / 2**56
-        scores[split] = -math.log(unit) / share
-    return scores
-
-
-# -- checks that read several keys ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _ClassParts:
-    """What decides one class's prompts. ``None`` marks a part the data does not give in a usable form (a recipe
-    that failed validation): the checks that need it are skipped, the validation error already says what is wrong."""
-
-    name: str
-    literal: list[str] | None
-    templates: list[tuple[str, str]] | None  # (key path, template) of every template the class uses
-    own_templates: bool  # its own 'templates', or the recipe's
-    variables: dict[str, list[str] | None] | None  # the recipe's variables merged with the class's own
-    has_imagenet: bool
-    samples: int | None = None  # template_samples: combinations drawn instead of expanding them all
-    seed: int = 0
-    expanded: tuple[str, ...] = ()  # prompts written by the language model (prompt_expansion's lock)
-    expanding: int = 0  # how many it writes per class, counted before they exist
-
-    def prompts(self) -> list[str]:
-        templates = [template for _, template in self.templates]
-        if self.samples is not None and self.samples < _combinations(templates, self.variables):
-            generated = sample_templates(templates, self.variables, self.samples, self.seed, self.name)
-        else:
-            generated = [p for template in templates for p in expand_template(template, self.variables)]
-        return list(dict.fromkeys([*self.literal, *generated, *self.expanded]))
-
-    def prompt_count(self) -> int:
-        """Its distinct prompts, the language model's counted before it has written them."""
-        return len(self.prompts()) + (0 if self.expanded else self.expanding)
-
-
-def _class_parts(recipe: Recipe, name: str) -> _ClassParts:
-    spec = recipe.classes[name]
-    own = spec.templates is not None
-    return _ClassParts(
+def _class_prompts(top: dict[str, Any], name: str, spec: dict[str, Any] | None) -> ClassPrompts:
+    """One class's prompt spec, its keys merged with the recipe's (``None`` for a part that did not validate)."""
+    if spec is None:
+        return ClassPrompts(name, None, None, False, None, None)
+    own = spec.get("templates", _INVALID) is not None
+    variables, own_variables = top.get("variables"), spec.get("variables")
+    expansion = top.get("prompt_expansion")
+    return ClassPrompts(
         name,
-        spec.prompts,
-        _keyed(spec.templates if own else recipe.templates, ("classes", name, "templates") if own else ("templates",)),
+        spec.get("prompts"),
+        _keyed(_templates_of(top, spec), ("classes", name, "templates") if own else ("templates",)),
         own,
-        {**recipe.variables, **spec.variables},
-        bool(spec.imagenet_classes),
-        recipe.template_samples if spec.template_samples is None else spec.template_samples,
-        recipe.seed,
-        tuple((expansion.prompts or {}).get(name, [])) if (expansion := recipe.prompt_expansion) else (),
+        None if variables is None or own_variables is None else {**variables, **own_variables},
+        bool(spec["imagenet_classes"]) if "imagenet_classes" in spec else None,
+        top.get("template_samples") if spec.get("template_samples") is None else spec["template_samples"],
+        top.get("seed") or 0,
+        tuple((expansion.prompts or {}).get(name, [])) if expansion else (),
         expansion.per_class if expansion else 0,
     )
+
+
+def _templates_of(top: dict[str, Any], spec: dict[str, Any]) -> list[str] | None:
+    """The templates a class uses: its own, or the recipe's when it has none (``None``: they did not validate)."""
+    own = spec.get("templates", _INVALID)
+    return top.get("templates") if own is None else None if own is _INVALID else own
 
 
 def _keyed(templates: list[str] | None, where: tuple) -> list[tuple[str, str]] | None:
     return None if templates is None else [(key_path((*where, i)), t) for i, t in enumerate(templates)]
 
 
-@dataclass(frozen=True)
-class _Parts:
-    """What the checks across keys read, from a validated recipe or, when validation failed, from the raw data
-    as far as it is usable (``None`` where it is not)."""
-
-    templates: list[tuple[str, str]] | None  # the recipe's own templates, checked once
-    classes: list[_ClassParts] | None
-    splits: dict[str, int] | None
-    prompt_disjoint: bool | None
-    prompt_partition: dict[str, float] | None
-    partition_usable: bool
-    filters: FilterSettings | None
-    scoring: ScoringSettings | None
-
-    @classmethod
-    def of_recipe(cls, recipe: Recipe) -> _Parts:
-        return cls(
-            templates=_keyed(recipe.templates, ("templates",)),
-            classes=[_class_parts(recipe, name) for name in recipe.classes],
-            splits=recipe.splits,
-            prompt_disjoint=recipe.prompt_disjoint,
-            prompt_partition=recipe.prompt_partition,
-            partition_usable=True,
-            filters=recipe.filters,
-            scoring=recipe.scoring,
-        )
-
-    @classmethod
-    def of_data(cls, data: dict) -> _Parts:
-        templates = _strings(data.get("templates", []))
-        variables = _variables(data.get("variables", {}))
-        classes = data.get("classes")
-        partition_weights = data.get("prompt_partition")
-        return cls(
-            templates=_keyed(templates, ("templates",)),
-            classes=[
-                _raw_class_parts(name, spec, templates, variables, _raw_samples(data, spec), _raw_int(data, "seed"))
-                for name, spec in classes.items()
-            ]
-            if isinstance(classes, dict)
-            else None,
-            splits=_typed_dict(data.get("splits"), int),
-            prompt_disjoint=data.get("prompt_disjoint", False)
-            if _is(data.get("prompt_disjoint", False), bool)
-            else None,
-            prompt_partition=_typed_dict(partition_weights, (int, float)),
-            partition_usable=partition_weights is None or _typed_dict(partition_weights, (int, float)) is not None,
-            filters=_settings(FilterSettings, data.get("filters", {})),
-            scoring=_settings(ScoringSettings, data.get("scoring", {})),
-        )
+_INVALID = object()  # a key given but not valid, told apart from a valid None
 
 
-def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
-    """``isinstance``, where a bool is no number (as in strict validation)."""
-    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+def _valid_keys(model: type[BaseModel], data: dict) -> dict[str, Any]:
+    """Each of ``model``'s keys validated on its own (its default where ``data`` leaves it out); a key that does
+    not validate is left out. The checks across keys then run on whatever validated, with no second reader."""
+    valid = {}
+    for name, field in model.model_fields.items():
+        if name not in data:
+            if not field.is_required():
+                valid[name] = field.get_default(call_default_factory=True)
+            continue
+        try:
+            valid[name] = _key_adapter(model, name).validate_python(data[name])
+        except ValidationError:
+            pass
+    return valid
 
 
-def _strings(value: Any) -> list[str] | None:
-    return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
+@functools.cache
+def _key_adapter(model: type[BaseModel], name: str) -> TypeAdapter:
+    field = model.model_fields[name]
+    annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+        return TypeAdapter(annotation)  # a section: validated by its own model, under its own config
+    return TypeAdapter(annotation, config=model.model_config)
 
 
-def _typed_dict(value: Any, kind: type | tuple[type, ...]) -> dict | None:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and _is(v, kind) for k, v in value.items()):
-        return None
-    return value
-
-
-def _variables(value: Any) -> dict[str, list[str] | None] | None:
-    return {str(k): _strings(v) for k, v in value.items()} if isinstance(value, dict) else None
-
-
-def _settings(model: type[BaseModel], value: Any) -> Any:
-    try:
-        return model.model_validate(value)
-    except ValidationError:
-        return None
-
-
-def _raw_int(data: Any, key: str) -> int | None:
-    value = data.get(key) if isinstance(data, dict) else None
-    return value if _is(value, int) and value > 0 else None
-
-
-def _raw_samples(data: dict, spec: Any) -> int | None:
-    """``template_samples`` of a class as far as the raw data gives it (None where it is missing or unusable)."""
-    own = _raw_int(spec, "template_samples")
-    return own if own is not None else _raw_int(data, "template_samples")
-
-
-def _raw_class_parts(
-    name: Any, spec: Any, templates: list[str] | None, variables: dict | None, samples: int | None, seed: int | None
-) -> _ClassParts:
-    if not isinstance(spec, dict):
-        return _ClassParts(str(name), None, None, False, None, False)
-    own = spec.get("templates")
-    own_variables = _variables(spec.get("variables", {}))
-    return _ClassParts(
-        str(name),
-        _strings(spec.get("prompts", [])),
-        _keyed(templates, ("templates",)) if own is None else _keyed(_strings(own), ("classes", name, "templates")),
-        own is not None,
-        None if variables is None or own_variables is None else {**variables, **own_variables},
-        bool(spec.get("imagenet_classes")),
-        samples,
-        seed or 0,
+def _parts_of_data(data: dict) -> recipe_checks.Parts:
+    """The parts of a recipe that failed validation, from each key (and each class's key) that validates alone."""
+    top = _valid_keys(Recipe, {key: value for key, value in data.items() if key != "classes"})
+    classes = data.get("classes")
+    return _parts(
+        top,
+        {str(name): _valid_keys(ClassSpec, spec) if isinstance(spec, dict) else None for name, spec in classes.items()}
+        if isinstance(classes, dict)
+        else None,
     )
-
-
-def _cross_key_problems(parts: _Parts) -> list[str]:
-    """Every problem that needs more than one key: templates and their variables, prompt counts, the size of the
-    plan, the prompt partition, and the filters against the scorers."""
-    problems = [p for where, t in parts.templates or [] for p in _template_problems(t, where)]
-    counts: dict[str, int] = {}
-    for spec in parts.classes or []:
-        class_problems, count = _class_prompt_problems(spec)
-        problems += class_problems
-        if count is not None and not class_problems:
-            counts[spec.name] = count
-    total = sum(counts.values())
-    if total > MAX_PROMPTS:
-        problems.append(
-            f"classes: the {len(counts):,} classes expand to {total:,} prompts in all; at most {MAX_PROMPTS:,}"
-        )
-        counts = {}  # too many to partition
-    problems += _plan_size_problems(parts)
-    problems += _partition_problems(parts, counts)
-    return problems + _filter_problems(parts)
-
-
-def _template_problems(template: str, where: str) -> list[str]:
-    try:
-        fields = template_fields(template)
-    except ValueError as err:
-        return [f"{where}: {err} in {short_repr(template)}"]
-    return (
-        [f"{where}: empty or positional field '{{}}' in {short_repr(template)}; name every field"]
-        if "" in fields
-        else []
-    )
-
-
-def _class_prompt_problems(spec: _ClassParts) -> tuple[list[str], int | None]:
-    """One class's template problems and how many prompts it has (None when that cannot be told)."""
-    if spec.templates is None or spec.variables is None or spec.literal is None:
-        return [], None
-    malformed = [p for where, t in spec.templates for p in _template_problems(t, where)]
-    undefined = [
-        f"{where}: variable {{{field}}} is not defined for class {short_repr(spec.name)} (define it in 'variables' "
-        f"or '{key_path(('classes', spec.name, 'variables'))}')"
-        for where, template in spec.templates
-        if not _template_problems(template, where)
-        for field in template_fields(template)
-        if field not in spec.variables
-    ]
-    if malformed or undefined:  # the recipe's own malformed templates are reported once, not for every class
-        return (malformed if spec.own_templates else []) + undefined, None
-    counts = [(where, template, _expansion_count(template, spec.variables)) for where, template in spec.templates]
-    if any(count is None for _, _, count in counts):
-        return [], None
-    combinations = sum(count for _, _, count in counts)
-    total = len(spec.literal) + (combinations if spec.samples is None else min(combinations, spec.samples))
-    total += spec.expanding
-    if total > MAX_PROMPTS_PER_CLASS:
-        where, template, count = max(counts, key=lambda c: c[2])
-        sizes = " × ".join(f"{field} {len(spec.variables[field]):,}" for field in template_fields(template))
-        return [
-            f"{key_path(('classes', spec.name))}: its templates expand to {total:,} prompts ({where}: {sizes}); at "
-            f"most {MAX_PROMPTS_PER_CLASS:,} per class: use fewer variable values, or draw some with "
-            "'template_samples'"
-        ], None
-    problems = [
-        f"{where}: expands to prompts of up to {longest:,} characters for class {short_repr(spec.name)}; at most "
-        f"{MAX_TEXT_CHARS:,}"
-        for where, template in spec.templates
-        if (longest := _longest_expansion(template, spec.variables)) > MAX_TEXT_CHARS
-    ]
-    if not problems and total == 0:
-        where = key_path(("classes", spec.name))
-        problems = [f"{where}: has no prompts (give 'prompts', or 'templates' with their 'variables')"]
-    return problems, total
-
-
-def _plan_size_problems(parts: _Parts) -> list[str]:
-    if parts.classes is None or parts.splits is None:
-        return []
-    per_class = sum(parts.splits.values())
-    if len(parts.classes) * per_class <= MAX_IMAGES:
-        return []
-    return [
-        f"splits: {len(parts.classes):,} classes × {per_class:,} images each = {len(parts.classes) * per_class:,} "
-        f"images; at most {MAX_IMAGES:,} in one recipe"
-    ]
-
-
-def _partition_problems(parts: _Parts, counts: dict[str, int]) -> list[str]:
-    """``prompt_partition`` names every split and only them, and gives each split of each class a prompt."""
-    if parts.splits is None or parts.prompt_disjoint is None or not parts.partition_usable:
-        return []
-    weights = parts.prompt_partition
-    if weights is not None and not parts.prompt_disjoint:
-        return ["prompt_partition: only used with prompt_disjoint: true"]
-    if weights is not None and weights.keys() != parts.splits.keys():
-        missing = [s for s in parts.splits if s not in weights]
-        extra = [s for s in weights if s not in parts.splits]
-        return [f"prompt_partition: no share for split {short_repr(s)}" for s in missing] + [
-            f"prompt_partition.{key_path((s,))}: not a split (the splits are {', '.join(parts.splits)})" for s in extra
-        ]
-    if not parts.prompt_disjoint:
-        return []
-    return [
-        f"{key_path(('classes', spec.name))}: prompt_disjoint needs at least one distinct prompt per split "
-        f"({len(parts.splits)} splits) but the class has {count}"
-        for spec in parts.classes or []
-        if spec.name in counts and (count := spec.prompt_count()) < len(parts.splits)
-    ]
-
-
-def _filter_problems(parts: _Parts) -> list[str]:
-    """Filters read score columns: each needs its scorer, and their outputs must not collide with splits."""
-    filters, scoring = parts.filters, parts.scoring
-    if filters is None or scoring is None:
-        return []
-    problems = [
-        f"filters.{rule.key}: reads the {scorer} scores, but scoring.{scorer}.enabled is false"
-        for scorer, rule, _ in filters.rules()
-        if not getattr(scoring, scorer).enabled
-    ]
-    if filters.require_imagenet_match and parts.classes is not None and not any(c.has_imagenet for c in parts.classes):
-        problems.append("filters.require_imagenet_match: no class has imagenet_classes, so it would keep every row")
-    if filters.active and filters.dropped == "split":
-        problems += [
-            f"splits.{name}: with filters.dropped 'split', the dropped rows of split "
-            f"{name.removesuffix(DROPPED_SUFFIX)!r} go to {name!r}"
-            for name in parts.splits or {}
-            if name.endswith(DROPPED_SUFFIX) and name.removesuffix(DROPPED_SUFFIX) in parts.splits
-        ]
-    return problems
 
 
 def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
@@ -894,7 +551,7 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     try:
         return validate(Recipe, data, source, RecipeError, "recipe")
     except RecipeError as err:
-        more = _cross_key_problems(_Parts.of_data(data)) if isinstance(data, dict) else []
+        more = recipe_checks.problems(_parts_of_data(data)) if isinstance(data, dict) else []
         more = [p for p in more if p not in err.problems]
         if not more:
             raise

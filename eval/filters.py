@@ -69,7 +69,7 @@ FilterSettings = create_model(
 
 def keep_mask(table: pa.Table, filters: _FilterBase, duplicates: pa.Array | None = None) -> pa.ChunkedArray:
     """True for the rows that pass every active filter (all rows when none is active); ``duplicates``: ids of
-    the rows ``drop_duplicates`` drops (``eval.quality.duplicates_to_drop``)."""
+    the rows ``drop_duplicates`` drops (``eval.quality.QualityReport.drop_array``)."""
     keep = pa.chunked_array([pa.repeat(True, table.num_rows)])
     if duplicates is not None and len(duplicates):
         keep = pc.invert(pc.is_in(table[ID], value_set=duplicates))

@@ -243,7 +243,7 @@ def format_validation_errors(err: ValidationError) -> list[str]:
         path = key_path(item["loc"])
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see the recipe reference in README.md)"
+            message = "unknown key (check the spelling; see the recipe reference in docs/recipe.md)"
         elif item["type"] == "missing":
             message = "required key is missing"
         elif "input" in item and item["type"] not in ("value_error", "assertion_error"):

@@ -13,7 +13,7 @@ import pytest
 
 from builders.generators import resolve_family
 from builders.recipe import load_recipe
-from tests.conftest import ROOT, run_build, write_recipe
+from tests.helpers import ROOT, run_build, write_recipe
 
 pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
 

@@ -21,7 +21,7 @@ from eval.summary import summarize
 from synthcore.cardmeta import size_category
 from synthcore.layout import split_sizes
 from synthcore.readback import split_files, stored_features
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SMOKE = ROOT / "recipes" / "smoke.yaml"
 

@@ -14,56 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import ROOT, run_build, write_recipe
+from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, SCALE_RECIPE, run_build, run_report, table, write_recipe
 
 pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
-
-SAME_THREADS = {"OMP_NUM_THREADS": "1"}  # identical thread settings for every process count
-ACCELERATE = [
-    sys.executable,
-    "-m",
-    "accelerate.commands.launch",
-    "--multi_gpu",
-    "--num_machines",
-    "1",
-    "--mixed_precision",
-    "no",
-    "--dynamo_backend",
-    "no",
-]
-
-SCALE_RECIPE = """
-name: scale
-model: {id: tiny-random, safety_checker: false}
-generation: {num_inference_steps: 2, height: 32, width: 32, batch_size: 2, images_per_prompt: 1}
-templates: ["a {style} of a {subject}"]
-variables: {style: [watercolor, sketch, photo]}
-classes:
-  fox: {variables: {subject: [red fox]}}
-  dog: {variables: {subject: [golden retriever]}}
-splits: {train: COUNT, test: 2}
-output: {shard_size: 2}
-scoring: {clip: {enabled: false}, resnet50: {enabled: false}}
-"""
-
-
-def table(path: Path) -> dict[str, list]:
-    """Every exported file's rows (id, label, prompt, seed, image bytes), in file order."""
-    rows: dict[str, list] = {}
-    for file in sorted((path / "data").glob("*.parquet")):
-        t = pq.read_table(file, columns=["id", "label", "prompt", "seed", "image"]).to_pydict()
-        t["image"] = [image["bytes"] for image in t["image"]]
-        for key, values in t.items():
-            rows.setdefault(key, []).extend(values)
-    return rows
-
-
-def run_report(out: Path) -> dict:
-    """The build's report of its last run (images found done and made, processes, shards per process)."""
-    return json.loads((out / ".synthdata" / "run.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -28,9 +28,8 @@ from builders.card import card_data, license_metadata
 from builders.generators import FAMILIES, GENERATORS, describe, family_of, resolve_family
 from builders.plan import content_fingerprint
 from builders.recipe import RecipeError, load_recipe, parse_recipe, recipe_to_yaml
-from synthcore.tiny import tiny_family_dir
-from tests.conftest import ROOT, run_build, write_recipe
-from tests.test_distributed import ACCELERATE, SAME_THREADS, table
+from synthcore.tiny import TINY_FAMILIES, tiny_family_dir
+from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, benchmark_headline, run_build, table, write_recipe
 
 RECIPE = """
 name: t
@@ -271,14 +270,14 @@ def test_live_bytes_count_what_is_alive_at_once_and_attention_is_fused():
     assert peak_bytes(attention) == 4 * 128 * 1024, "no 4096 x 4096 score matrix (64 MiB) is counted"
 
 
-def test_the_readme_memory_column_is_the_estimates():
+def test_the_families_page_memory_column_is_the_estimates():
     counted = json.loads((ROOT / "benchmarks" / "families_architecture.json").read_text(encoding="utf-8"))
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    page = (ROOT / "docs" / "families.md").read_text(encoding="utf-8")
     for name, family in counted.items():
         if name.startswith("_"):
             continue
         one, eight = (family["estimated_memory_gib"][batch]["total"] for batch in ("1", "8"))
-        assert f"| {one} / {eight} GiB (estimate) |" in readme, name
+        assert f"| {one} / {eight} GiB (estimate) |" in page, name
 
 
 @pytest.mark.parametrize(
@@ -559,7 +558,7 @@ def datasets_rows(out: Path) -> dict:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("family", ["sdxl", "sd3", "flux-dev", "flux-schnell", "pixart-sigma", "sana"])
+@pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_every_family_builds_the_same_dataset_on_1_and_2_processes(family: str, tmp_path: Path):
 
     recipe = family_recipe(tmp_path, family)
@@ -721,9 +720,7 @@ def test_build_refuses_an_uncached_hub_model_before_loading_anything(tmp_path: P
 
 @pytest.mark.e2e
 def test_the_generation_benchmark_takes_a_family():
-    from tests.test_speed import last_token_of_last_line
-
-    ratio = last_token_of_last_line(
+    ratio = benchmark_headline(
         "generation.py", "--family", "sd3", "--steps", "2", "--num-images", "2", "--batch-size", "2", "--size", "32"
     )
     assert 0 < ratio < 10

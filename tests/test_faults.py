@@ -18,8 +18,7 @@ import pytest
 
 from synthcore.faults import OUTPUT_REFUSED, WRITE_FAILED
 from synthcore.outdir import LOCK_FILE, WORK_DIR
-from tests.conftest import ROOT, run_build, write_recipe
-from tests.test_distributed import ACCELERATE, SAME_THREADS, SCALE_RECIPE, table
+from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, SCALE_RECIPE, run_build, table, write_recipe
 
 pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
 

@@ -17,7 +17,7 @@ import pytest
 
 from eval.filters import FilterSettings, keep_mask
 from eval.summary import read_summary, write_summary
-from tests.conftest import ROOT, run_build, write_recipe
+from tests.helpers import ROOT, run_build, write_recipe
 
 CLASSES = ["fox", "dog", "여우"]
 

@@ -19,7 +19,7 @@ import pytest
 from huggingface_hub.utils import filter_repo_objects
 
 from builders.hub import IGNORE_PATTERNS
-from tests.conftest import ROOT, run_build
+from tests.helpers import ROOT, run_build
 
 pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
 

@@ -22,7 +22,8 @@ from builders.expansion import (
     with_prompts,
 )
 from builders.plan import guidance_counts, make_plan
-from builders.recipe import MAX_GUIDANCE_VALUES, RecipeError, expand_template, parse_recipe, sample_templates
+from builders.prompts import expand_template, sample_templates
+from builders.recipe import MAX_GUIDANCE_VALUES, RecipeError, parse_recipe
 from builders.store.prompt_lock import PROMPT_LOCK, read_prompt_lock
 
 BASE = """

@@ -20,7 +20,7 @@ from builders.plan import make_plan
 from builders.recipe import load_recipe
 from builders.store.prompt_lock import PROMPT_LOCK, read_prompt_lock
 from synthcore.model_refs import resolve
-from tests.conftest import run_build, write_recipe
+from tests.helpers import run_build, write_recipe
 
 pytestmark = pytest.mark.e2e
 
@@ -159,7 +159,7 @@ def test_a_missing_language_model_is_exit_4_before_anything_is_made(tmp_path: Pa
 
 
 def test_two_processes_write_one_lock_and_build_what_one_process_builds(built, tmp_path: Path):
-    from tests.test_distributed import ACCELERATE
+    from tests.helpers import ACCELERATE
 
     recipe, out = built
     two = tmp_path / "two"

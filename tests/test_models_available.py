@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_build, write_recipe
+from tests.helpers import ROOT, run_build, write_recipe
 
 pytestmark = pytest.mark.e2e  # command lines in subprocesses
 

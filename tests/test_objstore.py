@@ -23,9 +23,7 @@ from builders.export import BUILD_OUTPUT
 from builders.store import output_store
 from builders.store.remote_dir import RemoteDir, check_remote, remote_lock
 from synthcore.outdir import OutputDirError, Owner
-from tests.conftest import ROOT, run_build, write_recipe
-from tests.s3server import s3_server
-from tests.test_distributed import ACCELERATE, SAME_THREADS, SCALE_RECIPE, table
+from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, SCALE_RECIPE, run_build, s3_server, table, write_recipe
 
 SHARDS = 8
 _buckets = itertools.count()
@@ -36,6 +34,7 @@ class S3:
 
     def __init__(self, env: dict[str, str], fs):
         self.env = env
+        self.endpoint = env["AWS_ENDPOINT_URL"]
         self.fs = fs
 
     def bucket(self) -> str:
@@ -235,7 +234,7 @@ def test_load_dataset_reads_the_store(s3: S3, built: str):
     script = textwrap.dedent(
         f"""
         import json, datasets
-        options = {{"client_kwargs": {{"endpoint_url": {s3.env["AWS_ENDPOINT_URL"]!r}}}, "key": "testing", "secret": "testing"}}
+        options = {{"client_kwargs": {{"endpoint_url": {s3.endpoint!r}}}, "key": "testing", "secret": "testing"}}
         files = {{split: "{built}/data/" + split + "-*.parquet" for split in ("train", "test")}}
         ds = datasets.load_dataset("parquet", data_files=files, storage_options=options)
         print(json.dumps({{s: [ds[s].num_rows, ds[s].features["label"].names, ds[s][0]["image"].size] for s in ds}}))

@@ -15,8 +15,8 @@ from builders.hub import push_dataset, with_push_target
 from builders.recipe import RecipeError
 from synthcore.hub import BUILDING, BuildingUploader, uploads_while_building
 from tests import handmade, hubserver
-from tests.conftest import run_build, write_recipe
 from tests.handmade import handmade_recipe, write_shards
+from tests.helpers import run_build, write_recipe
 
 REPO = "someone/handmade"
 

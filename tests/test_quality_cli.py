@@ -12,7 +12,7 @@ import datasets
 import pytest
 import yaml
 
-from tests.conftest import ROOT, run_build, write_recipe
+from tests.helpers import ROOT, run_build, write_recipe
 
 pytestmark = pytest.mark.e2e
 

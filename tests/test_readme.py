@@ -1,10 +1,8 @@
-"""The README says how to install, lint and test, and CI runs exactly that; every recipe it names exists."""
+"""The README says how to install, lint and test, and CI runs exactly that (the rest of the docs: test_docs.py)."""
 
 from __future__ import annotations
 
-import re
-
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -18,8 +16,3 @@ def test_ci_runs_exactly_the_readme_commands():
     assert len(commands) >= 3
     for command in commands:
         assert command in development, f"{command!r} is run by .ci/run but not given in the README"
-
-
-def test_recipes_the_readme_names_exist():
-    for path in set(re.findall(r"recipes/[\w.-]+\.yaml", README)):
-        assert (ROOT / path).is_file(), path

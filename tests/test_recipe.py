@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from builders.recipe import MAX_PROMPTS_PER_CLASS, RecipeError, load_recipe, parse_recipe
-from tests.conftest import ROOT, write_recipe
+from tests.helpers import ROOT, write_recipe
 
 MINIMAL = "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1}\n"
 
@@ -123,7 +123,7 @@ def test_file_errors_name_the_file(tmp_path: Path):
     with pytest.raises(RecipeError, match=str(path)) as caught:
         load_recipe(path)
     assert caught.value.problems == [
-        "generation.guidance_scal: unknown key (check the spelling; see the recipe reference in README.md)"
+        "generation.guidance_scal: unknown key (check the spelling; see the recipe reference in docs/recipe.md)"
     ]
     with pytest.raises(RecipeError, match="cannot read the recipe"):
         load_recipe(tmp_path / "missing.yaml")
@@ -242,7 +242,7 @@ def test_template_expansion_is_counted_before_it_happens():
 
 
 def test_prompts_of_all_classes_together_are_bounded(monkeypatch):
-    monkeypatch.setattr("builders.recipe.MAX_PROMPTS", 3)
+    monkeypatch.setattr("builders.recipe_checks.MAX_PROMPTS", 3)
     found = problems("name: t\nclasses: {a: {prompts: [x, y]}, b: {prompts: [x, y]}}\nsplits: {t: 1}\n")
     assert found == ["classes: the 2 classes expand to 4 prompts in all; at most 3"]
 
@@ -340,7 +340,7 @@ def test_structural_template_and_filter_problems_are_reported_in_one_run():
     )
     assert sorted(found) == sorted(
         [
-            "guidance_scal: unknown key (check the spelling; see the recipe reference in README.md)",
+            "guidance_scal: unknown key (check the spelling; see the recipe reference in docs/recipe.md)",
             "classes.fox.prompts[0]: String should have at least 1 character (got '')",
             "splits.train: Input should be greater than 0 (got 0)",
             "templates[1]: field '{x:>9}' is not a plain {name} field (no format spec, conversion, index or attribute; "

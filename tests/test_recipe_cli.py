@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import run_build, write_recipe
+from tests.helpers import run_build, write_recipe
 
 pytestmark = pytest.mark.e2e  # subprocess runs of build.py
 

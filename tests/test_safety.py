@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from synthcore.model_refs import resolve
-from tests.conftest import run_build, write_recipe
+from tests.helpers import run_build, write_recipe
 
 pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
 

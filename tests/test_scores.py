@@ -16,19 +16,7 @@ from builders.recipe import load_recipe, parse_recipe
 from eval.scorers import scorer_features
 from eval.scorers.resnet50 import imagenet_categories
 from eval.summary import read_summary
-from tests.conftest import ROOT, run_build, write_recipe
-
-SCORE_FEATURES = {
-    "clip_probs": "List(Value('float32'))",
-    "clip_pred": "ClassLabel(names=['fox', 'dog', '여우'])",
-    "clip_true_prob": "Value('float32')",
-    "clip_score": "Value('float32')",
-    "clip_embedding": "List(Value('float32'))",
-    "resnet50_top5_ids": "List(Value('int32'))",
-    "resnet50_top5_labels": "List(Value('string'))",
-    "resnet50_top5_probs": "List(Value('float32'))",
-    "resnet50_match": "Value('bool')",
-}
+from tests.helpers import ROOT, SCORE_FEATURES, run_build, write_recipe
 
 
 @pytest.fixture(scope="module")

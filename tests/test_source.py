@@ -10,7 +10,7 @@ import pytest
 from builders.generators import resolve_family
 from builders.recipe import load_recipe
 from builders.source import SourceError, recipe_source
-from tests.conftest import ROOT, run_build
+from tests.helpers import ROOT, run_build
 
 pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
 

@@ -6,8 +6,6 @@ And the benchmark scripts stay runnable: each runs on tiny settings and ends wit
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import datasets
@@ -16,7 +14,7 @@ import pytest
 from PIL import Image
 
 from builders.recipe import Recipe, load_recipe
-from tests.conftest import ROOT, run_build
+from tests.helpers import ROOT, benchmark_headline, run_build
 
 pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
 
@@ -73,29 +71,15 @@ def test_compile_changes_only_speed():
     assert eager_pixels.std() > 0  # not a blank image on both sides
 
 
-def last_token_of_last_line(script: str, *args: str) -> float:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    last_line = result.stdout.strip().splitlines()[-1]
-    assert last_line.startswith("headline:"), result.stdout
-    return float(last_line.split()[-1])
-
-
 def test_generation_benchmark_prints_its_headline():
-    ratio = last_token_of_last_line(
+    ratio = benchmark_headline(
         "generation.py", "--steps", "2", "--num-images", "4", "--batch-size", "2", "--size", "32"
     )
     assert 0 < ratio < 10
 
 
 def test_memory_benchmark_prints_its_headline():
-    ratio = last_token_of_last_line("memory.py", "--images", "2", "4")
+    ratio = benchmark_headline("memory.py", "--images", "2", "4")
     assert 0 < ratio < 10
 
 
@@ -123,7 +107,7 @@ def test_a_compiled_build_compiles_once_for_tail_batches():
 
 
 def test_scale_benchmark_prints_its_headline():
-    seconds = last_token_of_last_line(
+    seconds = benchmark_headline(
         "scale.py", "--what", "plan", "--sizes", "1000", "10000", "--classes", "100", "--keys-up-to", "10000"
     )
     assert 0 < seconds < 2

@@ -14,8 +14,7 @@ import pytest
 from PIL import Image
 
 from eval.standalone import main
-from tests.conftest import ROOT
-from tests.test_scores import SCORE_FEATURES
+from tests.helpers import ROOT, SCORE_FEATURES
 
 pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_build, write_recipe
-from tests.s3server import s3_server
+from tests.helpers import run_build, s3_server, write_recipe
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from training import ImageClassifier, load_classifier
 from training.__main__ import main
 from training.backbone import backbone_identity, build_resnet18, eval_transform

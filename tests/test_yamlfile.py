@@ -59,7 +59,7 @@ def test_deep_nesting_is_refused_without_recursion(tmp_path: Path, levels: int):
 def test_nesting_within_the_bound_is_read(tmp_path: Path):
     inner = "[" * (MAX_DEPTH - 2) + "]" * (MAX_DEPTH - 2)
     error = refused(write(tmp_path, MINIMAL + f"extra: {inner}\n"))
-    assert error.problems == ["extra: unknown key (check the spelling; see the recipe reference in README.md)"]
+    assert error.problems == ["extra: unknown key (check the spelling; see the recipe reference in docs/recipe.md)"]
 
 
 def test_dev_zero_and_huge_files_are_refused_by_size(tmp_path: Path):

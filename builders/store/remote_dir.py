@@ -192,7 +192,7 @@ def remote_lock(remote: RemoteDir) -> Iterator[None]:
     """One build at a time: ``.synthdata/lock`` created only if absent (pid and host inside), deleted at the end.
     A lock left by a dead process of this host is taken over; one from another host is named in the refusal.
     Where the store cannot create only-if-absent, the lock is checked and written, which does not exclude two
-    builds started at the same moment (the README says so)."""
+    builds started at the same moment (docs/object-storage.md says so)."""
     relative = f"{WORK_DIR}/{LOCK_FILE}"
     holder = f"{os.getpid()}\n{socket.gethostname()}\n"
     created = remote.create_exclusive(relative, holder)

@@ -2,7 +2,7 @@
 
 Load it by path, offline: ``evaluate.load("eval/metrics/clip_score", model="openai/clip-vit-base-patch32")``
 (or ``evaluate.load(eval.metrics.CLIP_SCORE)`` from an installed package). It uses the same CLIP code as the
-build's ``clip_score`` column (``eval.clip``), so scoring a built dataset's images against its prompts gives
+build's ``clip_score`` column (``eval.scorers.clip``), so scoring a built dataset's images against its prompts gives
 that column back.
 """
 

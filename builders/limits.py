@@ -1,0 +1,20 @@
+"""The recipe's upper bounds: a recipe of a few lines must not ask for more than a machine can plan, and each
+bound names its key in the message that enforces it (``builders.recipe`` and ``builders.recipe_checks``)."""
+
+MAX_NAME_CHARS = 100  # dataset, class and split names (a dataset name names a directory, a class a row id)
+MAX_TEXT_CHARS = 1_000  # one prompt (expanded templates included), negative prompt, label text, template
+MAX_DESCRIPTION_CHARS = 10_000
+MAX_IMAGE_SIDE = 4096
+MAX_STEPS = 1000
+MAX_BATCH_SIZE = 1024
+MAX_IMAGES_PER_PROMPT = 100_000
+MAX_REGENERATIONS = 100
+MAX_SHARD_SIZE = 100_000
+MAX_SEED = 2**63 - 1
+MAX_CLASSES = 100_000
+MAX_IMAGES = 1_000_000_000  # per split and class, and in the whole plan (planning is arithmetic; this bounds the rest)
+# Template expansion is counted before it happens (the product of its variables' lengths). A recipe that needs
+# more prompts than this per class must shrink its variables.
+MAX_PROMPTS_PER_CLASS = 100_000
+MAX_PROMPTS = 1_000_000  # all classes together
+MAX_GUIDANCE_VALUES = 64  # one guidance sweep

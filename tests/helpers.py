@@ -1,0 +1,134 @@
+"""Helpers shared by the test modules: run a build as a user does, write a recipe, read what a build wrote.
+
+Test modules import from here (and from ``tests.handmade`` / ``tests.hubserver``), never from one another;
+``tests/test_layers.py`` checks it. The test environment itself is set once, at the top of ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SAME_THREADS = {"OMP_NUM_THREADS": "1"}  # identical thread settings for every process count
+ACCELERATE = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--multi_gpu",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
+
+SCALE_RECIPE = """
+name: scale
+model: {id: tiny-random, safety_checker: false}
+generation: {num_inference_steps: 2, height: 32, width: 32, batch_size: 2, images_per_prompt: 1}
+templates: ["a {style} of a {subject}"]
+variables: {style: [watercolor, sketch, photo]}
+classes:
+  fox: {variables: {subject: [red fox]}}
+  dog: {variables: {subject: [golden retriever]}}
+splits: {train: COUNT, test: 2}
+output: {shard_size: 2}
+scoring: {clip: {enabled: false}, resnet50: {enabled: false}}
+"""
+
+SCORE_FEATURES = {  # the score columns of the smoke recipe (classes fox, dog, 여우) and their types
+    "clip_probs": "List(Value('float32'))",
+    "clip_pred": "ClassLabel(names=['fox', 'dog', '여우'])",
+    "clip_true_prob": "Value('float32')",
+    "clip_score": "Value('float32')",
+    "clip_embedding": "List(Value('float32'))",
+    "resnet50_top5_ids": "List(Value('int32'))",
+    "resnet50_top5_labels": "List(Value('string'))",
+    "resnet50_top5_probs": "List(Value('float32'))",
+    "resnet50_match": "Value('bool')",
+}
+
+
+def run_build(
+    *args: str, env: dict | None = None, check: bool = True, launcher: list[str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``build.py`` the way a user does, in a fresh process."""
+    command = [*(launcher or [sys.executable]), str(ROOT / "build.py"), *args]
+    result = subprocess.run(
+        command, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=600
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def write_recipe(directory: Path, text: str, name: str = "recipe.yaml") -> Path:
+    """``text`` written as ``directory/name``; returns the path."""
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def table(path: Path) -> dict[str, list]:
+    """Every exported file's rows (id, label, prompt, seed, image bytes), in file order."""
+    rows: dict[str, list] = {}
+    for file in sorted((path / "data").glob("*.parquet")):
+        t = pq.read_table(file, columns=["id", "label", "prompt", "seed", "image"]).to_pydict()
+        t["image"] = [image["bytes"] for image in t["image"]]
+        for key, values in t.items():
+            rows.setdefault(key, []).extend(values)
+    return rows
+
+
+def run_report(out: Path) -> dict:
+    """The build's report of its last run (images found done and made, processes, shards per process)."""
+    return json.loads((out / ".synthdata" / "run.json").read_text())
+
+
+def benchmark_headline(script: str, *args: str) -> float:
+    """Run ``benchmarks/<script>`` and return the figure at the end of its last line, ``headline: ... <figure>``."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    last_line = result.stdout.strip().splitlines()[-1]
+    assert last_line.startswith("headline:"), result.stdout
+    return float(last_line.split()[-1])
+
+
+@contextmanager
+def s3_server(key: str = "testing") -> Iterator[tuple[dict[str, str], object]]:
+    """A running server, with the environment for its clients and an s3fs client; stopped on exit."""
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+    }
+    fs = s3fs.S3FileSystem(
+        key=key, secret=key, endpoint_url=env["AWS_ENDPOINT_URL"], skip_instance_cache=True, use_listings_cache=False
+    )
+    try:
+        yield env, fs
+    finally:
+        server.stop()
