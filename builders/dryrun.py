@@ -4,20 +4,53 @@ The estimate scales the recipe's family's counted cost (``Generator.flops``: for
 forward at a 64x64 latent, two forwards per step with classifier-free guidance, VAE decode 2514.5 GFLOPs at 512x512;
 see ``benchmarks/sd15_architecture.json`` and ``benchmarks/families.py``) by image area and steps, and prints two
 GPU-time figures: the FLOP floor on an H100 (~800 TFLOP/s dense bf16) and the pace of plain diffusers (about
-1 image/s on an H100 for SD 1.5 at 512x512 and 50 steps, scaled by the family's FLOPs).
+1 image/s on an H100 for SD 1.5 at 512x512 and 50 steps, scaled by the family's FLOPs). The plan is made without a
+``datasets`` builder (whose config hashing alone takes seconds for thousands of classes), and nothing of the
+generation stack (diffusers, transformers) is imported.
 """
 
 from __future__ import annotations
 
+from builders.expansion import planned_recipe
+from builders.export import BUILD_OUTPUT
 from builders.generators import family_of
 from builders.generators.stable_diffusion import SD15_FLOPS
-from builders.plan import Plan, batches_per_shard, guidance_counts, prompts_with_images
+from builders.plan import Plan, batches_per_shard, content_fingerprint, guidance_counts, make_plan, prompts_with_images
 from builders.recipe import Recipe
-from builders.store import Store
+from builders.spec import BuildSpec
+from builders.store import Store, output_store
+from builders.store.local import OutputDir
+from builders.store.prompt_lock import read_prompt_lock
+from builders.store.remote_dir import is_remote
 from eval.summary import display_width, pad
+from synthcore.launch import local_device
+from synthcore.model_refs import TINY_RANDOM
 
 H100_TFLOPS = 800.0
 PLAIN_DIFFUSERS_SECONDS_512_50_STEPS = 1.0
+
+
+def dry_run(spec: BuildSpec) -> str:
+    """What ``--dry-run`` prints: the plan's size per split and class, what ``spec``'s output already holds, and
+    the GPU-time estimate. Prompt expansion's prompts come from the output's lock, or are placeholders before the
+    first build (a note says so). Loads no model, writes nothing."""
+    placement = spec.placement(local_device())
+    recipe, note = spec.recipe, None
+    if recipe.prompt_expansion:
+        recipe, note = planned_recipe(recipe, read_prompt_lock(spec.output_dir))
+    fingerprint = content_fingerprint(recipe, placement.device.split(":")[0], placement.dtype_name)
+    # A store's finished shards count; a local directory is read unchecked (the dry run writes nothing).
+    remote = is_remote(spec.output_dir)
+    store = output_store(spec.output_dir, 0, BUILD_OUTPUT) if remote else OutputDir(spec.output_dir)
+    plan_text = describe(recipe, make_plan(recipe, fingerprint), store)
+    tiny = recipe.model.id == TINY_RANDOM
+    return "\n".join([plan_text, *([note] if note else []), *([TINY_RANDOM_NOTE] if tiny else [])])
+
+
+TINY_RANDOM_NOTE = (
+    f"model.id {TINY_RANDOM!r} is a tiny random test pipeline: the estimate counts the family's reference "
+    "architecture, far above what it costs"
+)
 
 
 def tflops_per_image(recipe: Recipe, guidance_scale: float) -> float:
