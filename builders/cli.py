@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from builders.expansion import ExpansionError
+from builders.preview import DEFAULT_PREVIEW, preview_count, run_preview
 from builders.recipe import RecipeError
 from builders.source import SourceError
 from builders.spec import BuildSpec, Mode, prepare
@@ -33,6 +34,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "recipe",
         help="a YAML recipe (see recipes/), or a built dataset's directory or Hub id to rebuild it from its "
         "recipe.yaml",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY.PATH=VALUE",
+        help="recipe values that replace the file's (YAML values), e.g. generation.num_inference_steps=4 "
+        "splits.train=8 model.id=stabilityai/sdxl-turbo; checked like the file and recorded in recipe.yaml",
     )
     parser.add_argument(
         "--output-dir",
@@ -62,7 +70,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="print the plan's size per split and class and a GPU-time estimate; load no model",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--preview",
+        nargs="?",
+        const=str(DEFAULT_PREVIEW),
+        metavar="N",
+        help=f"make and score only the first N (default {DEFAULT_PREVIEW}) planned train images of every class, "
+        "exactly as the build will, into OUTPUT/preview/ (a contact sheet, the images, their scores); publishes "
+        "nothing",
+    )
+    return preview_count(parser, parser.parse_intermixed_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if spec.mode is Mode.PUSH_ONLY:
             return push(spec) if is_main_process() else 0
+        if spec.mode is Mode.PREVIEW:
+            return run_preview(spec.recipe, spec.output_dir, args.preview)
     except (RecipeError, SourceError, ValueError, ModelUnavailable, OutputDirError) as err:
         return _refused(err, args.output_dir or "")
     return _build_and_push(spec)

@@ -11,6 +11,11 @@ generation stack (diffusers, transformers) is imported.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from huggingface_hub import try_to_load_from_cache
+
 from builders.expansion import planned_recipe
 from builders.export import BUILD_OUTPUT
 from builders.generators import family_of
@@ -24,7 +29,7 @@ from builders.store.prompt_lock import read_prompt_lock
 from builders.store.remote_dir import is_remote
 from eval.summary import display_width, pad
 from synthcore.launch import local_device
-from synthcore.model_refs import TINY_RANDOM
+from synthcore.model_refs import TINY_RANDOM, is_local_path
 
 H100_TFLOPS = 800.0
 PLAIN_DIFFUSERS_SECONDS_512_50_STEPS = 1.0
@@ -43,14 +48,44 @@ def dry_run(spec: BuildSpec) -> str:
     remote = is_remote(spec.output_dir)
     store = output_store(spec.output_dir, 0, BUILD_OUTPUT) if remote else OutputDir(spec.output_dir)
     plan_text = describe(recipe, make_plan(recipe, fingerprint), store)
-    tiny = recipe.model.id == TINY_RANDOM
-    return "\n".join([plan_text, *([note] if note else []), *([TINY_RANDOM_NOTE] if tiny else [])])
+    return "\n".join([plan_text, *([note] if note else []), *architecture_and_download(recipe)])
 
 
-TINY_RANDOM_NOTE = (
-    f"model.id {TINY_RANDOM!r} is a tiny random test pipeline: the estimate counts the family's reference "
-    "architecture, far above what it costs"
-)
+def architecture_and_download(recipe: Recipe) -> list[str]:
+    """Whose architecture the estimate is (SD 1.x/2.x, whose UNets differ; the other families' estimates are their
+    own reference architecture's, named in the compute line), and how to fetch a missing model."""
+    notes = [_architecture_note(recipe)] if recipe.model.pipeline == "StableDiffusionPipeline" else []
+    return notes + ([line] if (line := download_line(recipe)) else [])
+
+
+SD15_UNET = {"block_out_channels": [320, 640, 1280, 1280], "cross_attention_dim": 768}
+
+
+def _architecture_note(recipe: Recipe) -> str:
+    """Whose architecture the estimate is: it is SD 1.5's; say whether the recipe's model has that UNet, read from
+    its ``unet/config.json`` where that is on disk (nothing is downloaded or loaded)."""
+    ref = recipe.model.id
+    if ref == TINY_RANDOM:
+        return (
+            f"model.id {TINY_RANDOM!r} is a tiny random test pipeline: the estimate is for SD 1.5's architecture, "
+            "far above what it costs"
+        )
+    if is_local_path(ref):
+        path = Path(ref).expanduser() / "unet" / "config.json"
+    else:
+        cached = try_to_load_from_cache(ref, "unet/config.json", revision=recipe.model.revision)
+        path = Path(cached) if isinstance(cached, str) else None
+    try:
+        unet = json.loads(path.read_text(encoding="utf-8")) if path else None
+    except (OSError, ValueError):
+        unet = None
+    if unet is None:
+        return f"model.id {ref!r}: its UNet config is not on disk; the estimate assumes SD 1.5's architecture"
+    found = {key: unet.get(key) for key in SD15_UNET}
+    if found == SD15_UNET:
+        return f"model.id {ref!r} has SD 1.5's UNet architecture: the estimate is for it"
+    shown = ", ".join(f"{key} {value}" for key, value in found.items())
+    return f"model.id {ref!r} has another UNet ({shown}): the estimate is SD 1.5's, not its own"
 
 
 def tflops_per_image(recipe: Recipe, guidance_scale: float) -> float:
@@ -92,8 +127,26 @@ def describe(recipe: Recipe, plan: Plan, store: Store) -> str:
         *_table(recipe, plan),
     ]
     by_guidance = images_by_guidance(recipe, plan)  # the cost depends on the guidance only (one or two passes)
-    total_tflops = sum(tflops_per_image(recipe, g) * images for g, images in by_guidance.items())
+    total_tflops, plain_seconds = estimate(recipe, by_guidance)
     remaining = 1 - done / plan.num_images
+    if len(by_guidance) > 1:
+        shown = ", ".join(f"{guidance:g}: {images}" for guidance, images in sorted(by_guidance.items()))
+        lines += ["", f"images per guidance value (a guidance sweep): {shown}"]
+    lines += [
+        "",
+        f"already finished in {store.location}: {done} images; to make: {plan.num_images - done}",
+        f"compute: {total_tflops / max(plan.num_images, 1):.1f} TFLOPs per image "
+        f"({family_of(recipe).flops.reference} architecture), "
+        f"{total_tflops / 1000:.1f} PFLOPs in all",
+        f"estimated GPU time for what remains, in H100-time: floor {duration(total_tflops * remaining / H100_TFLOPS)} "
+        f"(all {H100_TFLOPS:.0f} TFLOP/s used); plain diffusers pace {duration(plain_seconds * remaining)}",
+    ]
+    return "\n".join(lines)
+
+
+def estimate(recipe: Recipe, by_guidance: dict[float, int]) -> tuple[float, float]:
+    """The plan's TFLOPs, and its seconds at plain diffusers' pace on an H100, from its images per guidance value."""
+    total_tflops = sum(tflops_per_image(recipe, g) * images for g, images in by_guidance.items())
     gen = recipe.generation
     plain_seconds = sum(
         images
@@ -104,19 +157,28 @@ def describe(recipe: Recipe, plan: Plan, store: Store) -> str:
         * cost_relative_to_sd15(recipe, guidance)
         for guidance, images in by_guidance.items()
     )
-    if len(by_guidance) > 1:
-        shown = ", ".join(f"{guidance:g}: {images}" for guidance, images in sorted(by_guidance.items()))
-        lines += ["", f"images per guidance value (a guidance sweep): {shown}"]
-    lines += [
-        "",
-        f"already finished in {store.location}: {done} images; to make: {plan.num_images - done}",
-        f"compute: {total_tflops / max(plan.num_images, 1):.1f} TFLOPs per image "
-        f"({family_of(recipe).flops.reference} architecture), "
-        f"{total_tflops / 1000:.1f} PFLOPs in all",
-        f"estimated GPU time for what remains, in H100-time: floor {_duration(total_tflops * remaining / H100_TFLOPS)} "
-        f"(all {H100_TFLOPS:.0f} TFLOP/s used); plain diffusers pace {_duration(plain_seconds * remaining)}",
-    ]
-    return "\n".join(lines)
+    return total_tflops, plain_seconds
+
+
+def download_line(recipe: Recipe) -> str | None:
+    """Whether the generator still has to be downloaded, how to fetch it and about how much it is (a well-known
+    model's size, ``builders.generators.known``); None for a local directory, ``tiny-random`` or a cached model."""
+    from builders.generators.known import KNOWN_MODELS
+    from synthcore.availability import diffusers_pipeline
+    from synthcore.model_refs import TINY_RANDOM, is_local_path
+
+    model = recipe.model
+    if model.id == TINY_RANDOM or is_local_path(model.id):
+        return None
+    need = diffusers_pipeline("model.id", model.id, model.revision, False, "model.safety_checker")
+    if need.cached():
+        return None
+    known = KNOWN_MODELS.get(model.id)
+    size = f", about {known.gigabytes:g} GB" if known and known.gigabytes else ""
+    return (
+        f"model.id {model.id!r} is not downloaded yet (not in the local Hugging Face cache{size}); the build "
+        f"downloads it when online, or fetch it first with\n  {need.download_command()}"
+    )
 
 
 def _shard_sizes(recipe: Recipe) -> str:
@@ -156,7 +218,7 @@ def _table(recipe: Recipe, plan: Plan) -> list[str]:
     return ["".join(pad(cell, w, left=i < 2) for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

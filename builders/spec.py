@@ -21,6 +21,7 @@ from builders import hub
 from builders.expansion import expansion_needs, locked_recipe
 from builders.generators import family_of, resolve_family
 from builders.generators.base import pipeline_needs
+from builders.overrides import parse_override
 from builders.recipe import Recipe, RecipeError
 from builders.source import recipe_source
 from builders.store.claims import lease_seconds
@@ -39,6 +40,10 @@ class Mode(Enum):
     BUILD = "build"
     DRY_RUN = "dry run"  # print the plan and its cost; load no model, write nothing
     PUSH_ONLY = "push only"  # push what is built; generate nothing, load no model
+    PREVIEW = "preview"  # make and score the first images of every class into OUTPUT/preview/; publish no dataset
+
+
+LOADS_MODELS = (Mode.BUILD, Mode.PREVIEW)  # the modes whose models are checked before anything loads
 
 
 @dataclass(frozen=True)
@@ -72,11 +77,11 @@ def prepare(args: argparse.Namespace) -> BuildSpec:
     """The spec of the command line ``args`` (``builders.cli.parse_args``). Raises what the command reports:
     ``RecipeError``/``SourceError``/``ValueError`` (exit 2), ``ModelUnavailable`` (exit 4), ``OutputDirError``
     (exit 5: a store that cannot be read)."""
-    mode = Mode.DRY_RUN if args.dry_run else Mode.PUSH_ONLY if args.push_only else Mode.BUILD
+    mode = _mode(args)
     lease_seconds()  # SYNTHDATA_LEASE_SECONDS checked before anything loads (a ValueError: exit 2)
-    source = recipe_source(args.recipe)
+    source = recipe_source(args.recipe, [parse_override(text) for text in args.overrides])
     recipe = _with_push_target(source.recipe, args, mode)
-    if mode is Mode.BUILD:
+    if mode in LOADS_MODELS:
         _quiet_libraries()  # before the model check, which may build the tiny-random models
     if not (mode is Mode.PUSH_ONLY and source.dataset_dir):  # a built dataset's recipe.yaml is resolved already
         recipe = _resolved(recipe, args.recipe, mode)
@@ -84,9 +89,17 @@ def prepare(args: argparse.Namespace) -> BuildSpec:
     spec = BuildSpec(recipe, args.output_dir or str(default_dir), args.recipe, mode, args.overwrite, args.background)
     if mode is Mode.PUSH_ONLY:
         return spec.locked()  # the prompts its recipe.yaml records
-    if mode is Mode.BUILD:
+    if mode in LOADS_MODELS:
         require_models(model_needs(spec))
     return spec
+
+
+def _mode(args: argparse.Namespace) -> Mode:
+    if args.dry_run:
+        return Mode.DRY_RUN
+    if args.push_only:
+        return Mode.PUSH_ONLY
+    return Mode.PREVIEW if args.preview else Mode.BUILD
 
 
 def model_needs(spec: BuildSpec) -> list[ModelNeed]:
@@ -118,7 +131,7 @@ def _resolved(recipe: Recipe, source: str, mode: Mode) -> Recipe:
     try:
         return resolve_family(recipe, source)
     except RecipeError:
-        if mode is Mode.BUILD:
+        if mode in LOADS_MODELS:
             require_models([*pipeline_needs(recipe), *scorer_model_refs(recipe.scoring)])
         raise
 

@@ -74,9 +74,9 @@ def picture_alt(path: str, class_names: list[str]) -> str:
 HISTOGRAM_NAME = f"{PICTURES_DIR}/clip-true-prob.png"
 
 
-def samples_size(num_splits: int) -> tuple[int, int]:
-    """Pixel size of a class's sample grid."""
-    return round(SAMPLES_PER_SPLIT * _CELL[0] * DPI), round((num_splits * _CELL[1] + _TITLE) * DPI)
+def samples_size(num_splits: int, columns: int = SAMPLES_PER_SPLIT) -> tuple[int, int]:
+    """Pixel size of a class's sample grid (of a grid of ``columns`` images to a row)."""
+    return round(columns * _CELL[0] * DPI), round((num_splits * _CELL[1] + _TITLE) * DPI)
 
 
 def histogram_size(num_classes: int) -> tuple[int, int]:
@@ -255,12 +255,14 @@ _TEXT = {"title": 15, "split": 13, "caption": 11, "note": 14}  # pixels
 def draw_grid(grid: Grid) -> PIL.Image.Image:
     """The grid composed with PIL (``samples_size``): one row per split under the title, each image fitted into
     its tile (enlarged without smoothing, so small images stay sharp). No matplotlib figure: a class costs a few
-    milliseconds, so a dataset of 1,000 classes draws its grids in seconds."""
-    width, height = samples_size(len(grid.rows))
+    milliseconds, so a dataset of 1,000 classes draws its grids in seconds. A row of more than
+    ``SAMPLES_PER_SPLIT`` images (a build's preview) widens the grid."""
+    columns = max([SAMPLES_PER_SPLIT, *(len(row.images) for row in grid.rows)])
+    width, height = samples_size(len(grid.rows), columns)
     picture = PIL.Image.new("RGB", (width, height), "white")
     row_height = (height - round(_TITLE * DPI)) / max(len(grid.rows), 1)
     _draw_text(picture, (width / 2, _TITLE * DPI / 2), grid.title, _TEXT["title"], "black", centred=True)
-    left = (width - SAMPLES_PER_SPLIT * (_TILE + _GAP)) // 2 + _GAP // 2
+    left = (width - columns * (_TILE + _GAP)) // 2 + _GAP // 2
     for i, row in enumerate(grid.rows):
         top = round(_TITLE * DPI + i * row_height)
         _draw_text(picture, (left, top + _ROW[0] / 2), row.split, _TEXT["split"], "black")

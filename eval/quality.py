@@ -31,7 +31,6 @@ holds one class's embeddings (plus the samples for CMMD and the picture), not th
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import math
 import tempfile
@@ -47,7 +46,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from eval.filters import keep_mask
@@ -66,6 +64,7 @@ from eval.pictures import write_embedding_map
 from eval.preprocess import rgb_tensor
 from eval.scorers.clip import EMBEDDING, Clip
 from synthcore.columns import ID, IMAGE, LABEL
+from synthcore.images import DatasetRowsError, ImageError, SplitColumns, check_split, decode_image
 from synthcore.model_refs import choose_dtype, is_local_path
 
 log = logging.getLogger("synthdata.eval")
@@ -225,7 +224,7 @@ def groups_of(keys: np.ndarray, count: int) -> list[np.ndarray]:
 
 def pixel_hash(encoded: bytes) -> bytes:
     """A hash of the decoded image: its mode, size and uint8 pixels (two encodings of one image hash alike)."""
-    image = Image.open(io.BytesIO(encoded))
+    image = decode_image(encoded)
     pixels = np.asarray(image)
     return hashlib.blake2b(f"{image.mode}{pixels.shape}".encode() + pixels.tobytes(), digest_size=16).digest()
 
@@ -533,31 +532,45 @@ def load_reference(
     clip = Clip(clip_model, device, dtype)
     embeddings, labels = [], []
     for part in parts:
-        mapped = [lookup[y] if y >= 0 else -1 for y in part[settings.label_column][:]]  # -1: unlabelled
+        labels_there = part[settings.label_column][:]
+        mapped = [lookup[y] if y is not None and y >= 0 else -1 for y in labels_there]  # -1: unlabelled
         keep = [i for i, y in enumerate(mapped) if y >= 0]
-        part = part.select(keep)
+        part = part.select(keep).cast_column(settings.image_column, datasets.Image(decode=False))
         for start in range(0, len(keep), batch_size):
             batch = part[start : start + batch_size]
-            embeddings.append(
-                clip.embed_images([rgb_tensor(image, device) for image in batch[settings.image_column]]).cpu()
-            )
+            images = [rgb_tensor(_reference_image(value, settings), device) for value in batch[settings.image_column]]
+            embeddings.append(clip.embed_images(images).cpu())
         labels += [mapped[i] for i in keep]
     if not labels:
         raise QualityError(f"reference {settings.dataset!r} has no image of the classes {class_names}")
     return Reference(settings.dataset, torch.cat(embeddings), np.asarray(labels))
 
 
+def _reference_image(value: dict, settings: ReferenceSettings):
+    try:
+        return decode_image(value)
+    except ImageError as err:
+        raise QualityError(f"reference {settings.dataset!r}: {err}") from None
+
+
 def open_reference(settings: ReferenceSettings, class_names: list[str]) -> tuple[list[datasets.Dataset], list[int]]:
-    """The reference's splits to use and our class index of each of its labels (-1: not ours), checked: no
-    image is decoded, so a bad reference is reported before any work."""
+    """The reference's splits to use and our class index of each of its labels (-1: not ours), checked: every
+    row's image header and label are read (no image is decoded), so a bad reference is reported before any work."""
     try:
         loaded = datasets.load_dataset(settings.dataset)
     except Exception as err:  # noqa: BLE001 - any loading failure is reported with the dataset's name
         raise QualityError(f"reference {settings.dataset!r} cannot be loaded: {err}") from None
     if settings.split is not None and settings.split not in loaded:
         raise QualityError(f"reference {settings.dataset!r} has no split {settings.split!r} (splits: {list(loaded)})")
-    parts = [loaded[settings.split]] if settings.split else list(loaded.values())
-    return parts, _reference_labels(parts[0], settings, class_names)
+    names = [settings.split] if settings.split else list(loaded)
+    lookup = _reference_labels(loaded[names[0]], settings, class_names)
+    columns = SplitColumns(settings.image_column, settings.label_column, len(lookup), unlabelled=True)
+    for name in names:  # every image's header and label: a bad reference fails here, before any scoring
+        try:
+            check_split(loaded[name], name, columns, f"reference {settings.dataset!r}")
+        except DatasetRowsError as err:
+            raise QualityError(str(err)) from None
+    return [loaded[name] for name in names], lookup
 
 
 def _reference_labels(part: datasets.Dataset, settings: ReferenceSettings, class_names: list[str]) -> list[int]:

@@ -52,6 +52,7 @@ from synthcore.availability import ModelNeed, ModelUnavailable, report_unavailab
 from synthcore.cardmeta import CARD, layout_card_data, md, save_card
 from synthcore.faults import report_fault, sigterm_raises
 from synthcore.hub import describe_error, scrub
+from synthcore.images import DatasetRowsError, ImageError, SplitColumns, check_split, decode_image
 from synthcore.layout import ROWS_PER_ROW_GROUP, DataLayout, hub_files, split_sizes
 from synthcore.logs import configure_logging
 from synthcore.model_refs import choose_dtype
@@ -251,7 +252,8 @@ def models_needed(args: argparse.Namespace) -> list[ModelNeed]:
 
 
 def check_columns(dataset: datasets.DatasetDict, columns: Columns, source: str) -> list[str]:
-    """The class names, once every split is known to have the image and ClassLabel columns."""
+    """The class names, once every split is known to have the image and ClassLabel columns, and every row an image
+    that opens within the pixel bound and a label of one of the classes (``synthcore.images.check_split``)."""
     for split, ds in dataset.items():
         image, label = ds.features.get(columns.image), ds.features.get(columns.label)
         if not isinstance(image, datasets.Image):
@@ -264,20 +266,26 @@ def check_columns(dataset: datasets.DatasetDict, columns: Columns, source: str) 
                 f"{source}: split {split!r} column {columns.label!r} is {label!r}, expected a ClassLabel; use "
                 "--label-column"
             )
-        if min(ds[columns.label][:], default=0) < 0:
-            raise InputError(
-                f"{source}: split {split!r} has rows without a label (-1); scoring needs each image's true class"
-            )
     names = [ds.features[columns.label].names for ds in dataset.values()]
     if any(n != names[0] for n in names):
         raise InputError(f"{source}: the splits have different class names: {names}")
+    if not any(ds.num_rows for ds in dataset.values()):
+        raise InputError(f"{source}: every split is empty ({', '.join(dataset)}); there is nothing to score")
+    for split, ds in dataset.items():  # each image's header and label (scoring needs each image's true class)
+        check_split(ds, split, SplitColumns(columns.image, columns.label, len(names[0])), source)
     return names[0]
 
 
-def image_tensors(values: Sequence[dict], device: torch.device) -> list[torch.Tensor]:
-    """Encoded images (any size or mode) as uint8 RGB (3, H, W) tensors on the device."""
-    decoder = datasets.Image()
-    return [rgb_tensor(decoder.decode_example(value), device) for value in values]
+def image_tensors(values: Sequence[dict], device: torch.device, split: str, first_row: int) -> list[torch.Tensor]:
+    """Encoded images (any size or mode) as uint8 RGB (3, H, W) tensors on the device; one that does not decode
+    (its header passed ``check_split``, its data is damaged) is an ``InputError`` naming its split and row."""
+    tensors = []
+    for row, value in enumerate(values, start=first_row):
+        try:
+            tensors.append(rgb_tensor(decode_image(value), device))
+        except ImageError as err:
+            raise InputError(f"split {split!r} row {row}: {err}") from None
+    return tensors
 
 
 def score_split(
@@ -300,6 +308,7 @@ def score_split(
     features = datasets.Features({**ds.features, columns.image: datasets.Image(), **new})
     count = layout.counts[split]
     bar = tqdm(total=ds.num_rows, desc=f"scoring {split}", unit="img", dynamic_ncols=True)
+    row = 0
     for index in range(count):
         path = out / "data" / layout.path(split, index)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -309,9 +318,10 @@ def score_split(
         for batch in ds.shard(count, index, contiguous=True).iter(batch_size):
             labels = batch[columns.label]
             texts = batch.get(columns.prompt) or [None] * len(labels)
-            scores = scorers.score(image_tensors(batch[columns.image], scorers.device), labels, texts)
-            writer.write_batch(features.encode_batch({**batch, **scores}))
+            images = image_tensors(batch[columns.image], scorers.device, split, row)
+            writer.write_batch(features.encode_batch({**batch, **scorers.score(images, labels, texts)}))
             bar.update(len(labels))
+            row += len(labels)
         writer.finalize()
         writer.close()
     bar.close()
@@ -427,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sigterm_raises():
             out = score_dataset(args)
-    except (InputError, ConfigFileError, QualityError) as err:
+    except (InputError, ConfigFileError, QualityError, DatasetRowsError) as err:
         print(f"error: {scrub(str(err))}", file=sys.stderr)
         return 2
     except ValidationError as err:

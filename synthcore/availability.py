@@ -95,6 +95,8 @@ class HubModel(ModelNeed):
     index: str | None = None
     skip: tuple[str, ...] = ()
     require: tuple[tuple[str, str], ...] = ()
+    include: tuple[str, ...] = ()  # ``hf download --include`` patterns of the files it loads; () the whole repo
+    exclude: tuple[str, ...] = ()  # and ``--exclude`` patterns of what those match but it never loads
 
     def problem(self) -> str | None:
         if self.ref == TINY_RANDOM:
@@ -167,13 +169,20 @@ class HubModel(ModelNeed):
         cached = try_to_load_from_cache(self.ref, first, revision=self.revision)
         return Path(cached).parent if isinstance(cached, str) else None
 
-    def _download_command(self) -> str:
+    def cached(self) -> bool:
+        """Whether the Hub model is complete in the local Hugging Face cache (no request is made)."""
+        snapshot = self._cached_snapshot()
+        return snapshot is not None and not self._incomplete(snapshot)
+
+    def download_command(self) -> str:
         revision = ["--revision", self.revision] if self.revision else []
-        return shlex.join(["hf", "download", self.ref, *revision])
+        patterns = [arg for pattern in self.include for arg in ("--include", pattern)]
+        patterns += [arg for pattern in self.exclude for arg in ("--exclude", pattern)]
+        return shlex.join(["hf", "download", self.ref, *revision, *patterns])
 
     def _advice(self) -> str:
         return (
-            f"Download it once with network access (`{self._download_command()}`), or unset HF_HUB_OFFLINE to let "
+            f"Download it once with network access (`{self.download_command()}`), or unset HF_HUB_OFFLINE to let "
             f"this run download it, or set {self.key} to a local directory holding it, or to {TINY_RANDOM!r} to try "
             "the tool with tiny random models."
         )
@@ -213,10 +222,24 @@ class HubModel(ModelNeed):
             return (
                 f"{self.title()} is not in the local cache, and {cause} ({scrub(said)}). "
                 f"Check the network (and HF_ENDPOINT if set), or download it where there is network "
-                f"(`{self._download_command()}`) and run with HF_HUB_OFFLINE=1, or set {self.key} to a local "
+                f"(`{self.download_command()}`) and run with HF_HUB_OFFLINE=1, or set {self.key} to a local "
                 f"directory, or to {TINY_RANDOM!r} to try the tool."
             )
         return None
+
+
+# The files ``from_pretrained`` reads of a diffusers pipeline in a Hub repo (no variant): the index, the components'
+# configs and tokenizers, their safetensors weights (sharded or not); not the repo's single-file checkpoints, fp16
+# variants or .bin copies, which can be most of its size.
+DIFFUSERS_FILES = (
+    "model_index.json",
+    "*/*.json",
+    "*/*.txt",
+    "*/*.model",
+    "*/diffusion_pytorch_model*.safetensors",
+    "*/model*.safetensors",
+)
+DIFFUSERS_EXTRAS = ("*.fp16.*", "*non_ema*")  # matched by the patterns above, not read by the build
 
 
 def diffusers_pipeline(key: str, ref: str, revision: str | None, safety_checker: bool, checker_key: str) -> HubModel:
@@ -230,6 +253,8 @@ def diffusers_pipeline(key: str, ref: str, revision: str | None, safety_checker:
         index="model_index.json",
         skip=() if safety_checker else (SAFETY_CHECKER,),
         require=((SAFETY_CHECKER, checker_key),) if safety_checker else (),
+        include=DIFFUSERS_FILES,
+        exclude=DIFFUSERS_EXTRAS,
     )
 
 
@@ -432,12 +457,12 @@ LORA_DEFAULT_FILE = "pytorch_lora_weights.safetensors"  # diffusers' LORA_WEIGHT
 class _LoraRepo(HubModel):
     """The Hub repo of a LoRA adapter: only its weights file is needed (and there is no tiny random LoRA)."""
 
-    def _download_command(self) -> str:
+    def download_command(self) -> str:
         return shlex.join(["hf", "download", self.ref, self.files[0][0]])
 
     def _advice(self) -> str:
         return (
-            f"Download it once with network access (`{self._download_command()}`), or unset HF_HUB_OFFLINE to let "
+            f"Download it once with network access (`{self.download_command()}`), or unset HF_HUB_OFFLINE to let "
             f"this run download it, or set {self.key} to a local directory or file holding it."
         )
 

@@ -120,7 +120,7 @@ def test_a_hub_model_offline_is_available_only_when_complete_in_the_cache(tmp_pa
 
 def test_a_cached_pipeline_names_its_revision_in_the_download_command(tmp_path: Path):
     need = diffusers_pipeline("model.id", "someone/sd", "v2", True, "model.safety_checker")
-    assert "`hf download someone/sd --revision v2`" in need.problem()
+    assert "`hf download someone/sd --revision v2 --include model_index.json" in need.problem()
     cache_snapshot(tmp_path / "hf-cache", "someone/sd", ["model_index.json"])
     assert (
         "is not in the local Hugging Face cache"

@@ -114,6 +114,7 @@ def options_of(module: str) -> frozenset[str]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(argparse.ArgumentParser, "parse_args", stop)
+        patch.setattr(argparse.ArgumentParser, "parse_intermixed_args", stop)  # build.py's, for its overrides
         with pytest.raises(_Parsed) as parsed:
             importlib.import_module(module).main([])
     return frozenset(parsed.value.parser._option_string_actions)

@@ -14,6 +14,8 @@ import datasets
 import torch
 from torch.utils.data import DataLoader
 
+from synthcore.hub import describe_error
+from synthcore.images import DatasetRowsError, ImageError, SplitColumns, check_split, decode_image
 from training.config import TrainConfig, TrainingError
 
 
@@ -35,8 +37,9 @@ def load_splits(ref: str) -> datasets.DatasetDict:
         if (Path(ref).expanduser() / "dataset_dict.json").is_file():
             return datasets.load_from_disk(str(Path(ref).expanduser()))
         loaded = datasets.load_dataset(ref)
-    except (FileNotFoundError, ValueError, ConnectionError, OSError) as err:
-        raise TrainingError(f"cannot load dataset {ref!r}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - a missing path, a damaged directory (datasets' own IndexError on a
+        # saved empty split), no network: all end here, named
+        raise TrainingError(f"cannot load dataset {ref!r}: {describe_error(err)}") from None
     return loaded
 
 
@@ -51,15 +54,25 @@ def default_eval_splits(splits: datasets.DatasetDict, train_split: str) -> list[
     return [s for s in splits if s != train_split and not s.endswith("_dropped")]
 
 
-def class_names(dataset: datasets.Dataset, config: TrainConfig, source: str) -> list[str]:
-    """The class names of the label column, which must be a ClassLabel; also checks the image column."""
-    features = dataset.features
+def class_names(dataset: datasets.Dataset, config: TrainConfig, source: str, split: str) -> list[str]:
+    """The class names of the label column, which must be a ClassLabel; also checks the image column, that the
+    split has rows, and every row's image header and label (``synthcore.images.check_split``): a bad row fails
+    here, before any model is made."""
+    features, where = dataset.features, f"{source} [{split}]"
     for column in (config.image_column, config.label_column):
         if column not in features:
-            raise TrainingError(f"{source}: no column {column!r} (it has: {', '.join(features)})")
-    label = features[config.label_column]
+            raise TrainingError(f"{where}: no column {column!r} (it has: {', '.join(features)})")
+    label, image = features[config.label_column], features[config.image_column]
     if not isinstance(label, datasets.ClassLabel):
-        raise TrainingError(f"{source}: column {config.label_column!r} must be a ClassLabel, got {label!r}")
+        raise TrainingError(f"{where}: column {config.label_column!r} must be a ClassLabel, got {label!r}")
+    if not isinstance(image, datasets.Image):
+        raise TrainingError(f"{where}: column {config.image_column!r} must be an Image, got {image!r}")
+    if len(dataset) == 0:
+        raise TrainingError(f"{source}: split {split!r} has no rows")
+    try:
+        check_split(dataset, split, SplitColumns(config.image_column, config.label_column, len(label.names)), source)
+    except DatasetRowsError as err:
+        raise TrainingError(str(err)) from None
     return list(label.names)
 
 
@@ -104,6 +117,7 @@ def label_lookup(theirs: list[str], ours: list[str], label_map: dict[str, str], 
 def image_loader(dataset: datasets.Dataset, config: TrainConfig, transform, shuffle: bool = False) -> DataLoader:
     """Batches of ``pixel_values`` (transformed images) and ``label`` (the dataset's own label indices)."""
     columns = dataset.select_columns([config.image_column, config.label_column])
+    columns = columns.cast_column(config.image_column, datasets.Image(decode=False))
     columns = columns.with_transform(partial(_to_tensors, transform, config.image_column, config.label_column))
     generator = torch.Generator().manual_seed(config.seed)
     return DataLoader(
@@ -112,7 +126,9 @@ def image_loader(dataset: datasets.Dataset, config: TrainConfig, transform, shuf
 
 
 def _to_tensors(transform, image_column: str, label_column: str, batch: dict) -> dict:
-    return {
-        "pixel_values": [transform(image.convert("RGB")) for image in batch[image_column]],
-        "label": batch[label_column],
-    }
+    """A batch decoded (within ``synthcore.images``' pixel bound) and transformed."""
+    try:
+        images = [decode_image(value).convert("RGB") for value in batch[image_column]]
+    except ImageError as err:  # its header passed check_split; its data is damaged
+        raise TrainingError(f"column {image_column!r}: {err}") from None
+    return {"pixel_values": [transform(image) for image in images], "label": batch[label_column]}

@@ -106,7 +106,7 @@ def load_data(config: TrainConfig) -> tuple[Split, list[Split], list[str]]:
     """The (filtered) training split, every eval split (labels mapped to ours) and the class names."""
     splits = load_splits(config.dataset)
     train_ds = pick(splits, config.train_split, config.dataset)
-    classes = class_names(train_ds, config, f"{config.dataset} [{config.train_split}]")
+    classes = class_names(train_ds, config, config.dataset, config.train_split)
     train_ds = keep_min_scores(train_ds, config.min_scores, f"{config.dataset} [{config.train_split}]")
     if len(train_ds) == 0:
         raise TrainingError(
@@ -117,7 +117,8 @@ def load_data(config: TrainConfig) -> tuple[Split, list[Split], list[str]]:
     for name in config.eval_splits or default_eval_splits(splits, config.train_split):
         source = f"{config.dataset} [{name}]"
         dataset = pick(splits, name, config.dataset)
-        evals.append(Split(name, dataset, label_lookup(class_names(dataset, config, source), classes, {}, source)))
+        theirs = class_names(dataset, config, config.dataset, name)
+        evals.append(Split(name, dataset, label_lookup(theirs, classes, {}, source)))
     if config.label_map and not config.eval_dataset:
         raise TrainingError("--label-map maps the labels of --eval-dataset, which is not given")
     if config.eval_dataset:
@@ -125,7 +126,8 @@ def load_data(config: TrainConfig) -> tuple[Split, list[Split], list[str]]:
         for name in config.eval_dataset_splits or list(other):
             source = f"{config.eval_dataset} [{name}]"
             dataset = pick(other, name, config.eval_dataset)
-            lookup = label_lookup(class_names(dataset, config, source), classes, config.label_map, source)
+            theirs = class_names(dataset, config, config.eval_dataset, name)
+            lookup = label_lookup(theirs, classes, config.label_map, source)
             evals.append(Split(f"{Path(config.eval_dataset).name}/{name}", dataset, lookup))
     return Split(config.train_split, train_ds), evals, classes
 

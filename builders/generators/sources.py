@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from builders.generators.known import INDEX, KNOWN_MODELS
 from synthcore.model_refs import TINY_RANDOM, is_local_path
 
 # ``tiny-random`` is the tiny Stable Diffusion pipeline (synthcore/tiny.py), built on first use: what it is must be
@@ -21,11 +22,14 @@ _TINY_RANDOM_INDEX = {
     "_class_name": "StableDiffusionPipeline",
     "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
 }
-INDEX = "model_index.json"
 
 
 class ModelIndexError(ValueError):
     """The model's ``model_index.json`` cannot be read: not a diffusers pipeline, or the Hub cannot be reached."""
+
+
+class NotCached(ModelIndexError):
+    """The Hub cannot be reached (or ``HF_HUB_OFFLINE`` is set) and the file is not in the local Hub cache."""
 
 
 class ModelFiles:
@@ -34,6 +38,7 @@ class ModelFiles:
     def __init__(self, model_id: str, revision: str | None = None):
         self.model_id = model_id
         self.revision = revision
+        self.from_table = False  # a file was answered by the table of well-known models (``known.py``)
 
     def index(self) -> dict[str, Any]:
         if self.model_id == TINY_RANDOM:
@@ -62,8 +67,17 @@ class ModelFiles:
         return self.json(f"{component}/config.json") or {}
 
     def json(self, filename: str) -> dict[str, Any] | None:
-        """The file's JSON, None when the model has no such file."""
-        return None if self.model_id == TINY_RANDOM else _read_json(self.model_id, self.revision, filename)
+        """The file's JSON, None when the model has no such file. Offline, a well-known model's file that is not
+        in the cache is answered by the table (``known.py``: what the plug-ins read of it)."""
+        if self.model_id == TINY_RANDOM:
+            return None
+        try:
+            return _read_json(self.model_id, self.revision, filename)
+        except NotCached:
+            if self.model_id not in KNOWN_MODELS:
+                raise
+            self.from_table = True
+            return KNOWN_MODELS[self.model_id].file(filename)
 
 
 @cache
@@ -94,7 +108,7 @@ def _hub_file(model_id: str, revision: str | None, filename: str) -> Path | None
     try:
         return Path(hf_hub_download(model_id, filename, revision=revision))
     except LocalEntryNotFoundError:
-        raise ModelIndexError(
+        raise NotCached(
             f"model.id: cannot fetch {filename} of {model_id!r}{at}: the Hub cannot be reached (or HF_HUB_OFFLINE "
             "is set) and the file is not in the local Hub cache; connect once, or give a local directory"
         ) from None
