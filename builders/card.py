@@ -18,6 +18,7 @@ from pathlib import Path
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from builders.formats.export import published_formats
 from builders.plan import prompts_with_images
 from builders.recipe import Recipe, recipe_to_yaml
 from eval.pictures import EMBEDDING_MAP_NAME, HISTOGRAM_NAME, picture_alt, samples_name
@@ -156,7 +157,14 @@ def card_context(root: Path, recipe: Recipe, data: DatasetCardData, summary: Dat
         "versions": ", ".join(f"{k} {v}" for k, v in build_info.get("versions", {}).items()) or "unknown versions",
         **_recipe_block(recipe),
         "license_text": _license_text(data),
+        "formats": _formats(root, recipe),
     }
+
+
+def _formats(root: Path, recipe: Recipe) -> list[str]:
+    """What the card says of each format written beside Parquet: on the Hub, only those ``hub.formats`` uploads."""
+    shown = published_formats(root)
+    return [fmt.card_text for fmt in shown if not recipe.hub.repo_id or fmt.name in recipe.hub.formats]
 
 
 def _recipe_block(recipe: Recipe) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from builders.expansion import ExpansionError
 from builders.preview import DEFAULT_PREVIEW, preview_count, run_preview
-from builders.recipe import RecipeError
+from builders.recipe import Recipe, RecipeError
 from builders.source import SourceError
 from builders.spec import BuildSpec, Mode, prepare
 from synthcore.availability import ModelUnavailable, report_unavailable
@@ -57,6 +57,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--push-only", action="store_true", help="push the already built dataset; generate nothing, load no model"
     )
     parser.add_argument(
+        "--formats",
+        metavar="A,B",
+        help="formats to write beside Parquet, overriding the recipe's `formats` (parquet, imagefolder, webdataset)",
+    )
+    parser.add_argument(
+        "--export-only",
+        action="store_true",
+        help="write the formats from a finished dataset (RECIPE: its directory, or a Hub id in the local cache); "
+        "generate nothing, load no model",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="discard finished shards made under different settings"
     )
     parser.add_argument(
@@ -96,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             return push(spec) if is_main_process() else 0
         if spec.mode is Mode.PREVIEW:
             return run_preview(spec.recipe, spec.output_dir, args.preview)
+        if spec.mode is Mode.EXPORT_ONLY:
+            return _export_only(spec)
     except (RecipeError, SourceError, ValueError, ModelUnavailable, OutputDirError) as err:
         return _refused(err, args.output_dir or "")
     return _build_and_push(spec)
@@ -166,12 +179,29 @@ def _build(spec: BuildSpec) -> int | None:
     return None
 
 
+def _export_only(spec: BuildSpec) -> int:
+    """``--export-only``: the formats from the finished dataset, then the push when one is asked for."""
+    from builders.formats.command import dataset_root, export_only
+
+    try:
+        root = dataset_root(spec.source, spec.dataset_dir, spec.output_dir)
+    except ValueError as err:  # no such dataset in the cache
+        print(f"error: {scrub(str(err))}", file=sys.stderr)
+        return 2
+    code = export_only(spec.recipe, root, spec.output_dir, spec.recipe.formats)
+    return _push(spec.recipe, spec) if code == 0 and spec.recipe.hub.repo_id else code
+
+
 def push(spec: BuildSpec) -> int:
-    """Push the built dataset and say how it went: 0 pushed, 2 nothing complete to push, 3 the Hub failed (the data
-    is safe). The recipe pushed has the prompts its output's lock holds."""
+    """Push the built dataset, its recipe with the prompts its output's lock holds."""
+    return _push(spec.locked().recipe, spec)
+
+
+def _push(recipe: Recipe, spec: BuildSpec) -> int:
+    """Push and say how it went: 0 pushed, 2 nothing complete to push, 3 the Hub failed (the data is safe)."""
     from builders.hub import IncompleteDataset, push_dataset
 
-    recipe, output_dir = spec.locked().recipe, spec.output_dir
+    output_dir = spec.output_dir
     try:
         url = push_dataset(Path(output_dir), recipe)
     except IncompleteDataset as err:

@@ -30,6 +30,8 @@ from tqdm.auto import tqdm
 from builders.builder import LOADING, SyntheticImages
 from builders.expansion import resolve_lock
 from builders.export import BUILD_OUTPUT, ExportResult, export_dataset
+from builders.formats.command import write_formats
+from builders.formats.export import FormatReport
 from builders.hub import uploads_during_build
 from builders.plan import Plan, Shard
 from builders.rows import BatchRows
@@ -61,6 +63,7 @@ class BuildReport:
     taken_over_per_process: list[int] = field(default_factory=list)  # of them, taken over from a lapsed lease
     making_seconds: float = 0.0  # from the start of the work to the last shard finished (main process)
     loading_seconds_per_process: list[float] = field(default_factory=list)  # seconds each rank spent loading models
+    formats: list[FormatReport] = field(default_factory=list)  # the formats beside data/ (main process)
 
     def to_json(self) -> dict:
         """What ``.synthdata/run.json`` records of this run (how the work went, not what the dataset is)."""
@@ -157,10 +160,11 @@ def _finish(run: _Run, made: RankProgress, making_seconds: float) -> BuildReport
     """Main process: every process's progress, the export (damaged shards made again), the run report. The other
     processes are done: they do not wait through the export."""
     main, plan, store = run.state.is_main_process, run.plan, run.store
-    exported, progress, damaged, done_images = None, [made], run.damaged, run.done_images
+    exported, progress, damaged, done_images, formats = None, [made], run.damaged, run.done_images, []
     if main:
         progress = _every_process_progress(store, run.state.num_processes, run.to_make)
         exported, remade = _export(run)
+        formats = write_formats(run.owned, run.builder.recipe)  # imagefolder, webdataset: from the data/ published
         damaged, done_images = damaged + remade, done_images - sum(bad.shard.size for bad in remade)
     report = BuildReport(
         output_dir=store.location,
@@ -177,6 +181,7 @@ def _finish(run: _Run, made: RankProgress, making_seconds: float) -> BuildReport
         taken_over_per_process=[p.taken_over for p in progress],
         making_seconds=making_seconds,
         loading_seconds_per_process=[p.loading_seconds for p in progress],
+        formats=formats,
     )
     if main:
         store.write_run_report(report.to_json())

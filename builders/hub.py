@@ -19,6 +19,9 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from builders.card import refreshed_card
+from builders.formats.choice import DEFAULT_FORMATS
+from builders.formats.export import published_formats
+from builders.formats.registry import FORMATS, format_folders
 from builders.recipe import HubSettings, Recipe, RecipeError, load_recipe
 from builders.store import Store
 from synthcore.cardmeta import CARD
@@ -87,13 +90,14 @@ def push_dataset(root: Path, recipe: Recipe) -> str:
             f"{root} is not a complete dataset of recipe {recipe.name!r}:\n" + "\n".join(f"  - {p}" for p in problems)
         )
     card = refreshed_card(root, recipe)  # names the repo it goes to
+    unasked = [f"{folder}/**" for folder in format_folders() if folder not in recipe.hub.formats]
     url = push_folder(
         root,
         repo_id,
         repo_type="dataset",
         private=recipe.hub.private,
         commit_message=f"Upload {recipe.name} (built by synthdata)",
-        ignore_patterns=IGNORE_PATTERNS,
+        ignore_patterns=IGNORE_PATTERNS + unasked,
         delete_patterns=_replaced_folders(root),
         card=str(card),
     )
@@ -102,9 +106,11 @@ def push_dataset(root: Path, recipe: Recipe) -> str:
 
 
 def _replaced_folders(root: Path) -> list[str]:
-    """Folders the upload replaces whole on the Hub, so files of an earlier, larger build do not linger there, and
-    ``building/`` (the shards uploaded while the build ran: the dataset's files replace them)."""
-    return [f"{p.name}/**" for p in sorted(root.iterdir()) if p.is_dir() and p.name != WORK_DIR] + [f"{BUILDING}/**"]
+    """Folders the upload replaces whole on the Hub, so files of an earlier, larger build do not linger there,
+    ``building/`` (the shards uploaded while the build ran: the dataset's files replace them), and every format's
+    folder (one not uploaded now would describe older data)."""
+    folders = {p.name for p in root.iterdir() if p.is_dir() and p.name != WORK_DIR} | set(format_folders())
+    return [f"{name}/**" for name in sorted(folders)] + [f"{BUILDING}/**"]
 
 
 def uploads_during_build(store: Store, hub_settings: HubSettings) -> AbstractContextManager:
@@ -126,18 +132,36 @@ def dataset_problems(root: Path, recipe: Recipe) -> list[str]:
         stored = load_recipe(root / RECIPE_FILE)
     except RecipeError as err:
         return [str(err)]
-    if stored.without_hub() != recipe.without_hub():
+    if _dataset_part(stored) != _dataset_part(recipe):
         return [
             f"{root / RECIPE_FILE} is not this recipe: the dataset here was built from another one (rebuild it, "
             "or choose --output-dir)"
         ]
     card_splits = _card_splits(root)
-    problems = [
+    problems = _format_problems(root, recipe) + [
         f"split {s!r} of the recipe is not in {CARD}" for s in _splits_with_rows(root, recipe) if s not in card_splits
     ]
     for split, rows in card_splits.items():
         problems += _split_problems(root, split, rows)
     return problems
+
+
+def _dataset_part(recipe: Recipe) -> Recipe:
+    """What decides the rows: not where they are pushed, nor the formats written beside them."""
+    return recipe.without_hub().model_copy(update={"formats": DEFAULT_FORMATS})
+
+
+def _format_problems(root: Path, recipe: Recipe) -> list[str]:
+    """The formats ``hub.formats`` asks to upload must be written for this data, in folders the Hub takes."""
+    published = {fmt.name: fmt for fmt in published_formats(root)}
+    problems = [
+        f"hub.formats: no {name}/ written from this data; write it first: python build.py {root} --export-only "
+        f"--formats {name}"
+        for name in recipe.hub.formats
+        if name not in published and FORMATS[name].folder
+    ]
+    asked = [published[name] for name in recipe.hub.formats if name in published]
+    return problems + [problem for fmt in asked for problem in fmt.hub_problems(root / fmt.folder)]
 
 
 def _splits_with_rows(root: Path, recipe: Recipe) -> list[str]:

@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from builders import recipe_checks
+from builders.formats.choice import DEFAULT_FORMATS, FormatNames, Formats
 from builders.limits import (
     MAX_BATCH_SIZE,
     MAX_CLASSES,
@@ -279,6 +280,7 @@ class HubSettings(_Strict):
     private: bool = False
     push_during_build: bool = False  # upload finished shards to building/ while the build runs (synthcore.hub)
     upload_interval: float = Field(default=60.0, gt=0)  # seconds between two such uploads
+    formats: FormatNames = ()  # formats uploaded beside Parquet, each into its own folder (builders.formats)
 
 
 class Recipe(_Strict):
@@ -302,6 +304,7 @@ class Recipe(_Strict):
     filters: FilterSettings = FilterSettings()
     quality: QualitySettings = QualitySettings()
     output: OutputSettings = OutputSettings()
+    formats: Formats = DEFAULT_FORMATS  # written beside data/ (builders.formats); Parquet always is
     hub: HubSettings = HubSettings()
 
     @field_validator("name")

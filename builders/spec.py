@@ -19,6 +19,7 @@ import torch
 
 from builders import hub
 from builders.expansion import expansion_needs, locked_recipe
+from builders.formats.choice import chosen
 from builders.generators import family_of, resolve_family
 from builders.generators.base import pipeline_needs
 from builders.overrides import parse_override
@@ -41,6 +42,7 @@ class Mode(Enum):
     DRY_RUN = "dry run"  # print the plan and its cost; load no model, write nothing
     PUSH_ONLY = "push only"  # push what is built; generate nothing, load no model
     PREVIEW = "preview"  # make and score the first images of every class into OUTPUT/preview/; publish no dataset
+    EXPORT_ONLY = "export only"  # write the formats from a finished dataset; generate nothing, load no model
 
 
 LOADS_MODELS = (Mode.BUILD, Mode.PREVIEW)  # the modes whose models are checked before anything loads
@@ -56,6 +58,7 @@ class BuildSpec:
     mode: Mode = Mode.BUILD
     overwrite: bool = False
     background: bool = True  # encode and write in a thread beside generation
+    dataset_dir: Path | None = None  # the built dataset RECIPE named, when it named one (its recipe.yaml was read)
 
     def placement(self, device: torch.device) -> Placement:
         return placement_for(self.recipe, device)
@@ -81,12 +84,16 @@ def prepare(args: argparse.Namespace) -> BuildSpec:
     lease_seconds()  # SYNTHDATA_LEASE_SECONDS checked before anything loads (a ValueError: exit 2)
     source = recipe_source(args.recipe, [parse_override(text) for text in args.overrides])
     recipe = _with_push_target(source.recipe, args, mode)
+    if mode is Mode.EXPORT_ONLY:  # the recipe as the dataset records it, or as given: no family is read
+        output_dir = args.output_dir or str(source.dataset_dir or Path("outputs") / recipe.name)
+        return BuildSpec(recipe, output_dir, args.recipe, mode, dataset_dir=source.dataset_dir)
     if mode in LOADS_MODELS:
         _quiet_libraries()  # before the model check, which may build the tiny-random models
     if not (mode is Mode.PUSH_ONLY and source.dataset_dir):  # a built dataset's recipe.yaml is resolved already
         recipe = _resolved(recipe, args.recipe, mode)
     default_dir = source.dataset_dir if mode is Mode.PUSH_ONLY and source.dataset_dir else Path("outputs") / recipe.name
-    spec = BuildSpec(recipe, args.output_dir or str(default_dir), args.recipe, mode, args.overwrite, args.background)
+    output_dir = args.output_dir or str(default_dir)
+    spec = BuildSpec(recipe, output_dir, args.recipe, mode, args.overwrite, args.background, source.dataset_dir)
     if mode is Mode.PUSH_ONLY:
         return spec.locked()  # the prompts its recipe.yaml records
     if mode in LOADS_MODELS:
@@ -95,6 +102,8 @@ def prepare(args: argparse.Namespace) -> BuildSpec:
 
 
 def _mode(args: argparse.Namespace) -> Mode:
+    if args.export_only:
+        return Mode.EXPORT_ONLY
     if args.dry_run:
         return Mode.DRY_RUN
     if args.push_only:
@@ -114,8 +123,13 @@ def model_needs(spec: BuildSpec) -> list[ModelNeed]:
 
 
 def _with_push_target(recipe: Recipe, args: argparse.Namespace, mode: Mode) -> Recipe:
-    """The recipe with the command line's Hub repo; a push that cannot happen is refused before anything runs."""
+    """The recipe with the command line's Hub repo and formats; a push or formats that cannot happen are refused
+    before anything runs."""
     recipe = hub.with_push_target(recipe, args.push_to_hub, args.private)
+    if args.formats:
+        recipe = recipe.model_copy(update={"formats": chosen(recipe.formats, args.formats)})
+    if is_remote(args.output_dir) and any(choice.format.folder for choice in recipe.formats):
+        raise ValueError(f"formats other than parquet are written to a local --output-dir, not {args.output_dir}")
     if mode is Mode.PUSH_ONLY and not recipe.hub.repo_id:
         raise ValueError(
             "--push-only: no repo to push to; give --push-to-hub USER/NAME or set hub.repo_id in the recipe"

@@ -160,6 +160,8 @@ def unrecorded(root: Path, relative: str, recorded: Collection[str]) -> list[str
     path = root / relative
     if path.is_symlink():
         return [f"{relative} (a symbolic link to {os.readlink(path)})"]
+    if relative in recorded:  # a file, or a folder published whole
+        return []
     if path.is_dir():
         return [
             found for child in sorted(os.listdir(path)) for found in unrecorded(root, f"{relative}/{child}", recorded)
@@ -225,10 +227,11 @@ class OwnedDir:
         finally:
             shutil.rmtree(stage, ignore_errors=True)
 
-    def publish(self, stage: Path, names: Collection[str] | None = None) -> None:
+    def publish(self, stage: Path, names: Collection[str] | None = None, whole: bool = False) -> None:
         """Move the staged outputs into place; ``names``: only these of them (default: all, and outputs of the last
         publish that are not staged again are removed). Refused, before anything moves, when a path to replace
-        holds something we did not publish."""
+        holds something we did not publish. ``whole``: each folder is recorded as one entry, not file by file (an
+        export of a million images)."""
         owner = read_owner(self.root) or Owner(self.tool.command, frozenset())
         new = sorted(name for name in os.listdir(stage) if names is None or name in names)
         last = {top for f in owner.files if self.tool.writes(top := f.split("/")[0])}  # never beyond our names
@@ -236,7 +239,7 @@ class OwnedDir:
         foreign = [f for name in sorted({*new, *gone}) for f in unrecorded(self.root, name, owner.files)]
         if foreign:
             raise OutputDirError(foreign_message(self.root, foreign))
-        files = {f for name in new for f in _files_under(stage, name)}
+        files = set(new) if whole else {f for name in new for f in _files_under(stage, name)}
         kept = {f for f in owner.files if f.split("/")[0] not in {*new, *gone}}
         # Recorded before anything moves: a run killed half-way leaves every file there recorded as ours.
         write_owner(self.root, Owner(self.tool.command, frozenset({*owner.files, *files})))
@@ -249,6 +252,19 @@ class OwnedDir:
                 os.rename(self.root / name, trash / name)
         write_owner(self.root, Owner(self.tool.command, frozenset({*kept, *files})))
         self.published = True
+
+    def withdraw(self, name: str) -> None:
+        """Remove ``name``, an output we published (refused when it holds anything else): it describes data since
+        replaced. Moved aside first, so a run killed half-way leaves it whole or gone."""
+        owner = read_owner(self.root) or Owner(self.tool.command, frozenset())
+        if foreign := unrecorded(self.root, name, owner.files):
+            raise OutputDirError(foreign_message(self.root, foreign))
+        trash = self.work / f"staging-withdrawn-{os.getpid()}"
+        trash.mkdir(exist_ok=True)
+        os.rename(self.root / name, trash / name)
+        kept = frozenset(f for f in owner.files if f.split("/")[0] != name)
+        write_owner(self.root, Owner(owner.tool, kept))
+        shutil.rmtree(trash, ignore_errors=True)
 
     def tidy(self) -> None:
         """Remove what killed runs left: staging directories (under the lock, no run of ours is using them)."""

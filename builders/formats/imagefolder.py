@@ -1,0 +1,146 @@
+"""ImageFolder: ``imagefolder/<split>/<class name>/<row id>.png``, the layout of torchvision's ``ImageFolder`` (and of
+the classroom exercise's ``data/train/{class}``), with a ``metadata.parquet`` per split for ``load_dataset``.
+
+Each image is its stored bytes, never re-encoded (a WebP or JPEG build keeps its own extension). The metadata holds
+``file_name`` and every other column, so ``load_dataset("imagefolder", data_dir=...)`` gives the rows with their
+scores, the labels a ClassLabel in our order. It is Parquet, not JSON Lines: datasets infers a JSON file's types
+from its first rows, so a column all null in one split (``resnet50_match`` where no class has ImageNet names)
+gets another type there and the splits refuse to load together; Parquet keeps the types (and writes a million rows
+in a second). ``README.md`` declares the features too, for ``load_dataset`` on the folder and ``python -m training
+--dataset``. torchvision's ``ImageFolder`` numbers the class folders in sorted order instead, which can differ from
+ours: ``classes.json`` gives both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import partial
+from pathlib import Path
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from builders.formats.base import ExportFormat, FormatOptions, Progress, Written, write_folder_card
+from builders.formats.source import SourceData, SourceFile, image_extension, read_batches
+from synthcore.columns import ID, IMAGE, LABEL
+from synthcore.layout import MAX_FILES_PER_FOLDER
+from synthcore.parallel import ordered_map
+
+METADATA = "metadata.parquet"
+FILE_NAME = "file_name"
+CLASSES = "classes.json"
+
+
+CARD_BODY = (
+    "# ImageFolder export\n\n"
+    "`<split>/<class name>/<row id>.png`, the stored image bytes, and `<split>/metadata.parquet` with every other "
+    "column. `label` counts classes in the dataset's own order; torchvision's `ImageFolder` numbers the class "
+    f"folders in sorted order instead: `{CLASSES}` gives both (`imagefolder_to_label[split][i]` is the label of "
+    "ImageFolder's class `i`).\n"
+)
+
+
+class ImageFolder(ExportFormat):
+    name = "imagefolder"
+    folder = "imagefolder"
+    card_text = (
+        "`imagefolder/<split>/<class name>/<row id>.png` with `<split>/metadata.parquet` (every other column): "
+        'torchvision\'s `ImageFolder("imagefolder/train")` reads it, and so does `load_dataset` on the folder. '
+        "**ImageFolder numbers the classes in sorted folder order, not in the `label` order above**: "
+        "`imagefolder/classes.json` gives both."
+    )
+
+    def hub_problems(self, folder: Path) -> list[str]:
+        """The Hub takes at most ``MAX_FILES_PER_FOLDER`` files in one folder; a class of a split may hold more."""
+        crowded = [
+            f"{split.name}/{entry.name}"
+            for split in folder.iterdir()
+            if split.is_dir()
+            for entry in os.scandir(split)
+            if entry.is_dir() and sum(1 for _ in os.scandir(entry.path)) > MAX_FILES_PER_FOLDER
+        ]
+        return [
+            f"{self.folder}/{name}: more than {MAX_FILES_PER_FOLDER:,} files, the most the Hub takes in one folder; "
+            "push the webdataset format instead (hub.formats: [webdataset])"
+            for name in crowded
+        ]
+
+    def write(self, source: SourceData, folder: Path, options: FormatOptions, progress: Progress) -> Written:
+        written = Written()
+        done = {entry["file"] for entry in progress.done}
+        present: dict[str, set[int]] = {}
+        schema = metadata_features(source.features).arrow_schema
+        for split, files in source.files.items():
+            (folder / split).mkdir(parents=True, exist_ok=True)
+            present[split] = set()
+            with pq.ParquetWriter(folder / split / METADATA, schema) as metadata:  # rewritten whole every run
+                for file, table, labels in ordered_map(partial(_export_file, source, folder, done=done), files):
+                    metadata.write_table(table.cast(schema))
+                    present[split] |= labels
+                    if _key(file) not in done:
+                        progress.record({"file": _key(file)})
+            written.rows[split] = written.files[split] = source.rows_of(split)
+        _write_classes(folder, source.class_names, present)
+        write_folder_card(folder, source.features, written.rows, CARD_BODY)
+        return written
+
+
+def metadata_features(features: datasets.Features) -> datasets.Features:
+    """The rows' features with ``file_name`` in place of the image: what ``metadata.parquet`` holds (its schema
+    keeps the ClassLabels, and a column that is all null in one split has its type all the same)."""
+    return datasets.Features(
+        {
+            (FILE_NAME if name == IMAGE else name): (datasets.Value("string") if name == IMAGE else feature)
+            for name, feature in features.items()
+        }
+    )
+
+
+def _key(file: SourceFile) -> str:
+    return f"{file.split}/{file.path.name}"
+
+
+def _export_file(
+    source: SourceData, folder: Path, file: SourceFile, *, done: set[str]
+) -> tuple[SourceFile, pa.Table, set[int]]:
+    """One source file: its images into their class folders (unless an earlier run finished them), and its rows
+    with the images' file names in place of their bytes. Returns the file, those rows and the labels met."""
+    names, write = source.class_names, _key(file) not in done
+    parts, labels, made = [], set(), set()
+    for batch in read_batches(file, list(source.features)):
+        images, ids = batch.column(IMAGE).field("bytes").to_pylist(), batch.column(ID).to_pylist()
+        file_names = []
+        for data, row_id, label in zip(images, ids, batch.column(LABEL).to_pylist()):
+            name = f"{names[label]}/{_stem(row_id, file, len(file_names))}.{image_extension(data)}"
+            if write:
+                if label not in made:
+                    os.makedirs(folder / file.split / names[label], exist_ok=True)
+                    made.add(label)
+                with open(folder / file.split / name, "wb") as image:
+                    image.write(data)
+            file_names.append(name)
+            labels.add(label)
+        table = pa.Table.from_batches([batch])
+        parts.append(table.set_column(table.schema.get_field_index(IMAGE), FILE_NAME, pa.array(file_names)))
+    return file, pa.concat_tables(parts), labels
+
+
+def _stem(row_id: str, file: SourceFile, index: int) -> str:
+    """The file name of a row: the last part of its id (``train/fox/000012`` gives ``000012``), unique within its
+    class; the row's number in the split where the id gives no usable name."""
+    stem = str(row_id).rsplit("/", 1)[-1]
+    return stem if stem and not stem.startswith(".") and "\\" not in stem else f"{file.first_row + index:09d}"
+
+
+def _write_classes(folder: Path, names: list[str], present: dict[str, set[int]]) -> None:
+    """``classes.json``: our label order, and per split the order torchvision's ``ImageFolder`` gives the class
+    folders there (sorted by name, only those with images) with the label of each."""
+    imagefolder = {split: sorted(names[label] for label in labels) for split, labels in present.items()}
+    record = {
+        "classes": names,
+        "imagefolder_classes": imagefolder,
+        "imagefolder_to_label": {split: [names.index(n) for n in order] for split, order in imagefolder.items()},
+    }
+    (folder / CLASSES).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -1,0 +1,132 @@
+"""The finished dataset every format is written from: the Parquet files of ``data/``, as ``load_dataset`` reads them.
+
+Only ``data/`` is read: what the filters kept is in every format, and nothing else (the rows they set aside stay in
+``dropped/``, or in the ``<split>_dropped`` splits of ``data/``, which are exported as splits of their own). Files
+are read one row group at a time, so memory does not grow with a file's size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from synthcore.columns import ID, IMAGE, LABEL
+from synthcore.layout import hub_files
+
+FOOTER_TAIL = 8  # a Parquet file ends with the footer's length (4 bytes) and b"PAR1"
+
+
+class NoDataError(ValueError):
+    """The directory holds no dataset in our Parquet layout to export from."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One Parquet file of a split, and the index of its first row among the split's rows."""
+
+    split: str
+    path: Path
+    first_row: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class SourceData:
+    """The splits of a finished dataset at ``root`` (a build's output directory, or a Hub snapshot)."""
+
+    root: Path
+    files: dict[str, list[SourceFile]]
+
+    @classmethod
+    def at(cls, root: Path) -> SourceData:
+        """The dataset at ``root``; ``NoDataError`` when ``root/data`` holds no file of our layout."""
+        found = hub_files(Path(root) / "data")
+        if not found:
+            raise NoDataError(f"{root}: no dataset to export from (no data/<split>-*.parquet files): build it first")
+        files: dict[str, list[SourceFile]] = {}
+        for split, paths in found.items():
+            first, files[split] = 0, []
+            for path in paths:
+                rows = pq.ParquetFile(path).metadata.num_rows
+                files[split].append(SourceFile(split, path, first, rows))
+                first += rows
+        source = cls(Path(root), files)
+        source.check_columns()
+        return source
+
+    @cached_property
+    def features(self) -> datasets.Features:
+        """The features datasets stored in the first file's schema (class names included)."""
+        first = next(iter(self.files.values()))[0]
+        return datasets.Features.from_arrow_schema(pq.read_schema(first.path))
+
+    def check_columns(self) -> None:
+        missing = [column for column in (ID, IMAGE, LABEL) if column not in self.features]
+        if missing or not isinstance(self.features.get(LABEL), datasets.ClassLabel):
+            raise NoDataError(
+                f"{self.root}/data: the rows need columns {ID!r}, {IMAGE!r} (an Image) and {LABEL!r} (a ClassLabel); "
+                f"found {', '.join(f'{name}: {feature!r}' for name, feature in self.features.items())}"
+            )
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.features[LABEL].names)
+
+    @property
+    def other_columns(self) -> list[str]:
+        """Every column but the image: what a format writes beside each image."""
+        return [name for name in self.features if name != IMAGE]
+
+    def image_extension(self) -> str:
+        """The extension of the images' format (one build encodes them all alike), from the first image."""
+        first = next(iter(self.files.values()))[0]
+        batch = next(read_batches(first, [IMAGE]))
+        return image_extension(batch.column(IMAGE).field("bytes")[0].as_py())
+
+    def rows_of(self, split: str) -> int:
+        return sum(f.rows for f in self.files[split])
+
+    def identity(self, settings: dict) -> str:
+        """A digest of the data (each file's name, size and Parquet footer, which holds its row groups' offsets and
+        statistics) and of ``settings``: an export made under another one is of other data, and is made anew."""
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+        for split, files in self.files.items():
+            for file in files:
+                size = file.path.stat().st_size
+                digest.update(f"{split}/{file.path.name}:{size}:".encode())
+                digest.update(_footer(file.path, size))
+        return digest.hexdigest()
+
+
+def _footer(path: Path, size: int) -> bytes:
+    with open(path, "rb") as handle:
+        handle.seek(size - FOOTER_TAIL)
+        length = int.from_bytes(handle.read(4), "little")
+        handle.seek(max(0, size - FOOTER_TAIL - length))
+        return handle.read()
+
+
+def read_batches(file: SourceFile, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """The file's rows, ``columns`` only, one row group at a time."""
+    parquet = pq.ParquetFile(file.path)
+    for group in range(parquet.metadata.num_row_groups):
+        yield from parquet.read_row_group(group, columns=columns).to_batches()
+
+
+IMAGE_EXTENSIONS = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpg", b"RIFF": "webp", b"GIF8": "gif"}
+
+
+def image_extension(data: bytes) -> str:
+    """The extension of the image's own format, read from its first bytes (the bytes are never re-encoded)."""
+    for magic, extension in IMAGE_EXTENSIONS.items():
+        if data.startswith(magic):
+            return extension
+    raise NoDataError(f"an image of an unknown format (first bytes {data[:8]!r}): only PNG, JPEG, WebP and GIF")
