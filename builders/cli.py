@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -17,7 +18,6 @@ from builders.spec import BuildSpec, Mode, prepare
 from synthcore.availability import ModelUnavailable, report_unavailable
 from synthcore.faults import WRITE_FAILED, report_fault, sigterm_raises
 from synthcore.hub import PUSH_FAILED, PushError, scrub
-from synthcore.launch import is_main_process
 from synthcore.logs import configure_logging
 from synthcore.outdir import OutputDirError
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             print(dry_run(spec))
             return 0
         if spec.mode is Mode.PUSH_ONLY:
-            return push(spec) if is_main_process() else 0
+            return push(spec) if int(os.environ.get("RANK", "0")) == 0 else 0
         if spec.mode is Mode.PREVIEW:
             return run_preview(spec.recipe, spec.output_dir, args.preview)
         if spec.mode is Mode.EXPORT_ONLY:

@@ -55,7 +55,7 @@ def architecture_and_download(recipe: Recipe) -> list[str]:
     """Whose architecture the estimate is (SD 1.x/2.x, whose UNets differ; the other families' estimates are their
     own reference architecture's, named in the compute line), and how to fetch a missing model."""
     notes = [_architecture_note(recipe)] if recipe.model.pipeline == "StableDiffusionPipeline" else []
-    return notes + ([line] if (line := download_line(recipe)) else [])
+    return notes + [line for line in (download_line(recipe), other_downloads_line(recipe)) if line]
 
 
 SD15_UNET = {"block_out_channels": [320, 640, 1280, 1280], "cross_attention_dim": 768}
@@ -179,6 +179,29 @@ def download_line(recipe: Recipe) -> str | None:
         f"model.id {model.id!r} is not downloaded yet (not in the local Hugging Face cache{size}); the build "
         f"downloads it when online, or fetch it first with\n  {need.download_command()}"
     )
+
+
+def other_downloads_line(recipe: Recipe) -> str | None:
+    """The other models the build loads that are not downloaded yet (the scorers', the standalone safety checker),
+    each with how to fetch it; None when every one is at hand."""
+    from builders.generators.sources import ships_safety_checker
+    from eval.scorers import scorer_model_refs
+    from synthcore.availability import HubModel, TorchvisionWeights, transformers_model
+    from synthcore.model_refs import TINY_RANDOM, is_local_path
+
+    needs = list(scorer_model_refs(recipe.scoring))
+    if recipe.model.safety_checker and not ships_safety_checker(recipe.model.id, recipe.model.revision):
+        needs.append(transformers_model("model.safety_checker_id", recipe.model.safety_checker_id, "", processor=False))
+    missing = [
+        f"{need.key} {need.ref!r} ({need.download_command()})"
+        for need in needs
+        if isinstance(need, HubModel) and need.ref != TINY_RANDOM and not is_local_path(need.ref) and not need.cached()
+    ] + [
+        f"{need.key} {need.ref!r} ({need.url})"
+        for need in needs
+        if isinstance(need, TorchvisionWeights) and not need.cached_file().is_file()
+    ]
+    return f"also not downloaded yet: {'; '.join(missing)}" if missing else None
 
 
 def _shard_sizes(recipe: Recipe) -> str:

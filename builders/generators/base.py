@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from builders.generators.safety import SafetyChecker
-from builders.generators.sources import ModelFiles, ModelIndexError
+from builders.generators.sources import ModelFiles, ships_safety_checker
 from builders.plan import Batch, Job
 from builders.recipe import Recipe
 from builders.schedulers import SCHEDULERS, make_scheduler
@@ -95,6 +96,15 @@ class Generator(ABC):
     default_guidance: ClassVar[float]
     default_sequence_length: ClassVar[int | None] = None
     flops: ClassVar[FamilyFlops]
+    # Its tiny random pipelines, for tests and benchmarks (``builders.generators.tiny.tiny_family_dir``); () for
+    # Stable Diffusion, whose tiny pipeline is the shared ``tiny-random`` one (``synthcore.tiny``).
+    tiny_names: ClassVar[tuple[str, ...]] = ()
+
+    def write_tiny(self, directory: Path, name: str) -> None:
+        """Save the tiny random pipeline ``name`` (one of ``tiny_names``) in ``directory``: the family's
+        architecture at toy sizes with random weights, shaped as in diffusers' own tests (``get_dummy_components``),
+        loadable with ``from_pretrained``. Called once, seeded, by ``tiny_family_dir``, which caches the result."""
+        raise NotImplementedError(f"{self.label} has no tiny random pipeline of its own")
 
     def defaults(self, files: ModelFiles) -> FamilyDefaults:
         """The family's defaults for this model, at the size it was trained for: the denoiser's ``sample_size``
@@ -198,7 +208,7 @@ class Generator(ABC):
         settings, gen = recipe.model, recipe.generation
         standalone = (
             []
-            if not settings.safety_checker or ships_safety_checker(recipe)
+            if not settings.safety_checker or ships_safety_checker(settings.id, settings.revision)
             else [
                 transformers_model(
                     "model.safety_checker_id", settings.safety_checker_id, "safety checker", processor=False
@@ -224,20 +234,12 @@ class Generator(ABC):
 
 def pipeline_needs(recipe: Recipe) -> list[ModelNeed]:
     """The pipeline, with its own safety checker when it ships one and the recipe runs it, and the LoRA adapters
-    fused into it: what any family needs, known before the family is read (a model that is not there has none)."""
+    fused into it, each checked against the pipeline's denoiser (a LoRA for another architecture is found here,
+    not after the models load): what any family needs, known before the family is read."""
     settings = recipe.model
-    own_checker = settings.safety_checker and ships_safety_checker(recipe)
+    own_checker = settings.safety_checker and ships_safety_checker(settings.id, settings.revision)
     pipeline = diffusers_pipeline("model.id", settings.id, settings.revision, own_checker, "model.safety_checker")
-    return [pipeline, *lora_needs("model.loras", settings.loras)]
-
-
-def ships_safety_checker(recipe: Recipe) -> bool:
-    """Whether the pipeline has its own checker (SD 1.x); a family without one runs the standalone checker. An
-    index that cannot be read counts as "has one", so the pipeline check reports what is missing."""
-    try:
-        return ModelFiles(recipe.model.id, recipe.model.revision).ships_safety_checker()
-    except ModelIndexError:
-        return True
+    return [pipeline, *lora_needs("model.loras", settings.loras, settings.id, settings.revision)]
 
 
 class LoadedGenerator(ABC):
