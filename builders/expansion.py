@@ -19,17 +19,20 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from builders.limits import MAX_CLASSES, MAX_NAME_CHARS, MAX_PROMPTS, MAX_PROMPTS_PER_CLASS
 from builders.plan import derive_seed
-from builders.recipe import MAX_TEXT_CHARS, Recipe
+from builders.recipe import MAX_TEXT_CHARS, Recipe, Text
 from builders.store import Store
-from builders.store.prompt_lock import PROMPT_LOCK, PromptLock
+from builders.store.prompt_lock import PROMPT_LOCK, PromptLockFile
 from synthcore.availability import ModelNeed, language_model
 from synthcore.model_refs import TINY_RANDOM, resolve
 from synthcore.outdir import OwnedDir
+from synthcore.yamlfile import ConfigFileError, decode_text, format_validation_errors, load_yaml, validate
 
 log = logging.getLogger("synthdata")
 
@@ -60,18 +63,47 @@ def lock_text(recipe: Recipe) -> str:
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=1_000_000)
 
 
-def read_lock(lock: PromptLock) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """(settings, prompts) of a lock that is there; ``LockMismatch`` naming it when it is not a lock."""
+class LockFileError(ConfigFileError):
+    kind = "prompt lock"
+
+
+Scalar = str | int | float | bool | None
+
+
+class PromptLock(BaseModel):
+    """A ``prompts.lock.yaml`` as the build writes it: the expansion settings that made the prompts (compared with
+    the recipe's), then each class's prompts, within the recipe's bounds on names, texts and counts."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    prompt_expansion: Annotated[dict[Annotated[str, Field(max_length=MAX_NAME_CHARS)], Scalar], Field(max_length=64)]
+    prompts: Annotated[
+        dict[
+            Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)],
+            Annotated[list[Text], Field(max_length=MAX_PROMPTS_PER_CLASS)],
+        ],
+        Field(max_length=MAX_CLASSES),
+    ]
+
+    @model_validator(mode="after")
+    def _bounded_total(self) -> PromptLock:
+        total = sum(map(len, self.prompts.values()))
+        if total > MAX_PROMPTS:
+            raise ValueError(f"prompts: {total} prompts in all, more than the recipe's bound of {MAX_PROMPTS}")
+        return self
+
+
+def read_lock(lock: PromptLockFile) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """(settings, prompts) of an output's lock (which is there), read as a recipe is (``synthcore.yamlfile``: size,
+    encoding, aliases, depth) and validated (``PromptLock``); ``LockMismatch`` naming the file and every problem when
+    it is not one."""
     try:
-        document = yaml.safe_load(lock.text)
-        settings, prompts = document["prompt_expansion"], document["prompts"]
-        if not isinstance(settings, dict) or not isinstance(prompts, dict):
-            raise TypeError("'prompt_expansion' and 'prompts' must be mappings")
-    except (yaml.YAMLError, KeyError, TypeError) as err:
-        raise LockMismatch(
-            f"{lock.where}: not a prompt lock ({err}); delete it or pass --overwrite to write it again"
-        ) from None
-    return settings, prompts
+        text = decode_text(lock.data, lock.where, LockFileError)
+        data = load_yaml(text, lock.where, LockFileError)
+        parsed = validate(PromptLock, data, lock.where, LockFileError, "prompt lock")
+    except LockFileError as err:
+        raise LockMismatch(f"{err}\nDelete it or pass --overwrite to write it again.") from None
+    return parsed.prompt_expansion, parsed.prompts
 
 
 def with_prompts(recipe: Recipe, prompts: dict[str, list[str]]) -> Recipe:
@@ -81,7 +113,7 @@ def with_prompts(recipe: Recipe, prompts: dict[str, list[str]]) -> Recipe:
     return Recipe.model_validate(data)
 
 
-def lock_problem(recipe: Recipe, lock: PromptLock) -> str | None:
+def lock_problem(recipe: Recipe, lock: PromptLockFile) -> str | None:
     """Why the lock (which is there) cannot serve this recipe (None when it can)."""
     settings, prompts = read_lock(lock)
     expansion = recipe.prompt_expansion
@@ -97,19 +129,25 @@ def lock_problem(recipe: Recipe, lock: PromptLock) -> str | None:
     return None
 
 
-def locked_recipe(recipe: Recipe, lock: PromptLock) -> Recipe | None:
+def locked_recipe(recipe: Recipe, lock: PromptLockFile) -> Recipe | None:
     """The recipe with its prompts from its output's ``lock`` (or recorded already); None when there is no lock
     yet. ``LockMismatch`` when the lock does not match the recipe."""
     if recipe.prompt_expansion is None:
         return recipe
-    if lock.text is None:
+    if lock.data is None:
         return recipe if recipe.prompt_expansion.prompts is not None else None
     if problem := lock_problem(recipe, lock):
         raise LockMismatch(f"{problem}. Pass --overwrite to write the prompts again, or restore the settings.")
-    return with_prompts(recipe, read_lock(lock)[1])
+    try:
+        return with_prompts(recipe, read_lock(lock)[1])
+    except ValidationError as err:  # prompts each valid, but not for this recipe (its checks across keys)
+        problems = "\n".join(f"  - {p}" for p in format_validation_errors(err))
+        raise LockMismatch(
+            f"{lock.where}: its prompts do not fit the recipe:\n{problems}\nPass --overwrite to write them again."
+        ) from None
 
 
-def planned_recipe(recipe: Recipe, lock: PromptLock) -> tuple[Recipe, str | None]:
+def planned_recipe(recipe: Recipe, lock: PromptLockFile) -> tuple[Recipe, str | None]:
     """For the dry run: the locked recipe, or, before the first build, one whose expanded prompts are placeholders
     (the counts are right, the texts are not written yet), with a note saying so."""
     found = locked_recipe(recipe, lock)
@@ -129,17 +167,17 @@ def planned_recipe(recipe: Recipe, lock: PromptLock) -> tuple[Recipe, str | None
     return with_prompts(recipe, placeholders), note
 
 
-def expansion_needs(recipe: Recipe, lock: PromptLock, overwrite: bool) -> list[ModelNeed]:
+def expansion_needs(recipe: Recipe, lock: PromptLockFile, overwrite: bool) -> list[ModelNeed]:
     """The language model, when this run will have to write prompts (no usable lock, none recorded)."""
     expansion = recipe.prompt_expansion
     if expansion is None or expansion.prompts is not None:
         return []
-    if lock.text is not None and not (overwrite and _refused(recipe, lock)):
+    if lock.data is not None and not (overwrite and _refused(recipe, lock)):
         return []  # the lock serves, or the build will refuse it (exit 2) before any model would load
     return [language_model("prompt_expansion.model", expansion.model, expansion.revision)]
 
 
-def _refused(recipe: Recipe, lock: PromptLock) -> bool:
+def _refused(recipe: Recipe, lock: PromptLockFile) -> bool:
     try:
         return lock_problem(recipe, lock) is not None
     except LockMismatch:
@@ -164,7 +202,9 @@ def resolve_lock(recipe: Recipe, store: Store, state, owned: OwnedDir | None, ov
     return with_prompts(recipe, outcome["prompts"])
 
 
-def _main_process_lock(recipe: Recipe, lock: PromptLock, owned: OwnedDir, overwrite: bool, device) -> dict[str, Any]:
+def _main_process_lock(
+    recipe: Recipe, lock: PromptLockFile, owned: OwnedDir, overwrite: bool, device
+) -> dict[str, Any]:
     """What ``resolve_lock`` tells every rank: the prompts (read from ``lock``, or written and published as the
     output's lock), or why there are none."""
     try:
@@ -178,7 +218,7 @@ def _main_process_lock(recipe: Recipe, lock: PromptLock, owned: OwnedDir, overwr
             found = with_prompts(recipe, recipe.prompt_expansion.prompts or write_prompts(recipe, device))
         except ExpansionFailed as err:
             return {"error": str(err), "failed": True}
-    if lock.text != lock_text(found):
+    if lock.data != lock_text(found).encode("utf-8"):
         with owned.staging() as stage:
             (stage / PROMPT_LOCK).write_text(lock_text(found), encoding="utf-8")
             owned.publish(stage, names=[PROMPT_LOCK])

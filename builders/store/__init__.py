@@ -18,7 +18,7 @@ import datasets
 from builders.plan import Plan, Shard
 from builders.store.claims import ClaimFiles
 from builders.store.local import DamagedShard, OutputDir, RankProgress, ShardWriter
-from builders.store.prompt_lock import PromptLock
+from builders.store.prompt_lock import PromptLockFile
 from builders.store.remote import RemoteOutputDir, local_copy
 from builders.store.remote_dir import RemoteDir, check_remote, is_remote
 from synthcore.outdir import OwnedDir, Tool, check
@@ -34,7 +34,7 @@ class Store(Protocol):
     def location(self) -> str:
         """Where the output is, as the user named it (a path or a store's URL), for messages and reports."""
 
-    def prompt_lock(self) -> PromptLock: ...
+    def prompt_lock(self) -> PromptLockFile: ...
 
     def claim(self, tool: Tool, keep: Callable[[], bool]) -> AbstractContextManager[OwnedDir]:
         """This build's hold on the output (marker, lock) until the context closes."""

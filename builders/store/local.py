@@ -46,7 +46,7 @@ import datasets
 import pyarrow.parquet as pq
 
 from builders.plan import Plan, Shard
-from builders.store.prompt_lock import PromptLock, read_prompt_lock
+from builders.store.prompt_lock import PromptLockFile, read_prompt_lock
 from synthcore.layout import MAX_FILES_PER_FOLDER, ROWS_PER_ROW_GROUP, DataLayout
 from synthcore.outdir import WORK_DIR, OwnedDir, Tool, atomic_write_text, claimed, file_sha256
 from synthcore.parallel import ordered_map
@@ -156,7 +156,7 @@ class OutputDir:
         """Where the output is, as the user named it (an object store: its URL, not the local copy)."""
         return str(self.root)
 
-    def prompt_lock(self) -> PromptLock:
+    def prompt_lock(self) -> PromptLockFile:
         """The output's prompt lock (``builders.store.prompt_lock``), where the output lives."""
         return read_prompt_lock(self.root)
 

@@ -8,27 +8,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builders.store.remote_dir import RemoteDir, is_remote, read_or_refuse
+from synthcore.yamlfile import MAX_FILE_BYTES
 
 PROMPT_LOCK = "prompts.lock.yaml"
 
 
 @dataclass(frozen=True)
-class PromptLock:
-    """The lock of one output: the output (a path or URL, for messages) and the lock's text (None: there is none)."""
+class PromptLockFile:
+    """The lock of one output: the output (a path or URL, for messages) and the lock's bytes, at most one more than
+    a lock may have (None: there is none). ``builders.expansion.read_lock`` reads what they say."""
 
     output: str
-    text: str | None
+    data: bytes | None
 
     @property
     def where(self) -> str:
         return f"{self.output}/{PROMPT_LOCK}"
 
 
-def read_prompt_lock(output: str | Path | RemoteDir) -> PromptLock:
+def read_prompt_lock(output: str | Path | RemoteDir) -> PromptLockFile:
     """The prompt lock of the output at ``output`` (a local directory, a store URL or an opened store), read
     without claiming the output: the dry run and the model check read it before the build."""
     if isinstance(output, RemoteDir) or is_remote(output):
         remote = output if isinstance(output, RemoteDir) else RemoteDir(str(output))
-        return PromptLock(remote.url, read_or_refuse(remote, lambda: remote.read_text(PROMPT_LOCK)))
+        return PromptLockFile(remote.url, read_or_refuse(remote, lambda: remote.read_bytes(PROMPT_LOCK, LIMIT)))
     path = Path(output) / PROMPT_LOCK
-    return PromptLock(str(path.parent), path.read_text(encoding="utf-8") if path.is_file() else None)
+    if not path.is_file():
+        return PromptLockFile(str(path.parent), None)
+    with open(path, "rb") as file:
+        return PromptLockFile(str(path.parent), file.read(LIMIT))
+
+
+LIMIT = MAX_FILE_BYTES + 1  # bytes read of a lock: one more than it may have, so a larger one is refused as such

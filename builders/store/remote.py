@@ -28,7 +28,7 @@ from typing import Any
 
 from builders.plan import Shard
 from builders.store.local import DamagedShard, OutputDir, RankProgress, ShardWriter
-from builders.store.prompt_lock import PromptLock, read_prompt_lock
+from builders.store.prompt_lock import PromptLockFile, read_prompt_lock
 from builders.store.remote_dir import RemoteDir, remote_lock
 from synthcore.outdir import WORK_DIR, OwnedDir, Owner, Tool, atomic_write_text, claimed, read_owner, write_owner
 from synthcore.tiny import cache_root
@@ -59,7 +59,7 @@ class RemoteOutputDir(OutputDir):
     def location(self) -> str:
         return self.remote.url
 
-    def prompt_lock(self) -> PromptLock:
+    def prompt_lock(self) -> PromptLockFile:
         """The store's prompt lock: the local copy starts without the export's files (``claim``)."""
         return read_prompt_lock(self.remote)
 

@@ -99,8 +99,13 @@ class RemoteDir:
 
     def read_text(self, relative: str) -> str | None:
         """The object's text, or None when there is none."""
+        data = self.read_bytes(relative)
+        return None if data is None else data.decode("utf-8")
+
+    def read_bytes(self, relative: str, limit: int | None = None) -> bytes | None:
+        """The object's bytes (its first ``limit``), or None when there is none."""
         try:
-            return self.fs.cat_file(self.key(relative)).decode("utf-8")
+            return self.fs.cat_file(self.key(relative), start=0 if limit else None, end=limit)
         except FileNotFoundError:
             return None
 
