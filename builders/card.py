@@ -11,7 +11,6 @@ recipe and from the files of the output directory, so it can be re-rendered at a
 from __future__ import annotations
 
 import json
-import logging
 import re
 from pathlib import Path
 
@@ -27,8 +26,6 @@ from eval.summary import STATS, DatasetSummary, format_stat, leakage_warning, qu
 from synthcore.cardmeta import CARD, layout_card_data, md, model_link
 from synthcore.model_refs import TINY_RANDOM, is_local_path
 from synthcore.readback import stored_features
-
-log = logging.getLogger("synthdata")
 
 TEMPLATE = Path(__file__).with_name("card_template.md")
 BUILD_INFO = "build_info.json"

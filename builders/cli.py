@@ -286,22 +286,18 @@ def models_needed(recipe: Recipe) -> list[ModelNeed]:
 
 def generator_needs(recipe: Recipe) -> list[ModelNeed]:
     """The generator's pipeline, with its own safety checker when it ships one and the recipe runs it, and the
-    LoRA adapters fused into it."""
+    LoRA adapters fused into it (each checked against the pipeline's denoiser: a LoRA for another architecture is
+    found here, not after the models load)."""
     settings = recipe.model
     own_checker = settings.safety_checker and _ships_safety_checker(settings.id, settings.revision)
     pipeline = diffusers_pipeline("model.id", settings.id, settings.revision, own_checker, "model.safety_checker")
-    return [pipeline, *lora_needs("model.loras", settings.loras)]
+    return [pipeline, *lora_needs("model.loras", settings.loras, settings.id, settings.revision)]
 
 
 def _ships_safety_checker(model_id: str, revision: str | None) -> bool:
-    """Whether the pipeline has its own checker (SD 1.x); a family without one runs the standalone checker. An
-    index that cannot be read counts as "has one", so the pipeline check reports what is missing."""
-    from builders.generators.sources import ModelFiles, ModelIndexError  # the generation stack loads only to build
+    from builders.generators.sources import ships_safety_checker  # the generation stack loads only to build
 
-    try:
-        return ModelFiles(model_id, revision).ships_safety_checker()
-    except ModelIndexError:
-        return True
+    return ships_safety_checker(model_id, revision)
 
 
 def dry_run(recipe, output_dir: str) -> str:
@@ -322,10 +318,10 @@ def dry_run(recipe, output_dir: str) -> str:
 
 def architecture_and_download(recipe: Recipe) -> list[str]:
     """Whose architecture the estimate is (SD 1.x/2.x, whose UNets differ), and how to fetch a missing model."""
-    from builders.dryrun import download_line
+    from builders.dryrun import download_line, other_downloads_line
 
     notes = [_architecture_note(recipe)] if recipe.model.pipeline == "StableDiffusionPipeline" else []
-    return notes + ([line] if (line := download_line(recipe)) else [])
+    return notes + [line for line in (download_line(recipe), other_downloads_line(recipe)) if line]
 
 
 SD15_UNET = {"block_out_channels": [320, 640, 1280, 1280], "cross_attention_dim": 768}

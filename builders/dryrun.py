@@ -113,6 +113,29 @@ def download_line(recipe: Recipe) -> str | None:
     )
 
 
+def other_downloads_line(recipe: Recipe) -> str | None:
+    """The other models the build loads that are not downloaded yet (the scorers', the standalone safety checker),
+    each with how to fetch it; None when every one is at hand."""
+    from builders.generators.sources import ships_safety_checker
+    from eval.scorers import scorer_model_refs
+    from synthcore.availability import HubModel, TorchvisionWeights, transformers_model
+    from synthcore.model_refs import TINY_RANDOM, is_local_path
+
+    needs = list(scorer_model_refs(recipe.scoring))
+    if recipe.model.safety_checker and not ships_safety_checker(recipe.model.id, recipe.model.revision):
+        needs.append(transformers_model("model.safety_checker_id", recipe.model.safety_checker_id, "", processor=False))
+    missing = [
+        f"{need.key} {need.ref!r} ({need.download_command()})"
+        for need in needs
+        if isinstance(need, HubModel) and need.ref != TINY_RANDOM and not is_local_path(need.ref) and not need.cached()
+    ] + [
+        f"{need.key} {need.ref!r} ({need.url})"
+        for need in needs
+        if isinstance(need, TorchvisionWeights) and not need.cached_file().is_file()
+    ]
+    return f"also not downloaded yet: {'; '.join(missing)}" if missing else None
+
+
 def _shard_sizes(recipe: Recipe) -> str:
     """The images per shard the build uses: ``output.shard_size`` in whole batches, smaller in a split too small for
     ``FEWEST_SHARDS`` full shards (``batches_per_shard``): "256", or "8 (train), 16 (test)" when splits differ."""

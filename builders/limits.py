@@ -18,3 +18,8 @@ MAX_IMAGES = 1_000_000_000  # per split and class, and in the whole plan (planni
 MAX_PROMPTS_PER_CLASS = 100_000
 MAX_PROMPTS = 1_000_000  # all classes together
 MAX_GUIDANCE_VALUES = 64  # one guidance sweep
+# Guidance multiplies the gap between two noise predictions on the GPU: far beyond any useful value (1-20) a large
+# one overflows half precision to inf and the images come out black, scored NaN.
+MAX_GUIDANCE_SCALE = 100.0
+MAX_PARTITION_WEIGHT = 1e6  # one split's weight in prompt_partition (their sum must stay finite)
+MAX_UPLOAD_INTERVAL = 86_400.0  # seconds between two uploads during a build

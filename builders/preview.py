@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ def run_preview(recipe: Recipe, output_dir: str, count: int) -> int:
     """Make, score and show the preview; print where it is and what the full build will take. The exit code."""
     from builders.expansion import ExpansionError
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        print("error: --preview runs on one process: run it with `python build.py`, not a launcher", file=sys.stderr)
+        return 2
     if is_remote(output_dir):
         print(f"error: --preview writes a local directory, not {output_dir}; give --output-dir a path", file=sys.stderr)
         return 2

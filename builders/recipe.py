@@ -38,17 +38,20 @@ from builders.limits import (
     MAX_BATCH_SIZE,
     MAX_CLASSES,
     MAX_DESCRIPTION_CHARS,
+    MAX_GUIDANCE_SCALE,
     MAX_GUIDANCE_VALUES,
     MAX_IMAGE_SIDE,
     MAX_IMAGES,
     MAX_IMAGES_PER_PROMPT,
     MAX_NAME_CHARS,
+    MAX_PARTITION_WEIGHT,
     MAX_PROMPTS_PER_CLASS,
     MAX_REGENERATIONS,
     MAX_SEED,
     MAX_SHARD_SIZE,
     MAX_STEPS,
     MAX_TEXT_CHARS,
+    MAX_UPLOAD_INTERVAL,
 )
 from builders.prompts import ClassPrompts, partition, split_shares, template_fields
 from builders.schedulers import SCHEDULER_NAMES, is_known_scheduler
@@ -120,6 +123,11 @@ def _guidance_value(value: Any, where: str) -> float:
         raise ValueError(f"{where}Input should be a finite number (got {value})")
     if value < 0:
         raise ValueError(f"{where}Input should be greater than or equal to 0 (got {value})")
+    if value > MAX_GUIDANCE_SCALE:
+        raise ValueError(
+            f"{where}Input should be less than or equal to {MAX_GUIDANCE_SCALE:g} (got {value}): a larger guidance "
+            "overflows the model's arithmetic and gives black images"
+        )
     return float(value)
 
 
@@ -279,7 +287,7 @@ class HubSettings(_Strict):
     repo_id: str | None = None
     private: bool = False
     push_during_build: bool = False  # upload finished shards to building/ while the build runs (synthcore.hub)
-    upload_interval: float = Field(default=60.0, gt=0)  # seconds between two such uploads
+    upload_interval: float = Field(default=60.0, gt=0, le=MAX_UPLOAD_INTERVAL)  # seconds between two such uploads
     formats: FormatNames = ()  # formats uploaded beside Parquet, each into its own folder (builders.formats)
 
 
@@ -298,7 +306,7 @@ class Recipe(_Strict):
     classes: dict[str, ClassSpec]
     splits: dict[str, Annotated[int, Field(gt=0, le=MAX_IMAGES)]]
     prompt_disjoint: bool = False
-    prompt_partition: dict[str, Annotated[float, Field(gt=0)]] | None = None
+    prompt_partition: dict[str, Annotated[float, Field(gt=0, le=MAX_PARTITION_WEIGHT)]] | None = None
     prompt_expansion: PromptExpansionSettings | None = None
     scoring: ScoringSettings = ScoringSettings()
     filters: FilterSettings = FilterSettings()

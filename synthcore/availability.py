@@ -400,6 +400,8 @@ class LoraWeights(ModelNeed):
     ref: str
     weight_name: str | None
     what: str = "LoRA adapter"
+    pipeline: str | None = None  # the generator it is fused into (``model.id``): its denoiser must hold the targets
+    revision: str | None = None
 
     def problem(self) -> str | None:
         if not is_local_path(self.ref):
@@ -447,7 +449,8 @@ class LoraWeights(ModelNeed):
             return f"{self.title()}: {path.name} is not a LoRA adapter: {err}"
         if not any("lora" in name.lower() for name in shapes):
             return f"{self.title()}: {path.name} is a state dict without LoRA tensors (no name contains 'lora')"
-        return None
+        mismatch = lora_fit(path, self.pipeline, self.revision) if self.pipeline else None
+        return f"{self.title()}: {path.name} is not a LoRA for {self.pipeline!r}: {mismatch}" if mismatch else None
 
 
 LORA_DEFAULT_FILE = "pytorch_lora_weights.safetensors"  # diffusers' LORA_WEIGHT_NAME_SAFE
@@ -475,9 +478,110 @@ def _guessed_lora_file(ref: str) -> str | None:
     return _best_guess_weight_name(ref, ".safetensors") or _best_guess_weight_name(ref, ".bin")
 
 
-def lora_needs(key: str, loras: Sequence) -> list[ModelNeed]:
-    """The LoRA adapters of ``key`` (``model.loras``: items with ``id`` and ``weight_name``)."""
-    return [LoraWeights(f"{key}[{i}].id", lora.id, lora.weight_name) for i, lora in enumerate(loras)]
+def lora_needs(key: str, loras: Sequence, pipeline: str | None = None, revision: str | None = None) -> list[ModelNeed]:
+    """The LoRA adapters of ``key`` (``model.loras``: items with ``id`` and ``weight_name``), each checked against
+    the denoiser of ``pipeline`` when it is given."""
+    return [
+        LoraWeights(f"{key}[{i}].id", lora.id, lora.weight_name, pipeline=pipeline, revision=revision)
+        for i, lora in enumerate(loras)
+    ]
+
+
+LORA_SUFFIXES = (".lora_A.", ".lora_B.", ".lora.down.", ".lora.up.", ".lora_linear_layer.")
+
+
+def lora_fit(path: Path, pipeline: str, revision: str | None) -> str | None:
+    """How the LoRA at ``path`` does not fit the denoiser (UNet or transformer) of ``pipeline``: targets it lacks,
+    or of other sizes; None when it fits, or when the pipeline's configs are not on disk (a Hub model not yet
+    downloaded: diffusers says so when it loads). The LoRA is read as the pipeline's own ``lora_state_dict`` reads
+    it (kohya's and other layouts become diffusers' names) and the denoiser is built from its config on the meta
+    device: no weights are loaded or allocated."""
+    index = _pipeline_json(pipeline, revision, "model_index.json")
+    component = next((c for c in ("unet", "transformer") if index and c in index), None)
+    config = _pipeline_json(pipeline, revision, f"{component}/config.json") if component else None
+    if not config:
+        return None
+    try:
+        state = _lora_state(path, index["_class_name"])
+    except Exception as err:  # noqa: BLE001 - a layout the pipeline's loader refuses is this LoRA's problem
+        return f"{index['_class_name']} cannot read it ({type(err).__name__}: {str(err)[:200]})"
+    targets = _lora_targets(state, component)
+    found = sorted({name.split(".")[0] for name in state} - {component})
+    if not targets and any(not part.startswith("text_encoder") for part in found):  # text encoders only: fine
+        return f"it changes no module of the pipeline's {component} (its tensors are for: {', '.join(found)})"
+    return _target_mismatch(targets, _meta_modules(config), component) if targets else None
+
+
+def _pipeline_json(pipeline: str, revision: str | None, name: str) -> dict | None:
+    if pipeline == TINY_RANDOM or is_local_path(pipeline):
+        path = Path(resolve(pipeline, "sd")) / name
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(pipeline, name, revision=revision)
+        path = Path(cached) if isinstance(cached, str) else None
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path else None
+    except (OSError, ValueError):
+        return None  # the pipeline check reports an unreadable config
+
+
+def _lora_state(path: Path, pipeline_class: str) -> dict:
+    import diffusers
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    loaded = getattr(diffusers, pipeline_class).lora_state_dict(state)
+    return loaded[0] if isinstance(loaded, tuple) else loaded
+
+
+def _lora_targets(state: dict, component: str) -> dict[str, dict[str, tuple[int, ...]]]:
+    """The denoiser modules the LoRA changes, each with its down (``A``) and up (``B``) shapes."""
+    targets: dict[str, dict[str, tuple[int, ...]]] = {}
+    for name, tensor in state.items():
+        if not name.startswith(f"{component}.") or not name.endswith(".weight"):
+            continue
+        for suffix in LORA_SUFFIXES:
+            module, found, rest = name[len(component) + 1 :].partition(suffix)
+            if found:
+                kind = "A" if suffix in (".lora_A.", ".lora.down.") or "down" in rest else "B"
+                targets.setdefault(module, {})[kind] = tuple(tensor.shape)
+                break
+    return targets
+
+
+def _meta_modules(config: dict) -> dict:
+    import diffusers
+    import torch
+
+    with torch.device("meta"):
+        model = getattr(diffusers, config["_class_name"]).from_config(config)
+    return dict(model.named_modules())
+
+
+def _target_mismatch(targets: dict, modules: dict, component: str) -> str | None:
+    missing = [name for name in targets if name not in modules]
+    wrong = []
+    for name, shapes in targets.items():
+        module = modules.get(name)
+        if module is None or not hasattr(module, "weight"):
+            continue
+        out_size, in_size = module.weight.shape[:2]
+        if ("A" in shapes and shapes["A"][1] != in_size) or ("B" in shapes and shapes["B"][0] != out_size):
+            wrong.append(
+                f"{name} {shapes.get('A', ('?', '?'))[1]}->{shapes.get('B', ('?',))[0]} (has {in_size}->{out_size})"
+            )
+    parts = [
+        f"{label} {', '.join(items[:3])}{', ...' * (len(items) > 3)} ({len(items)} of {len(targets)} targets)"
+        for label, items in ((f"no such module in the {component}:", missing), ("other sizes:", wrong))
+        if items
+    ]
+    return "; ".join(parts) or None
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,3 @@ def check_world(state) -> None:
 def local_device() -> torch.device:
     """The device a single process would use, found without starting accelerate (for --dry-run)."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def is_main_process() -> bool:
-    """Rank 0 of a launch (or a plain process), read from the launcher's environment without starting a state."""
-    return int(os.environ.get("RANK", "0")) == 0

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_build
+from tests.helpers import SAME_THREADS, SCALE_RECIPE, run_build, write_recipe
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("SYNTHDATA_CACHE", tempfile.mkdtemp(prefix="synthdata-test-cache-"))
@@ -19,8 +20,34 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
-def smoke_dir(tmp_path_factory) -> Path:
-    """The shipped smoke recipe, built once for the session with ``python build.py``."""
+def smoke_build(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The shipped smoke recipe, built once for the session with ``python build.py``: where, and what it printed."""
     out = tmp_path_factory.mktemp("smoke") / "smoke"
-    run_build("recipes/smoke.yaml", "--output-dir", str(out))
+    return out, run_build("recipes/smoke.yaml", "--output-dir", str(out))
+
+
+@pytest.fixture(scope="session")
+def smoke_dir(smoke_build) -> Path:
+    """The smoke build's output directory. Read-only: a test that changes files works on a copy."""
+    return smoke_build[0]
+
+
+@pytest.fixture(scope="session")
+def smoke_log(smoke_build) -> str:
+    """What the smoke build wrote to stderr (its log lines and progress bars)."""
+    return smoke_build[1].stderr
+
+
+@pytest.fixture(scope="session")
+def scale_recipe(tmp_path_factory) -> Path:
+    """``SCALE_RECIPE`` with 6 training images a class: 16 images in 8 shards, no scorers."""
+    return write_recipe(tmp_path_factory.mktemp("scale"), SCALE_RECIPE.replace("COUNT", "6"))
+
+
+@pytest.fixture(scope="session")
+def scale_build(scale_recipe: Path, tmp_path_factory) -> Path:
+    """``scale_recipe`` built once for the session by one process: the dataset every process count, resume and
+    store must give. Tests read it; one that changes files works on a copy."""
+    out = tmp_path_factory.mktemp("scale-build") / "out"
+    run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
     return out

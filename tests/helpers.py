@@ -6,10 +6,15 @@ Test modules import from here (and from ``tests.handmade`` / ``tests.hubserver``
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -68,6 +73,30 @@ def run_build(
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def run_main(main: Callable[[list[str]], int], *args: str) -> subprocess.CompletedProcess:
+    """A command line's ``main(argv)`` run in this process, answered as ``run_build`` answers: for the refusals
+    that end before any model loads, which need no process of their own (a new one costs seconds of imports).
+
+    The command's log handler writes to the captured stderr; it, and the hooks the command installs, are taken out
+    again afterwards, so the next call starts as a new process would."""
+    root, hooks = logging.getLogger(), (sys.excepthook, threading.excepthook)
+    before = list(root.handlers)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        for handler in before:  # a handler a command left on the root logger points at an older stderr
+            if type(handler).__name__ == "ConsoleHandler":
+                root.removeHandler(handler)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(list(args))
+    finally:
+        for handler in list(root.handlers):
+            if handler not in before:
+                root.removeHandler(handler)
+        sys.excepthook, threading.excepthook = hooks
+        logging.captureWarnings(False)
+    return subprocess.CompletedProcess(list(args), code, stdout.getvalue(), stderr.getvalue())
 
 
 def write_recipe(directory: Path, text: str, name: str = "recipe.yaml") -> Path:

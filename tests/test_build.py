@@ -11,11 +11,10 @@ import datasets
 import numpy as np
 import pytest
 
+from builders.cli import main
 from builders.generators import resolve_family
 from builders.recipe import load_recipe
-from tests.helpers import ROOT, run_build, write_recipe
-
-pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
+from tests.helpers import ROOT, run_main, write_recipe
 
 
 def load_fresh(path: Path) -> dict:
@@ -33,6 +32,7 @@ def load_fresh(path: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.e2e
 def test_smoke_build_reads_back_with_load_dataset(smoke_dir: Path):
     recipe = load_recipe(ROOT / "recipes" / "smoke.yaml")
     seen = load_fresh(smoke_dir)
@@ -49,6 +49,7 @@ def test_smoke_build_reads_back_with_load_dataset(smoke_dir: Path):
         )
 
 
+@pytest.mark.e2e
 def test_hub_layout_and_metadata(smoke_dir: Path):
     files = sorted(p.name for p in (smoke_dir / "data").iterdir())
     assert files[0] == "test-00000-of-00003.parquet" and files[-1] == "train-00005-of-00006.parquet"
@@ -59,6 +60,7 @@ def test_hub_layout_and_metadata(smoke_dir: Path):
     assert load_recipe(smoke_dir / "recipe.yaml") == resolve_family(load_recipe(ROOT / "recipes" / "smoke.yaml"))
 
 
+@pytest.mark.e2e
 def test_rows_record_prompt_seed_and_parameters(smoke_dir: Path):
     train = datasets.load_dataset(str(smoke_dir), split="train")
     row = train[0]
@@ -68,6 +70,7 @@ def test_rows_record_prompt_seed_and_parameters(smoke_dir: Path):
     assert korean.num_rows == 4 and all("여우" in p for p in korean["prompt"])
 
 
+@pytest.mark.e2e
 def test_builder_download_and_prepare_gives_the_same_rows(smoke_dir: Path, tmp_path: Path):
     """The builder is a real datasets builder: its own download_and_prepare writes the same examples."""
     from accelerate import PartialState
@@ -98,12 +101,13 @@ def test_bad_recipe_fails_before_any_model_loads(tmp_path: Path):
     path = write_recipe(
         tmp_path, "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1}\ngeneration: {guidance_scal: 3}\n"
     )
-    result = run_build(str(path), "--output-dir", str(tmp_path / "out"), check=False)
+    result = run_main(main, str(path), "--output-dir", str(tmp_path / "out"))
     assert result.returncode == 2
     assert f"{path}: invalid recipe" in result.stderr and "generation.guidance_scal: unknown key" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.e2e
 def test_building_the_tiny_models_leaves_the_global_rng_alone(tmp_path: Path, monkeypatch):
     import torch
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,26 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, SCALE_RECIPE, run_build, run_report, table, write_recipe
+from builders.cli import main
+from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, run_build, run_main, run_report, table, write_recipe
 
 pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
 
 
-@pytest.fixture(scope="module")
-def scale_recipe(tmp_path_factory) -> Path:
-    return write_recipe(tmp_path_factory.mktemp("recipes"), SCALE_RECIPE.replace("COUNT", "6"))
-
-
-@pytest.fixture(scope="module")
-def one_process(scale_recipe: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("n1") / "out"
-    run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
-    return out
-
-
 @pytest.mark.parametrize("processes", [2, 3])
 def test_any_number_of_processes_gives_the_same_dataset(
-    processes: int, scale_recipe: Path, one_process: Path, tmp_path: Path
+    processes: int, scale_recipe: Path, scale_build: Path, tmp_path: Path
 ):
     out = tmp_path / "out"
     run_build(
@@ -52,7 +42,7 @@ def test_any_number_of_processes_gives_the_same_dataset(
     assert len(report["shards_per_process"]) == len(report["taken_over_per_process"]) == processes
     loading = report["loading_seconds_per_process"]  # 0 for a process that found every shard taken before it loaded
     assert len(loading) == processes and min(loading) >= 0 and max(loading) > 0
-    expected = table(one_process)
+    expected = table(scale_build)
     assert len(expected["id"]) == 16
     assert table(out) == expected
 
@@ -77,7 +67,7 @@ def test_cpu_launch_without_cpu_mode_is_refused(tmp_path: Path):
     assert "every process would do the whole job" in result.stderr
 
 
-def test_killed_build_resumes_to_the_same_dataset(scale_recipe: Path, one_process: Path, tmp_path: Path):
+def test_killed_build_resumes_to_the_same_dataset(scale_recipe: Path, scale_build: Path, tmp_path: Path):
     out = tmp_path / "out"
     shards = out / ".synthdata" / "shards"
     process = subprocess.Popen(
@@ -105,9 +95,9 @@ def test_killed_build_resumes_to_the_same_dataset(scale_recipe: Path, one_proces
     )
     assert not list(shards.glob("*.tmp*"))
     assert run_report(out)["taken_over_per_process"] == [0]  # stale claims are dropped at the start, not waited for
-    assert table(out) == table(one_process)
+    assert table(out) == table(scale_build)
     models = lambda path: json.loads((path / "build_info.json").read_text())["models"]  # noqa: E731
-    assert models(out) == models(one_process)
+    assert models(out) == models(scale_build)
 
 
 def unfinished_claims(out: Path) -> dict[str, dict]:
@@ -125,7 +115,7 @@ def unfinished_claims(out: Path) -> dict[str, dict]:
     return found
 
 
-def test_a_stopped_process_s_shard_is_taken_over(scale_recipe: Path, one_process: Path, tmp_path: Path):
+def test_a_stopped_process_s_shard_is_taken_over(scale_recipe: Path, scale_build: Path, tmp_path: Path):
     """Rank 1 is stopped (SIGSTOP) in the middle of a shard; under a 2 s lease, rank 0 takes the shard over,
     finishes the build and exports it without waiting for rank 1; rank 1, woken, drops the shard and exits."""
     out, log = tmp_path / "out", tmp_path / "launch.log"
@@ -156,7 +146,7 @@ def test_a_stopped_process_s_shard_is_taken_over(scale_recipe: Path, one_process
             os.killpg(launch.pid, signal.SIGKILL)
             launch.wait()
     assert "was taken over by another process" in log.read_text()
-    assert table(out) == table(one_process)
+    assert table(out) == table(scale_build)
 
 
 def stop_rank_1_mid_shard(out: Path, deadline: float) -> tuple[str, int]:
@@ -174,20 +164,19 @@ def stop_rank_1_mid_shard(out: Path, deadline: float) -> tuple[str, int]:
     raise AssertionError("rank 1 never held an unfinished shard")
 
 
-def test_a_different_recipe_into_the_same_directory_is_refused(scale_recipe: Path, one_process: Path, tmp_path: Path):
-    before = {p.name: p.stat().st_mtime_ns for p in (one_process / "data").iterdir()}
+def test_a_different_recipe_into_the_same_directory_is_refused(scale_recipe: Path, scale_build: Path, tmp_path: Path):
+    before = {p.name: p.stat().st_mtime_ns for p in (scale_build / "data").iterdir()}
     changed = write_recipe(
         tmp_path, scale_recipe.read_text().replace("num_inference_steps: 2", "num_inference_steps: 3")
     )
-    result = run_build(str(changed), "--output-dir", str(one_process), check=False)
+    result = run_main(main, str(changed), "--output-dir", str(scale_build))
     assert result.returncode == 2
     assert "generation.num_inference_steps: 2 -> 3" in result.stderr and "--overwrite" in result.stderr
-    assert {p.name: p.stat().st_mtime_ns for p in (one_process / "data").iterdir()} == before
+    assert {p.name: p.stat().st_mtime_ns for p in (scale_build / "data").iterdir()} == before
 
 
-def test_overwrite_starts_again(scale_recipe: Path, tmp_path: Path):
-    out = tmp_path / "out"
-    run_build(str(scale_recipe), "--output-dir", str(out))
+def test_overwrite_starts_again(scale_recipe: Path, scale_build: Path, tmp_path: Path):
+    out = Path(shutil.copytree(scale_build, tmp_path / "out", symlinks=True))
     changed = write_recipe(
         tmp_path, scale_recipe.read_text().replace("num_inference_steps: 2", "num_inference_steps: 1")
     )
@@ -197,17 +186,16 @@ def test_overwrite_starts_again(scale_recipe: Path, tmp_path: Path):
 
 
 def test_raising_a_count_and_adding_a_split_reuse_finished_shards(
-    scale_recipe: Path, one_process: Path, tmp_path: Path
+    scale_recipe: Path, scale_build: Path, tmp_path: Path
 ):
-    out = tmp_path / "out"
-    run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
+    out = Path(shutil.copytree(scale_build, tmp_path / "out", symlinks=True))
     bigger = write_recipe(
         tmp_path, scale_recipe.read_text().replace("splits: {train: 6, test: 2}", "splits: {train: 8, test: 2, val: 2}")
     )
     run_build(str(bigger), "--output-dir", str(out), env=SAME_THREADS)
     assert (run_report(out)["images_found_done"], run_report(out)["images_generated"]) == (16, 8)
     rows = table(out)
-    old = table(one_process)
+    old = table(scale_build)
     by_id = dict(zip(rows["id"], rows["image"]))
     assert all(by_id[i] == image for i, image in zip(old["id"], old["image"]))
     assert len(rows["id"]) == 24 and sorted(p.name.split("-")[0] for p in (out / "data").iterdir()).count("val") == 2

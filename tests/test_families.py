@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,9 +27,10 @@ from PIL import Image
 
 from builders.card import card_data, license_metadata
 from builders.generators import FAMILIES, GENERATORS, describe, family_of, resolve_family
+from builders.generators.tiny import TINY_FAMILIES, tiny_family_dir
 from builders.plan import content_fingerprint
 from builders.recipe import RecipeError, load_recipe, parse_recipe, recipe_to_yaml
-from synthcore.tiny import TINY_FAMILIES, tiny_family_dir
+from synthcore.tiny import tiny_safety_checker_dir
 from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, benchmark_headline, run_build, table, write_recipe
 
 RECIPE = """
@@ -557,13 +559,28 @@ def datasets_rows(out: Path) -> dict:
     return pq.read_table(files, columns=["id", "prompt", "negative_prompt", "seed", "image"]).to_pydict()
 
 
+@pytest.fixture(scope="module")
+def family_build(tmp_path_factory) -> Callable[[str], Path]:
+    """``family_build(name)``: ``FAMILY_RECIPE`` for the tiny pipeline ``name``, built by one process once for the
+    module (the plain build both the process-count and the LoRA tests compare with). Read-only."""
+    built: dict[str, Path] = {}
+
+    def build(family: str) -> Path:
+        if family not in built:
+            root = tmp_path_factory.mktemp(f"family-{family}")
+            run_build(str(family_recipe(root, family)), "--output-dir", str(root / "one"), env=SAME_THREADS)
+            built[family] = root / "one"
+        return built[family]
+
+    return build
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("family", TINY_FAMILIES)
-def test_every_family_builds_the_same_dataset_on_1_and_2_processes(family: str, tmp_path: Path):
+def test_every_family_builds_the_same_dataset_on_1_and_2_processes(family: str, family_build, tmp_path: Path):
 
     recipe = family_recipe(tmp_path, family)
-    one, two = tmp_path / "one", tmp_path / "two"
-    run_build(str(recipe), "--output-dir", str(one), env=SAME_THREADS)
+    one, two = family_build(family), tmp_path / "two"
     run_build(str(recipe), "--output-dir", str(two), env=SAME_THREADS, launcher=[*ACCELERATE, "--num_processes", "2"])
     assert json.loads((two / ".synthdata" / "run.json").read_text())["processes"] == 2
     expected = table(one)
@@ -614,7 +631,7 @@ def half_flagging_checker(tmp_path_factory) -> Path:
     from transformers import CLIPImageProcessor
 
     checker_dir = tmp_path_factory.mktemp("models") / "checker"
-    shutil.copytree(tiny_family_dir("safety-checker"), checker_dir)
+    shutil.copytree(tiny_safety_checker_dir(), checker_dir)
     pipe = DiffusionPipeline.from_pretrained(tiny_family_dir("sdxl"))
     checker = StableDiffusionSafetyChecker.from_pretrained(checker_dir)
     with torch.no_grad():
@@ -679,20 +696,18 @@ def make_tiny_lora(family: str, directory: Path) -> Path:
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("family", ["sdxl", "flux-schnell"])
-def test_loras_are_fused_at_their_scale_and_named_by_the_card(family: str, tmp_path: Path):
+def test_loras_are_fused_at_their_scale_and_named_by_the_card(family: str, family_build, tmp_path: Path):
 
     lora = make_tiny_lora(family, tmp_path / "lora")
     plain = family_recipe(tmp_path, family)
-    runs = {}
-    for scale in (None, 0.0, 1.0):
-        text = plain.read_text(encoding="utf-8")
-        if scale is not None:
-            text = text.replace(
-                "safety_checker: false}",
-                f"safety_checker: false, loras: [{{id: {lora}, weight_name: tiny_lora.safetensors, scale: {scale}}}]}}",
-            )
+    runs = {None: family_build(family)}
+    for scale in (0.0, 1.0):
+        text = plain.read_text(encoding="utf-8").replace(
+            "safety_checker: false}",
+            f"safety_checker: false, loras: [{{id: {lora}, weight_name: tiny_lora.safetensors, scale: {scale}}}]}}",
+        )
         out = tmp_path / f"out-{scale}"
-        run_build(str(write_recipe(tmp_path, text, f"r-{scale}.yaml")), "--output-dir", str(out))
+        run_build(str(write_recipe(tmp_path, text, f"r-{scale}.yaml")), "--output-dir", str(out), env=SAME_THREADS)
         runs[scale] = out
     assert table(runs[0.0])["image"] == table(runs[None])["image"], "a LoRA at scale 0 changes nothing"
     assert table(runs[1.0])["image"] != table(runs[None])["image"]
@@ -724,3 +739,11 @@ def test_the_generation_benchmark_takes_a_family():
         "generation.py", "--family", "sd3", "--steps", "2", "--num-images", "2", "--batch-size", "2", "--size", "32"
     )
     assert 0 < ratio < 10
+
+
+def test_every_family_owns_a_tiny_pipeline_and_the_family_tests_run_each():
+    """Stable Diffusion's tiny pipeline is the shared ``tiny-random``; every other family writes its own."""
+    assert [g.name for g in FAMILIES if not g.tiny_names] == ["stable-diffusion"]
+    assert TINY_FAMILIES == tuple(name for g in FAMILIES for name in g.tiny_names)
+    with pytest.raises(ValueError, match="no tiny random pipeline 'nope'; known: sdxl, sd3"):
+        tiny_family_dir("nope")

@@ -16,19 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from builders.cli import main as build
+from eval.standalone import main as evaluate
 from synthcore.faults import OUTPUT_REFUSED, WRITE_FAILED
 from synthcore.outdir import LOCK_FILE, WORK_DIR
-from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, SCALE_RECIPE, run_build, table, write_recipe
-
-pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
+from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, SCALE_RECIPE, run_build, run_main, table, write_recipe
+from training.__main__ import main as train
 
 TINY_SCORERS = ["--clip-model", "tiny-random", "--resnet50-weights", "tiny-random"]
 NO_BACKBONE = ["--backbone-weights", "none"]  # a random ResNet18: no weights to download
-
-
-@pytest.fixture(scope="module")
-def recipe(tmp_path_factory) -> Path:
-    return write_recipe(tmp_path_factory.mktemp("recipes"), SCALE_RECIPE.replace("COUNT", "6"))
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +33,8 @@ def long_recipe(tmp_path_factory) -> Path:
     return write_recipe(tmp_path_factory.mktemp("recipes"), SCALE_RECIPE.replace("COUNT", "30"))
 
 
-@pytest.fixture(scope="module")
-def built(recipe: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("built") / "out"
-    run_build(str(recipe), "--output-dir", str(out), env=SAME_THREADS)
-    return out
-
-
-def copy_of(built: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(built, tmp_path / "out", symlinks=True))
+def copy_of(scale_build: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(scale_build, tmp_path / "out", symlinks=True))
 
 
 def files(path: Path) -> dict[str, bytes]:
@@ -84,8 +73,9 @@ def build_command(recipe: Path, out: Path, *extra: str) -> list[str]:
 
 
 # -- every shard is verified ---------------------------------------------------------------------------------------
-def test_damaged_shards_are_named_set_aside_and_made_again_alone(recipe: Path, built: Path, tmp_path: Path):
-    out = copy_of(built, tmp_path)
+@pytest.mark.e2e
+def test_damaged_shards_are_named_set_aside_and_made_again_alone(scale_recipe: Path, scale_build: Path, tmp_path: Path):
+    out = copy_of(scale_build, tmp_path)
     shards = sorted((out / WORK_DIR / "shards").glob("*.parquet"))
     flipped, truncated, swapped, source, *untouched = shards
     data = bytearray(flipped.read_bytes())
@@ -96,13 +86,13 @@ def test_damaged_shards_are_named_set_aside_and_made_again_alone(recipe: Path, b
         shutil.copyfile(source.with_suffix(suffix), swapped.with_suffix(suffix))
     stamps = {p: p.stat().st_mtime_ns for p in [source, *untouched]}
 
-    result = run_build(str(recipe), "--output-dir", str(out), env=SAME_THREADS)
+    result = run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
     for bad in (flipped, truncated, swapped):
         assert bad.stem in result.stderr, "every damaged shard is reported by name"
         assert (out / WORK_DIR / "damaged" / bad.name).exists(), "set aside, not deleted"
     assert "12 images found done, 4 to make" in result.stderr  # truncated and swapped: found before generation
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps, "nothing else is made again"
-    assert table(out) == table(built)
+    assert table(out) == table(scale_build)
     shard_inodes = {p.stat().st_ino for p in (out / WORK_DIR / "shards").glob("*.parquet")}
     for exported in (out / "data").glob("*.parquet"):
         assert exported.stat().st_nlink == 1 and exported.stat().st_ino not in shard_inodes, "copies, never links"
@@ -110,33 +100,35 @@ def test_damaged_shards_are_named_set_aside_and_made_again_alone(recipe: Path, b
 
 # -- the output directory is ours alone ------------------------------------------------------------------------------
 @pytest.mark.parametrize("where", ["foreign", "checkout", "file"])
-def test_directories_that_are_not_ours_are_refused_and_left_alone(recipe: Path, tmp_path: Path, where: str):
+def test_directories_that_are_not_ours_are_refused_and_left_alone(scale_recipe: Path, tmp_path: Path, where: str):
     theirs = tmp_path / "theirs"
     (theirs / "data").mkdir(parents=True)
     (theirs / "data" / "their.parquet").write_bytes(b"theirs")
     (theirs / "README.md").write_text("their card")
-    target = {"foreign": theirs, "checkout": Path("."), "file": theirs / "README.md"}[where]
+    target = {"foreign": theirs, "checkout": ROOT, "file": theirs / "README.md"}[where]
     card = (ROOT / "README.md").read_bytes()
     for extra in ([], ["--overwrite"]):
-        result = run_build(str(recipe), "--output-dir", str(target), *extra, check=False)
+        result = run_main(build, str(scale_recipe), "--output-dir", str(target), *extra)
         assert result.returncode == OUTPUT_REFUSED, result.stderr
         assert "Traceback" not in result.stderr and "--output-dir" in result.stderr
     assert files(theirs) == {"README.md": b"their card", "data/their.parquet": b"theirs"}
     assert (ROOT / "README.md").read_bytes() == card and not (ROOT / WORK_DIR).exists()
 
 
-def test_a_link_in_our_output_is_never_written_through(recipe: Path, built: Path, tmp_path: Path):
-    out = copy_of(built, tmp_path)
+@pytest.mark.e2e
+def test_a_link_in_our_output_is_never_written_through(scale_recipe: Path, scale_build: Path, tmp_path: Path):
+    out = copy_of(scale_build, tmp_path)
     precious = tmp_path / "precious.md"
     precious.write_text("not a card")
     (out / "README.md").unlink()
     (out / "README.md").symlink_to(precious)
-    result = run_build(str(recipe), "--output-dir", str(out), check=False)
+    result = run_build(str(scale_recipe), "--output-dir", str(out), check=False)
     assert result.returncode == OUTPUT_REFUSED and "README.md (a symbolic link" in result.stderr
     assert precious.read_text() == "not a card"
 
 
 # -- faults end in one message, lose nothing, block nothing ------------------------------------------------------------
+@pytest.mark.e2e
 def test_sigterm_mid_build_cleans_up_and_the_rerun_resumes(long_recipe: Path, tmp_path: Path):
     out, log = tmp_path / "out", tmp_path / "log"
     with open(log, "w") as stderr:
@@ -161,46 +153,54 @@ def test_sigterm_mid_build_cleans_up_and_the_rerun_resumes(long_recipe: Path, tm
     assert reference.returncode == 0 and table(out) == table(tmp_path / "reference")
 
 
-def test_a_full_disk_during_export_keeps_the_previous_export_whole(recipe: Path, built: Path, tmp_path: Path):
-    out = copy_of(built, tmp_path)
+@pytest.mark.e2e
+def test_a_full_disk_during_export_keeps_the_previous_export_whole(
+    scale_recipe: Path, scale_build: Path, tmp_path: Path
+):
+    out = copy_of(scale_build, tmp_path)
     before = files(out / "data") | {"README.md": (out / "README.md").read_bytes()}
-    result = run(build_command(recipe, out), preexec_fn=file_size_limit(8 << 10))  # shards are ~22 KB
+    result = run(build_command(scale_recipe, out), preexec_fn=file_size_limit(8 << 10))  # shards are ~22 KB
     assert result.returncode == WRITE_FAILED, result.stderr
     assert "failed: a file grew larger than this system allows" in result.stderr and str(out) in result.stderr
     assert "run the same command again" in result.stderr and "Traceback" not in result.stderr
     assert files(out / "data") | {"README.md": (out / "README.md").read_bytes()} == before
     assert leftovers(out) == []
-    run_build(str(recipe), "--output-dir", str(out), env=SAME_THREADS)
-    assert table(out) == table(built)
+    run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
+    assert table(out) == table(scale_build)
 
 
-def test_a_full_disk_before_any_shard_leaves_nothing_behind(recipe: Path, built: Path, tmp_path: Path):
+@pytest.mark.e2e
+def test_a_full_disk_before_any_shard_leaves_nothing_behind(scale_recipe: Path, scale_build: Path, tmp_path: Path):
     out = tmp_path / "new" / "out"
-    result = run(build_command(recipe, out), preexec_fn=file_size_limit(8 << 10))
+    result = run(build_command(scale_recipe, out), preexec_fn=file_size_limit(8 << 10))
     assert result.returncode == WRITE_FAILED and "Traceback" not in result.stderr
     assert not (tmp_path / "new").exists(), "a directory the failed run created is removed again"
-    run_build(str(recipe), "--output-dir", str(out), env=SAME_THREADS)
-    assert table(out) == table(built)
+    run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
+    assert table(out) == table(scale_build)
 
 
-def test_no_space_left_on_a_small_disk_resumes_to_the_same_dataset(recipe: Path, built: Path, tmp_path: Path):
+@pytest.mark.e2e
+def test_no_space_left_on_a_small_disk_resumes_to_the_same_dataset(
+    scale_recipe: Path, scale_build: Path, tmp_path: Path
+):
     disk = tmp_path / "disk"
     disk.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(disk)]).returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root); the file-size limit tests cover a full disk")
     try:
         out = disk / "out"
-        result = run(build_command(recipe, out))
+        result = run(build_command(scale_recipe, out))
         assert result.returncode == WRITE_FAILED and "no space left on the device" in result.stderr, result.stderr
         assert leftovers(out) == [] and list((out / WORK_DIR / "shards").glob("*.parquet"))
         subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
-        run_build(str(recipe), "--output-dir", str(out), env=SAME_THREADS)
-        assert table(out) == table(built)
+        run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
+        assert table(out) == table(scale_build)
     finally:
         subprocess.run(["umount", str(disk)], check=True)
 
 
 # -- one build per directory -------------------------------------------------------------------------------------------
+@pytest.mark.e2e
 def test_a_second_build_into_the_same_directory_is_refused(long_recipe: Path, tmp_path: Path):
     out, log = tmp_path / "out", tmp_path / "log"
     with open(log, "w") as stderr:
@@ -219,11 +219,14 @@ def test_a_second_build_into_the_same_directory_is_refused(long_recipe: Path, tm
     assert len(table(out)["id"]) == 64
 
 
-def test_every_process_of_a_launch_stops_when_the_directory_is_busy(recipe: Path, built: Path, tmp_path: Path):
-    out = copy_of(built, tmp_path)
+@pytest.mark.e2e
+def test_every_process_of_a_launch_stops_when_the_directory_is_busy(
+    scale_recipe: Path, scale_build: Path, tmp_path: Path
+):
+    out = copy_of(scale_build, tmp_path)
     (out / WORK_DIR / LOCK_FILE).write_text(f"{os.getpid()}\n{socket.gethostname()}\n")  # this live process
     result = run_build(
-        str(recipe), "--output-dir", str(out), check=False, launcher=[*ACCELERATE, "--num_processes", "2"]
+        str(scale_recipe), "--output-dir", str(out), check=False, launcher=[*ACCELERATE, "--num_processes", "2"]
     )
     assert result.returncode != 0 and f"process {os.getpid()} on host" in result.stderr
     assert ": writing shard" not in result.stderr
@@ -231,14 +234,15 @@ def test_every_process_of_a_launch_stops_when_the_directory_is_busy(recipe: Path
 
 # -- python -m eval and python -m training --------------------------------------------------------------------------
 def test_eval_of_a_missing_dataset_is_one_message(tmp_path: Path):
-    result = run([sys.executable, "-m", "eval", "/nonexistent", "--output-dir", str(tmp_path / "o"), *TINY_SCORERS])
+    result = run_main(evaluate, "/nonexistent", "--output-dir", str(tmp_path / "o"), *TINY_SCORERS)
     assert result.returncode == 2 and "/nonexistent is neither a local directory nor a Hub dataset" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
 
 
-def test_a_failed_eval_leaves_nothing_that_blocks_the_retry(built: Path, tmp_path: Path):
+@pytest.mark.e2e
+def test_a_failed_eval_leaves_nothing_that_blocks_the_retry(scale_build: Path, tmp_path: Path):
     def score(out: Path, *extra: str, preexec_fn=None) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "eval", str(built), "--output-dir", str(out), *TINY_SCORERS, *extra]
+        command = [sys.executable, "-m", "eval", str(scale_build), "--output-dir", str(out), *TINY_SCORERS, *extra]
         return run(command, preexec_fn=preexec_fn)
 
     assert score(tmp_path / "first").returncode == 0  # the tiny scorers are in the cache from here on
@@ -249,36 +253,33 @@ def test_a_failed_eval_leaves_nothing_that_blocks_the_retry(built: Path, tmp_pat
     assert {"README.md", "summary.json", "pictures", "data", WORK_DIR} <= {
         p.name for p in (tmp_path / "scored").iterdir()
     }
-    again = score(tmp_path / "scored")
+    again = run_main(evaluate, str(scale_build), "--output-dir", str(tmp_path / "scored"), *TINY_SCORERS)
     assert again.returncode == OUTPUT_REFUSED and "pass --overwrite" in again.stderr
     assert score(tmp_path / "scored", "--overwrite").returncode == 0
 
 
-def test_eval_and_training_refuse_a_directory_that_is_not_theirs(built: Path, tmp_path: Path):
+@pytest.mark.e2e
+def test_eval_and_training_refuse_a_directory_that_is_not_theirs(scale_build: Path, tmp_path: Path):
     theirs = tmp_path / "theirs"
     theirs.mkdir()
     (theirs / "README.md").write_text("their card")
     commands = [
-        [sys.executable, "-m", "eval", str(built), "--output-dir", str(theirs), "--overwrite", *TINY_SCORERS],
-        [sys.executable, "-m", "training", "--dataset", str(built), "--output-dir", str(theirs), *NO_BACKBONE],
-        [sys.executable, "-m", "training", "--dataset", str(built), "--output-dir", str(built), *NO_BACKBONE],
+        (evaluate, str(scale_build), "--output-dir", str(theirs), "--overwrite", *TINY_SCORERS),
+        (train, "--dataset", str(scale_build), "--output-dir", str(theirs), *NO_BACKBONE),
+        (train, "--dataset", str(scale_build), "--output-dir", str(scale_build), *NO_BACKBONE),
     ]
     for command in commands:
-        result = run(command)
+        result = run_main(*command)
         assert result.returncode == OUTPUT_REFUSED and "Traceback" not in result.stderr, result.stderr
     assert files(theirs) == {"README.md": b"their card"}
 
 
-def test_a_failed_training_leaves_no_directory_and_a_good_one_replaces_its_own(built: Path, tmp_path: Path):
+@pytest.mark.e2e
+def test_a_failed_training_leaves_no_directory_and_a_good_one_replaces_its_own(scale_build: Path, tmp_path: Path):
     out = tmp_path / "probe"
-    command = [
-        *[sys.executable, "-m", "training", "--dataset", str(built), "--output-dir", str(out)],
-        *NO_BACKBONE,
-        "--epochs",
-        "1",
-    ]
-    failed = run([*command, "--train-split", "nosuch"])
+    args = ["--dataset", str(scale_build), "--output-dir", str(out), *NO_BACKBONE, "--epochs", "1"]
+    failed = run_main(train, *args, "--train-split", "nosuch")
     assert failed.returncode == 2 and not out.exists()
     for _ in range(2):  # the second run replaces the first's outputs
-        assert run(command).returncode == 0
+        assert run([sys.executable, "-m", "training", *args]).returncode == 0
     assert {"metrics.json", "head.safetensors", "config.json", "README.md"} <= {p.name for p in out.iterdir()}

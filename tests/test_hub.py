@@ -18,10 +18,9 @@ import datasets
 import pytest
 from huggingface_hub.utils import filter_repo_objects
 
+from builders.cli import main
 from builders.hub import IGNORE_PATTERNS
-from tests.helpers import ROOT, run_build
-
-pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
+from tests.helpers import ROOT, run_build, run_main
 
 FAKE_TOKEN = "hf_SyNtHdAtAfAkEtOkEn0123456789abcdef"
 UNREACHABLE = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": FAKE_TOKEN}  # loopback only
@@ -41,6 +40,7 @@ def digests(root: Path, under: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.e2e  # the smoke build
 def test_failed_push_after_build_reports_clearly_keeps_the_data_and_never_writes_the_token(copy_of_smoke: Path):
     result = run_build(
         "recipes/smoke.yaml",
@@ -68,6 +68,7 @@ def test_failed_push_after_build_reports_clearly_keeps_the_data_and_never_writes
     assert FAKE_TOKEN not in result.stdout + result.stderr
 
 
+@pytest.mark.e2e  # the smoke build
 def test_push_only_loads_no_model_and_changes_no_data(copy_of_smoke: Path):
     before = digests(copy_of_smoke, "data") | digests(copy_of_smoke, ".synthdata/shards")
     card = (copy_of_smoke / "README.md").read_bytes()
@@ -95,6 +96,7 @@ def test_push_only_loads_no_model_and_changes_no_data(copy_of_smoke: Path):
     assert (copy_of_smoke / "README.md").read_bytes() == card  # a failed push changes nothing local
 
 
+@pytest.mark.e2e  # the smoke build
 def test_push_without_a_token_says_how_to_log_in(copy_of_smoke: Path, tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
     env |= {
@@ -117,16 +119,15 @@ def test_push_without_a_token_says_how_to_log_in(copy_of_smoke: Path, tmp_path: 
     )
 
 
+@pytest.mark.e2e  # the smoke build
 def test_push_only_refuses_a_missing_or_incomplete_dataset(copy_of_smoke: Path, tmp_path: Path):
     push = ("--push-only", "--push-to-hub", "someone/x")
-    missing = run_build(
-        "recipes/smoke.yaml", "--output-dir", str(tmp_path / "nothing"), *push, env=UNREACHABLE, check=False
-    )
+    missing = run_main(main, "recipes/smoke.yaml", "--output-dir", str(tmp_path / "nothing"), *push)
     assert (
         missing.returncode == 2 and "no exported dataset here" in missing.stderr and "build it first" in missing.stderr
     )
     (copy_of_smoke / "data" / "train-00003-of-00006.parquet").unlink()
-    holed = run_build("recipes/smoke.yaml", "--output-dir", str(copy_of_smoke), *push, env=UNREACHABLE, check=False)
+    holed = run_main(main, "recipes/smoke.yaml", "--output-dir", str(copy_of_smoke), *push)
     assert (
         holed.returncode == 2
         and "data/train-*.parquet: files missing" in holed.stderr
@@ -136,7 +137,7 @@ def test_push_only_refuses_a_missing_or_incomplete_dataset(copy_of_smoke: Path, 
     other.write_text(
         (ROOT / "recipes" / "smoke.yaml").read_text(encoding="utf-8").replace("seed: 0", "seed: 1"), encoding="utf-8"
     )
-    wrong = run_build(str(other), "--output-dir", str(copy_of_smoke), *push, env=UNREACHABLE, check=False)
+    wrong = run_main(main, str(other), "--output-dir", str(copy_of_smoke), *push)
     assert wrong.returncode == 2 and "is not this recipe" in wrong.stderr
 
 
@@ -150,11 +151,12 @@ def test_push_only_refuses_a_missing_or_incomplete_dataset(copy_of_smoke: Path, 
     ],
 )
 def test_bad_push_arguments_fail_before_anything_is_built(tmp_path: Path, args: list[str], expected: str):
-    result = run_build("recipes/smoke.yaml", "--output-dir", str(tmp_path / "out"), *args, check=False)
+    result = run_main(main, "recipes/smoke.yaml", "--output-dir", str(tmp_path / "out"), *args)
     assert result.returncode == 2 and expected in result.stderr
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.e2e  # the smoke build
 def test_upload_selection_leaves_out_the_work_directory(smoke_dir: Path):
     files = sorted(p.relative_to(smoke_dir).as_posix() for p in smoke_dir.rglob("*") if p.is_file())
     uploaded = list(filter_repo_objects(files, ignore_patterns=IGNORE_PATTERNS))

@@ -66,6 +66,7 @@ def test_every_shipped_recipe_plans_offline_with_an_empty_cache(recipe: str, emp
         assert f"hf download {model_id} --include" in result.out
         gigabytes = KNOWN_MODELS[model_id].gigabytes
         assert gigabytes is None or f"about {gigabytes:g} GB" in result.out
+        assert "also not downloaded yet: scoring.clip.model 'openai/clip-vit-base-patch32'" in result.out
 
 
 def test_the_family_resolved_offline_is_the_family_of_the_model(empty_hub_cache):

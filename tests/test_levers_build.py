@@ -15,13 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
+from builders.cli import main
 from builders.expansion import LOCK_FILE, read_lock
 from builders.plan import make_plan
 from builders.recipe import load_recipe
 from synthcore.model_refs import resolve
-from tests.helpers import run_build, write_recipe
-
-pytestmark = pytest.mark.e2e
+from tests.helpers import run_build, run_main, write_recipe
 
 RECIPE = """
 name: levers
@@ -64,6 +63,7 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
     return recipe, directory / "out"
 
 
+@pytest.mark.e2e
 def test_a_sweep_records_each_rows_guidance_as_planned(built):
     _, out = built
     stored = load_recipe(out / "recipe.yaml")  # the lock's prompts are recorded in it
@@ -87,6 +87,7 @@ def test_a_sweep_records_each_rows_guidance_as_planned(built):
     assert read_lock(out / LOCK_FILE) == (stored.prompt_expansion.settings(), expanded)
 
 
+@pytest.mark.e2e
 def test_a_swept_row_regenerates_alone_with_plain_diffusers_at_its_guidance(built):
     from diffusers import StableDiffusionPipeline
 
@@ -114,6 +115,7 @@ def test_a_swept_row_regenerates_alone_with_plain_diffusers_at_its_guidance(buil
     assert checked == {1.5, 4.0, 7.5}
 
 
+@pytest.mark.e2e
 def test_reruns_resumes_and_rebuilds_reuse_the_lock(built, tmp_path: Path):
     recipe, out = built
     lock = (out / LOCK_FILE).read_bytes()
@@ -135,12 +137,13 @@ def test_reruns_resumes_and_rebuilds_reuse_the_lock(built, tmp_path: Path):
     assert rows(again) == before and (again / LOCK_FILE).read_bytes() == lock
 
 
+@pytest.mark.e2e
 def test_a_lock_of_other_settings_is_refused_and_overwrite_writes_it_again(built, tmp_path: Path):
     recipe, out = built
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     changed = write_recipe(tmp_path, RECIPE.replace("max_new_tokens: 8", "max_new_tokens: 6"))
-    refused = run_build(str(changed), "--output-dir", str(copy), check=False)
+    refused = run_main(main, str(changed), "--output-dir", str(copy))
     assert refused.returncode == 2, refused.stderr
     assert f"{copy / LOCK_FILE} was written under other prompt_expansion settings" in refused.stderr
     assert "max_new_tokens: 8 there, 6 in the recipe" in refused.stderr and "--overwrite" in refused.stderr
@@ -151,12 +154,13 @@ def test_a_lock_of_other_settings_is_refused_and_overwrite_writes_it_again(built
 
 def test_a_missing_language_model_is_exit_4_before_anything_is_made(tmp_path: Path):
     recipe = write_recipe(tmp_path, RECIPE.replace("{model: tiny-random, per_class", "{model: nobody/no-lm, per_class"))
-    result = run_build(str(recipe), "--output-dir", str(tmp_path / "out"), check=False, env={"HF_HUB_OFFLINE": "1"})
+    result = run_main(main, str(recipe), "--output-dir", str(tmp_path / "out"))  # HF_HUB_OFFLINE: conftest
     assert result.returncode == 4, result.stderr
     assert "prompt_expansion.model" in result.stderr and "nobody/no-lm" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.e2e
 def test_two_processes_write_one_lock_and_build_what_one_process_builds(built, tmp_path: Path):
     from tests.helpers import ACCELERATE
 

@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 from moto.server import ThreadedMotoServer
 
+from builders.cli import main
 from builders.export import BUILD_OUTPUT
 from builders.objstore import output_store
 from synthcore.outdir import OutputDirError, Owner
 from synthcore.remote import RemoteDir, check_remote, remote_lock
-from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, SCALE_RECIPE, run_build, table, write_recipe
+from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, SCALE_RECIPE, run_build, run_main, table, write_recipe
 
 SHARDS = 8
 _buckets = itertools.count()
@@ -155,7 +156,7 @@ def test_an_export_replaces_the_last_one_in_the_store_and_leaves_foreign_files(s
 
 def test_a_push_from_the_store_is_refused_before_anything_is_built(s3: S3):
     url = s3.bucket()
-    result = run_build("recipes/smoke.yaml", "--output-dir", url, "--push-to-hub", "user/name", check=False)
+    result = run_main(main, "recipes/smoke.yaml", "--output-dir", url, "--push-to-hub", "user/name")
     assert result.returncode == 2 and "not supported yet" in result.stderr and "--push-only" in result.stderr
     assert s3.files(url) == {}
 
@@ -212,26 +213,14 @@ def test_done_shards_cost_a_listing_not_a_request_each(s3: S3, tmp_path: Path):
 
 # -- builds into the store (end to end) -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory) -> Path:
-    return write_recipe(tmp_path_factory.mktemp("recipes"), SCALE_RECIPE.replace("COUNT", "6"))
-
-
-@pytest.fixture(scope="module")
-def local(recipe: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("local") / "out"
-    run_build(str(recipe), "--output-dir", str(out), env=SAME_THREADS)
-    return out
-
-
-@pytest.fixture(scope="module")
-def built(s3: S3, recipe: Path) -> str:
+def built(s3: S3, scale_recipe: Path) -> str:
     url = s3.bucket()
-    run_build(str(recipe), "--output-dir", url, env={**s3.env, **SAME_THREADS})
+    run_build(str(scale_recipe), "--output-dir", url, env={**s3.env, **SAME_THREADS})
     return url
 
 
 @pytest.mark.e2e
-def test_build_to_s3_gives_the_local_dataset(s3: S3, built: str, local: Path, tmp_path: Path):
+def test_build_to_s3_gives_the_local_dataset(s3: S3, built: str, scale_build: Path, tmp_path: Path):
     files = s3.files(built)
     assert {"README.md", "recipe.yaml", "build_info.json", "summary.json", ".synthdata/fingerprint.json"} <= set(files)
     assert ".synthdata/lock" not in files, "the lock is released"
@@ -240,7 +229,7 @@ def test_build_to_s3_gives_the_local_dataset(s3: S3, built: str, local: Path, tm
     assert sum(name.endswith(".parquet") for name in files if name.startswith(".synthdata/shards/")) == SHARDS
     report = s3.json(f"{built}/.synthdata/run.json")
     assert (report["images_found_done"], report["images_generated"]) == (0, 16)
-    assert s3.table(built, tmp_path) == table(local)
+    assert s3.table(built, tmp_path) == table(scale_build)
 
 
 @pytest.mark.e2e
@@ -266,9 +255,11 @@ def test_load_dataset_reads_the_store(s3: S3, built: str):
 
 
 @pytest.mark.e2e
-def test_a_different_recipe_into_the_same_prefix_is_refused(s3: S3, built: str, recipe: Path, tmp_path: Path):
+def test_a_different_recipe_into_the_same_prefix_is_refused(s3: S3, built: str, scale_recipe: Path, tmp_path: Path):
     before = s3.files(built)
-    changed = write_recipe(tmp_path, recipe.read_text().replace("num_inference_steps: 2", "num_inference_steps: 3"))
+    changed = write_recipe(
+        tmp_path, scale_recipe.read_text().replace("num_inference_steps: 2", "num_inference_steps: 3")
+    )
     result = run_build(str(changed), "--output-dir", built, env=s3.env, check=False)
     assert result.returncode == 2
     assert "generation.num_inference_steps: 2 -> 3" in result.stderr and "--overwrite" in result.stderr
@@ -276,15 +267,17 @@ def test_a_different_recipe_into_the_same_prefix_is_refused(s3: S3, built: str, 
 
 
 @pytest.mark.e2e
-def test_dry_run_counts_the_stores_shards_and_names_a_missing_bucket(s3: S3, built: str, recipe: Path):
-    result = run_build(str(recipe), "--dry-run", "--output-dir", built, env=s3.env)
+def test_dry_run_counts_the_stores_shards_and_names_a_missing_bucket(s3: S3, built: str, scale_recipe: Path):
+    result = run_build(str(scale_recipe), "--dry-run", "--output-dir", built, env=s3.env)
     assert f"already finished in {built}: 16 images; to make: 0" in result.stdout
-    missing = run_build(str(recipe), "--dry-run", "--output-dir", "s3://no-such-bucket/x", env=s3.env, check=False)
+    missing = run_build(
+        str(scale_recipe), "--dry-run", "--output-dir", "s3://no-such-bucket/x", env=s3.env, check=False
+    )
     assert missing.returncode == 5 and "there is no bucket 'no-such-bucket'" in missing.stderr
 
 
 @pytest.mark.e2e
-def test_killed_build_resumes_from_the_store(s3: S3, recipe: Path, local: Path, tmp_path: Path):
+def test_killed_build_resumes_from_the_store(s3: S3, scale_recipe: Path, scale_build: Path, tmp_path: Path):
     url = s3.bucket()
     shards = f"{url.removeprefix('s3://')}/.synthdata/shards"
 
@@ -292,7 +285,7 @@ def test_killed_build_resumes_from_the_store(s3: S3, recipe: Path, local: Path, 
         return sum(name.endswith(".json") for name in s3.fs.ls(shards)) if s3.fs.exists(shards) else 0
 
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "build.py"), str(recipe), "--output-dir", url],
+        [sys.executable, str(ROOT / "build.py"), str(scale_recipe), "--output-dir", url],
         cwd=ROOT,
         env={**os.environ, **s3.env, **SAME_THREADS, "SYNTHDATA_CACHE": str(tmp_path / "node-a")},
         stdout=subprocess.DEVNULL,
@@ -309,17 +302,21 @@ def test_killed_build_resumes_from_the_store(s3: S3, recipe: Path, local: Path, 
     assert ".synthdata/lock" in s3.files(url), "a killed build leaves its lock"
 
     # Resumed on another machine (an empty local copy): only the store is shared.
-    run_build(str(recipe), "--output-dir", url, env={**s3.env, **SAME_THREADS, "SYNTHDATA_CACHE": str(tmp_path / "b")})
+    run_build(
+        str(scale_recipe), "--output-dir", url, env={**s3.env, **SAME_THREADS, "SYNTHDATA_CACHE": str(tmp_path / "b")}
+    )
     report = s3.json(f"{url}/.synthdata/run.json")
     assert (report["images_found_done"], report["images_generated"]) == (done * 2, 16 - done * 2)
-    assert s3.table(url, tmp_path / "export") == table(local)
+    assert s3.table(url, tmp_path / "export") == table(scale_build)
 
 
 @pytest.mark.e2e
-def test_two_processes_write_to_the_store_and_give_the_local_dataset(s3: S3, recipe: Path, local: Path, tmp_path: Path):
+def test_two_processes_write_to_the_store_and_give_the_local_dataset(
+    s3: S3, scale_recipe: Path, scale_build: Path, tmp_path: Path
+):
     url = s3.bucket()
     run_build(
-        str(recipe),
+        str(scale_recipe),
         "--output-dir",
         url,
         env={**s3.env, **SAME_THREADS},
@@ -328,12 +325,12 @@ def test_two_processes_write_to_the_store_and_give_the_local_dataset(s3: S3, rec
     report = s3.json(f"{url}/.synthdata/run.json")
     assert report["processes"] == 2 and sum(report["shards_per_process"]) == SHARDS
     assert all(report["shards_per_process"]), "every process must write shards of its own"
-    assert s3.table(url, tmp_path / "export") == table(local)
+    assert s3.table(url, tmp_path / "export") == table(scale_build)
 
 
 @pytest.mark.e2e
 def test_a_damaged_shard_in_the_store_is_set_aside_and_made_again(
-    s3: S3, built: str, recipe: Path, local: Path, tmp_path: Path
+    s3: S3, built: str, scale_recipe: Path, scale_build: Path, tmp_path: Path
 ):
     """A flipped byte in the store, found by the SHA-256 check of the export on another machine; the store heals."""
     victim = sorted(n for n in s3.files(built) if n.startswith(".synthdata/shards/") and n.endswith(".parquet"))[0]
@@ -341,7 +338,9 @@ def test_a_damaged_shard_in_the_store_is_set_aside_and_made_again(
     data = bytearray(s3.fs.cat_file(key))
     data[len(data) // 2] ^= 0xFF
     s3.fs.pipe_file(key, bytes(data))
-    run_build(str(recipe), "--output-dir", built, env={**s3.env, **SAME_THREADS, "SYNTHDATA_CACHE": str(tmp_path)})
+    run_build(
+        str(scale_recipe), "--output-dir", built, env={**s3.env, **SAME_THREADS, "SYNTHDATA_CACHE": str(tmp_path)}
+    )
     assert s3.json(f"{built}/.synthdata/run.json")["damaged_shards"] == [Path(victim).stem]
     assert s3.files(built)[f".synthdata/damaged/{Path(victim).name}"] == len(data), "set aside, never deleted"
-    assert s3.table(built, tmp_path / "export") == table(local)
+    assert s3.table(built, tmp_path / "export") == table(scale_build)

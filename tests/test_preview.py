@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
+import yaml
 
 from tests.helpers import run_build
 
@@ -34,6 +35,7 @@ def test_a_preview_shows_the_very_images_the_full_build_then_makes(tmp_path: Pat
     assert str(preview / "preview.png") in previewed.stdout and "per image" in previewed.stdout
 
     run_build("recipes/smoke.yaml", *SMALL, "--output-dir", str(out))
+    assert yaml.safe_load((out / "recipe.yaml").read_text(encoding="utf-8"))["splits"] == {"train": 3, "test": 2}
     built = datasets.load_dataset("parquet", data_files=str(out / "data" / "train-*.parquet"), split="train")
     by_id = {row["id"]: row for row in built.cast_column("image", datasets.Image(decode=False))}
     for row in rows:

@@ -7,14 +7,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from builders.cli import main
 from builders.generators import resolve_family
 from builders.recipe import load_recipe
 from builders.source import SourceError, recipe_source
-from tests.helpers import ROOT, run_build
-
-pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
+from tests.helpers import ROOT, run_build, run_main
 
 
+@pytest.mark.e2e
 def test_rebuild_from_a_dataset_directory_gives_identical_rows_and_image_bytes(smoke_dir: Path, tmp_path: Path):
     rebuilt = tmp_path / "rebuilt"
     result = run_build(str(smoke_dir), "--output-dir", str(rebuilt))
@@ -26,6 +26,7 @@ def test_rebuild_from_a_dataset_directory_gives_identical_rows_and_image_bytes(s
     assert load_recipe(rebuilt / "recipe.yaml") == load_recipe(smoke_dir / "recipe.yaml")
 
 
+@pytest.mark.e2e
 def test_a_dataset_directory_is_read_for_its_recipe_without_its_hub_target(smoke_dir: Path, tmp_path: Path):
     published = tmp_path / "published"
     published.mkdir()
@@ -43,9 +44,7 @@ def test_a_directory_without_recipe_is_refused(tmp_path: Path):
 
 
 def test_a_hub_id_fetches_only_recipe_yaml_and_fails_clearly_offline(tmp_path: Path):
-    result = run_build(
-        "someone/some-dataset", "--output-dir", str(tmp_path / "out"), env={"HF_HUB_OFFLINE": "1"}, check=False
-    )
+    result = run_main(main, "someone/some-dataset", "--output-dir", str(tmp_path / "out"))  # HF_HUB_OFFLINE: conftest
     assert result.returncode == 2
     assert (
         "someone/some-dataset: no such recipe file or dataset directory, and cannot fetch recipe.yaml of the "

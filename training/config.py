@@ -20,15 +20,16 @@ class TrainingError(ValueError):
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Every float reaches the optimizer or a filter: finite (no inf, no NaN), and the optimizer's within bounds.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     dataset: str
     output_dir: str
     mode: Literal["probe", "finetune"] = "probe"
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=32, ge=1)
-    lr: float = Field(default=0.001, gt=0)
-    momentum: float = Field(default=0.9, ge=0)
+    lr: float = Field(default=0.001, gt=0, le=10)
+    momentum: float = Field(default=0.9, ge=0, le=1)
     seed: int = 0
     train_split: str = "train"
     eval_splits: list[str] | None = None  # None: every other split except filtered-out ``*_dropped`` ones

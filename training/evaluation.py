@@ -8,7 +8,6 @@ from pathlib import Path
 import evaluate
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
-METRIC_NAMES = ("accuracy", "macro_f1", "precision_recall", "confusion_matrix")
 
 
 @cache

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -94,6 +95,15 @@ class Generator(ABC):
     default_guidance: ClassVar[float]
     default_sequence_length: ClassVar[int | None] = None
     flops: ClassVar[FamilyFlops]
+    # Its tiny random pipelines, for tests and benchmarks (``builders.generators.tiny.tiny_family_dir``); () for
+    # Stable Diffusion, whose tiny pipeline is the shared ``tiny-random`` one (``synthcore.tiny``).
+    tiny_names: ClassVar[tuple[str, ...]] = ()
+
+    def write_tiny(self, directory: Path, name: str) -> None:
+        """Save the tiny random pipeline ``name`` (one of ``tiny_names``) in ``directory``: the family's
+        architecture at toy sizes with random weights, shaped as in diffusers' own tests (``get_dummy_components``),
+        loadable with ``from_pretrained``. Called once, seeded, by ``tiny_family_dir``, which caches the result."""
+        raise NotImplementedError(f"{self.label} has no tiny random pipeline of its own")
 
     def defaults(self, files: ModelFiles) -> FamilyDefaults:
         """The family's defaults for this model, at the size it was trained for: the denoiser's ``sample_size``

@@ -7,9 +7,12 @@ Its pipeline ships no safety checker.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from builders.generators.base import DiffusersGenerator, FamilyDefaults, FamilyFlops
 from builders.generators.sources import ModelFiles
 from builders.recipe import Recipe
+from synthcore.tiny import T5_DIM, TEXT_DIM, clip_tokenizer, t5_encoder, t5_tokenizer, text_config, tiny_vae
 
 DISTILLED = "FLUX.1 [dev]'s distilled guidance embedding (one pass per step; the value is the embedding's strength)"
 NO_GUIDANCE = "none: FLUX.1 [schnell] is timestep-distilled and has no guidance (guidance_scale 0)"
@@ -21,6 +24,7 @@ def has_guidance_embedding(files: ModelFiles) -> bool:
 
 class Flux(DiffusersGenerator):
     name = "flux"
+    tiny_names = ("flux-dev", "flux-schnell")  # its tiny random pipelines (write_tiny), for tests and benchmarks
     label = "FLUX.1"
     pipeline_classes = ("FluxPipeline",)
     example = "black-forest-labs/FLUX.1-schnell"
@@ -56,3 +60,43 @@ class Flux(DiffusersGenerator):
             given = recipe.guidance_settings()
             problems += [f"{key}: {NO_GUIDANCE}; leave it out or set 0, got {value}" for key, value in given if value]
         return problems
+
+    def write_tiny(self, directory: Path, name: str) -> None:
+        """FLUX.1: a transformer over 2x2-packed latents, a CLIP text encoder (pooled) and a T5 encoder. [dev] has the
+        distilled guidance embedding and a resolution-dependent timestep shift; [schnell] has neither."""
+        from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        guidance_embeds = name == "flux-dev"
+        tokenizer = clip_tokenizer(directory)
+        t5 = t5_tokenizer()
+        transformer = FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=4,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=T5_DIM,
+            pooled_projection_dim=TEXT_DIM,
+            axes_dims_rope=(4, 4, 8),
+            guidance_embeds=guidance_embeds,
+        )
+        scheduler = (
+            FlowMatchEulerDiscreteScheduler(
+                shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256
+            )
+            if guidance_embeds
+            else FlowMatchEulerDiscreteScheduler(shift=1.0)
+        )
+        FluxPipeline(
+            scheduler=scheduler,
+            vae=tiny_vae(
+                1, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1159, scaling_factor=0.3611
+            ),
+            text_encoder=CLIPTextModel(CLIPTextConfig(**text_config(tokenizer))),
+            tokenizer=tokenizer,
+            text_encoder_2=t5_encoder(t5),
+            tokenizer_2=t5,
+            transformer=transformer,
+        ).save_pretrained(directory)

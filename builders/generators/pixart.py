@@ -7,15 +7,18 @@ prompt in each row is exactly what the model read. Its pipeline ships no safety 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from builders.generators.base import DiffusersGenerator, FamilyFlops
 from builders.plan import Job
 from builders.recipe import Recipe
+from synthcore.tiny import T5_DIM, t5_encoder, t5_tokenizer, tiny_vae
 
 
 class PixArtSigma(DiffusersGenerator):
     name = "pixart-sigma"
+    tiny_names = ("pixart-sigma",)  # its tiny random pipelines (write_tiny), for tests and benchmarks
     label = "PixArt-Σ"
     pipeline_classes = ("PixArtSigmaPipeline",)
     example = "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS"
@@ -30,3 +33,33 @@ class PixArtSigma(DiffusersGenerator):
 
     def call_arguments(self, recipe: Recipe, jobs: list[Job]) -> dict[str, Any]:
         return super().call_arguments(recipe, jobs) | {"use_resolution_binning": False, "clean_caption": False}
+
+    def write_tiny(self, directory: Path, name: str) -> None:
+        """PixArt-Σ: a DiT with adaLN-single and cross-attention to a T5 encoder; it predicts noise and variance."""
+        from diffusers import DPMSolverMultistepScheduler, PixArtSigmaPipeline, PixArtTransformer2DModel
+
+        tokenizer = t5_tokenizer()
+        transformer = PixArtTransformer2DModel(
+            sample_size=16,
+            num_layers=2,
+            patch_size=2,
+            attention_head_dim=8,
+            num_attention_heads=3,
+            caption_channels=T5_DIM,
+            in_channels=4,
+            cross_attention_dim=24,
+            out_channels=8,
+            attention_bias=True,
+            activation_fn="gelu-approximate",
+            num_embeds_ada_norm=1000,
+            norm_type="ada_norm_single",
+            norm_elementwise_affine=False,
+            norm_eps=1e-6,
+        )
+        PixArtSigmaPipeline(
+            tokenizer=tokenizer,
+            text_encoder=t5_encoder(tokenizer),
+            vae=tiny_vae(),
+            transformer=transformer.eval(),
+            scheduler=DPMSolverMultistepScheduler(),
+        ).save_pretrained(directory)

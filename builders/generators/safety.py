@@ -13,7 +13,7 @@ import torch
 
 from eval.scorers.clip import processor_preprocess
 from synthcore.model_refs import TINY_RANDOM, Placement, resolve
-from synthcore.tiny import tiny_family_dir
+from synthcore.tiny import tiny_safety_checker_dir
 
 
 class SafetyChecker:
@@ -39,7 +39,7 @@ class SafetyChecker:
         from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
         from transformers import CLIPImageProcessor
 
-        path = str(tiny_family_dir("safety-checker")) if ref == TINY_RANDOM else resolve(ref, "")
+        path = str(tiny_safety_checker_dir()) if ref == TINY_RANDOM else resolve(ref, "")
         checker = StableDiffusionSafetyChecker.from_pretrained(path, dtype=placement.dtype).to(placement.device)
         return cls(checker.eval(), CLIPImageProcessor.from_pretrained(path), placement)
 

@@ -3,11 +3,15 @@ CLIP text encoders and a T5-XXL encoder, classifier-free guidance. Its pipeline 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from builders.generators.base import DiffusersGenerator, FamilyFlops
+from synthcore.tiny import T5_DIM, TEXT_DIM, clip_tokenizer, t5_encoder, t5_tokenizer, text_config, tiny_vae
 
 
 class StableDiffusion3(DiffusersGenerator):
     name = "sd3"
+    tiny_names = ("sd3",)  # its tiny random pipelines (write_tiny), for tests and benchmarks
     label = "Stable Diffusion 3.x"
     pipeline_classes = ("StableDiffusion3Pipeline",)
     example = "stabilityai/stable-diffusion-3.5-medium"
@@ -29,3 +33,35 @@ class StableDiffusion3(DiffusersGenerator):
         text_encoders=2507.8,
         reference="stabilityai/stable-diffusion-3-medium-diffusers",
     )
+
+    def write_tiny(self, directory: Path, name: str) -> None:
+        """SD3: an MMDiT transformer, two CLIP text encoders with projections and a T5 encoder."""
+        from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+        from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+        tokenizer = clip_tokenizer(directory)
+        t5 = t5_tokenizer()
+        transformer = SD3Transformer2DModel(
+            sample_size=16,
+            patch_size=1,
+            in_channels=4,
+            num_layers=1,
+            attention_head_dim=8,
+            num_attention_heads=4,
+            caption_projection_dim=32,
+            joint_attention_dim=T5_DIM,
+            pooled_projection_dim=2 * TEXT_DIM,
+            out_channels=4,
+        )
+        config = CLIPTextConfig(**text_config(tokenizer))
+        StableDiffusion3Pipeline(
+            transformer=transformer,
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),  # SD3's own
+            vae=tiny_vae(use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035),
+            text_encoder=CLIPTextModelWithProjection(config),
+            tokenizer=tokenizer,
+            text_encoder_2=CLIPTextModelWithProjection(config),
+            tokenizer_2=tokenizer,
+            text_encoder_3=t5_encoder(t5),
+            tokenizer_3=t5,
+        ).save_pretrained(directory)

@@ -126,3 +126,12 @@ def _hub_file(model_id: str, revision: str | None, filename: str) -> Path | None
         return None
     except (HfHubHTTPError, OSError) as err:
         raise ModelIndexError(f"model.id: cannot fetch {filename} of {model_id!r}{at}: {err}") from None
+
+
+def ships_safety_checker(model_id: str, revision: str | None) -> bool:
+    """Whether the pipeline has its own checker (SD 1.x); a family without one runs the standalone checker. An
+    index that cannot be read counts as "has one", so the pipeline check reports what is missing."""
+    try:
+        return ModelFiles(model_id, revision).ships_safety_checker()
+    except ModelIndexError:
+        return True
