@@ -5,8 +5,9 @@
 For each size, a fabricated build output (``benchmarks/scale.py``'s: shards as a build writes them, a tiny PNG per
 row, every column filled) is exported to ``data/`` once and kept under ``--workdir``. Then each format is written
 from it (``builders.formats.export.export_formats``, as ``build.py --export-only`` does) in a fresh process, after
-its earlier folder is removed: the seconds, the files or shards written, and the peak resident memory above the
-process's memory just before (the kernel's high-water mark, reset then). The goal: under a minute per format at
+its earlier folder is removed: the seconds, the CPU seconds of all its threads (the work, apart from waiting on a
+busy machine), the files or shards written, and the peak resident memory above the process's memory just before
+(the kernel's high-water mark, reset then). The goal: under a minute per format at
 10^6 images of 10 classes, memory flat in N.
 """
 
@@ -38,13 +39,17 @@ class FormatFigures:
     images: int
     files: int
     seconds: float
+    cpu_seconds: float
     peak_mb: float
 
     def row(self) -> str:
-        return f"{self.name:>12} | {self.images:>11,} | {self.files:>9,} | {self.seconds:8.1f} | {self.peak_mb:10.1f}"
+        return (
+            f"{self.name:>12} | {self.images:>11,} | {self.files:>9,} | {self.seconds:8.1f} | "
+            f"{self.cpu_seconds:5.1f} | {self.peak_mb:10.1f}"
+        )
 
 
-HEADER = "      format |      images |     files | export s | peak MiB +"
+HEADER = "      format |      images |     files | export s | CPU s | peak MiB +"
 
 
 def measure_format(name: str, images: int, root: Path) -> FormatFigures:
@@ -60,12 +65,13 @@ def measure_format(name: str, images: int, root: Path) -> FormatFigures:
     with claimed(root, BUILD_OUTPUT) as owned:
         Path("/proc/self/clear_refs").write_text("5")  # resets the peak resident memory (VmHWM) to the current
         baseline = resident_bytes()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         (report,) = export_formats(owned, SourceData.at(root), chosen((), name))
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         peak = peak_resident_bytes()
     assert report.written and sum(report.written.rows.values()) == images
-    return FormatFigures(name, images, sum(report.written.files.values()), seconds, (peak - baseline) / 2**20)
+    files = sum(report.written.files.values())
+    return FormatFigures(name, images, files, seconds, cpu, (peak - baseline) / 2**20)
 
 
 def prepared(images: int, classes: int, workdir: Path) -> Path:
