@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from builders.content import content_entries
 from builders.recipe import Recipe
 
 # Classes whose prompts (and their JSON) are kept between shards: a plan's shards come class by class, so a few
@@ -384,43 +385,52 @@ def derive_seed(global_seed: int, *identity: Any) -> int:
 
 
 def content_fingerprint(recipe: Recipe, device_type: str, dtype_name: str) -> dict[str, Any]:
-    """The recipe fields (and resolved runtime choices) that decide the content of every finished shard.
+    """The recipe fields (and resolved runtime choices) that decide the content of every finished shard: those
+    marked so in the recipe's schema (``builders.content``), the dtype the build resolved, and the device type.
 
     Per-image fields (prompt, negative prompt, guidance, seed) are not here: they are in each shard's key, so
     changing one class's prompts regenerates only that class's shards. What is here applies to all shards:
     a finished shard made under different values cannot be mixed into the same dataset.
     """
-    return {
-        "seed": recipe.seed,
-        "class_names": recipe.class_names,
-        "model.id": recipe.model.id,
-        "model.revision": recipe.model.revision,
-        "model.pipeline": recipe.model.pipeline,  # the family, and the settings below that change its pixels
-        "model.loras": [lora.model_dump(mode="json") for lora in recipe.model.loras],
-        "model.max_sequence_length": recipe.model.max_sequence_length,
-        "model.vae": [recipe.model.vae_slicing, recipe.model.vae_tiling],
-        "model.dtype": dtype_name,
-        "model.scheduler": recipe.model.scheduler,
-        "model.safety_checker": recipe.model.safety_checker,
-        "model.safety_checker_id": recipe.model.safety_checker_id if recipe.model.safety_checker else None,
-        "model.on_flagged": recipe.model.on_flagged if recipe.model.safety_checker else None,
-        "model.max_regenerations": recipe.model.max_regenerations if recipe.model.safety_checker else None,
-        "model.compile": recipe.model.compile,  # these three change pixels within rounding, not more
-        "model.channels_last": recipe.model.channels_last,
-        "model.attention": recipe.model.attention,
-        "device_type": device_type,
-        "generation.num_inference_steps": recipe.generation.num_inference_steps,
-        "generation.height": recipe.generation.height,
-        "generation.width": recipe.generation.width,
-        "output.image_format": recipe.output.image_format,
-        "output.png_compress_level": recipe.output.png_compress_level,
-        "output.quality": recipe.output.quality,
-        "scoring": recipe.scoring.model_dump(mode="json"),
-        "label_texts": [recipe.label_text(name) for name in recipe.class_names],
-        "imagenet_classes": {name: spec.imagenet_classes for name, spec in recipe.classes.items()},
-        # only when set: fingerprints of builds made before the key existed stay the same
-        **({"model.text_encoder_dtype": recipe.model.text_encoder_dtype} if recipe.model.text_encoder_dtype else {}),
-    }
+    entries = content_entries(recipe, {"model.dtype": dtype_name}) | {"device_type": device_type}
+    return dict(sorted(entries.items(), key=lambda entry: _recorded_position(entry[0])))
+
+
+# The order in which builds recorded the fingerprint's entries (``fingerprint.json``, ``build_info.json``) before
+# they were derived from the schema, kept so those files keep their bytes; entries added since follow, in field order.
+RECORDED_ORDER = (
+    "seed",
+    "class_names",
+    "model.id",
+    "model.revision",
+    "model.pipeline",
+    "model.loras",
+    "model.max_sequence_length",
+    "model.vae",
+    "model.dtype",
+    "model.scheduler",
+    "model.safety_checker",
+    "model.safety_checker_id",
+    "model.on_flagged",
+    "model.max_regenerations",
+    "model.compile",
+    "model.channels_last",
+    "model.attention",
+    "device_type",
+    "generation.num_inference_steps",
+    "generation.height",
+    "generation.width",
+    "output.image_format",
+    "output.png_compress_level",
+    "output.quality",
+    "scoring",
+    "label_texts",
+    "imagenet_classes",
+)
+
+
+def _recorded_position(key: str) -> int:
+    return RECORDED_ORDER.index(key) if key in RECORDED_ORDER else len(RECORDED_ORDER)
 
 
 def prompts_with_images(recipe: Recipe, split: str, prompts: list[str]) -> list[str]:

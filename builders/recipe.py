@@ -45,6 +45,7 @@ from builders.limits import (
     MAX_IMAGES_PER_PROMPT,
     MAX_NAME_CHARS,
     MAX_PARTITION_WEIGHT,
+    MAX_PROMPTS,
     MAX_PROMPTS_PER_CLASS,
     MAX_REGENERATIONS,
     MAX_SEED,
@@ -157,12 +158,24 @@ ModelRef = Annotated[NonEmptyStr, AfterValidator(check_model_ref)]
 Revision = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s()\[\]<>`\\]+$")]
 
 
+# What each key decides, declared on its field (``json_schema_extra``) and read by the content fingerprint
+# (``builders.content``): the content of every shard (in the fingerprint: a change refuses to mix old shards in),
+# some images' content (in those images' shard keys: a change remakes only their shards), or no pixel at all (how
+# the build runs, what is kept, where it goes). A section marked ``fields`` has each of its keys marked instead.
+CONTENT = {"content": True}
+PER_IMAGE = {"content": "key"}
+NOT_CONTENT = {"content": False}
+BY_FIELD = {"content": "fields"}
+
+
 class LoraSettings(_Strict):
     """A LoRA adapter fused into the generator's weights before anything runs."""
 
-    id: NonEmptyStr
-    weight_name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    scale: float = Field(default=1.0, ge=-100, le=100)
+    id: NonEmptyStr = Field(description="Hub id, local directory or weights file of the adapter")
+    weight_name: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
+        default=None, description="the weights file within a Hub repo or directory holding several"
+    )
+    scale: float = Field(default=1.0, ge=-100, le=100, description="how strongly the adapter is fused, -100 to 100")
 
     @field_validator("id")
     @classmethod
@@ -176,24 +189,105 @@ class ModelSettings(_Strict):
     """The generator and how it runs. Keys a recipe leaves out may take its family's defaults
     (``builders.generators.resolve_family``)."""
 
-    id: NonEmptyStr = DEFAULT_GENERATOR
-    revision: Revision | None = None
-    pipeline: Annotated[str, Field(min_length=1, max_length=100)] | None = None  # from the model's model_index.json
-    loras: list[LoraSettings] = Field(default=[], max_length=16)
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    scheduler: str = "default"
-    safety_checker: bool = True
-    safety_checker_id: NonEmptyStr = DEFAULT_SAFETY_CHECKER  # for pipelines that ship no checker of their own
-    on_flagged: Literal["regenerate", "drop"] = "regenerate"
-    max_regenerations: int = Field(default=3, ge=0, le=MAX_REGENERATIONS)
-    channels_last: bool = False
-    compile: bool = False
-    attention: Literal["sdpa", "default"] = "sdpa"
-    max_sequence_length: int | None = Field(default=None, ge=1, le=8192)  # T5/Gemma prompt tokens, where there is one
-    text_encoder_dtype: Literal["float32", "float16", "bfloat16"] | None = None  # None: model.dtype
-    cpu_offload: bool = False
-    vae_slicing: bool = False
-    vae_tiling: bool = False
+    id: NonEmptyStr = Field(
+        default=DEFAULT_GENERATOR,
+        description="Hub id or local directory of any supported diffusers text-to-image pipeline (SD 1.x/2.x, SDXL, "
+        "SD3, FLUX.1, PixArt-Σ, Sana: see the model families); `tiny-random` builds a tiny random SD one locally",
+        json_schema_extra=CONTENT,
+    )
+    revision: Revision | None = Field(
+        default=None,
+        description="Hub revision (branch, tag or commit; no spaces or brackets)",
+        json_schema_extra=CONTENT,
+    )
+    pipeline: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        default=None,
+        description="the diffusers pipeline class, filled in from the model's `model_index.json` and recorded in "
+        "`recipe.yaml`; set it only to pin what a rebuild must find",
+        json_schema_extra=CONTENT,
+    )
+    loras: list[LoraSettings] = Field(
+        default=[],
+        max_length=16,
+        description="LoRA adapters (at most 16), fused before compiling",
+        json_schema_extra=CONTENT,
+    )
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        default="auto",
+        description="`auto` (on GPU the family's: bfloat16 for FLUX.1, SD3 and Sana, float16 for the others; float32 "
+        "on CPU), `float32`, `float16` or `bfloat16`",
+        json_schema_extra={**CONTENT, "resolved": True},  # the fingerprint records the dtype it resolves to
+    )
+    scheduler: str = Field(
+        default="default",
+        description="`default` (the model's own), `dpm++`, `dpm++_karras`, `unipc`, `euler`, `euler_a`, `ddim`, "
+        "`pndm`, "
+        "`lms`, `heun`, or any diffusers scheduler class name",
+        json_schema_extra=CONTENT,
+    )
+    safety_checker: bool = Field(
+        default=True,
+        description="run the pipeline's safety checker, or for a family that ships none the standalone one "
+        "(`model.safety_checker_id`)",
+        json_schema_extra=CONTENT,
+    )
+    safety_checker_id: NonEmptyStr = Field(
+        default=DEFAULT_SAFETY_CHECKER,
+        description="the standalone safety checker, for pipelines that ship none of their own",
+        json_schema_extra={**CONTENT, "only_with": "safety_checker"},
+    )
+    on_flagged: Literal["regenerate", "drop"] = Field(
+        default="regenerate",
+        description="a flagged (blacked-out) image is `regenerate`d with a new derived seed, or `drop`ped",
+        json_schema_extra={**CONTENT, "only_with": "safety_checker"},
+    )
+    max_regenerations: int = Field(
+        default=3,
+        ge=0,
+        le=MAX_REGENERATIONS,
+        description="attempts before a flagged image is dropped (counted in the build report), at most "
+        f"{MAX_REGENERATIONS}",
+        json_schema_extra={**CONTENT, "only_with": "safety_checker"},
+    )
+    channels_last: bool = Field(
+        default=False, description="channels-last memory format for the denoiser and the VAE", json_schema_extra=CONTENT
+    )
+    compile: bool = Field(
+        default=False, description="`torch.compile` the denoiser and the VAE decoder", json_schema_extra=CONTENT
+    )
+    attention: Literal["sdpa", "default"] = Field(
+        default="sdpa",
+        description="`sdpa` (PyTorch scaled-dot-product kernels) or `default` (whatever diffusers picks)",
+        json_schema_extra=CONTENT,
+    )
+    max_sequence_length: int | None = Field(
+        default=None,
+        ge=1,
+        le=8192,
+        description="prompt tokens of a T5/Gemma text encoder, where the family has one (`null`: the family's)",
+        json_schema_extra=CONTENT,
+    )
+    text_encoder_dtype: Literal["float32", "float16", "bfloat16"] | None = Field(
+        default=None,
+        description="the text encoders' dtype (`null`: `model.dtype`)",
+        # recorded only when set: fingerprints of builds made before the key existed stay the same
+        json_schema_extra={**CONTENT, "omit_default": True},
+    )
+    cpu_offload: bool = Field(
+        default=False,
+        description="keep each model on the CPU until it runs (less GPU memory, slower; the same pixels)",
+        json_schema_extra=NOT_CONTENT,
+    )
+    vae_slicing: bool = Field(
+        default=False,
+        description="decode a batch one image at a time (less memory)",
+        json_schema_extra={**CONTENT, "fingerprint": "model.vae", "grouped": True},
+    )
+    vae_tiling: bool = Field(
+        default=False,
+        description="decode each image in tiles (less memory for large images)",
+        json_schema_extra={**CONTENT, "fingerprint": "model.vae", "grouped": True},
+    )
 
     @field_validator("scheduler")
     @classmethod
@@ -211,15 +305,52 @@ class ModelSettings(_Strict):
         return check_model_ref(value)
 
 
+def _image_side(side: str) -> Any:
+    return Field(
+        default=512,
+        ge=8,
+        le=MAX_IMAGE_SIDE,
+        description=f"image {side}, a multiple of the family's factor (8 for SD), 8 to {MAX_IMAGE_SIDE} (the "
+        "family's native size when left out)",
+        json_schema_extra=CONTENT,
+    )
+
+
 class GenerationSettings(_Strict):
     """Parameters of every pipeline call. Defaults are the reference exercise's."""
 
-    guidance_scale: GuidanceSetting = 7.5
-    num_inference_steps: int = Field(default=50, ge=1, le=MAX_STEPS)
-    height: int = Field(default=512, ge=8, le=MAX_IMAGE_SIDE)
-    width: int = Field(default=512, ge=8, le=MAX_IMAGE_SIDE)
-    batch_size: int = Field(default=8, ge=1, le=MAX_BATCH_SIZE)
-    images_per_prompt: int = Field(default=2, ge=1, le=MAX_IMAGES_PER_PROMPT)
+    guidance_scale: GuidanceSetting = Field(
+        default=7.5,
+        description=f"classifier-free guidance, or FLUX.1 [dev]'s distilled guidance (0 to {MAX_GUIDANCE_SCALE:g}: far "
+        "beyond any useful value, a larger one overflows to black images; the family's when left out). A list of 1 "
+        f"to {MAX_GUIDANCE_VALUES} values is a guidance sweep, cycled per image",
+        json_schema_extra=PER_IMAGE,
+    )
+    num_inference_steps: int = Field(
+        default=50,
+        ge=1,
+        le=MAX_STEPS,
+        description=f"denoising steps, 1 to {MAX_STEPS:,} (the family's when left out)",
+        json_schema_extra=CONTENT,
+    )
+    height: int = _image_side("height")
+    width: int = _image_side("width")
+    batch_size: int = Field(
+        default=8,
+        ge=1,
+        le=MAX_BATCH_SIZE,
+        description=f"images per pipeline call (per process), 1 to {MAX_BATCH_SIZE:,}; part of the plan, so results "
+        "never depend on the number of processes",
+        json_schema_extra=PER_IMAGE,
+    )
+    images_per_prompt: int = Field(
+        default=2,
+        ge=1,
+        le=MAX_IMAGES_PER_PROMPT,
+        description="consecutive images made from each prompt before moving to the next, 1 to "
+        f"{MAX_IMAGES_PER_PROMPT:,}",
+        json_schema_extra=PER_IMAGE,
+    )
 
     @field_validator("height", "width")
     @classmethod
@@ -232,14 +363,47 @@ class GenerationSettings(_Strict):
 class ClassSpec(_Strict):
     """One class: literal prompts and/or templates expanded over variables, plus optional overrides."""
 
-    prompts: list[Text] = []
-    templates: list[Text] | None = None
-    variables: Variables = {}
-    negative_prompt: OptionalText | None = None
-    guidance_scale: GuidanceSetting | None = None
-    template_samples: TemplateSamples | None = None
-    label_text: Text | None = None
-    imagenet_classes: list[ImageNetClass] = []
+    prompts: list[Text] = Field(
+        default=[],
+        description=f"literal prompts (at most {MAX_TEXT_CHARS:,} characters each)",
+        json_schema_extra=PER_IMAGE,
+    )
+    templates: list[Text] | None = Field(
+        default=None,
+        description="this class's templates (`null`: the recipe's `templates`; `[]` for none)",
+        json_schema_extra=PER_IMAGE,
+    )
+    variables: Variables = Field(
+        default={}, description="this class's variables, merged over the recipe's", json_schema_extra=PER_IMAGE
+    )
+    negative_prompt: OptionalText | None = Field(
+        default=None,
+        description="this class's negative prompt (`null`: the recipe's `negative_prompt`; at most "
+        f"{MAX_TEXT_CHARS:,} characters)",
+        json_schema_extra=PER_IMAGE,
+    )
+    guidance_scale: GuidanceSetting | None = Field(
+        default=None,
+        description="this class's guidance: one value or a sweep (a list) (`null`: `generation.guidance_scale`)",
+        json_schema_extra=PER_IMAGE,
+    )
+    template_samples: TemplateSamples | None = Field(
+        default=None,
+        description="this class's number of sampled template combinations (`null`: the recipe's `template_samples`)",
+        json_schema_extra=PER_IMAGE,
+    )
+    label_text: Text | None = Field(
+        default=None,
+        description=f"the text CLIP scores the class as (`null`: the class name; at most {MAX_TEXT_CHARS:,} "
+        "characters)",
+        json_schema_extra={**CONTENT, "fingerprint": "label_texts", "per_class": "list"},
+    )
+    imagenet_classes: list[ImageNetClass] = Field(
+        default=[],
+        description="ImageNet class names that count as this class for ResNet50 agreement, spelled as in "
+        "torchvision's categories (`red fox`, `Arctic fox`); checked when the recipe loads",
+        json_schema_extra={**CONTENT, "fingerprint": "imagenet_classes", "per_class": "dict"},
+    )
 
 
 DEFAULT_EXPANSION_INSTRUCTION = (
@@ -252,14 +416,31 @@ class PromptExpansionSettings(_Strict):
     the build keeps them in ``<output>/prompts.lock.yaml`` and records them here, in ``prompts``, so the plan is a
     function of the recipe and its lock and every rebuild is identical."""
 
-    model: ModelRef
-    revision: Revision | None = None
-    per_class: int = Field(ge=1, le=MAX_PROMPTS_PER_CLASS)
-    instruction: Text = DEFAULT_EXPANSION_INSTRUCTION
-    max_new_tokens: int = Field(default=40, ge=1, le=1024)
-    temperature: float = Field(default=1.0, gt=0, le=10)
-    attempts: int = Field(default=4, ge=1, le=100)  # generation rounds per class to find per_class distinct prompts
-    prompts: dict[str, list[Text]] | None = None  # the lock: written by the build, read back on rebuilds
+    model: ModelRef = Field(
+        description="Hub id or local directory of a causal language model (`tiny-random` for tests)"
+    )
+    revision: Revision | None = Field(default=None, description="its Hub revision")
+    per_class: int = Field(
+        ge=1, le=MAX_PROMPTS_PER_CLASS, description=f"prompts it writes for each class, 1 to {MAX_PROMPTS_PER_CLASS:,}"
+    )
+    instruction: Text = Field(
+        default=DEFAULT_EXPANSION_INSTRUCTION,
+        description="what the model is asked, once per prompt; its only field is `{label}` (the class's label text)",
+    )
+    max_new_tokens: int = Field(default=40, ge=1, le=1024, description="tokens per written prompt, 1 to 1024")
+    temperature: float = Field(default=1.0, gt=0, le=10, description="sampling temperature, above 0 and at most 10")
+    attempts: int = Field(
+        default=4,
+        ge=1,
+        le=100,
+        description="generation rounds per class to find `per_class` distinct prompts, 1 to 100",
+    )
+    prompts: dict[str, list[Text]] | None = Field(
+        default=None,
+        description="the lock: the written prompts per class, recorded by the build (from "
+        "`<output>/prompts.lock.yaml`) "
+        "and read back on rebuilds; leave it out",
+    )
 
     @field_validator("instruction")
     @classmethod
@@ -277,43 +458,167 @@ class PromptExpansionSettings(_Strict):
 class OutputSettings(_Strict):
     """How images are encoded and how many go in one shard (the unit of work, resume and upload)."""
 
-    image_format: Literal["png", "webp", "jpeg"] = "png"
-    png_compress_level: int = Field(default=6, ge=0, le=9)
-    quality: int = Field(default=95, ge=1, le=100)
-    shard_size: int = Field(default=256, ge=1, le=MAX_SHARD_SIZE)
+    image_format: Literal["png", "webp", "jpeg"] = Field(
+        default="png", description="`png`, `webp` or `jpeg`", json_schema_extra=CONTENT
+    )
+    png_compress_level: int = Field(
+        default=6, ge=0, le=9, description="PNG zlib level, 0 to 9", json_schema_extra=CONTENT
+    )
+    quality: int = Field(default=95, ge=1, le=100, description="WebP/JPEG quality, 1 to 100", json_schema_extra=CONTENT)
+    shard_size: int = Field(
+        default=256,
+        ge=1,
+        le=MAX_SHARD_SIZE,
+        description=f"images per shard, at most {MAX_SHARD_SIZE:,} (rounded down to whole batches, at least one "
+        "batch): "
+        "the unit of distribution, resume and upload. A split with fewer than 64 full shards gets shards of half as "
+        "many batches, halved again down to one batch, so every process gets work; `--dry-run` prints the size used",
+        json_schema_extra=PER_IMAGE,
+    )
 
 
 class HubSettings(_Strict):
-    repo_id: str | None = None
-    private: bool = False
-    push_during_build: bool = False  # upload finished shards to building/ while the build runs (synthcore.hub)
-    upload_interval: float = Field(default=60.0, gt=0, le=MAX_UPLOAD_INTERVAL)  # seconds between two such uploads
-    formats: FormatNames = ()  # formats uploaded beside Parquet, each into its own folder (builders.formats)
+    """Where the finished dataset is pushed on the Hugging Face Hub."""
+
+    repo_id: str | None = Field(default=None, description="push the dataset to this Hub repo after the build")
+    private: bool = Field(default=False, description="create the Hub repo private")
+    push_during_build: bool = Field(
+        default=False,
+        description="upload finished shards to the repo's `building/` folder while the build runs, so the final push "
+        "finds their bytes there; needs a repo (`hub.repo_id` or `--push-to-hub`)",
+    )
+    upload_interval: float = Field(
+        default=60.0,
+        gt=0,
+        le=MAX_UPLOAD_INTERVAL,
+        description="with `hub.push_during_build`, seconds between two uploads of the shards finished meanwhile "
+        f"(one commit each; at most {MAX_UPLOAD_INTERVAL:g})",
+    )
+    formats: FormatNames = Field(
+        default=(),
+        description="formats uploaded beside Parquet, each into its own folder (of those in `formats`)",
+    )
 
 
 class Recipe(_Strict):
     """A whole build: what to generate, how, how to score it, and where it goes."""
 
-    name: str
-    description: Annotated[str, Field(max_length=MAX_DESCRIPTION_CHARS)] = ""
-    seed: int = Field(default=0, ge=0, le=MAX_SEED)
-    model: ModelSettings = ModelSettings()
-    generation: GenerationSettings = GenerationSettings()
-    negative_prompt: OptionalText = ""
-    templates: list[Text] = []
-    variables: Variables = {}
-    template_samples: TemplateSamples | None = None
-    classes: dict[str, ClassSpec]
-    splits: dict[str, Annotated[int, Field(gt=0, le=MAX_IMAGES)]]
-    prompt_disjoint: bool = False
-    prompt_partition: dict[str, Annotated[float, Field(gt=0, le=MAX_PARTITION_WEIGHT)]] | None = None
-    prompt_expansion: PromptExpansionSettings | None = None
-    scoring: ScoringSettings = ScoringSettings()
-    filters: FilterSettings = FilterSettings()
-    quality: QualitySettings = QualitySettings()
-    output: OutputSettings = OutputSettings()
-    formats: Formats = DEFAULT_FORMATS  # written beside data/ (builders.formats); Parquet always is
-    hub: HubSettings = HubSettings()
+    name: str = Field(
+        description=f"dataset name: at most {MAX_NAME_CHARS} letters, digits, `.`, `_`, `-`, starting with a letter or "
+        "digit (it names the output directory)",
+        json_schema_extra=NOT_CONTENT,
+    )
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION_CHARS)] = Field(
+        default="",
+        description=f"free text (at most {MAX_DESCRIPTION_CHARS:,} characters), goes into the dataset card as text "
+        "(Markdown and HTML escaped)",
+        json_schema_extra=NOT_CONTENT,
+    )
+    seed: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_SEED,
+        description="global seed, 0 to 2^63 − 1; every image's seed derives from it and the image's identity",
+        json_schema_extra=CONTENT,
+    )
+    model: ModelSettings = Field(
+        default=ModelSettings(), description="the generator and how it runs", json_schema_extra=BY_FIELD
+    )
+    generation: GenerationSettings = Field(
+        default=GenerationSettings(), description="the parameters of every pipeline call", json_schema_extra=BY_FIELD
+    )
+    negative_prompt: OptionalText = Field(
+        default="",
+        description=f"negative prompt for every class (at most {MAX_TEXT_CHARS:,} characters)",
+        json_schema_extra=PER_IMAGE,
+    )
+    templates: list[Text] = Field(
+        default=[],
+        description='prompt templates for every class, e.g. `"a {style} of a {subject}"`: plain `{name}` fields only '
+        "(no format spec, conversion, index or attribute; `{{` and `}}` are literal braces). Expansion is "
+        "counted before "
+        f"it happens: a class's templates may give at most {MAX_PROMPTS_PER_CLASS:,} prompts (the product of their "
+        f"variables' lengths), all classes together {MAX_PROMPTS:,}, and every prompt at most "
+        f"{MAX_TEXT_CHARS:,} characters",
+        json_schema_extra=PER_IMAGE,
+    )
+    variables: Variables = Field(
+        default={},
+        description="values of template variables, e.g. `style: [watercolor, sketch]` (names are identifiers); a "
+        "template expands into all combinations",
+        json_schema_extra=PER_IMAGE,
+    )
+    template_samples: TemplateSamples | None = Field(
+        default=None,
+        description=f"draw this many combinations (1 to {MAX_PROMPTS_PER_CLASS:,}) of each class's templates × "
+        "variables "
+        "instead of expanding them all (`null`), with the recipe's seed; the product may be any size: nothing "
+        "is expanded",
+        json_schema_extra=PER_IMAGE,
+    )
+    classes: dict[str, ClassSpec] = Field(
+        description=f"the classes by name, at most {MAX_CLASSES:,}. A class name has at most {MAX_NAME_CHARS} "
+        "characters, "
+        "no leading or trailing spaces, no control or invisible characters, no `/` or `\\`, no leading `.`; two names "
+        "equal once Unicode NFKC-normalized and case-folded (`café` composed or not, fullwidth `ｆｏｘ`, `Fox`) "
+        "are refused",
+        json_schema_extra={**BY_FIELD, "fingerprint": "class_names"},
+    )
+    splits: dict[str, Annotated[int, Field(gt=0, le=MAX_IMAGES)]] = Field(
+        description=f"images per class in each split, 1 to {MAX_IMAGES:,} (`train`, `test`, any other name of at most "
+        f"{MAX_NAME_CHARS} letters, digits and `_`; names differ other than by case); classes × the sum of the counts "
+        f"is at most {MAX_IMAGES:,}",
+        json_schema_extra=PER_IMAGE,
+    )
+    prompt_disjoint: bool = Field(
+        default=False,
+        description="give each split its own prompts, so the test split measures generalisation rather than prompt "
+        "memory. Each prompt of a class goes to one split chosen from the prompt alone (weighted rendezvous hashing "
+        "of seed, class, prompt and split against `prompt_partition`): changing the counts or adding prompts moves no "
+        "prompt. Every split gets at least one prompt of each class; a class with fewer prompts than splits is an "
+        "error. `build.py --dry-run` shows the prompts per split and class",
+        json_schema_extra=PER_IMAGE,
+    )
+    prompt_partition: dict[str, Annotated[float, Field(gt=0, le=MAX_PARTITION_WEIGHT)]] | None = Field(
+        default=None,
+        description="with `prompt_disjoint`, each split's share of every class's prompts, e.g. `{train: 0.8, "
+        f"test: 0.2}}` (positive weights up to {MAX_PARTITION_WEIGHT:.0e}, normalized; one per split, no others; "
+        "`null`: equal shares)",
+        json_schema_extra=PER_IMAGE,
+    )
+    prompt_expansion: PromptExpansionSettings | None = Field(
+        default=None,
+        description="a local language model writes more prompts per class, once; kept in `<output>/prompts.lock.yaml` "
+        "and recorded in `recipe.yaml` (`prompt_expansion.prompts`)",
+        json_schema_extra=PER_IMAGE,
+    )
+    scoring: ScoringSettings = Field(
+        default=ScoringSettings(),
+        description="the scorers and their models (one key per scorer)",
+        json_schema_extra=CONTENT,
+    )
+    filters: FilterSettings = Field(
+        default=FilterSettings(),
+        description="thresholds a row must pass to stay in its split; the others are kept aside, never deleted",
+        json_schema_extra=NOT_CONTENT,
+    )
+    quality: QualitySettings = Field(
+        default=QualitySettings(),
+        description="duplicates, leakage, diversity and the distance to a reference dataset",
+        json_schema_extra=NOT_CONTENT,
+    )
+    output: OutputSettings = Field(
+        default=OutputSettings(), description="how images are encoded and shards cut", json_schema_extra=BY_FIELD
+    )
+    formats: Formats = Field(
+        default=DEFAULT_FORMATS,
+        description="the formats written beside `data/` (Parquet always is): names, each optionally with its options, "
+        "e.g. `[parquet, imagefolder, {webdataset: {max_samples: 1000}}]`",
+        json_schema_extra=NOT_CONTENT,
+    )
+    hub: HubSettings = Field(
+        default=HubSettings(), description="where the dataset is pushed", json_schema_extra=NOT_CONTENT
+    )
 
     @field_validator("name")
     @classmethod
@@ -528,14 +833,15 @@ def _valid_keys(model: type[BaseModel], data: dict) -> dict[str, Any]:
                 valid[name] = field.get_default(call_default_factory=True)
             continue
         try:
-            valid[name] = _key_adapter(model, name).validate_python(data[name])
+            valid[name] = key_adapter(model, name).validate_python(data[name])
         except ValidationError:
             pass
     return valid
 
 
 @functools.cache
-def _key_adapter(model: type[BaseModel], name: str) -> TypeAdapter:
+def key_adapter(model: type[BaseModel], name: str) -> TypeAdapter:
+    """A validator (and serializer) of one of the model's keys alone, as the model checks and dumps it."""
     field = model.model_fields[name]
     annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
     if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):

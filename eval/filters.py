@@ -53,8 +53,11 @@ class _FilterBase(BaseModel):
 
 def _field(rule: FilterRule):
     if rule.kind == "min":
-        return (float | None, Field(default=None, ge=rule.low, le=rule.high, allow_inf_nan=False))
-    return (bool, False)
+        return (
+            float | None,
+            Field(default=None, ge=rule.low, le=rule.high, allow_inf_nan=False, description=rule.description),
+        )
+    return (bool, Field(default=False, description=rule.description))
 
 
 FilterSettings = create_model(
@@ -62,8 +65,21 @@ FilterSettings = create_model(
     __base__=_FilterBase,
     __doc__="Thresholds a row must pass to stay in its split; the others are kept aside, never deleted.",
     **{key: _field(rule) for key, (_, rule) in RULES.items()},
-    drop_duplicates=(Literal["none", "exact", "near"], "none"),
-    dropped=(Literal["dataset", "split"], "dataset"),
+    drop_duplicates=(
+        Literal["none", "exact", "near"],
+        Field(
+            default="none",
+            description="`exact` or `near`: drop later duplicates within a class, in plan order (the first stays)",
+        ),
+    ),
+    dropped=(
+        Literal["dataset", "split"],
+        Field(
+            default="dataset",
+            description="where filtered-out rows go: a `dataset` beside the data (`<out>/dropped/`) or `split`s named "
+            "`<split>_dropped`",
+        ),
+    ),
 )
 
 

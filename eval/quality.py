@@ -1,7 +1,7 @@
 """Is the dataset any good? Duplicates, train/test leakage, diversity per class, and the distance to real images.
 
 Everything here is computed from a dataset's Parquet files in the order of its rows (a build's plan order:
-split, class, index), from two things each row already has: its image (decoded to the uint8 array and hashed,
+split, class, index), from two things each row already has: its image (decoded to RGBA pixels and hashed,
 for exact duplicates) and its ``clip_embedding`` (the unit CLIP image embedding the scorer stored, for
 near-duplicates, diversity and CMMD). No model is loaded, except CLIP to embed a reference dataset of real images.
 
@@ -97,11 +97,11 @@ class ReferenceSettings(_Strict):
     ClassLabel column, whose class names are ours or are mapped to ours by ``label_map`` (theirs -> ours);
     rows of other classes are left out. Every split of it is used unless ``split`` names one."""
 
-    dataset: str = Field(min_length=1)
-    label_map: dict[str, str] = {}
-    split: str | None = None
-    image_column: str = IMAGE
-    label_column: str = LABEL
+    dataset: str = Field(min_length=1, description="a Hub dataset id or a local directory (`load_dataset`'s path)")
+    label_map: dict[str, str] = Field(default={}, description="its class names mapped to ours (theirs -> ours)")
+    split: str | None = Field(default=None, description="the split to read (`null`: every split)")
+    image_column: str = Field(default=IMAGE, description="its Image column")
+    label_column: str = Field(default=LABEL, description="its ClassLabel column")
 
     @field_validator("dataset")
     @classmethod
@@ -114,10 +114,23 @@ class ReferenceSettings(_Strict):
 class QualitySettings(_Strict):
     """The recipe's ``quality`` section (and ``python -m eval``'s quality options)."""
 
-    enabled: bool = True
-    near_duplicate_threshold: float = Field(default=DEFAULT_THRESHOLD, gt=0, le=1)
-    exact_search_limit: int = Field(default=EXACT_SEARCH_LIMIT, ge=2)
-    reference: ReferenceSettings | None = None
+    enabled: bool = Field(default=True, description="measure duplicates, leakage, diversity and CMMD after the build")
+    near_duplicate_threshold: float = Field(
+        default=DEFAULT_THRESHOLD,
+        gt=0,
+        le=1,
+        description="CLIP cosine similarity from which two images are near duplicates, above 0 and at most 1",
+    )
+    exact_search_limit: int = Field(
+        default=EXACT_SEARCH_LIMIT,
+        ge=2,
+        description="images of one class up to which near duplicates are searched exactly; a larger class is searched "
+        "approximately (faiss IVF index, recall reported)",
+    )
+    reference: ReferenceSettings | None = Field(
+        default=None,
+        description="real images to measure the distance to (CMMD); a string is short for `{dataset: ...}`",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -223,10 +236,13 @@ def groups_of(keys: np.ndarray, count: int) -> list[np.ndarray]:
 
 
 def pixel_hash(encoded: bytes) -> bytes:
-    """A hash of the decoded image: its mode, size and uint8 pixels (two encodings of one image hash alike)."""
-    image = decode_image(encoded)
-    pixels = np.asarray(image)
-    return hashlib.blake2b(f"{image.mode}{pixels.shape}".encode() + pixels.tobytes(), digest_size=16).digest()
+    """A hash of what the image looks like: its decoded pixels as RGBA, whatever its mode and encoding.
+
+    Two encodings of one picture (PNG and lossless WebP, RGB and an exact palette image, RGB and opaque RGBA) hash
+    alike; two palette images with the same indices but different palettes do not.
+    """
+    image = decode_image(encoded).convert("RGBA")
+    return hashlib.blake2b(f"{image.size}".encode() + image.tobytes(), digest_size=16).digest()
 
 
 def read_rows(
@@ -343,8 +359,7 @@ class ClassSearch:
             "images": self.images,
             "cells": self.ivf.cells,
             "probes": self.ivf.probes,
-            "recall": self.recall.share,
-            "queries": self.recall.queries,
+            **self.recall.summary(),
         }
 
 
@@ -403,7 +418,9 @@ def _near_pairs(
             if len(checked):
                 limits = np.full(len(checked), len(candidates)) if across else checked
                 of_candidates = take(x, candidates) if across else queries
-                search.recall.add(measure_recall(queries[checked], best[checked], of_candidates, limits, search.device))
+                search.recall.add(
+                    measure_recall(queries[checked], best[checked], of_candidates, limits, threshold, search.device)
+                )
         earlier.add(queries)
         before = np.concatenate([before, here])
     return pairs
@@ -441,7 +458,8 @@ def duplicate_counts(pairs: Sequence[Pair], near_searched: bool, threshold: floa
 
 def near_search_summary(searches: dict[str, ClassSearch], limit: int) -> dict:
     """``duplicates.near_search``: exact for every class, or which classes an IVF index searched, and its
-    recall (the share of sampled rows' nearest earlier rows it found), pooled and per class."""
+    recall (the share of sampled rows with a near-duplicate whose duplicate it found; and, as a diagnostic, the
+    share whose nearest earlier row it found at any similarity), pooled and per class."""
     approximate = {name: s for name, s in searches.items() if s.ivf is not None}
     if not approximate:
         return {"method": "exact", "exact_search_limit": limit}
@@ -451,8 +469,7 @@ def near_search_summary(searches: dict[str, ClassSearch], limit: int) -> dict:
     return {
         "method": "faiss-ivf-flat",
         "exact_search_limit": limit,
-        "recall": pooled.share,
-        "queries": pooled.queries,
+        **pooled.summary(),
         "classes": {name: s.summary() for name, s in approximate.items()},
     }
 

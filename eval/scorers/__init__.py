@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from pydantic import ConfigDict, create_model
+from pydantic import ConfigDict, Field, create_model
 
 from eval.preprocess import Images
 from eval.scorers.base import LoadedScorer, Scorer, ScorerSettings, ScoringTask
@@ -30,7 +30,10 @@ ScoringSettings = create_model(
     "ScoringSettings",
     __config__=ConfigDict(extra="forbid", frozen=True, strict=True),
     __doc__="The recipe's ``scoring`` section: one key per registered scorer, with that scorer's settings.",
-    **{name: (scorer.Settings, scorer.Settings()) for name, scorer in SCORERS.items()},
+    **{
+        name: (scorer.Settings, Field(default=scorer.Settings(), description=type(scorer).__doc__))
+        for name, scorer in SCORERS.items()
+    },
 )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from eval.preprocess import Images
 from synthcore.availability import ModelNeed
@@ -27,7 +27,7 @@ class ScorerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="run this scorer (its columns, filters and summary)")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class FilterRule:
     kind: Literal["min", "require"]
     low: float | None = None
     high: float | None = None
+    description: str = ""  # what the filter keeps, for the recipe reference
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,13 @@ def weights_preprocess(ref: str) -> Preprocess:
 
 
 class ResNetSettings(ScorerSettings):
-    weights: str = Field(default=DEFAULT_WEIGHTS, min_length=1)
+    weights: str = Field(
+        default=DEFAULT_WEIGHTS,
+        min_length=1,
+        description="torchvision weights name (`IMAGENET1K_V1`, `IMAGENET1K_V2`, `DEFAULT`), a local checkpoint "
+        "file (a "
+        "`resnet50` state dict; categories and preprocessing of `IMAGENET1K_V2`), or `tiny-random`",
+    )
 
     @field_validator("weights")
     @classmethod
@@ -96,7 +102,15 @@ class ResNet50Scorer(Scorer):
 
     name = "resnet50"
     Settings = ResNetSettings
-    filters = (FilterRule("require_imagenet_match", "resnet50_match", "require"),)
+    filters = (
+        FilterRule(
+            "require_imagenet_match",
+            "resnet50_match",
+            "require",
+            description="keep rows whose ResNet50 top-5 holds one of the class's `imagenet_classes`; rows of classes "
+            "without any pass",
+        ),
+    )
     summary = (SummaryStat("resnet50_agreement", "ResNet50 agree", "resnet50_match", "share", ".0%"),)
     cli_options = (
         CliOption(
