@@ -27,7 +27,7 @@ from builders.recipe import Recipe, RecipeError
 from builders.source import recipe_source
 from builders.store.claims import lease_seconds
 from builders.store.prompt_lock import read_prompt_lock
-from builders.store.remote_dir import is_remote, no_push_from_store
+from builders.store.remote_dir import is_remote, no_push_from_store, store_url
 from eval.scorers import scorer_model_refs
 from synthcore.availability import ModelNeed, require_models
 from synthcore.launch import local_device
@@ -82,6 +82,8 @@ def prepare(args: argparse.Namespace) -> BuildSpec:
     (exit 5: a store that cannot be read)."""
     mode = _mode(args)
     lease_seconds()  # SYNTHDATA_LEASE_SECONDS checked before anything loads (a ValueError: exit 2)
+    if is_remote(args.output_dir):  # one spelling of the store URL, refused before any work when it is no store's
+        args.output_dir = store_url(args.output_dir)
     source = recipe_source(args.recipe, [parse_override(text) for text in args.overrides])
     recipe = _with_push_target(source.recipe, args, mode)
     if mode is Mode.EXPORT_ONLY:  # the recipe as the dataset records it, or as given: no family is read

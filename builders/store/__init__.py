@@ -76,7 +76,9 @@ def output_store(output_dir: str | Path, rank: int, tool: Tool) -> Store:
     """The output of ``tool`` at ``output_dir``: a local directory or a prefix in a store (``s3://…``) with this
     process's local copy, checked by the same rules (``synthcore.outdir``: ours, or empty). Writes nothing."""
     if not is_remote(output_dir):
-        return OutputDir(check(output_dir, tool))
+        store = OutputDir(check(output_dir, tool))
+        store.check_folders()
+        return store
     remote = RemoteDir(str(output_dir))
     check_remote(remote, tool)
     return RemoteOutputDir(remote, local_copy(remote.url, rank), rank)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from builders.plan import Shard
-from builders.store.local import DamagedShard, OutputDir, RankProgress, ShardWriter
+from builders.store.local import DamagedShard, OutputDir, RankProgress, ShardWriter, made_shards
 from builders.store.prompt_lock import PromptLockFile, read_prompt_lock
 from builders.store.remote_dir import RemoteDir, remote_lock
 from synthcore.outdir import WORK_DIR, OwnedDir, Owner, Tool, atomic_write_text, claimed, read_owner, write_owner
@@ -105,7 +105,7 @@ class RemoteOutputDir(OutputDir):
     def prepare(self, fingerprint: dict[str, Any], overwrite: bool) -> None:
         """As locally, in the store too; then the local copy holds exactly the store's shards."""
         if overwrite and self.fingerprint_changes(fingerprint):
-            self.remote.remove([*self.remote.sizes(SHARDS), *self.remote.sizes(DAMAGED)])
+            self.remote.remove([*made_shards(self.remote.sizes(SHARDS)), *made_shards(self.remote.sizes(DAMAGED))])
         self.remote.remove([*self.remote.sizes(PROGRESS), *self.remote.sizes(CLAIMS)])  # a killed run's
         super().prepare(fingerprint, overwrite)
         self.remote.upload(self.fingerprint_file, FINGERPRINT)
