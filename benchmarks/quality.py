@@ -82,8 +82,10 @@ def first_class(rows: Rows, planted_positions: set[tuple[int, int]], limit: int,
     )
     drops, _ = timed("drop (greedy)", lambda: class_drops(members, x, rows, "near", search, THRESHOLD))
     found = {(p.a, p.b) for p in pairs}
-    print(f"class c0: {search.ivf.cells} cells, {search.ivf.probes} probed; recall {search.recall.share:.4f} "
-          f"({search.recall.found} of {search.recall.queries} sampled searches); planted pairs found "
+    recall = search.recall
+    print(f"class c0: {search.ivf.cells} cells, {search.ivf.probes} probed; recall {recall.share} ({recall.found} "
+          f"of {recall.queries} sampled searches with a near-duplicate; nearest earlier row found "
+          f"{recall.nearest} of {recall.sampled}); planted pairs found "
           f"{len(planted & found)} of {len(planted)}; near pairs {len(pairs)}, dropped {len(drops)}")  # fmt: skip
     if exact:
         exact_search = ClassSearch.of_class("c0", x, len(x), "cpu")
@@ -112,7 +114,8 @@ def main() -> None:
     print(f"peak RSS {peak:.0f} MiB: +{peak - before:.0f} MiB in the pass (before it {before:.0f}); embeddings of "
           f"one class {class_mib:.0f} MiB, of all {class_mib * args.classes:.0f} MiB")  # fmt: skip
     search_s = first_class(rows, planted, args.limit, args.exact)
-    print(f"headline: recall {report.duplicates['near_search']['recall']:.4f}, search {search_s:.1f} s")
+    near = report.duplicates["near_search"]
+    print(f"headline: recall {near['recall']} (nearest row {near['nearest_recall']:.4f}), search {search_s:.1f} s")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ queries is searched against the index, compared exactly among itself, then added
   with the square of the rows: fine to ~10^5 rows per class on a GPU, minutes on a CPU.
 - ``IvfIndex``: faiss IVF-Flat with inner product (cosine on unit vectors). k-means (fixed seed) splits the
   class's embeddings into about 4 sqrt(n) cells; a query is compared with the rows of the ``PROBES`` cells
-  nearest to it, so it can miss an earlier row that fell into another cell. ``recall`` measures how often.
+  nearest to it, so it can miss an earlier row that fell into another cell. ``Recall`` measures how often.
 """
 
 from __future__ import annotations
@@ -158,19 +158,40 @@ def greedy_repeats(embeddings: torch.Tensor, candidates: np.ndarray, threshold: 
 
 @dataclass
 class Recall:
-    """Sampled queries whose nearest earlier row exact search found, and how many of them the index also found
-    (a row as similar counts: ties and identical embeddings)."""
+    """How well the index answered sampled queries, against exact search.
+
+    ``recall`` (the number that matters): of the sampled queries whose exact best similarity reaches the
+    near-duplicate threshold (``queries`` of them), the share whose duplicate the index reported too (``found``).
+    ``nearest_recall`` (a diagnostic): of every sampled query with an earlier row (``sampled``), the share whose
+    nearest earlier row the index found at any similarity (a row as similar counts: ties, identical embeddings).
+    """
 
     queries: int = 0
     found: int = 0
+    sampled: int = 0
+    nearest: int = 0
 
     def add(self, other: Recall) -> None:
         self.queries += other.queries
         self.found += other.found
+        self.sampled += other.sampled
+        self.nearest += other.nearest
 
     @property
     def share(self) -> float | None:
         return self.found / self.queries if self.queries else None
+
+    @property
+    def nearest_share(self) -> float | None:
+        return self.nearest / self.sampled if self.sampled else None
+
+    def summary(self) -> dict:
+        return {
+            "recall": self.share,
+            "queries": self.queries,
+            "nearest_recall": self.nearest_share,
+            "sampled": self.sampled,
+        }
 
 
 def measure_recall(
@@ -178,6 +199,7 @@ def measure_recall(
     approximate: torch.Tensor,
     candidates: torch.Tensor,
     limits: np.ndarray,
+    threshold: float,
     device: torch.device | str,
 ) -> Recall:
     """Check the approximate best similarities of ``queries`` against exact search over the first ``limits[i]``
@@ -192,5 +214,11 @@ def measure_recall(
         exact = torch.maximum(exact, sims.max(dim=1).values)
     exact = exact.cpu()
     counted = exact > -math.inf
-    found = approximate >= exact - 1e-5  # faiss and torch round the same product differently
-    return Recall(int(counted.sum()), int((counted & found).sum()))
+    nearest = approximate >= exact - 1e-5  # faiss and torch round the same product differently
+    duplicate = exact >= threshold
+    return Recall(
+        queries=int(duplicate.sum()),
+        found=int((duplicate & (approximate >= threshold)).sum()),
+        sampled=int(counted.sum()),
+        nearest=int((counted & nearest).sum()),
+    )

@@ -18,19 +18,30 @@ Images = torch.Tensor | Sequence[torch.Tensor]
 
 
 def rgb_tensor(image, device: str | torch.device) -> torch.Tensor:
-    """A PIL image of any mode as a uint8 RGB (3, H, W) tensor on the device."""
-    return tvF.pil_to_tensor(image.convert("RGB")).to(device)
+    """A PIL image of any mode as a uint8 RGB (3, H, W) tensor on the device.
+
+    Transparency is composited onto white, as transformers' image processors do (``convert_to_rgb``), so a
+    transparent image scores as CLIPProcessor sees it; other modes convert with PIL.
+    """
+    from transformers.image_transforms import convert_to_rgb
+
+    return torch.from_numpy(convert_to_rgb(image, return_numpy=True)).permute(2, 0, 1).to(device)
 
 
-def as_stored(images: torch.Tensor) -> torch.Tensor:
+def stored_uint8(images: torch.Tensor) -> torch.Tensor:
     """Float images in [0, 1] as they will read back from the dataset: rounded to 8 bits, as the writer rounds.
 
     Scoring the rounded pixels makes a score computed during the build equal the score of the stored image, so
-    rescoring a dataset (``python -m eval``, the evaluate module) reproduces its columns. uint8 input is scaled.
+    rescoring a dataset (``python -m eval``, the evaluate module) reproduces its columns. uint8 input is kept.
     """
     if images.dtype == torch.uint8:
-        return images.float() / 255
-    return (images.float() * 255).round().clamp(0, 255) / 255
+        return images
+    return (images.float() * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def as_stored(images: torch.Tensor) -> torch.Tensor:
+    """``stored_uint8`` as floats in [0, 1]."""
+    return stored_uint8(images).float() / 255
 
 
 @dataclass(frozen=True)

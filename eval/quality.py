@@ -1,7 +1,7 @@
 """Is the dataset any good? Duplicates, train/test leakage, diversity per class, and the distance to real images.
 
 Everything here is computed from a dataset's Parquet files in the order of its rows (a build's plan order:
-split, class, index), from two things each row already has: its image (decoded to the uint8 array and hashed,
+split, class, index), from two things each row already has: its image (decoded to RGBA pixels and hashed,
 for exact duplicates) and its ``clip_embedding`` (the unit CLIP image embedding the scorer stored, for
 near-duplicates, diversity and CMMD). No model is loaded, except CLIP to embed a reference dataset of real images.
 
@@ -235,10 +235,13 @@ def groups_of(keys: np.ndarray, count: int) -> list[np.ndarray]:
 
 
 def pixel_hash(encoded: bytes) -> bytes:
-    """A hash of the decoded image: its mode, size and uint8 pixels (two encodings of one image hash alike)."""
-    image = decode_image(encoded)
-    pixels = np.asarray(image)
-    return hashlib.blake2b(f"{image.mode}{pixels.shape}".encode() + pixels.tobytes(), digest_size=16).digest()
+    """A hash of what the image looks like: its decoded pixels as RGBA, whatever its mode and encoding.
+
+    Two encodings of one picture (PNG and lossless WebP, RGB and an exact palette image, RGB and opaque RGBA) hash
+    alike; two palette images with the same indices but different palettes do not.
+    """
+    image = decode_image(encoded).convert("RGBA")
+    return hashlib.blake2b(f"{image.size}".encode() + image.tobytes(), digest_size=16).digest()
 
 
 def read_rows(
@@ -355,8 +358,7 @@ class ClassSearch:
             "images": self.images,
             "cells": self.ivf.cells,
             "probes": self.ivf.probes,
-            "recall": self.recall.share,
-            "queries": self.recall.queries,
+            **self.recall.summary(),
         }
 
 
@@ -415,7 +417,9 @@ def _near_pairs(
             if len(checked):
                 limits = np.full(len(checked), len(candidates)) if across else checked
                 of_candidates = take(x, candidates) if across else queries
-                search.recall.add(measure_recall(queries[checked], best[checked], of_candidates, limits, search.device))
+                search.recall.add(
+                    measure_recall(queries[checked], best[checked], of_candidates, limits, threshold, search.device)
+                )
         earlier.add(queries)
         before = np.concatenate([before, here])
     return pairs
@@ -453,7 +457,8 @@ def duplicate_counts(pairs: Sequence[Pair], near_searched: bool, threshold: floa
 
 def near_search_summary(searches: dict[str, ClassSearch], limit: int) -> dict:
     """``duplicates.near_search``: exact for every class, or which classes an IVF index searched, and its
-    recall (the share of sampled rows' nearest earlier rows it found), pooled and per class."""
+    recall (the share of sampled rows with a near-duplicate whose duplicate it found; and, as a diagnostic, the
+    share whose nearest earlier row it found at any similarity), pooled and per class."""
     approximate = {name: s for name, s in searches.items() if s.ivf is not None}
     if not approximate:
         return {"method": "exact", "exact_search_limit": limit}
@@ -463,8 +468,7 @@ def near_search_summary(searches: dict[str, ClassSearch], limit: int) -> dict:
     return {
         "method": "faiss-ivf-flat",
         "exact_search_limit": limit,
-        "recall": pooled.share,
-        "queries": pooled.queries,
+        **pooled.summary(),
         "classes": {name: s.summary() for name, s in approximate.items()},
     }
 

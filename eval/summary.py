@@ -268,12 +268,14 @@ def quality_notes(summary: DatasetSummary) -> list[str]:
     ]
     if (search := d.get("near_search") or {}).get("method", "exact") != "exact":
         recall = "-" if search["recall"] is None else f"{search['recall']:.3f}"
+        nearest = "-" if search["nearest_recall"] is None else f"{search['nearest_recall']:.3f}"
         names = list(search["classes"])
         notes.append(
             f"near-duplicates of {names if len(names) <= 10 else f'{len(names)} classes'} (over "
             "quality.exact_search_limit) searched approximately "
-            f"(faiss IVF index): recall {recall}, the share of {search['queries']} sampled searches whose nearest "
-            "earlier image it found"
+            f"(faiss IVF index): recall {recall}, the share of the {search['queries']} sampled searches with a "
+            f"near-duplicate whose duplicate it found (nearest earlier image found at any similarity: {nearest} "
+            f"of {search['sampled']})"
         )
     if summary.cmmd and "overall" in summary.cmmd:
         per_split = ", ".join(f"{s} {v:.3f}" for s, v in summary.cmmd["per_split"].items())

@@ -46,6 +46,7 @@ TRANSFORMERS_WEIGHTS = (
     "pytorch_model.bin.index.json",
 )
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 SAFETY_CHECKER = "safety_checker"
 
 # A checkpoint's tensors by name, as shapes; a need's ``expected`` compares them with its architecture's.
@@ -259,10 +260,14 @@ def diffusers_pipeline(key: str, ref: str, revision: str | None, safety_checker:
 
 
 def transformers_model(key: str, ref: str, what: str, processor: bool = True) -> HubModel:
-    """A transformers model with its weights (and, with ``processor``, its image processor and tokenizer)."""
+    """A transformers model with its weights (and, with ``processor``, its image processor and tokenizer).
+
+    The image processor's settings are in ``preprocessor_config.json`` (older transformers, most Hub repos) or in
+    ``processor_config.json`` (what transformers 5's ``save_pretrained`` writes); ``from_pretrained`` reads either.
+    """
     files = [("config.json",), TRANSFORMERS_WEIGHTS]
     if processor:
-        files += [("preprocessor_config.json",), TOKENIZER_FILES]
+        files += [PROCESSOR_FILES, TOKENIZER_FILES]
     return HubModel(key, ref, what, files=tuple(files))
 
 

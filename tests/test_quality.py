@@ -240,7 +240,15 @@ def test_classes_over_the_exact_search_limit_are_searched_with_an_index(tmp_path
     search = json.loads((root / "summary.json").read_text())["duplicates"]["near_search"]
     assert search["method"] == "faiss-ivf-flat" and search["exact_search_limit"] == 5
     assert list(search["classes"]) == ["fox", "dog", "여우"] and search["recall"] == 1
-    assert search["classes"]["dog"] == {"images": 6, "cells": 1, "probes": 1, "recall": 1.0, "queries": 6}
+    assert search["classes"]["dog"] == {
+        "images": 6,
+        "cells": 1,
+        "probes": 1,
+        "recall": 1.0,
+        "queries": 2,  # the sampled searches with a duplicate (its two repeating rows)
+        "nearest_recall": 1.0,
+        "sampled": 6,
+    }
     dropped = {i for ds in datasets.load_dataset(str(root / "dropped")).values() for i in ds["id"][:]}
     assert dropped == set(EXACT) | set(NEAR)
     assert "searched approximately \\(faiss IVF index\\): recall 1.000" in (root / "README.md").read_text("utf-8")
@@ -289,23 +297,31 @@ def test_the_index_finds_what_exact_search_finds_and_measures_its_recall():
     search = approximate.duplicates["near_search"]
     sampled = quality.fixed_sample(3000, 1000)
     queries = sum(i not in (0, 2400) for i in sampled) + sum(i >= 2400 for i in sampled)  # test rows: twice
-    assert search["classes"]["a"] | {"recall": None} == {
+    with_duplicate = sum(p.b in set(sampled) for p in exact.pairs)  # sampled searches (row, scope) with one
+    assert search["classes"]["a"] | {"nearest_recall": None} == {
         "images": 3000,
         "cells": 76,
         "probes": 16,
-        "recall": None,
-        "queries": queries,
+        "recall": 1.0,
+        "queries": with_duplicate,
+        "nearest_recall": None,
+        "sampled": queries,
     }  # fmt: skip  (76 cells: 4 sqrt(3000) = 219 needs more points than 39 per cell)
-    assert 0.9 < search["recall"] < 1 and search["recall"] == search["classes"]["a"]["recall"]
+    assert with_duplicate > 5 and search["recall"] == 1.0
+    assert 0.9 < search["nearest_recall"] < 1 and search["nearest_recall"] == search["classes"]["a"]["nearest_recall"]
     assert exact.duplicates["near_search"] == {"method": "exact", "exact_search_limit": 100000}
 
 
-def test_recall_counts_the_queries_whose_nearest_earlier_row_was_missed():
-    x = torch.eye(4)
-    x[3] = torch.nn.functional.normalize(torch.tensor([1.0, 0.2, 0, 0]), dim=0)  # nearest earlier row: 0
-    approximate = torch.tensor([-np.inf, 0.0, 0.0, 0.0])  # rows 1, 2 right (nothing closer than 0); row 3 missed
-    recall = nearest.measure_recall(x, approximate, x, np.arange(4), "cpu")
-    assert (recall.queries, recall.found) == (3, 2)  # row 0 has no earlier row: not a query
+def test_recall_counts_the_queries_whose_duplicate_was_missed():
+    """Recall: of the queries whose exact best similarity reaches the threshold, those the index reported as
+    duplicates; the diagnostic: of all queries with an earlier row, those whose nearest row it found at all."""
+    x = torch.eye(5)
+    x[3] = torch.nn.functional.normalize(torch.tensor([1.0, 0.2, 0, 0, 0]), dim=0)  # a duplicate of row 0 (0.98)
+    x[4] = torch.nn.functional.normalize(torch.tensor([0, 1.0, 0.1, 0, 0]), dim=0)  # a duplicate of row 1 (0.995)
+    approximate = torch.tensor([-np.inf, 0.0, 0.0, 0.0, float(x[4] @ x[1])])  # rows 1, 2, 4 right; 3 missed
+    recall = nearest.measure_recall(x, approximate, x, np.arange(5), 0.95, "cpu")
+    assert (recall.queries, recall.found, recall.share) == (2, 1, 0.5)  # rows 3 and 4 have a duplicate: 4 found
+    assert (recall.sampled, recall.nearest) == (4, 3)  # row 0 has no earlier row: not a query
 
 
 def test_cmmd_and_the_picture_use_fixed_samples(monkeypatch, tmp_path: Path):

@@ -16,13 +16,14 @@ def load_metric(name: str) -> evaluate.Metric:
 
 
 def compute_metrics(predictions: list[int], references: list[int], classes: list[str]) -> dict:
-    """Accuracy, macro F1, per-class precision/recall (keyed by class name) and the confusion matrix."""
+    """Accuracy, macro F1 (over the classes present in references or predictions), per-class precision/recall
+    (keyed by class name, every class) and the confusion matrix (every class)."""
     labels = list(range(len(classes)))
     inputs = {"predictions": predictions, "references": references}
     per_class = load_metric("precision_recall").compute(**inputs, labels=labels)
     return {
         **load_metric("accuracy").compute(**inputs),
-        **load_metric("macro_f1").compute(**inputs, labels=labels),
+        **load_metric("macro_f1").compute(**inputs),
         "precision": dict(zip(classes, per_class["precision"])),
         "recall": dict(zip(classes, per_class["recall"])),
         "support": dict(zip(classes, per_class["support"])),

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import datasets
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 
-from eval.preprocess import Images, Preprocess
+from eval.preprocess import Images, Preprocess, stored_uint8
 from eval.scorers.base import CliOption, FilterRule, LoadedScorer, Scorer, ScorerSettings, ScoringTask, SummaryStat
 from synthcore.availability import ModelNeed, transformers_model
 from synthcore.cardmeta import md, model_link
@@ -29,6 +29,8 @@ DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 TRUE_PROB = "clip_true_prob"
 EMBEDDING = "clip_embedding"
 PROMPT_CACHE = 65_536
+IMAGE_CHUNK = 16  # images per CLIP forward pass, always (see Clip)
+TEXT_CHUNK = 256  # texts per CLIP forward pass, always: 10^5 classes embed in bounded memory
 
 
 def clip_score(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
@@ -52,7 +54,14 @@ def processor_preprocess(image_processor) -> Preprocess:
 
 
 class Clip:
-    """A CLIP model and its processor on one device, giving unit-norm image and text embeddings (float32)."""
+    """A CLIP model and its processor on one device, giving unit-norm image and text embeddings (float32).
+
+    Images go through the processor itself (its torchvision backend, on the images' device): uint8 pixels resized
+    as CLIPProcessor resizes them, so the embeddings are the processor's. The model then runs on chunks of exactly
+    ``IMAGE_CHUNK`` images (``TEXT_CHUNK`` texts padded to the model's context), the last chunk padded by repeating
+    its last row: every forward pass has the same shapes, so a row's numbers do not depend on which other rows
+    share its batch (a 1-process and a 2-process build give equal scores) and many texts never form one batch.
+    """
 
     def __init__(self, ref: str, device: str | torch.device, dtype: torch.dtype = torch.float32):
         from transformers import CLIPModel, CLIPProcessor
@@ -63,7 +72,6 @@ class Clip:
         self.dtype = dtype
         self.processor = CLIPProcessor.from_pretrained(path)
         self.model = CLIPModel.from_pretrained(path, dtype=dtype).to(self.device).eval()
-        self.preprocess = processor_preprocess(self.processor.image_processor)
         self.max_tokens = min(
             self.processor.tokenizer.model_max_length, self.model.config.text_config.max_position_embeddings
         )
@@ -73,18 +81,30 @@ class Clip:
         """The temperature CLIP was trained with (exp of the learned log scale): zero-shot logits use it."""
         return self.model.logit_scale.exp().float()
 
+    def pixel_values(self, images: Images) -> torch.Tensor:
+        """The processor's ``pixel_values`` for float [0, 1] or uint8 images, rounded to 8 bits as stored."""
+        batch = [stored_uint8(image) for image in images]
+        return self.processor.image_processor(images=batch, return_tensors="pt", device=self.device)["pixel_values"]
+
     @torch.inference_mode()
-    def embed_images(self, images: Images) -> torch.Tensor:
-        features = self.model.get_image_features(pixel_values=self.preprocess(images, self.dtype)).pooler_output
+    def embed_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Unit image embeddings of one chunk of processed pixels."""
+        features = self.model.get_image_features(pixel_values=pixel_values.to(self.dtype)).pooler_output
         return F.normalize(features.float(), dim=-1)
+
+    def embed_images(self, images: Images) -> torch.Tensor:
+        return in_chunks(self.embed_pixels, IMAGE_CHUNK, self.pixel_values(images))[0]
 
     @torch.inference_mode()
     def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
         self._warn_if_truncated(texts)
         tokens = self.processor.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+            list(texts), padding="max_length", truncation=True, max_length=self.max_tokens, return_tensors="pt"
         ).to(self.device)
-        features = self.model.get_text_features(**tokens).pooler_output
+        return in_chunks(self._embed_tokens, TEXT_CHUNK, tokens["input_ids"], tokens["attention_mask"])[0]
+
+    def _embed_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        features = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
         return F.normalize(features.float(), dim=-1)
 
     def _warn_if_truncated(self, texts: Sequence[str]) -> None:
@@ -104,6 +124,23 @@ class Clip:
         texts = [template.format(label=label) for label in label_texts for template in templates]
         embeds = self.embed_texts(texts).view(len(label_texts), len(templates), -1)
         return F.normalize(embeds.mean(dim=1), dim=-1)
+
+
+def in_chunks(compute: Callable[..., torch.Tensor | tuple], size: int, *rows: torch.Tensor) -> list[torch.Tensor]:
+    """``compute`` over the rows in chunks of exactly ``size`` (the last padded by repeating its last row),
+    its outputs concatenated without the padding.
+
+    Fixed shapes make each row's result independent of its neighbours: matrix products and reductions pick their
+    kernels by shape, so a row scored alone and in a full batch gets the same bits.
+    """
+    outputs = []
+    for start in range(0, len(rows[0]), size):
+        chunk = [part[start : start + size] for part in rows]
+        real = len(chunk[0])
+        padded = [torch.cat([part, part[-1:].expand(size - real, *part.shape[1:])]) for part in chunk]
+        out = compute(*padded)
+        outputs.append([o[:real] for o in (out if isinstance(out, tuple) else (out,))])
+    return [torch.cat(parts) for parts in zip(*outputs)]
 
 
 class ClipSettings(ScorerSettings):
@@ -235,12 +272,18 @@ class LoadedClip(LoadedScorer):
         The image embedding itself (unit norm, float32) is a column too, unless switched off: it is what the
         duplicate, diversity and CMMD measures of ``eval.quality`` read, so they never load CLIP again."""
         prompts = [p if p is not None else self.class_texts[label] for p, label in zip(prompts, labels.tolist())]
-        embeds = self.clip.embed_images(images)
-        probs = (self.clip.logit_scale * embeds @ self.classes.T).softmax(dim=-1)
+        pixels = self.clip.pixel_values(images)
+        embeds, probs, scores = in_chunks(self._score_chunk, IMAGE_CHUNK, pixels, self.prompt_embeddings(prompts))
         columns = {
             "clip_probs": probs.tolist(),
             "clip_pred": probs.argmax(dim=-1).tolist(),
-            TRUE_PROB: probs.gather(1, labels[:, None])[:, 0].tolist(),
-            "clip_score": clip_score(embeds, self.prompt_embeddings(prompts)).tolist(),
+            TRUE_PROB: probs.gather(1, labels[:, None].to(probs.device))[:, 0].tolist(),
+            "clip_score": scores.tolist(),
         }
         return columns | ({EMBEDDING: embeds.tolist()} if self.embeddings else {})
+
+    def _score_chunk(self, pixel_values: torch.Tensor, prompt_embeds: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Embeddings, class probabilities and CLIPScores of one fixed-size chunk."""
+        embeds = self.clip.embed_pixels(pixel_values)
+        probs = (self.clip.logit_scale * embeds @ self.classes.T).softmax(dim=-1)
+        return embeds, probs, clip_score(embeds, prompt_embeds)
