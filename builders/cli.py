@@ -37,7 +37,7 @@ from synthcore.launch import local_device
 from synthcore.logs import configure_logging, route_library_logs
 from synthcore.model_refs import TINY_RANDOM, choose_dtype, is_local_path
 from synthcore.outdir import OutputDirError
-from synthcore.remote import is_remote, no_push_from_store
+from synthcore.remote import is_remote, no_push_from_store, store_url
 
 log = logging.getLogger("synthdata")
 
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         lease_seconds()  # SYNTHDATA_LEASE_SECONDS checked before anything loads (a ValueError: exit 2)
+        if is_remote(args.output_dir):  # one spelling of the store URL, refused before any work when it is no store's
+            args.output_dir = store_url(args.output_dir)
         source = recipe_source(args.recipe, [parse_override(text) for text in args.overrides])
         recipe = hub.with_push_target(source.recipe, args.push_to_hub, args.private)
         if args.formats:

@@ -28,7 +28,7 @@ from typing import Any
 
 from builders.export import BUILD_OUTPUT
 from builders.plan import Shard
-from builders.store import DamagedShard, OutputDir, RankProgress, ShardWriter
+from builders.store import DamagedShard, OutputDir, RankProgress, ShardWriter, made_shards
 from synthcore.outdir import WORK_DIR, OwnedDir, Owner, Tool, atomic_write_text, check, claimed, read_owner, write_owner
 from synthcore.remote import RemoteDir, check_remote, is_remote, remote_lock
 from synthcore.tiny import cache_root
@@ -42,7 +42,9 @@ def output_store(output_dir: str, rank: int) -> OutputDir:
     """The build's output: a local directory (checked, ``synthcore.outdir``) or a prefix in a store (checked by
     the same rules) with this process's local copy."""
     if not is_remote(output_dir):
-        return OutputDir(check(output_dir, BUILD_OUTPUT))
+        store = OutputDir(check(output_dir, BUILD_OUTPUT))
+        store.check_folders()
+        return store
     remote = RemoteDir(output_dir)
     check_remote(remote, BUILD_OUTPUT)
     return RemoteOutputDir(remote, local_copy(remote.url, rank), rank)
@@ -111,7 +113,7 @@ class RemoteOutputDir(OutputDir):
     def prepare(self, fingerprint: dict[str, Any], overwrite: bool) -> None:
         """As locally, in the store too; then the local copy holds exactly the store's shards."""
         if overwrite and self.fingerprint_changes(fingerprint):
-            self.remote.remove([*self.remote.sizes(SHARDS), *self.remote.sizes(DAMAGED)])
+            self.remote.remove([*made_shards(self.remote.sizes(SHARDS)), *made_shards(self.remote.sizes(DAMAGED))])
         self.remote.remove([*self.remote.sizes(PROGRESS), *self.remote.sizes(CLAIMS)])  # a killed run's
         super().prepare(fingerprint, overwrite)
         self.remote.upload(self.fingerprint_file, FINGERPRINT)

@@ -36,7 +36,7 @@ import logging
 import os
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, suppress
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -47,7 +47,7 @@ import pyarrow.parquet as pq
 
 from builders.plan import Plan, Shard
 from synthcore.layout import MAX_FILES_PER_FOLDER, ROWS_PER_ROW_GROUP, DataLayout
-from synthcore.outdir import WORK_DIR, OwnedDir, Tool, atomic_write_text, claimed, file_sha256
+from synthcore.outdir import WORK_DIR, OutputDirError, OwnedDir, Tool, atomic_write_text, claimed, file_sha256
 from synthcore.parallel import ordered_map
 
 log = logging.getLogger("synthdata")
@@ -148,6 +148,28 @@ class DamagedShards(RuntimeError):
         return DamagedShards, (self.damaged,)
 
 
+def made_shards(paths: Iterable[str]) -> list[str]:
+    """Of ``paths`` (one folder's), the build's shards: each ``<key>.parquet`` with its ``<key>.json`` record beside
+    it, both. A file a user placed among them has no such twin, and is never taken for one."""
+    paths = set(paths)
+    stems = {p[: -len(".parquet")] for p in paths if p.endswith(".parquet")}
+    return sorted(name for stem in stems if f"{stem}.json" in paths for name in (f"{stem}.parquet", f"{stem}.json"))
+
+
+def discard_made_shards(folder: Path) -> None:
+    """Delete the shards the build made in ``folder`` (``made_shards``; plain files, never a link), keeping
+    anything else, said in the log."""
+    if not folder.is_dir():
+        return
+    files = [p.name for p in folder.iterdir() if p.is_file() and not p.is_symlink()]
+    made = made_shards(files)
+    for name in made:
+        (folder / name).unlink()
+    kept = sorted(p.name for p in folder.iterdir())
+    if kept:
+        log.warning("--overwrite: kept %d files in %s that the build did not make: %s", len(kept), folder, kept[:5])
+
+
 class FingerprintMismatch(RuntimeError):
     """The output directory holds shards made under different settings."""
 
@@ -198,16 +220,28 @@ class OutputDir:
                 + "\nUse another --output-dir, or pass --overwrite to discard the finished shards and start again."
             )
 
+    def check_folders(self) -> None:
+        """The build's folders in ``.synthdata`` are folders or absent: a file or a link in their place (which would
+        lead the build's writes and deletions elsewhere) is an ``OutputDirError`` naming it, before any work."""
+        for path in (self.work, self.shards, self.progress, self.claims, self.damaged):
+            if path.is_symlink() or (path.exists() and not path.is_dir()):
+                what = "a symbolic link" if path.is_symlink() else "a file"
+                raise OutputDirError(
+                    f"{path} is {what}, not the folder the build keeps its {path.name} in (it never makes one there); "
+                    "move it away and run the same command again"
+                )
+
     def prepare(self, fingerprint: dict[str, Any], overwrite: bool) -> None:
-        """Main process only: start afresh if asked, record the fingerprint, drop leftovers of killed writers."""
+        """Main process only: start afresh if asked (deleting only the shards the build made: a user's file among
+        them is kept), record the fingerprint, drop leftovers of killed writers."""
         if overwrite and self.fingerprint_changes(fingerprint):
             for made in (self.shards, self.damaged):
-                shutil.rmtree(made, ignore_errors=True)
+                discard_made_shards(made)
         self.shards.mkdir(parents=True, exist_ok=True)
         for per_run in (self.progress, self.claims):  # one build at a time: these are a finished or killed run's
             shutil.rmtree(per_run, ignore_errors=True)
             per_run.mkdir(parents=True)
-        for partial in self.shards.glob("*.tmp*"):
+        for partial in [*self.shards.glob("*.parquet.tmp-*"), *self.shards.glob(".*.json.tmp-*")]:
             partial.unlink()
         atomic_write_text(self.fingerprint_file, json.dumps(fingerprint, indent=2, ensure_ascii=False))
 

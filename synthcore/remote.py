@@ -45,13 +45,47 @@ def no_push_from_store(url: str) -> str:
     )
 
 
+# Object stores a build can write to (fsspec's names); read-only or wrapping protocols (http, zip, github…) are not.
+STORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "hdfs", "webhdfs", "memory")
+
+
+class StoreURLError(ValueError):
+    """A store URL that cannot name an output (exit 2); the message never repeats credentials."""
+
+
+def store_url(url: str) -> str:
+    """``url`` in one canonical spelling, checked before any work: a store scheme, a bucket, no credentials, no
+    ``.``/``..`` parts, query or fragment; repeated and trailing slashes dropped (``s3://b//p/`` is ``s3://b/p``:
+    spelled twice, one prefix would be written twice under two names)."""
+    scheme, _, rest = url.partition("://")
+    bucket, _, path = rest.partition("/")
+    if "@" in bucket:  # user:password@: say so without repeating them
+        shown = f"{scheme}://***@{bucket.rsplit('@', 1)[1]}/{path.split('?')[0].split('#')[0]}"
+        raise StoreURLError(
+            f"{shown}: the URL holds credentials; give them through the store's own configuration "
+            "(for S3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or ~/.aws), never in the URL"
+        )
+    shown = url.split("?")[0].split("#")[0]  # a query may carry a signature: never repeated either
+    if scheme.lower() not in STORE_SCHEMES:
+        known = ", ".join(STORE_SCHEMES)
+        raise StoreURLError(f"{shown}: {scheme}:// is not an object store to build into (one of: {known})")
+    parts = [part for part in path.split("/") if part]
+    plain = rest.isprintable() and not any(c in rest for c in "?#\\")
+    if not bucket or not plain or any(part in (".", "..") for part in parts):
+        raise StoreURLError(f"{shown}: expected {scheme}://BUCKET/PREFIX (a bucket, then plain path parts)")
+    normal = "/".join([f"{scheme.lower()}://{bucket}", *parts])
+    if normal != url:
+        log.info("store URL %s read as %s", url, normal)
+    return normal
+
+
 class RemoteDir:
     """A prefix in an object store, addressed by paths relative to it (``data/train-00000-of-00001.parquet``)."""
 
     def __init__(self, url: str):
         import fsspec
 
-        self.url = url.rstrip("/")
+        self.url = store_url(url)
         try:
             # Other processes (machines) change the store: every listing is asked of it, never remembered.
             self.fs, self.path = fsspec.core.url_to_fs(self.url, use_listings_cache=False)
