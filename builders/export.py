@@ -14,6 +14,7 @@ split with its features and class names in a process that imports nothing of our
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +34,10 @@ from builders.store import Store
 from builders.store.local import DamagedShards
 from builders.store.prompt_lock import PROMPT_LOCK
 from eval.filters import keep_mask
-from eval.pictures import PICTURES_DIR, shared_tallies, write_pictures
+from eval.pictures import PICTURES_DIR
 from eval.quality import PAIRS_FILE, QualityReport, quality_pass
-from eval.quality import write_outputs as write_quality_outputs
-from eval.summary import SUMMARY_FILE, DatasetSummary, summarize, write_summary
+from eval.report import describe
+from eval.summary import SUMMARY_FILE, DatasetSummary
 from synthcore.cardmeta import CARD, md, save_card
 from synthcore.columns import DROPPED_SUFFIX
 from synthcore.layout import MAX_FILES_PER_FOLDER, DataLayout, split_sizes, write_parquet
@@ -96,26 +97,40 @@ def export_dataset(
         safety_dropped = [job_id for shard in plan.shards for job_id in store.safety_dropped(shard)]
         build_info = {**provenance, "rows": rows, "safety_dropped": safety_dropped}
         (stage / BUILD_INFO).write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")
-        tallies = shared_tallies(len(recipe.class_names))  # the summary and the pictures read the files once
-        summary = summarize(stage, recipe.filters.thresholds(), plan.splits, tallies=tallies)
-        summary = summary.with_quality(quality) if quality else summary
-        write_summary(stage, summary)
-        if (stage / DROPPED).exists():
-            _write_dropped_card(stage / DROPPED, recipe, features, plan.splits)
-        if not any(split in rows for split in plan.splits):
-            owned.publish(stage, names=[SUMMARY_FILE, DROPPED])  # what was dropped, and why; data/ stays as it was
-            raise EmptyDataset(
-                f"{owned.root}: no image is left in any split (filters: {recipe.filters.thresholds() or 'none'}; "
-                f"{len(safety_dropped)} dropped by the safety checker). Nothing was lost: the rows are in "
-                f"{owned.root / DROPPED if (owned.root / DROPPED).exists() else store.shards}; loosen the filters "
-                "and run the same command again (nothing is regenerated). summary.json says what was dropped."
-            )
-        write_pictures(stage, features, list(rows), thresholds=recipe.filters.thresholds(), tallies=tallies)
-        if quality:
-            write_quality_outputs(stage, quality, recipe.class_names)
-        write_card(stage, recipe.without_hub(), features, sizes, summary, build_info)  # names a repo once pushed
+        refuse_if_empty = functools.partial(_dropped_and_empty, stage, owned, store, recipe, features, plan, build_info)
+        thresholds = recipe.filters.thresholds()
+        described = describe(
+            stage, features, plan.splits, list(rows), quality, thresholds, before_pictures=refuse_if_empty
+        )
+        write_card(
+            stage, recipe.without_hub(), features, sizes, described.summary, build_info
+        )  # names a repo once pushed
         owned.publish(stage)
-    return ExportResult(rows=rows, summary=summary, build_info=build_info)
+    return ExportResult(rows=rows, summary=described.summary, build_info=build_info)
+
+
+def _dropped_and_empty(
+    stage: Path,
+    owned: OwnedDir,
+    store: OutputDir,
+    recipe: Recipe,
+    features: datasets.Features,
+    plan: Plan,
+    build_info: dict,
+    summary: DatasetSummary,
+) -> None:
+    """Between the summary and the pictures: the card of ``dropped/``, and the refusal of a dataset the filters
+    (or the safety checker) emptied, publishing only what was dropped and why (``summary.json``)."""
+    if (stage / DROPPED).exists():
+        _write_dropped_card(stage / DROPPED, recipe, features, plan.splits)
+    if not any(split in build_info["rows"] for split in plan.splits):
+        owned.publish(stage, names=[SUMMARY_FILE, DROPPED])  # what was dropped, and why; data/ stays as it was
+        raise EmptyDataset(
+            f"{owned.root}: no image is left in any split (filters: {recipe.filters.thresholds() or 'none'}; "
+            f"{len(build_info['safety_dropped'])} dropped by the safety checker). Nothing was lost: the rows are in "
+            f"{owned.root / DROPPED if (owned.root / DROPPED).exists() else store.shards}; loosen the filters "
+            "and run the same command again (nothing is regenerated). summary.json says what was dropped."
+        )
 
 
 def _copy(store: Store, shard: Shard, target: Path) -> None:

@@ -219,7 +219,8 @@ def contact_sheet(recipe: Recipe, split: str, rows: list[dict]):
     """One row per class (the first ``SHEET_CLASSES``), each image captioned with CLIP's p(true) where scored."""
     import PIL.Image
 
-    from eval.pictures import TRUE_PROB, Grid, GridRow, draw_grid
+    from eval.pictures import Grid, GridRow, draw_grid
+    from eval.scorers.clip import TRUE_PROB
 
     names = recipe.class_names[:SHEET_CLASSES]
     by_class: dict[int, list[dict]] = {}
