@@ -112,7 +112,7 @@ def export_dataset(
 def _dropped_and_empty(
     stage: Path,
     owned: OwnedDir,
-    store: OutputDir,
+    store: Store,
     recipe: Recipe,
     features: datasets.Features,
     plan: Plan,
