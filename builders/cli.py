@@ -47,6 +47,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="where the dataset goes (default: outputs/<recipe name>; with --push-only "
         "and a dataset directory as RECIPE, that directory)",
     )
+    _add_publishing(parser)
+    _add_running(parser)
+    return preview_count(parser, parser.parse_intermixed_args(argv))
+
+
+def _add_publishing(parser: argparse.ArgumentParser) -> None:
+    """Where the dataset goes besides the output directory: the Hub, other formats."""
     parser.add_argument(
         "--push-to-hub",
         metavar="USER/NAME",
@@ -67,6 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="write the formats from a finished dataset (RECIPE: its directory, or a Hub id in the local cache); "
         "generate nothing, load no model",
     )
+
+
+def _add_running(parser: argparse.ArgumentParser) -> None:
+    """How the build runs, or what it does instead (a dry run, a preview)."""
     parser.add_argument(
         "--overwrite", action="store_true", help="discard finished shards made under different settings"
     )
@@ -90,7 +101,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "exactly as the build will, into OUTPUT/preview/ (a contact sheet, the images, their scores); publishes "
         "nothing",
     )
-    return preview_count(parser, parser.parse_intermixed_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
