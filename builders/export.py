@@ -26,11 +26,13 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from builders.card import BUILD_INFO, card_data, write_card
-from builders.expansion import LOCK_FILE, lock_text
+from builders.expansion import lock_text
 from builders.hub import RECIPE_FILE
 from builders.plan import Plan, Shard
 from builders.recipe import FilterSettings, Recipe
-from builders.store import DamagedShards, OutputDir
+from builders.store import Store
+from builders.store.local import DamagedShards
+from builders.store.prompt_lock import PROMPT_LOCK
 from eval.filters import keep_mask
 from eval.pictures import PICTURES_DIR
 from eval.quality import PAIRS_FILE, QualityReport, quality_pass
@@ -43,7 +45,7 @@ from synthcore.outdir import OwnedDir, Tool, copy_file
 
 DATA, DROPPED = "data", "dropped"
 BUILD_OUTPUT = Tool(
-    "build.py", (CARD, RECIPE_FILE, LOCK_FILE, BUILD_INFO, SUMMARY_FILE, PAIRS_FILE, PICTURES_DIR, DATA, DROPPED)
+    "build.py", (CARD, RECIPE_FILE, PROMPT_LOCK, BUILD_INFO, SUMMARY_FILE, PAIRS_FILE, PICTURES_DIR, DATA, DROPPED)
 )
 
 
@@ -64,7 +66,7 @@ def export_dataset(
     recipe: Recipe,
     features: datasets.Features,
     provenance: dict,
-    store: OutputDir,
+    store: Store,
     owned: OwnedDir,
     plan: Plan,
     max_files: int = MAX_FILES_PER_FOLDER,
@@ -91,7 +93,7 @@ def export_dataset(
         rows = {name: info.num_examples for name, info in sizes.items()}
         (stage / RECIPE_FILE).write_text(provenance["recipe_yaml"], encoding="utf-8")
         if recipe.prompt_expansion:  # published with every export, as recipe.yaml is
-            (stage / LOCK_FILE).write_text(lock_text(recipe), encoding="utf-8")
+            (stage / PROMPT_LOCK).write_text(lock_text(recipe), encoding="utf-8")
         safety_dropped = [job_id for shard in plan.shards for job_id in store.safety_dropped(shard)]
         build_info = {**provenance, "rows": rows, "safety_dropped": safety_dropped}
         (stage / BUILD_INFO).write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -110,7 +112,7 @@ def export_dataset(
 def _dropped_and_empty(
     stage: Path,
     owned: OwnedDir,
-    store: OutputDir,
+    store: Store,
     recipe: Recipe,
     features: datasets.Features,
     plan: Plan,
@@ -131,12 +133,12 @@ def _dropped_and_empty(
         )
 
 
-def _copy(store: OutputDir, shard: Shard, target: Path) -> None:
+def _copy(store: Store, shard: Shard, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     copy_file(store.shard_path(shard), target)
 
 
-def _assess_quality(recipe: Recipe, store: OutputDir, plan: Plan) -> QualityReport | None:
+def _assess_quality(recipe: Recipe, store: Store, plan: Plan) -> QualityReport | None:
     """The quality pass (``eval.quality``) over the finished shards in plan order: duplicates, leakage,
     diversity, CMMD to ``quality.reference``, and the repeats ``filters.drop_duplicates`` drops."""
     if not recipe.quality.enabled or not plan.shards:
@@ -147,7 +149,7 @@ def _assess_quality(recipe: Recipe, store: OutputDir, plan: Plan) -> QualityRepo
 
 
 def _export_filtered(
-    store: OutputDir, stage: Path, plan: Plan, filters: FilterSettings, duplicates: pa.Array | None, max_files: int
+    store: Store, stage: Path, plan: Plan, filters: FilterSettings, duplicates: pa.Array | None, max_files: int
 ) -> None:
     """Every shard's kept rows into ``data/`` and its dropped rows aside, numbered among the non-empty parts.
 
@@ -179,7 +181,7 @@ def _export_filtered(
             _write_parts(store, shard, masks[shard.key], targets[shard.key])
 
 
-def _write_parts(store: OutputDir, shard: Shard, mask: pa.ChunkedArray, targets: dict[bool, Path]) -> None:
+def _write_parts(store: Store, shard: Shard, mask: pa.ChunkedArray, targets: dict[bool, Path]) -> None:
     """The kept (True) and dropped (False) rows of a shard to their targets: a copy when one part is all of it."""
     if len(targets) == 1:
         _copy(store, shard, next(iter(targets.values())))

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from builders.cli import main
-from builders.objstore import output_store
-from builders.store import OutputDir
+from builders.export import BUILD_OUTPUT
+from builders.store import output_store
+from builders.store.local import OutputDir
+from builders.store.remote_dir import RemoteDir, StoreURLError, store_url
 from synthcore.outdir import OutputDirError
-from synthcore.remote import RemoteDir, StoreURLError, store_url
 from tests.handmade import handmade_recipe, write_shards
 
 RECIPE = """
@@ -85,7 +86,7 @@ def test_a_file_or_link_in_place_of_a_build_folder_is_refused(folder: str, kind:
     else:
         path.symlink_to(elsewhere if kind == "link to a folder" else tmp_path / "absent")
     with pytest.raises(OutputDirError, match=f"{path} is a (file|symbolic link), not the folder the build keeps"):
-        output_store(str(root), 0)
+        output_store(str(root), 0, BUILD_OUTPUT)
     assert (elsewhere / "precious.txt").read_text() == "mine" and [p.name for p in elsewhere.iterdir()] == [
         "precious.txt"
     ]
