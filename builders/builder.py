@@ -20,6 +20,7 @@ from builders.generators.base import LoadedGenerator, to_uint8_hwc
 from builders.plan import Plan, Shard, content_fingerprint, make_plan
 from builders.provenance import dataset_provenance
 from builders.recipe import Recipe
+from builders.refilter import regenerate_failing
 from builders.rows import BatchRows, GeneratedRow, row_features
 from builders.timing import StageClock
 from eval.scorers import Scorers, scorer_features
@@ -117,6 +118,7 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
                 made = generator.generate(batch)
             with self.clock.stage("score", on_device=True):
                 scores = scorers.score(made.images, [job.label for job in made.jobs], [job.prompt for job in made.jobs])
+                tries = regenerate_failing(generator, scorers, made, scores, self.recipe)
             with self.clock.stage("copy to host"):
                 pixels = to_uint8_hwc(made.images)
             rows = [
@@ -129,6 +131,7 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
                     seed=made.seeds[i],
                     guidance_scale=job.guidance_scale,
                     safety_regenerations=made.safety_regenerations[i],
+                    filter_regenerations=tries[i],
                 ).as_dict()
                 | {column: values[i] for column, values in scores.items()}
                 for i, job in enumerate(made.jobs)

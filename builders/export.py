@@ -29,6 +29,7 @@ from builders.expansion import LOCK_FILE, lock_text
 from builders.hub import RECIPE_FILE
 from builders.plan import Plan, Shard
 from builders.recipe import FilterSettings, Recipe
+from builders.refilter import attempts_by_class
 from builders.store import DamagedShards, OutputDir
 from eval.filters import keep_mask
 from eval.pictures import PICTURES_DIR, shared_tallies, write_pictures
@@ -93,6 +94,9 @@ def export_dataset(
             (stage / LOCK_FILE).write_text(lock_text(recipe), encoding="utf-8")
         safety_dropped = [job_id for shard in plan.shards for job_id in store.safety_dropped(shard)]
         build_info = {**provenance, "rows": rows, "safety_dropped": safety_dropped}
+        if recipe.filters.regenerating:  # rows by the tries they took, per class
+            paths = [(shard.class_name, store.shard_path(shard)) for shard in with_rows.shards]
+            build_info["filter_regenerations"] = attempts_by_class(paths)
         (stage / BUILD_INFO).write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")
         tallies = shared_tallies(len(recipe.class_names))  # the summary and the pictures read the files once
         summary = summarize(stage, recipe.filters.thresholds(), plan.splits, tallies=tallies)
