@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
 from builders.plan import Batch
 from eval.filters import keep_mask
@@ -32,6 +33,7 @@ def failing(scores: dict[str, list], filters, positions: list[int]) -> list[int]
     return [i for i, ok in zip(positions, passed) if not ok]
 
 
+@torch.inference_mode()  # the batch's images are inference tensors: replaced in place
 def regenerate_failing(generator, scorers, made, scores: dict[str, list], recipe) -> list[int | None]:
     """Make the batch's failing rows again (in place in ``made`` and ``scores``), at most
     ``filters.max_regenerations`` times each; each row's attempts (None when the recipe does not regenerate).

@@ -26,7 +26,7 @@ classes:
 splits: {train: 4, test: 2}
 output: {shard_size: 2}
 scoring: {resnet50: {enabled: false}, clip: {model: tiny-random}}
-filters: {min_clip_score: 0.5, on_fail: ON_FAIL, max_regenerations: 2}
+filters: {min_clip_score: 5.8, on_fail: ON_FAIL, max_regenerations: 3}
 """
 
 
@@ -59,19 +59,19 @@ def test_failing_rows_are_regenerated_and_the_others_untouched(builds: dict[str,
     assert dropped.keys() == regenerated.keys() and len(regenerated) == 12
     assert {row["filter_regenerations"] for row in dropped.values()} == {None}
     tries = {i: row["filter_regenerations"] for i, row in regenerated.items()}
-    assert set(tries.values()) <= {0, 1, 2} and any(tries.values())
+    assert set(tries.values()) <= {0, 1, 2, 3} and any(tries.values())
     for i, row in regenerated.items():
         before = dropped[i] | {"filter_regenerations": row["filter_regenerations"]}
         if tries[i] == 0:
             assert row == before  # passed at once: byte-identical to the drop build's row
-            assert row["clip_score"] >= 0.5
+            assert row["clip_score"] >= 5.8
         else:
             assert row["seed"] != dropped[i]["seed"] and row["image"] != dropped[i]["image"]
-            assert row["clip_score"] >= 0.5 or tries[i] == 2  # kept once it passes; the last try stays
+            assert row["clip_score"] >= 5.8 or tries[i] == 3  # kept once it passes; the last try stays
     kept = pa.concat_tables([pq.read_table(f) for f in (builds["one"] / "data").glob("*.parquet")])
-    assert min(kept["clip_score"].to_pylist()) >= 0.5
-    assert kept.num_rows == sum(r["clip_score"] >= 0.5 for r in regenerated.values())
-    assert kept.num_rows > sum(r["clip_score"] >= 0.5 for r in dropped.values())  # regenerating kept more rows
+    assert min(kept["clip_score"].to_pylist()) >= 5.8
+    assert kept.num_rows == sum(r["clip_score"] >= 5.8 for r in regenerated.values())
+    assert kept.num_rows > sum(r["clip_score"] >= 5.8 for r in dropped.values())  # regenerating kept more rows
 
 
 @pytest.mark.e2e
@@ -84,7 +84,7 @@ def test_the_report_and_card_count_the_tries_per_class(builds: dict[str, Path]):
         per_class[str(row["filter_regenerations"])] = per_class.get(str(row["filter_regenerations"]), 0) + 1
     assert {c: dict(sorted(v.items())) for c, v in info["filter_regenerations"].items()} == expected
     card = (builds["one"] / "README.md").read_text(encoding="utf-8")
-    assert "failing rows regenerated up to 2 times, then dropped" in card
+    assert "failing rows regenerated up to 3 times, then dropped" in card
     assert "filter_regenerations" not in json.loads((builds["drop"] / "build_info.json").read_text())
 
 
@@ -96,8 +96,8 @@ def test_one_and_two_processes_make_the_same_rows(builds: dict[str, Path]):
 def test_regenerate_needs_a_score_threshold_and_bounds_its_tries():
     base = RECIPE.replace("ON_FAIL", "regenerate")
     with pytest.raises(ValueError, match="filters.on_fail: 'regenerate' needs a score threshold"):
-        parse_recipe(base.replace("min_clip_score: 0.5, ", ""))
+        parse_recipe(base.replace("min_clip_score: 5.8, ", ""))
     with pytest.raises(ValueError, match="max_regenerations"):
-        parse_recipe(base.replace("max_regenerations: 2", "max_regenerations: 101"))
-    assert parse_recipe(base).filters.regeneration() == {"thresholds": {"min_clip_score": 0.5}, "max_regenerations": 2}
+        parse_recipe(base.replace("max_regenerations: 3", "max_regenerations: 101"))
+    assert parse_recipe(base).filters.regeneration() == {"thresholds": {"min_clip_score": 5.8}, "max_regenerations": 3}
     assert parse_recipe(RECIPE.replace("ON_FAIL", "drop")).filters.regeneration() is None
