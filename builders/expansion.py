@@ -19,15 +19,18 @@ import logging
 import re
 import unicodedata
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from builders.limits import MAX_CLASSES, MAX_NAME_CHARS, MAX_PROMPTS, MAX_PROMPTS_PER_CLASS
 from builders.plan import derive_seed
-from builders.recipe import MAX_TEXT_CHARS, Recipe
+from builders.recipe import MAX_TEXT_CHARS, Recipe, Text
 from synthcore.availability import ModelNeed, language_model
 from synthcore.model_refs import TINY_RANDOM, resolve
 from synthcore.outdir import OwnedDir
+from synthcore.yamlfile import ConfigFileError, format_validation_errors, load_yaml, read_text, validate
 
 log = logging.getLogger("synthdata")
 
@@ -59,18 +62,45 @@ def lock_text(recipe: Recipe) -> str:
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=1_000_000)
 
 
+class LockFileError(ConfigFileError):
+    kind = "prompt lock"
+
+
+Scalar = str | int | float | bool | None
+
+
+class PromptLock(BaseModel):
+    """A ``prompts.lock.yaml`` as the build writes it: the expansion settings that made the prompts (compared with
+    the recipe's), then each class's prompts, within the recipe's bounds on names, texts and counts."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    prompt_expansion: Annotated[dict[Annotated[str, Field(max_length=MAX_NAME_CHARS)], Scalar], Field(max_length=64)]
+    prompts: Annotated[
+        dict[
+            Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)],
+            Annotated[list[Text], Field(max_length=MAX_PROMPTS_PER_CLASS)],
+        ],
+        Field(max_length=MAX_CLASSES),
+    ]
+
+    @model_validator(mode="after")
+    def _bounded_total(self) -> PromptLock:
+        total = sum(map(len, self.prompts.values()))
+        if total > MAX_PROMPTS:
+            raise ValueError(f"prompts: {total} prompts in all, more than the recipe's bound of {MAX_PROMPTS}")
+        return self
+
+
 def read_lock(path: Path) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """(settings, prompts) of a lock file; ``LockMismatch`` naming the file when it is not one."""
+    """(settings, prompts) of a lock file, read as a recipe is (``synthcore.yamlfile``: size, encoding, aliases,
+    depth) and validated (``PromptLock``); ``LockMismatch`` naming the file and every problem when it is not one."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        settings, prompts = document["prompt_expansion"], document["prompts"]
-        if not isinstance(settings, dict) or not isinstance(prompts, dict):
-            raise TypeError("'prompt_expansion' and 'prompts' must be mappings")
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
-        raise LockMismatch(
-            f"{path}: not a prompt lock ({err}); delete it or pass --overwrite to write it again"
-        ) from None
-    return settings, prompts
+        data = load_yaml(read_text(path, LockFileError), str(path), LockFileError)
+        lock = validate(PromptLock, data, str(path), LockFileError, "prompt lock")
+    except LockFileError as err:
+        raise LockMismatch(f"{err}\nDelete it or pass --overwrite to write it again.") from None
+    return lock.prompt_expansion, lock.prompts
 
 
 def with_prompts(recipe: Recipe, prompts: dict[str, list[str]]) -> Recipe:
@@ -106,7 +136,13 @@ def locked_recipe(recipe: Recipe, root: Path) -> Recipe | None:
         return recipe if recipe.prompt_expansion.prompts is not None else None
     if problem := lock_problem(recipe, path):
         raise LockMismatch(f"{problem}. Pass --overwrite to write the prompts again, or restore the settings.")
-    return with_prompts(recipe, read_lock(path)[1])
+    try:
+        return with_prompts(recipe, read_lock(path)[1])
+    except ValidationError as err:  # prompts each valid, but not for this recipe (its checks across keys)
+        problems = "\n".join(f"  - {p}" for p in format_validation_errors(err))
+        raise LockMismatch(
+            f"{path}: its prompts do not fit the recipe:\n{problems}\nPass --overwrite to write them again."
+        ) from None
 
 
 def planned_recipe(recipe: Recipe, root: Path) -> tuple[Recipe, str | None]:

@@ -71,8 +71,10 @@ def preview_count(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     args.preview = int(args.preview)
     if args.preview < 1:
         parser.error("--preview: give at least 1 image per class")
-    if args.dry_run or args.push_only:
-        parser.error("--preview makes images and publishes nothing: give it without --dry-run and --push-only")
+    if args.dry_run or args.push_only or args.export_only:
+        parser.error(
+            "--preview makes images and publishes nothing: give it without --dry-run, --push-only and --export-only"
+        )
     return args
 
 

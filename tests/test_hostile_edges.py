@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from builders.generators.tiny import tiny_family_dir
 from builders.limits import MAX_GUIDANCE_SCALE
 from builders.recipe import LoraSettings, RecipeError, parse_recipe
 from synthcore.availability import lora_needs
-from synthcore.tiny import tiny_family_dir, tiny_models_dir
+from synthcore.tiny import tiny_models_dir
 from training.config import parse_config
 
 MINIMAL = "name: t\nclasses: {a: {prompts: [x]}}\nsplits: {train: 1}\n"

@@ -248,7 +248,7 @@ def test_the_lock_round_trips_and_is_checked_against_the_recipe(tmp_path: Path):
     with pytest.raises(LockMismatch, match="holds the prompts of classes"):
         locked_recipe(other_classes, tmp_path)
     (tmp_path / LOCK_FILE).write_text("prompts: [", encoding="utf-8")
-    with pytest.raises(LockMismatch, match="not a prompt lock"):
+    with pytest.raises(LockMismatch, match="invalid prompt lock"):
         locked_recipe(recipe, tmp_path)
 
 

@@ -38,7 +38,6 @@ class ModelFiles:
     def __init__(self, model_id: str, revision: str | None = None):
         self.model_id = model_id
         self.revision = revision
-        self.from_table = False  # a file was answered by the table of well-known models (``known.py``)
 
     def index(self) -> dict[str, Any]:
         if self.model_id == TINY_RANDOM:
@@ -76,7 +75,6 @@ class ModelFiles:
         except NotCached:
             if self.model_id not in KNOWN_MODELS:
                 raise
-            self.from_table = True
             return KNOWN_MODELS[self.model_id].file(filename)
 
 
