@@ -12,22 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from builders.recipe import parse_recipe
-from tests.helpers import ACCELERATE, SAME_THREADS, run_build, write_recipe
+from tests.helpers import ACCELERATE, SAME_THREADS, SCALE_RECIPE, run_build, write_recipe
 
-RECIPE = """
-name: regen
-model: {id: tiny-random, safety_checker: false}
-generation: {num_inference_steps: 2, height: 32, width: 32, batch_size: 2, images_per_prompt: 1}
-templates: ["a {style} of a {subject}"]
-variables: {style: [watercolor, sketch, photo]}
-classes:
-  fox: {variables: {subject: [red fox]}}
-  dog: {variables: {subject: [golden retriever]}}
-splits: {train: 4, test: 2}
-output: {shard_size: 2}
-scoring: {resnet50: {enabled: false}, clip: {model: tiny-random}}
-filters: {min_clip_score: 5.8, on_fail: ON_FAIL, max_regenerations: 3}
-"""
+RECIPE = SCALE_RECIPE.replace("COUNT", "4").replace(
+    "scoring: {clip: {enabled: false}, resnet50: {enabled: false}}",
+    "scoring: {resnet50: {enabled: false}, clip: {model: tiny-random}}\n"
+    "filters: {min_clip_score: 5.8, on_fail: ON_FAIL, max_regenerations: 3}",
+)
 
 
 def shard_rows(out: Path) -> dict[str, dict]:
