@@ -33,14 +33,15 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from benchmarks.flops import counted_flops, matmul_peak_tflops  # noqa: E402
 from builders.builder import SyntheticImages  # noqa: E402
-from builders.claims import Claims, lease_seconds  # noqa: E402
-from builders.distributed_build import placement_for, write_shards  # noqa: E402
+from builders.distributed_build import write_shards  # noqa: E402
 from builders.generators import family_of, resolve_family  # noqa: E402
 from builders.generators.tiny import TINY_FAMILIES, tiny_family_dir  # noqa: E402
 from builders.plan import Plan, make_plan  # noqa: E402
 from builders.recipe import Recipe, RecipeError  # noqa: E402
 from builders.schedulers import SCHEDULER_NAMES  # noqa: E402
-from builders.store import OutputDir  # noqa: E402
+from builders.spec import placement_for  # noqa: E402
+from builders.store.claims import Claims, lease_seconds  # noqa: E402
+from builders.store.local import OutputDir  # noqa: E402
 from synthcore.launch import start_state  # noqa: E402
 
 H100_DENSE_BF16_TFLOPS = 800.0

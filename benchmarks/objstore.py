@@ -21,35 +21,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.test_distributed import SCALE_RECIPE  # noqa: E402
+from tests.helpers import SCALE_RECIPE, s3_server  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    import s3fs
-    from moto.server import ThreadedMotoServer
+    with s3_server("bench") as (store_env, fs):
+        env = {**os.environ, **store_env, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+        fs.mkdir("bench")
+        seconds, objects = _rounds(args.rounds, env, fs)
+    best = {kind: min(values) for kind, values in seconds.items()}
+    print(f"best of {args.rounds}: local {best['local']:.1f} s, s3 {best['s3']:.1f} s ({objects} objects in the store)")
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-    }
-    fs = s3fs.S3FileSystem(key="bench", secret="bench", endpoint_url=env["AWS_ENDPOINT_URL"])
-    fs.mkdir("bench")
+
+def _rounds(rounds: int, env: dict[str, str], fs) -> tuple[dict[str, list[float]], int]:
+    """Seconds per build, local and into the store, for each round; and the objects of the first build there."""
     work = Path(tempfile.mkdtemp(prefix="objstore-bench-"))
     recipe = work / "recipe.yaml"
     recipe.write_text(SCALE_RECIPE.replace("COUNT", "6"), encoding="utf-8")
     seconds: dict[str, list[float]] = {"local": [], "s3": []}
-    for i in range(args.rounds):
+    for i in range(rounds):
         for kind, target in (("local", str(work / f"local-{i}")), ("s3", f"s3://bench/scale-{i}")):
             started = time.perf_counter()
             subprocess.run(
@@ -61,10 +54,7 @@ def main() -> None:
             )
             seconds[kind].append(time.perf_counter() - started)
             print(f"round {i + 1}: {kind:5s} {seconds[kind][-1]:.1f} s", flush=True)
-    objects = len(fs.find("bench/scale-0"))
-    server.stop()
-    best = {kind: min(values) for kind, values in seconds.items()}
-    print(f"best of {args.rounds}: local {best['local']:.1f} s, s3 {best['s3']:.1f} s ({objects} objects in the store)")
+    return seconds, len(fs.find("bench/scale-0"))
 
 
 if __name__ == "__main__":

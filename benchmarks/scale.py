@@ -70,7 +70,7 @@ sys.path.insert(0, str(ROOT))
 from builders.dryrun import describe  # noqa: E402
 from builders.plan import content_fingerprint, make_plan  # noqa: E402
 from builders.recipe import GenerationSettings, OutputSettings, Recipe, parse_recipe  # noqa: E402
-from builders.store import OutputDir  # noqa: E402
+from builders.store.local import OutputDir  # noqa: E402
 
 DEFAULT_SIZES = [10**4, 10**5, 10**6, 10**7, 10**8]
 
@@ -325,7 +325,7 @@ def fabricate_output(images: int, classes: int, root: Path) -> None:
     """Every shard of the export recipe's plan under ``root``, with records, as a finished build leaves them."""
     from builders.builder import dataset_features
     from builders.export import BUILD_OUTPUT
-    from builders.store import ShardRecord
+    from builders.store.local import ShardRecord
     from synthcore.layout import ROWS_PER_ROW_GROUP
     from synthcore.outdir import atomic_write_text, claimed, file_sha256
 

@@ -1,4 +1,4 @@
-"""What shard verification and copying exports cost (the figures behind ``builders/store.py``'s choice).
+"""What shard verification and copying exports cost (the figures behind ``builders/store/local.py``'s choice).
 
     python -m benchmarks.verification [--shards 200] [--mib-per-shard 2] [--dir /tmp/verification]
 
@@ -20,7 +20,7 @@ import datasets
 
 from builders.plan import content_fingerprint, make_plan
 from builders.recipe import parse_recipe
-from builders.store import OutputDir
+from builders.store.local import OutputDir
 from synthcore.outdir import copy_file
 
 RECIPE = """

@@ -12,16 +12,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import datasets
+import torch
 from tqdm.auto import tqdm
 
 from builders.encode import encode_image
-from builders.generators import describe, family_of, resolve_family
+from builders.generators import describe, family_of
 from builders.generators.base import LoadedGenerator, to_uint8_hwc
 from builders.plan import Plan, Shard, content_fingerprint, make_plan
 from builders.provenance import dataset_provenance
 from builders.recipe import Recipe
 from builders.refilter import regenerate_failing
 from builders.rows import BatchRows, GeneratedRow, row_features
+from builders.spec import BuildSpec
 from builders.timing import StageClock
 from eval.scorers import Scorers, scorer_features
 from synthcore.model_refs import Placement
@@ -46,11 +48,17 @@ class SyntheticImagesConfig(datasets.BuilderConfig):
 class SyntheticImages(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIG_CLASS = SyntheticImagesConfig
 
-    def __init__(self, *args, recipe: Recipe | None = None, **kwargs):
-        super().__init__(*args, recipe=resolve_family(recipe) if recipe else None, **kwargs)
+    def __init__(self, *args, **kwargs):
+        """``recipe=``: a resolved recipe (``builders.spec``; it is never resolved again here); ``placement=``."""
+        super().__init__(*args, **kwargs)
         self._generator: LoadedGenerator | None = None
         self._scorers = None
         self.clock = StageClock(self.placement.device if self.placement else "cpu")
+
+    @classmethod
+    def of(cls, spec: BuildSpec, device: torch.device) -> SyntheticImages:
+        """The builder of a build spec on this process's ``device``."""
+        return cls(recipe=spec.recipe, placement=spec.placement(device), name=spec.recipe.name)
 
     @property
     def recipe(self) -> Recipe:

@@ -23,7 +23,8 @@ from builders.recipe import Recipe, recipe_to_yaml
 from builders.refilter import attempts_text
 from eval.pictures import EMBEDDING_MAP_NAME, HISTOGRAM_NAME, picture_alt, samples_name
 from eval.scorers import enabled_scorers
-from eval.summary import STATS, DatasetSummary, format_stat, leakage_warning, quality_markdown, read_summary
+from eval.summary import DatasetSummary, format_stat, leakage_warning, quality_markdown, read_summary
+from eval.tallies import STATS
 from synthcore.cardmeta import CARD, layout_card_data, md, model_link
 from synthcore.model_refs import TINY_RANDOM, is_local_path
 from synthcore.readback import stored_features

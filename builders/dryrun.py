@@ -4,20 +4,88 @@ The estimate scales the recipe's family's counted cost (``Generator.flops``: for
 forward at a 64x64 latent, two forwards per step with classifier-free guidance, VAE decode 2514.5 GFLOPs at 512x512;
 see ``benchmarks/sd15_architecture.json`` and ``benchmarks/families.py``) by image area and steps, and prints two
 GPU-time figures: the FLOP floor on an H100 (~800 TFLOP/s dense bf16) and the pace of plain diffusers (about
-1 image/s on an H100 for SD 1.5 at 512x512 and 50 steps, scaled by the family's FLOPs).
+1 image/s on an H100 for SD 1.5 at 512x512 and 50 steps, scaled by the family's FLOPs). The plan is made without a
+``datasets`` builder (whose config hashing alone takes seconds for thousands of classes), and nothing of the
+generation stack (diffusers, transformers) is imported.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from huggingface_hub import try_to_load_from_cache
+
+from builders.expansion import planned_recipe
+from builders.export import BUILD_OUTPUT
 from builders.generators import family_of
 from builders.generators.stable_diffusion import SD15_FLOPS
-from builders.plan import Plan, batches_per_shard, guidance_counts, prompts_with_images
+from builders.plan import Plan, batches_per_shard, content_fingerprint, guidance_counts, make_plan, prompts_with_images
 from builders.recipe import Recipe
-from builders.store import OutputDir
+from builders.spec import BuildSpec
+from builders.store import Store, output_store
+from builders.store.local import OutputDir
+from builders.store.prompt_lock import read_prompt_lock
+from builders.store.remote_dir import is_remote
 from eval.summary import display_width, pad
+from synthcore.launch import local_device
+from synthcore.model_refs import TINY_RANDOM, is_local_path
 
 H100_TFLOPS = 800.0
 PLAIN_DIFFUSERS_SECONDS_512_50_STEPS = 1.0
+
+
+def dry_run(spec: BuildSpec) -> str:
+    """What ``--dry-run`` prints: the plan's size per split and class, what ``spec``'s output already holds, and
+    the GPU-time estimate. Prompt expansion's prompts come from the output's lock, or are placeholders before the
+    first build (a note says so). Loads no model, writes nothing."""
+    placement = spec.placement(local_device())
+    recipe, note = spec.recipe, None
+    if recipe.prompt_expansion:
+        recipe, note = planned_recipe(recipe, read_prompt_lock(spec.output_dir))
+    fingerprint = content_fingerprint(recipe, placement.device.split(":")[0], placement.dtype_name)
+    # A store's finished shards count; a local directory is read unchecked (the dry run writes nothing).
+    remote = is_remote(spec.output_dir)
+    store = output_store(spec.output_dir, 0, BUILD_OUTPUT) if remote else OutputDir(spec.output_dir)
+    plan_text = describe(recipe, make_plan(recipe, fingerprint), store)
+    return "\n".join([plan_text, *([note] if note else []), *architecture_and_download(recipe)])
+
+
+def architecture_and_download(recipe: Recipe) -> list[str]:
+    """Whose architecture the estimate is (SD 1.x/2.x, whose UNets differ; the other families' estimates are their
+    own reference architecture's, named in the compute line), and how to fetch a missing model."""
+    notes = [_architecture_note(recipe)] if recipe.model.pipeline == "StableDiffusionPipeline" else []
+    return notes + [line for line in (download_line(recipe), other_downloads_line(recipe)) if line]
+
+
+SD15_UNET = {"block_out_channels": [320, 640, 1280, 1280], "cross_attention_dim": 768}
+
+
+def _architecture_note(recipe: Recipe) -> str:
+    """Whose architecture the estimate is: it is SD 1.5's; say whether the recipe's model has that UNet, read from
+    its ``unet/config.json`` where that is on disk (nothing is downloaded or loaded)."""
+    ref = recipe.model.id
+    if ref == TINY_RANDOM:
+        return (
+            f"model.id {TINY_RANDOM!r} is a tiny random test pipeline: the estimate is for SD 1.5's architecture, "
+            "far above what it costs"
+        )
+    if is_local_path(ref):
+        path = Path(ref).expanduser() / "unet" / "config.json"
+    else:
+        cached = try_to_load_from_cache(ref, "unet/config.json", revision=recipe.model.revision)
+        path = Path(cached) if isinstance(cached, str) else None
+    try:
+        unet = json.loads(path.read_text(encoding="utf-8")) if path else None
+    except (OSError, ValueError):
+        unet = None
+    if unet is None:
+        return f"model.id {ref!r}: its UNet config is not on disk; the estimate assumes SD 1.5's architecture"
+    found = {key: unet.get(key) for key in SD15_UNET}
+    if found == SD15_UNET:
+        return f"model.id {ref!r} has SD 1.5's UNet architecture: the estimate is for it"
+    shown = ", ".join(f"{key} {value}" for key, value in found.items())
+    return f"model.id {ref!r} has another UNet ({shown}): the estimate is SD 1.5's, not its own"
 
 
 def tflops_per_image(recipe: Recipe, guidance_scale: float) -> float:
@@ -45,7 +113,7 @@ def images_by_guidance(recipe: Recipe, plan: Plan) -> dict[float, int]:
     return by_guidance
 
 
-def describe(recipe: Recipe, plan: Plan, store: OutputDir) -> str:
+def describe(recipe: Recipe, plan: Plan, store: Store) -> str:
     """A table of prompts and images per split and class (the prompt partition), shards already finished in
     ``store``, and the GPU-time estimate. All from the plan's counts, never its jobs: a plan of 10^8 images is
     described in seconds, unless ``store`` holds finished shards, which are recognised by key (every key hashes its
@@ -145,11 +213,11 @@ def _shard_sizes(recipe: Recipe) -> str:
     return ", ".join(f"{size} ({split})" for split, size in sizes.items())
 
 
-def finished_images(plan: Plan, store: OutputDir) -> int:
+def finished_images(plan: Plan, store: Store) -> int:
     """Images of the plan already in ``store``; no key is computed when it holds no finished shard."""
     if not store.has_shards():
         return 0
-    return sum(shard.size for shard in plan.shards if store.is_done(shard))
+    return sum(shard.size for shard in plan.shards if store.done(shard))
 
 
 def _partition_line(recipe: Recipe) -> str:

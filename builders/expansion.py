@@ -4,9 +4,10 @@
 generation; ``tiny-random`` is a tiny random Llama for tests) for ``per_class`` distinct prompts per class, from
 the instruction with the class's label text in ``{label}``. Sampling is not reproducible across machines and
 library versions, so what it wrote is kept: the first build writes ``<output>/prompts.lock.yaml`` (the expansion
-settings and the prompts) and records the prompts in the recipe (``prompt_expansion.prompts``), so ``recipe.yaml``
-and the card carry them. The plan is a function of the recipe and its lock: a rerun or resume of the same output
-reads the lock and makes the same jobs, and a rebuild from ``recipe.yaml`` needs no language model at all.
+settings and the prompts; a file of the output, read where the output lives: ``builders.store.prompt_lock``) and
+records the prompts in the recipe (``prompt_expansion.prompts``), so ``recipe.yaml`` and the card carry them. The
+plan is a function of the recipe and its lock: a rerun or resume of the same output reads the lock and makes the
+same jobs, and a rebuild from ``recipe.yaml`` needs no language model at all.
 
 A lock made under other expansion settings is refused (exit 2) rather than silently reused or replaced;
 ``--overwrite`` regenerates it. In a launch of several processes the main process generates and publishes the lock,
@@ -18,7 +19,6 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
@@ -27,14 +27,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from builders.limits import MAX_CLASSES, MAX_NAME_CHARS, MAX_PROMPTS, MAX_PROMPTS_PER_CLASS
 from builders.plan import derive_seed
 from builders.recipe import MAX_TEXT_CHARS, Recipe, Text
+from builders.store import Store
+from builders.store.prompt_lock import PROMPT_LOCK, PromptLockFile
 from synthcore.availability import ModelNeed, language_model
 from synthcore.model_refs import TINY_RANDOM, resolve
 from synthcore.outdir import OwnedDir
-from synthcore.yamlfile import ConfigFileError, format_validation_errors, load_yaml, read_text, validate
+from synthcore.yamlfile import ConfigFileError, decode_text, format_validation_errors, load_yaml, validate
 
 log = logging.getLogger("synthdata")
 
-LOCK_FILE = "prompts.lock.yaml"
 _UNPRINTABLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 
 
@@ -92,15 +93,17 @@ class PromptLock(BaseModel):
         return self
 
 
-def read_lock(path: Path) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """(settings, prompts) of a lock file, read as a recipe is (``synthcore.yamlfile``: size, encoding, aliases,
-    depth) and validated (``PromptLock``); ``LockMismatch`` naming the file and every problem when it is not one."""
+def read_lock(lock: PromptLockFile) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """(settings, prompts) of an output's lock (which is there), read as a recipe is (``synthcore.yamlfile``: size,
+    encoding, aliases, depth) and validated (``PromptLock``); ``LockMismatch`` naming the file and every problem when
+    it is not one."""
     try:
-        data = load_yaml(read_text(path, LockFileError), str(path), LockFileError)
-        lock = validate(PromptLock, data, str(path), LockFileError, "prompt lock")
+        text = decode_text(lock.data, lock.where, LockFileError)
+        data = load_yaml(text, lock.where, LockFileError)
+        parsed = validate(PromptLock, data, lock.where, LockFileError, "prompt lock")
     except LockFileError as err:
         raise LockMismatch(f"{err}\nDelete it or pass --overwrite to write it again.") from None
-    return lock.prompt_expansion, lock.prompts
+    return parsed.prompt_expansion, parsed.prompts
 
 
 def with_prompts(recipe: Recipe, prompts: dict[str, list[str]]) -> Recipe:
@@ -110,45 +113,44 @@ def with_prompts(recipe: Recipe, prompts: dict[str, list[str]]) -> Recipe:
     return Recipe.model_validate(data)
 
 
-def lock_problem(recipe: Recipe, path: Path) -> str | None:
-    """Why the lock at ``path`` cannot serve this recipe (None when it can)."""
-    settings, prompts = read_lock(path)
+def lock_problem(recipe: Recipe, lock: PromptLockFile) -> str | None:
+    """Why the lock (which is there) cannot serve this recipe (None when it can)."""
+    settings, prompts = read_lock(lock)
     expansion = recipe.prompt_expansion
     wanted = expansion.settings()
     changed = [key for key in sorted({*wanted, *settings}) if settings.get(key) != wanted.get(key)]
     if changed:
         shown = ", ".join(f"{key}: {settings.get(key)!r} there, {wanted.get(key)!r} in the recipe" for key in changed)
-        return f"{path} was written under other prompt_expansion settings ({shown})"
+        return f"{lock.where} was written under other prompt_expansion settings ({shown})"
     if list(prompts) != list(recipe.classes):
-        return f"{path} holds the prompts of classes {list(prompts)}, the recipe has {list(recipe.classes)}"
+        return f"{lock.where} holds the prompts of classes {list(prompts)}, the recipe has {list(recipe.classes)}"
     if expansion.prompts is not None and expansion.prompts != prompts:
-        return f"{path} holds other prompts than the recipe's prompt_expansion.prompts"
+        return f"{lock.where} holds other prompts than the recipe's prompt_expansion.prompts"
     return None
 
 
-def locked_recipe(recipe: Recipe, root: Path) -> Recipe | None:
-    """The recipe with its prompts from the lock in ``root`` (or recorded already); None when there is no lock
+def locked_recipe(recipe: Recipe, lock: PromptLockFile) -> Recipe | None:
+    """The recipe with its prompts from its output's ``lock`` (or recorded already); None when there is no lock
     yet. ``LockMismatch`` when the lock does not match the recipe."""
     if recipe.prompt_expansion is None:
         return recipe
-    path = Path(root) / LOCK_FILE
-    if not path.is_file():
+    if lock.data is None:
         return recipe if recipe.prompt_expansion.prompts is not None else None
-    if problem := lock_problem(recipe, path):
+    if problem := lock_problem(recipe, lock):
         raise LockMismatch(f"{problem}. Pass --overwrite to write the prompts again, or restore the settings.")
     try:
-        return with_prompts(recipe, read_lock(path)[1])
+        return with_prompts(recipe, read_lock(lock)[1])
     except ValidationError as err:  # prompts each valid, but not for this recipe (its checks across keys)
         problems = "\n".join(f"  - {p}" for p in format_validation_errors(err))
         raise LockMismatch(
-            f"{path}: its prompts do not fit the recipe:\n{problems}\nPass --overwrite to write them again."
+            f"{lock.where}: its prompts do not fit the recipe:\n{problems}\nPass --overwrite to write them again."
         ) from None
 
 
-def planned_recipe(recipe: Recipe, root: Path) -> tuple[Recipe, str | None]:
+def planned_recipe(recipe: Recipe, lock: PromptLockFile) -> tuple[Recipe, str | None]:
     """For the dry run: the locked recipe, or, before the first build, one whose expanded prompts are placeholders
     (the counts are right, the texts are not written yet), with a note saying so."""
-    found = locked_recipe(recipe, root)
+    found = locked_recipe(recipe, lock)
     if found is not None:
         return found, None
     expansion = recipe.prompt_expansion
@@ -159,31 +161,30 @@ def planned_recipe(recipe: Recipe, root: Path) -> tuple[Recipe, str | None]:
         for name in recipe.classes
     }
     note = (
-        f"prompt_expansion: no {LOCK_FILE} in {root} yet; the build will have {expansion.model!r} write "
+        f"prompt_expansion: no {PROMPT_LOCK} in {lock.output} yet; the build will have {expansion.model!r} write "
         f"{expansion.per_class} prompts per class (counted here as placeholders)"
     )
     return with_prompts(recipe, placeholders), note
 
 
-def expansion_needs(recipe: Recipe, root: Path, overwrite: bool) -> list[ModelNeed]:
+def expansion_needs(recipe: Recipe, lock: PromptLockFile, overwrite: bool) -> list[ModelNeed]:
     """The language model, when this run will have to write prompts (no usable lock, none recorded)."""
     expansion = recipe.prompt_expansion
     if expansion is None or expansion.prompts is not None:
         return []
-    path = Path(root) / LOCK_FILE
-    if path.is_file() and not (overwrite and _refused(recipe, path)):
+    if lock.data is not None and not (overwrite and _refused(recipe, lock)):
         return []  # the lock serves, or the build will refuse it (exit 2) before any model would load
     return [language_model("prompt_expansion.model", expansion.model, expansion.revision)]
 
 
-def _refused(recipe: Recipe, path: Path) -> bool:
+def _refused(recipe: Recipe, lock: PromptLockFile) -> bool:
     try:
-        return lock_problem(recipe, path) is not None
+        return lock_problem(recipe, lock) is not None
     except LockMismatch:
         return True
 
 
-def resolve_lock(recipe: Recipe, root: Path, state, owned: OwnedDir | None, overwrite: bool) -> Recipe:
+def resolve_lock(recipe: Recipe, store: Store, state, owned: OwnedDir | None, overwrite: bool) -> Recipe:
     """The recipe with its expanded prompts, every rank alike: the main process reads the lock, or (none, or
     ``overwrite`` of one that does not match) writes the prompts and publishes the lock; the others receive the
     outcome. ``LockMismatch`` on every rank when the lock does not match and ``overwrite`` is not given."""
@@ -191,7 +192,7 @@ def resolve_lock(recipe: Recipe, root: Path, state, owned: OwnedDir | None, over
         return recipe
     outcome: dict[str, Any] = {}
     if state.is_main_process:
-        outcome = _main_process_lock(recipe, Path(root), owned, overwrite, state.device)
+        outcome = _main_process_lock(recipe, store.prompt_lock(), owned, overwrite, state.device)
     if state.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 
@@ -201,9 +202,13 @@ def resolve_lock(recipe: Recipe, root: Path, state, owned: OwnedDir | None, over
     return with_prompts(recipe, outcome["prompts"])
 
 
-def _main_process_lock(recipe: Recipe, root: Path, owned: OwnedDir, overwrite: bool, device) -> dict[str, Any]:
+def _main_process_lock(
+    recipe: Recipe, lock: PromptLockFile, owned: OwnedDir, overwrite: bool, device
+) -> dict[str, Any]:
+    """What ``resolve_lock`` tells every rank: the prompts (read from ``lock``, or written and published as the
+    output's lock), or why there are none."""
     try:
-        found = locked_recipe(recipe, root)
+        found = locked_recipe(recipe, lock)
     except LockMismatch as err:
         if not overwrite:
             return {"error": str(err)}
@@ -213,11 +218,11 @@ def _main_process_lock(recipe: Recipe, root: Path, owned: OwnedDir, overwrite: b
             found = with_prompts(recipe, recipe.prompt_expansion.prompts or write_prompts(recipe, device))
         except ExpansionFailed as err:
             return {"error": str(err), "failed": True}
-    if not (root / LOCK_FILE).is_file() or (root / LOCK_FILE).read_text(encoding="utf-8") != lock_text(found):
+    if lock.data != lock_text(found).encode("utf-8"):
         with owned.staging() as stage:
-            (stage / LOCK_FILE).write_text(lock_text(found), encoding="utf-8")
-            owned.publish(stage, names=[LOCK_FILE])
-        log.info("prompt expansion: wrote %s", root / LOCK_FILE)
+            (stage / PROMPT_LOCK).write_text(lock_text(found), encoding="utf-8")
+            owned.publish(stage, names=[PROMPT_LOCK])
+        log.info("prompt expansion: wrote %s", lock.where)
     return {"prompts": found.prompt_expansion.prompts}
 
 

@@ -14,6 +14,7 @@ split with its features and class names in a process that imports nothing of our
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,17 +26,19 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from builders.card import BUILD_INFO, card_data, write_card
-from builders.expansion import LOCK_FILE, lock_text
+from builders.expansion import lock_text
 from builders.hub import RECIPE_FILE
 from builders.plan import Plan, Shard
 from builders.recipe import FilterSettings, Recipe
 from builders.refilter import attempts_by_class
-from builders.store import DamagedShards, OutputDir
+from builders.store import Store
+from builders.store.local import DamagedShards
+from builders.store.prompt_lock import PROMPT_LOCK
 from eval.filters import keep_mask
-from eval.pictures import PICTURES_DIR, shared_tallies, write_pictures
+from eval.pictures import PICTURES_DIR
 from eval.quality import PAIRS_FILE, QualityReport, quality_pass
-from eval.quality import write_outputs as write_quality_outputs
-from eval.summary import SUMMARY_FILE, DatasetSummary, summarize, write_summary
+from eval.report import describe
+from eval.summary import SUMMARY_FILE, DatasetSummary
 from synthcore.cardmeta import CARD, md, save_card
 from synthcore.columns import DROPPED_SUFFIX
 from synthcore.layout import MAX_FILES_PER_FOLDER, DataLayout, split_sizes, write_parquet
@@ -43,7 +46,7 @@ from synthcore.outdir import OwnedDir, Tool, copy_file
 
 DATA, DROPPED = "data", "dropped"
 BUILD_OUTPUT = Tool(
-    "build.py", (CARD, RECIPE_FILE, LOCK_FILE, BUILD_INFO, SUMMARY_FILE, PAIRS_FILE, PICTURES_DIR, DATA, DROPPED)
+    "build.py", (CARD, RECIPE_FILE, PROMPT_LOCK, BUILD_INFO, SUMMARY_FILE, PAIRS_FILE, PICTURES_DIR, DATA, DROPPED)
 )
 
 
@@ -64,7 +67,7 @@ def export_dataset(
     recipe: Recipe,
     features: datasets.Features,
     provenance: dict,
-    store: OutputDir,
+    store: Store,
     owned: OwnedDir,
     plan: Plan,
     max_files: int = MAX_FILES_PER_FOLDER,
@@ -91,41 +94,55 @@ def export_dataset(
         rows = {name: info.num_examples for name, info in sizes.items()}
         (stage / RECIPE_FILE).write_text(provenance["recipe_yaml"], encoding="utf-8")
         if recipe.prompt_expansion:  # published with every export, as recipe.yaml is
-            (stage / LOCK_FILE).write_text(lock_text(recipe), encoding="utf-8")
+            (stage / PROMPT_LOCK).write_text(lock_text(recipe), encoding="utf-8")
         safety_dropped = [job_id for shard in plan.shards for job_id in store.safety_dropped(shard)]
         build_info = {**provenance, "rows": rows, "safety_dropped": safety_dropped}
         if recipe.filters.regenerating:  # rows by the tries they took, per class
             paths = [(shard.class_name, store.shard_path(shard)) for shard in with_rows.shards]
             build_info["filter_regenerations"] = attempts_by_class(paths)
         (stage / BUILD_INFO).write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")
-        tallies = shared_tallies(len(recipe.class_names))  # the summary and the pictures read the files once
-        summary = summarize(stage, recipe.filters.thresholds(), plan.splits, tallies=tallies)
-        summary = summary.with_quality(quality) if quality else summary
-        write_summary(stage, summary)
-        if (stage / DROPPED).exists():
-            _write_dropped_card(stage / DROPPED, recipe, features, plan.splits)
-        if not any(split in rows for split in plan.splits):
-            owned.publish(stage, names=[SUMMARY_FILE, DROPPED])  # what was dropped, and why; data/ stays as it was
-            raise EmptyDataset(
-                f"{owned.root}: no image is left in any split (filters: {recipe.filters.thresholds() or 'none'}; "
-                f"{len(safety_dropped)} dropped by the safety checker). Nothing was lost: the rows are in "
-                f"{owned.root / DROPPED if (owned.root / DROPPED).exists() else store.shards}; loosen the filters "
-                "and run the same command again (nothing is regenerated). summary.json says what was dropped."
-            )
-        write_pictures(stage, features, list(rows), thresholds=recipe.filters.thresholds(), tallies=tallies)
-        if quality:
-            write_quality_outputs(stage, quality, recipe.class_names)
-        write_card(stage, recipe.without_hub(), features, sizes, summary, build_info)  # names a repo once pushed
+        refuse_if_empty = functools.partial(_dropped_and_empty, stage, owned, store, recipe, features, plan, build_info)
+        thresholds = recipe.filters.thresholds()
+        described = describe(
+            stage, features, plan.splits, list(rows), quality, thresholds, before_pictures=refuse_if_empty
+        )
+        write_card(
+            stage, recipe.without_hub(), features, sizes, described.summary, build_info
+        )  # names a repo once pushed
         owned.publish(stage)
-    return ExportResult(rows=rows, summary=summary, build_info=build_info)
+    return ExportResult(rows=rows, summary=described.summary, build_info=build_info)
 
 
-def _copy(store: OutputDir, shard: Shard, target: Path) -> None:
+def _dropped_and_empty(
+    stage: Path,
+    owned: OwnedDir,
+    store: Store,
+    recipe: Recipe,
+    features: datasets.Features,
+    plan: Plan,
+    build_info: dict,
+    summary: DatasetSummary,
+) -> None:
+    """Between the summary and the pictures: the card of ``dropped/``, and the refusal of a dataset the filters
+    (or the safety checker) emptied, publishing only what was dropped and why (``summary.json``)."""
+    if (stage / DROPPED).exists():
+        _write_dropped_card(stage / DROPPED, recipe, features, plan.splits)
+    if not any(split in build_info["rows"] for split in plan.splits):
+        owned.publish(stage, names=[SUMMARY_FILE, DROPPED])  # what was dropped, and why; data/ stays as it was
+        raise EmptyDataset(
+            f"{owned.root}: no image is left in any split (filters: {recipe.filters.thresholds() or 'none'}; "
+            f"{len(build_info['safety_dropped'])} dropped by the safety checker). Nothing was lost: the rows are in "
+            f"{owned.root / DROPPED if (owned.root / DROPPED).exists() else store.shards}; loosen the filters "
+            "and run the same command again (nothing is regenerated). summary.json says what was dropped."
+        )
+
+
+def _copy(store: Store, shard: Shard, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     copy_file(store.shard_path(shard), target)
 
 
-def _assess_quality(recipe: Recipe, store: OutputDir, plan: Plan) -> QualityReport | None:
+def _assess_quality(recipe: Recipe, store: Store, plan: Plan) -> QualityReport | None:
     """The quality pass (``eval.quality``) over the finished shards in plan order: duplicates, leakage,
     diversity, CMMD to ``quality.reference``, and the repeats ``filters.drop_duplicates`` drops."""
     if not recipe.quality.enabled or not plan.shards:
@@ -136,7 +153,7 @@ def _assess_quality(recipe: Recipe, store: OutputDir, plan: Plan) -> QualityRepo
 
 
 def _export_filtered(
-    store: OutputDir, stage: Path, plan: Plan, filters: FilterSettings, duplicates: pa.Array | None, max_files: int
+    store: Store, stage: Path, plan: Plan, filters: FilterSettings, duplicates: pa.Array | None, max_files: int
 ) -> None:
     """Every shard's kept rows into ``data/`` and its dropped rows aside, numbered among the non-empty parts.
 
@@ -168,7 +185,7 @@ def _export_filtered(
             _write_parts(store, shard, masks[shard.key], targets[shard.key])
 
 
-def _write_parts(store: OutputDir, shard: Shard, mask: pa.ChunkedArray, targets: dict[bool, Path]) -> None:
+def _write_parts(store: Store, shard: Shard, mask: pa.ChunkedArray, targets: dict[bool, Path]) -> None:
     """The kept (True) and dropped (False) rows of a shard to their targets: a copy when one part is all of it."""
     if len(targets) == 1:
         _copy(store, shard, next(iter(targets.values())))

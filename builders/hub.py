@@ -23,10 +23,11 @@ from builders.formats.choice import DEFAULT_FORMATS
 from builders.formats.export import published_formats
 from builders.formats.registry import FORMATS, format_folders
 from builders.recipe import HubSettings, Recipe, RecipeError, load_recipe
-from builders.store import WORK_DIR, OutputDir
+from builders.store import Store
 from synthcore.cardmeta import CARD
 from synthcore.hub import BUILDING, describe_error, push_folder, uploads_while_building
 from synthcore.layout import HUB_FILE
+from synthcore.outdir import WORK_DIR
 from synthcore.readback import split_files
 
 log = logging.getLogger("synthdata")
@@ -112,7 +113,7 @@ def _replaced_folders(root: Path) -> list[str]:
     return [f"{name}/**" for name in sorted(folders)] + [f"{BUILDING}/**"]
 
 
-def uploads_during_build(store: OutputDir, hub_settings: HubSettings) -> AbstractContextManager:
+def uploads_during_build(store: Store, hub_settings: HubSettings) -> AbstractContextManager:
     """With ``hub.push_during_build``, finished shards go to the repo's ``building/`` while the build runs (main
     process; ``synthcore.hub.BuildingUploader``); otherwise nothing."""
     if not (hub_settings.push_during_build and hub_settings.repo_id):

@@ -31,9 +31,9 @@ from typing import Any
 
 from builders.overrides import looks_like_override
 from builders.recipe import Recipe
+from builders.store.remote_dir import is_remote
 from synthcore.faults import report_fault, sigterm_raises
 from synthcore.hub import scrub
-from synthcore.remote import is_remote
 
 DEFAULT_PREVIEW = 4
 PREVIEW_DIR = "preview"
@@ -121,17 +121,17 @@ def preview_lines(report: PreviewReport) -> list[str]:
 def make_preview(recipe: Recipe, output_dir: str, count: int) -> PreviewReport:
     """The preview made and published under the build's claim of ``output_dir``."""
     from builders.builder import SyntheticImages
-    from builders.distributed_build import placement_for
     from builders.dryrun import finished_images
     from builders.expansion import resolve_lock
     from builders.export import BUILD_OUTPUT
-    from builders.store import OutputDir
+    from builders.spec import placement_for
+    from builders.store.local import OutputDir
     from synthcore.launch import start_state
 
     state = start_state()
     store = OutputDir(output_dir)
     with store.claim(BUILD_OUTPUT, keep=store.has_shards) as owned:
-        recipe = resolve_lock(recipe, store.root, state, owned, overwrite=False)
+        recipe = resolve_lock(recipe, store, state, owned, overwrite=False)
         builder = SyntheticImages(recipe=recipe, placement=placement_for(recipe, state.device), name=recipe.name)
         plan = builder.plan()
         split = PREVIEW_SPLIT if PREVIEW_SPLIT in plan.splits else plan.splits[0]
@@ -219,7 +219,8 @@ def contact_sheet(recipe: Recipe, split: str, rows: list[dict]):
     """One row per class (the first ``SHEET_CLASSES``), each image captioned with CLIP's p(true) where scored."""
     import PIL.Image
 
-    from eval.pictures import TRUE_PROB, Grid, GridRow, draw_grid
+    from eval.pictures import Grid, GridRow, draw_grid
+    from eval.scorers.clip import TRUE_PROB
 
     names = recipe.class_names[:SHEET_CLASSES]
     by_class: dict[int, list[dict]] = {}

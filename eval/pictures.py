@@ -34,17 +34,14 @@ import PIL.ImageOps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from eval.summary import MEDIAN_COLUMNS, STAT_COLUMNS
-from synthcore.columns import DROPPED_SUFFIX, LABEL
+from eval.scorers.clip import TRUE_PROB
+from eval.tallies import SAMPLES_PER_SPLIT, SplitRows, image_column, shared_tallies, split_rows
+from synthcore.columns import LABEL
 from synthcore.fonts import picture_style, shown, text_runs
-from synthcore.layout import hub_files
 from synthcore.parallel import ordered_map
 from synthcore.readback import Tallies, Tally, first_rows_by_class, split_files
 
 PICTURES_DIR = "pictures"
-DROPPED_DIR = "dropped"  # the filters' dropped rows as a dataset of their own (``filters.dropped: dataset``)
-TRUE_PROB = "clip_true_prob"
-SAMPLES_PER_SPLIT = 6
 HISTOGRAM_COLUMNS = 4
 HISTOGRAM_BINS = 20  # over [0, 1]
 HISTOGRAM_CLASSES = 24  # panels at most: beyond, the classes CLIP is least sure of (every class is in the summary)
@@ -85,33 +82,6 @@ def histogram_size(num_classes: int) -> tuple[int, int]:
     panels = min(num_classes, HISTOGRAM_CLASSES)
     columns, rows = min(panels, HISTOGRAM_COLUMNS), math.ceil(panels / HISTOGRAM_COLUMNS)
     return round(columns * _PANEL[0] * DPI), round((rows * _PANEL[1] + _TITLE + _PANEL_TITLE) * DPI)
-
-
-@dataclass(frozen=True)
-class SplitRows:
-    """Where a split's rows are, as (dataset root, split name) for ``synthcore.readback``: the kept ones in
-    ``data/``; the ones the filters dropped in a ``<split>_dropped`` split or in ``dropped/``. Either may be
-    absent (a split the filters emptied has no kept files)."""
-
-    name: str
-    kept: tuple[Path, str] | None
-    dropped: tuple[Path, str] | None
-
-
-def split_rows(root: Path, splits: list[str]) -> list[SplitRows]:
-    """Every split of ``splits`` (``<split>_dropped`` ones folded into their split) and every split that has
-    only dropped rows, in that order."""
-    kept_files, dropped_files = hub_files(root / "data"), hub_files(root / DROPPED_DIR / "data")
-    names = [s for s in splits if not s.endswith(DROPPED_SUFFIX) or s.removesuffix(DROPPED_SUFFIX) not in splits]
-    names += [s.removesuffix(DROPPED_SUFFIX) for s in kept_files if s.endswith(DROPPED_SUFFIX)] + list(dropped_files)
-    rows = []
-    for name in dict.fromkeys(names):
-        if f"{name}{DROPPED_SUFFIX}" in kept_files:
-            dropped = (root, f"{name}{DROPPED_SUFFIX}")
-        else:
-            dropped = (root / DROPPED_DIR, name) if name in dropped_files else None
-        rows.append(SplitRows(name, (root, name) if name in kept_files else None, dropped))
-    return rows
 
 
 def write_pictures(
@@ -169,14 +139,6 @@ class Scores:
 
     tallies: dict[tuple[str, bool], Tally]
     samples: dict[str, dict[int, list[dict]]]
-
-
-def shared_tallies(classes: int, label_column: str = LABEL) -> Tallies:
-    """One reading of a dataset's files for its summary and its pictures both: every summary statistic's column,
-    CLIP's true-class probability binned, and the files of each class's first sample rows located."""
-    return Tallies(
-        classes, [*STAT_COLUMNS, TRUE_PROB], [*MEDIAN_COLUMNS, TRUE_PROB], label_column, locate=SAMPLES_PER_SPLIT
-    )
 
 
 def read_scores(
@@ -238,10 +200,6 @@ def sample_grid(
         captions = [f"p(true) = {row[TRUE_PROB]:.2f}" if TRUE_PROB in row else "" for row in samples]
         rows.append(GridRow(source.name, [row[images] for row in samples], captions, note))
     return Grid(class_title(label, name), rows)
-
-
-def image_column(features: datasets.Features) -> str:
-    return next(column for column, feature in features.items() if isinstance(feature, datasets.Image))
 
 
 _TILE, _GAP = 144, 12  # pixels of a sample image in a grid, and between two

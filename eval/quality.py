@@ -60,7 +60,6 @@ from eval.nearest import (
     greedy_repeats,
     measure_recall,
 )
-from eval.pictures import write_embedding_map
 from eval.preprocess import rgb_tensor
 from eval.scorers.clip import EMBEDDING, Clip
 from synthcore.columns import ID, IMAGE, LABEL
@@ -815,13 +814,3 @@ def quality_pass(
     if problem:
         report.cmmd = {"reference": settings.reference.dataset, "error": problem}
     return report
-
-
-def write_outputs(root: Path, report: QualityReport, class_names: list[str]) -> list[str]:
-    """``duplicates.parquet`` and the embedding picture (after ``write_pictures``, which clears the pictures);
-    returns the pictures written, relative to ``root``."""
-    report.write_pairs(root)
-    if report.projection is None:
-        return []
-    p = report.projection
-    return [write_embedding_map(root, p.points, p.labels, p.splits, class_names, p.explained)]

@@ -26,7 +26,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from tqdm.auto import tqdm
 
-from eval.pictures import EMBEDDING_MAP_NAME, PICTURES_DIR, picture_alt, write_pictures
+from eval.pictures import EMBEDDING_MAP_NAME, PICTURES_DIR, picture_alt
 from eval.preprocess import rgb_tensor
 from eval.quality import (
     PAIRS_FILE,
@@ -35,8 +35,8 @@ from eval.quality import (
     QualitySettings,
     open_reference,
     quality_pass,
-    write_outputs,
 )
+from eval.report import describe
 from eval.scorers import SCORERS, Scorers, ScoringSettings, enabled_scorers, scorer_features, scorer_model_refs
 from eval.scorers.base import ScoringTask
 from eval.summary import (
@@ -45,8 +45,6 @@ from eval.summary import (
     format_table,
     leakage_warning,
     quality_markdown,
-    summarize,
-    write_summary,
 )
 from synthcore.availability import ModelNeed, ModelUnavailable, report_unavailable, require_models
 from synthcore.cardmeta import CARD, layout_card_data, md, save_card
@@ -418,14 +416,13 @@ def score_dataset(args: argparse.Namespace) -> Path:
         for split, ds in dataset.items():
             log.info("scoring %s: %d images", split, ds.num_rows)
             features = score_split(ds, split, new, scorers, columns, stage, args.batch_size, layout)
-        summary = summarize(stage, splits=list(dataset), label_column=columns.label)
         report = assess_quality(stage, dataset, quality, scoring, columns.label)
-        summary = summary.with_quality(report) if report else summary
-        write_summary(stage, summary)
         sizes = split_sizes(stage / "data", [split for split, ds in dataset.items() if ds.num_rows])
-        pictures = write_pictures(stage, features, list(sizes), label_column=columns.label)
-        pictures += write_outputs(stage, report, list(task.class_names)) if report else []
-        write_scored_card(stage, args.dataset, scoring, sizes, features, summary, pictures, list(task.class_names))
+        described = describe(stage, features, list(dataset), list(sizes), report, label_column=columns.label)
+        summary = described.summary
+        write_scored_card(
+            stage, args.dataset, scoring, sizes, features, summary, described.pictures, list(task.class_names)
+        )
         owned.publish(stage)
     print(format_table(summary))
     return out

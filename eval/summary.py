@@ -16,27 +16,20 @@ import math
 import unicodedata
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import datasets
 import pyarrow.parquet as pq
 
-from eval.scorers import SCORERS
 from eval.scorers.base import SummaryStat
+from eval.tallies import DROPPED_DIR, MEDIAN_COLUMNS, STAT_COLUMNS, STATS
 from synthcore.cardmeta import md
 from synthcore.columns import DROPPED_SUFFIX, LABEL
 from synthcore.layout import hub_files
 from synthcore.readback import Tallies, Tally
 
-if TYPE_CHECKING:
-    from eval.quality import QualityReport
-
 log = logging.getLogger("synthdata.eval")
 
 SUMMARY_FILE = "summary.json"
-STATS: tuple[SummaryStat, ...] = tuple(stat for scorer in SCORERS.values() for stat in scorer.summary)
-STAT_COLUMNS = list(dict.fromkeys(stat.column for stat in STATS))
-MEDIAN_COLUMNS = [stat.column for stat in STATS if stat.reduce == "median"]  # binned, for their medians
 
 
 @dataclass(frozen=True)
@@ -89,18 +82,13 @@ class DatasetSummary:
             cmmd=data.get("cmmd"),
         )
 
-    def with_quality(self, report: QualityReport) -> DatasetSummary:
-        """This summary with the quality pass's sections added (per split and class, and overall)."""
-        classes = [
-            replace(c, **{k: v for k, v in report.per_class.get((c.split, c.class_name), {}).items()})
-            for c in self.classes
-        ]
-        return replace(
-            self,
-            classes=classes,
-            duplicates=report.duplicates,
-            cmmd=report.cmmd,
-        )
+    def with_quality(
+        self, per_class: dict[tuple[str, str], dict], duplicates: dict, cmmd: dict | None
+    ) -> DatasetSummary:
+        """This summary with the quality pass's sections added (``eval.quality.QualityReport``'s: per split and
+        class, and overall)."""
+        classes = [replace(c, **per_class.get((c.split, c.class_name), {})) for c in self.classes]
+        return replace(self, classes=classes, duplicates=duplicates, cmmd=cmmd)
 
 
 def summarize(
@@ -113,10 +101,10 @@ def summarize(
     """The summary of the dataset at ``root``: kept rows in ``data/``, dropped rows in ``dropped/data/`` or in
     ``data/<split>_dropped-*`` splits. ``filters`` (the active thresholds) is recorded as given; ``splits`` names
     the splits (one the filters emptied has no files) and fixes their order (default: the file names' order).
-    ``tallies``: shared with the pictures (``eval.pictures.shared_tallies``), so the files are read once."""
+    ``tallies``: shared with the pictures (``eval.tallies.shared_tallies``), so the files are read once."""
     root = Path(root)
     kept = hub_files(root / "data")
-    dropped = hub_files(root / "dropped" / "data")
+    dropped = hub_files(root / DROPPED_DIR / "data")
     known = set(splits or []) | set(kept)
     for name in [s for s in kept if s.endswith(DROPPED_SUFFIX) and s.removesuffix(DROPPED_SUFFIX) in known]:
         dropped[name.removesuffix(DROPPED_SUFFIX)] = kept.pop(name)

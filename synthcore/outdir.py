@@ -126,18 +126,7 @@ def _check_existing(root: Path, tool: Tool, replace: bool) -> None:
         raise OutputDirError(
             f"{root / WORK_DIR} is a symbolic link: synthdata never writes through links. Choose another --output-dir."
         )
-    owner = read_owner(root)
-    if owner is None:
-        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
-        raise OutputDirError(
-            f"{root} is not empty ({shown}) and was not made by synthdata (no {WORK_DIR}/{OWNER_FILE}). synthdata "
-            "writes only into a new or empty directory, or one it made; --overwrite replaces only what synthdata "
-            "wrote. Choose another --output-dir."
-        )
-    if owner.tool != tool.command:
-        raise OutputDirError(
-            f"{root} holds the output of `{owner.tool}`, not of `{tool.command}`: choose another --output-dir."
-        )
+    owner = check_ownership(root, entries, read_owner(root), tool)
     foreign = [f for name in entries if tool.writes(name) for f in unrecorded(root, name, owner.files)]
     if foreign:
         raise OutputDirError(foreign_message(root, foreign))
@@ -146,6 +135,23 @@ def _check_existing(root: Path, tool: Tool, replace: bool) -> None:
             f"{root} holds an earlier output of `{tool.command}`: pass --overwrite to replace it, or choose "
             "another --output-dir."
         )
+
+
+def check_ownership(where: Path | str, entries: list[str], owner: Owner | None, tool: Tool) -> Owner:
+    """The marker of a place that is not empty (``entries``: its top-level names), once it says ``tool`` made the
+    place; ``OutputDirError`` otherwise. The same rule for a local directory and a prefix in a store."""
+    if owner is None:
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        raise OutputDirError(
+            f"{where} is not empty ({shown}) and was not made by synthdata (no {WORK_DIR}/{OWNER_FILE}). synthdata "
+            "writes only into a new or empty directory, or one it made; --overwrite replaces only what synthdata "
+            "wrote. Choose another --output-dir."
+        )
+    if owner.tool != tool.command:
+        raise OutputDirError(
+            f"{where} holds the output of `{owner.tool}`, not of `{tool.command}`: choose another --output-dir."
+        )
+    return owner
 
 
 def unrecorded(root: Path, relative: str, recorded: Collection[str]) -> list[str]:
@@ -177,15 +183,26 @@ def foreign_message(root: Path | str, foreign: list[str]) -> str:
 def read_owner(root: Path) -> Owner | None:
     """The marker of ``root``, or None when there is none (or it is not ours to read)."""
     try:
-        data = json.loads((root / WORK_DIR / OWNER_FILE).read_text(encoding="utf-8"))
-        return Owner(tool=str(data["tool"]), files=frozenset(map(str, data["files"])))
-    except (OSError, ValueError, KeyError, TypeError):
+        return parse_owner((root / WORK_DIR / OWNER_FILE).read_text(encoding="utf-8"))
+    except OSError:
         return None
 
 
 def write_owner(root: Path, owner: Owner) -> None:
-    record = {"tool": owner.tool, "files": sorted(owner.files)}
-    atomic_write_text(root / WORK_DIR / OWNER_FILE, json.dumps(record, indent=1, ensure_ascii=False))
+    atomic_write_text(root / WORK_DIR / OWNER_FILE, owner_json(owner))
+
+
+def parse_owner(text: str | None) -> Owner | None:
+    """A marker's text as an ``Owner``; None when there is none or it is not one."""
+    try:
+        data = json.loads(text) if text is not None else None
+        return Owner(tool=str(data["tool"]), files=frozenset(map(str, data["files"]))) if data else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def owner_json(owner: Owner) -> str:
+    return json.dumps({"tool": owner.tool, "files": sorted(owner.files)}, indent=1, ensure_ascii=False)
 
 
 # -- claiming, staging, publishing -------------------------------------------------------------------------------
@@ -294,13 +311,23 @@ def claimed(
 def _busy_message(root: Path) -> str:
     lock = root / WORK_DIR / LOCK_FILE
     try:
-        pid, host = lock.read_text(encoding="utf-8").splitlines()[:2]
-        holder = f"process {pid} on host {host}, since {time.ctime(lock.stat().st_mtime)}"
-    except (OSError, ValueError):
+        text, since = lock.read_text(encoding="utf-8"), lock.stat().st_mtime
+    except OSError:
+        text, since = None, None
+    return busy_message(root, text, lock, since, " (on another machine, say),")
+
+
+def busy_message(where: Path | str, lock_text: str | None, lock: Path | str, since: float | None, gone=",") -> str:
+    """Why ``where`` cannot be claimed now: its lock (``lock_text``: pid and host) is held; delete ``lock`` if the
+    holder is gone. The same message for a local directory and a prefix in a store."""
+    try:
+        pid, host = (lock_text or "").splitlines()[:2]
+        holder = f"process {pid} on host {host}" + (f", since {time.ctime(since)}" if since is not None else "")
+    except ValueError:
         holder = "another process"
     return (
-        f"{root} is in use by another synthdata run ({holder}). Wait for it to finish, or choose another "
-        f"--output-dir. If that process is gone (on another machine, say), delete {lock} and run again."
+        f"{where} is in use by another synthdata run ({holder}). Wait for it to finish, or choose another "
+        f"--output-dir. If that process is gone{gone} delete {lock} and run again."
     )
 
 
@@ -342,12 +369,21 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 # -- files ---------------------------------------------------------------------------------------------------------
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, tag: str | None = None) -> None:
     """``path`` replaced in one step (never half-written, never written through a link); no temporary file is
-    left behind when the write fails."""
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # hidden: never matches a reader's pattern
-    try:
+    left behind when the write fails. ``tag`` names the temporary file where processes of several hosts write
+    beside each other (they can share a pid, never a tag)."""
+    with replacing(path, tag) as temp:
         temp.write_text(text, encoding="utf-8")
+
+
+@contextmanager
+def replacing(path: Path, tag: str | None = None) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write into; on success it replaces ``path`` in one step, and it is gone
+    either way. Hidden (``.name.tmp-tag``): it never matches a reader's pattern."""
+    temp = path.with_name(f".{path.name}.tmp-{tag or os.getpid()}")
+    try:
+        yield temp
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)

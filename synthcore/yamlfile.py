@@ -75,16 +75,22 @@ def read_text(path: Path, error: type[ConfigFileError]) -> str:
             data = file.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise error(str(path), [f"cannot read the {error.kind}: {err.strerror or err}"]) from None
+    return decode_text(data, str(path), error)
+
+
+def decode_text(data: bytes, source: str, error: type[ConfigFileError]) -> str:
+    """The text of a file's bytes (read from disk or a store, at most ``MAX_FILE_BYTES + 1`` of them): at most
+    ``MAX_FILE_BYTES``, UTF-8 (BOM or not) or UTF-16 with a BOM; ``error`` naming ``source`` otherwise."""
     if len(data) > MAX_FILE_BYTES:
-        raise error(str(path), [f"the file is larger than {MAX_FILE_BYTES // 1024} KiB; a recipe is a few KiB of YAML"])
+        raise error(source, [f"the file is larger than {MAX_FILE_BYTES // 1024} KiB; a recipe is a few KiB of YAML"])
     if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
-        raise error(str(path), ["the file is UTF-32; save it as UTF-8"])
+        raise error(source, ["the file is UTF-32; save it as UTF-8"])
     encoding = "utf-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as err:
         raise error(
-            str(path),
+            source,
             [
                 f"the file is not UTF-8 (nor UTF-16 with a byte-order mark): {err.reason} at byte {err.start}; "
                 "save it as UTF-8"
@@ -92,7 +98,7 @@ def read_text(path: Path, error: type[ConfigFileError]) -> str:
         ) from None
     if "\x00" in text:
         raise error(
-            str(path),
+            source,
             ["the file holds NUL characters: not a text file, or UTF-16 without a byte-order mark; save it as UTF-8"],
         )
     return text

@@ -16,7 +16,7 @@ from builders.plan import Job, Plan, content_fingerprint, derive_seed, make_plan
 from builders.provenance import dataset_provenance
 from builders.recipe import Recipe, parse_recipe
 from builders.rows import GeneratedRow
-from builders.store import OutputDir
+from builders.store.local import OutputDir
 from eval.scorers.resnet50 import imagenet_categories
 from synthcore.layout import MAX_FILES_PER_FOLDER
 from synthcore.outdir import claimed

@@ -14,7 +14,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -135,3 +136,27 @@ def benchmark_headline(script: str, *args: str) -> float:
     last_line = result.stdout.strip().splitlines()[-1]
     assert last_line.startswith("headline:"), result.stdout
     return float(last_line.split()[-1])
+
+
+@contextmanager
+def s3_server(key: str = "testing") -> Iterator[tuple[dict[str, str], object]]:
+    """A running server, with the environment for its clients and an s3fs client; stopped on exit."""
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+    }
+    fs = s3fs.S3FileSystem(
+        key=key, secret=key, endpoint_url=env["AWS_ENDPOINT_URL"], skip_instance_cache=True, use_listings_cache=False
+    )
+    try:
+        yield env, fs
+    finally:
+        server.stop()

@@ -76,9 +76,9 @@ def test_builder_download_and_prepare_gives_the_same_rows(smoke_dir: Path, tmp_p
     from accelerate import PartialState
 
     from builders.builder import SyntheticImages
-    from builders.distributed_build import placement_for
+    from builders.spec import placement_for
 
-    recipe = load_recipe(ROOT / "recipes" / "smoke.yaml")
+    recipe = resolve_family(load_recipe(ROOT / "recipes" / "smoke.yaml"))
     builder = SyntheticImages(
         recipe=recipe,
         placement=placement_for(recipe, PartialState(cpu=True).device),

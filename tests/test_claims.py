@@ -17,15 +17,15 @@ from types import SimpleNamespace
 import pytest
 
 from builders import cli
-from builders.claims import (
+from builders.distributed_build import spread
+from builders.store.claims import (
     DEFAULT_LEASE_SECONDS,
     LEASE_VARIABLE,
     Claims,
     LeaseSettingError,
     lease_seconds,
 )
-from builders.distributed_build import spread
-from builders.store import LocalClaimFiles, OutputDir, RankProgress, process_tag
+from builders.store.local import LocalClaimFiles, OutputDir, RankProgress, process_tag
 
 KEY = "0123456789abcdef01234567"
 

@@ -226,7 +226,7 @@ def test_the_fingerprint_covers_the_family_and_the_loras(tmp_path: Path):
 
 
 def test_auto_dtype_on_a_gpu_is_the_family_s(tmp_path: Path):
-    from builders.distributed_build import placement_for
+    from builders.spec import placement_for
 
     expected = {"FluxPipeline": "bfloat16", "StableDiffusion3Pipeline": "bfloat16", "SanaPipeline": "bfloat16"}
     for pipeline in GENERATORS:

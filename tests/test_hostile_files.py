@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from builders.expansion import LOCK_FILE, LockMismatch, expansion_needs, lock_text, locked_recipe, with_prompts
+from builders.expansion import LockMismatch, expansion_needs, lock_text, locked_recipe, with_prompts
 from builders.limits import MAX_PROMPTS_PER_CLASS, MAX_TEXT_CHARS
 from builders.recipe import parse_recipe
+from builders.store.prompt_lock import PROMPT_LOCK, read_prompt_lock
 
 RECIPE = """
 name: lock
@@ -58,34 +59,36 @@ HOSTILE_LOCKS = {
 @pytest.mark.parametrize("case", HOSTILE_LOCKS)
 def test_a_hostile_lock_is_refused_naming_the_file(case: str, tmp_path: Path):
     content, expected = HOSTILE_LOCKS[case]
-    (tmp_path / LOCK_FILE).write_bytes(content)
+    (tmp_path / PROMPT_LOCK).write_bytes(content)
     started = time.perf_counter()
     with pytest.raises(LockMismatch) as caught:
-        locked_recipe(parse_recipe(RECIPE), tmp_path)
+        locked_recipe(parse_recipe(RECIPE), read_prompt_lock(tmp_path))
     message = str(caught.value)
-    assert message.startswith(f"{tmp_path / LOCK_FILE}: invalid prompt lock") and expected in message, message
+    assert message.startswith(f"{tmp_path / PROMPT_LOCK}: invalid prompt lock") and expected in message, message
     assert "--overwrite" in message and len(message) < 2000
     assert time.perf_counter() - started < 5
-    assert expansion_needs(parse_recipe(RECIPE), tmp_path, overwrite=False) == []  # refused before any model loads
+    assert (
+        expansion_needs(parse_recipe(RECIPE), read_prompt_lock(tmp_path), overwrite=False) == []
+    )  # refused before any model loads
 
 
 def test_too_many_prompts_in_a_lock_are_refused(tmp_path: Path):
     prompts = ", ".join(f"p{i}" for i in range(MAX_PROMPTS_PER_CLASS + 1))
-    (tmp_path / LOCK_FILE).write_text(f"{settings_yaml()}prompts: {{fox: [{prompts}], dog: [r, s]}}\n")
+    (tmp_path / PROMPT_LOCK).write_text(f"{settings_yaml()}prompts: {{fox: [{prompts}], dog: [r, s]}}\n")
     with pytest.raises(LockMismatch, match=rf"prompts.fox: List should have at most {MAX_PROMPTS_PER_CLASS} items"):
-        locked_recipe(parse_recipe(RECIPE), tmp_path)
+        locked_recipe(parse_recipe(RECIPE), read_prompt_lock(tmp_path))
 
 
 def test_a_lock_whose_prompts_do_not_fit_the_recipe_is_named(tmp_path: Path):
-    (tmp_path / LOCK_FILE).write_text(f"{settings_yaml()}prompts: {{fox: [p, q, r], dog: [s, t]}}\n")
+    (tmp_path / PROMPT_LOCK).write_text(f"{settings_yaml()}prompts: {{fox: [p, q, r], dog: [s, t]}}\n")
     with pytest.raises(LockMismatch) as caught:
-        locked_recipe(parse_recipe(RECIPE), tmp_path)
-    assert str(caught.value).startswith(f"{tmp_path / LOCK_FILE}: its prompts do not fit the recipe")
+        locked_recipe(parse_recipe(RECIPE), read_prompt_lock(tmp_path))
+    assert str(caught.value).startswith(f"{tmp_path / PROMPT_LOCK}: its prompts do not fit the recipe")
     assert "prompt_expansion.prompts.fox: 3 prompts; per_class is 2" in str(caught.value)
 
 
 def test_the_lock_the_build_writes_reads_back(tmp_path: Path):
     recipe = parse_recipe(RECIPE)
     locked = with_prompts(recipe, {"fox": ["ünï “quoted”", "two: x"], "dog": ["d1", "d2"]})
-    (tmp_path / LOCK_FILE).write_text(lock_text(locked), encoding="utf-8")
-    assert locked_recipe(recipe, tmp_path) == locked
+    (tmp_path / PROMPT_LOCK).write_text(lock_text(locked), encoding="utf-8")
+    assert locked_recipe(recipe, read_prompt_lock(tmp_path)) == locked

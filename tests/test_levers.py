@@ -12,7 +12,6 @@ import pytest
 
 from builders.dryrun import images_by_guidance
 from builders.expansion import (
-    LOCK_FILE,
     LockMismatch,
     clean_prompt,
     expansion_needs,
@@ -25,6 +24,7 @@ from builders.expansion import (
 from builders.plan import guidance_counts, make_plan
 from builders.prompts import expand_template, sample_templates
 from builders.recipe import MAX_GUIDANCE_VALUES, RecipeError, parse_recipe
+from builders.store.prompt_lock import PROMPT_LOCK, read_prompt_lock
 
 BASE = """
 name: t
@@ -223,15 +223,16 @@ def test_recorded_prompts_must_name_every_class_within_per_class():
 
 def test_the_lock_round_trips_and_is_checked_against_the_recipe(tmp_path: Path):
     recipe = parse_recipe(EXPANDING)
-    assert locked_recipe(recipe, tmp_path) is None  # no lock yet
-    assert [need.key for need in expansion_needs(recipe, tmp_path, overwrite=False)] == ["prompt_expansion.model"]
+    lock = lambda: read_prompt_lock(tmp_path)  # noqa: E731 - read again after every write
+    assert locked_recipe(recipe, lock()) is None  # no lock yet
+    assert [need.key for need in expansion_needs(recipe, lock(), overwrite=False)] == ["prompt_expansion.model"]
     locked = with_prompts(recipe, {"fox": ["ünï “quoted”", "two: x"], "dog": ["d1", "d2"]})
-    (tmp_path / LOCK_FILE).write_text(lock_text(locked), encoding="utf-8")
-    assert read_lock(tmp_path / LOCK_FILE) == (recipe.prompt_expansion.settings(), locked.prompt_expansion.prompts)
-    assert locked_recipe(recipe, tmp_path) == locked
-    assert expansion_needs(recipe, tmp_path, overwrite=False) == []  # the lock serves: no model to load
-    assert expansion_needs(locked, tmp_path, overwrite=True) == []  # recorded prompts need none either
-    assert planned_recipe(recipe, tmp_path) == (locked, None)
+    (tmp_path / PROMPT_LOCK).write_text(lock_text(locked), encoding="utf-8")
+    assert read_lock(lock()) == (recipe.prompt_expansion.settings(), locked.prompt_expansion.prompts)
+    assert locked_recipe(recipe, lock()) == locked
+    assert expansion_needs(recipe, lock(), overwrite=False) == []  # the lock serves: no model to load
+    assert expansion_needs(locked, lock(), overwrite=True) == []  # recorded prompts need none either
+    assert planned_recipe(recipe, lock()) == (locked, None)
     # the rebuilt recipe (recipe.yaml records the prompts) plans the same jobs as the recipe plus its lock
     from builders.recipe import recipe_to_yaml
 
@@ -240,20 +241,22 @@ def test_the_lock_round_trips_and_is_checked_against_the_recipe(tmp_path: Path):
 
     changed = parse_recipe(EXPANDING.replace("max_new_tokens: 8", "max_new_tokens: 9"))
     with pytest.raises(LockMismatch, match=r"other prompt_expansion settings \(max_new_tokens: 8 there, 9 in the"):
-        locked_recipe(changed, tmp_path)
-    assert expansion_needs(changed, tmp_path, overwrite=False) == []  # refused before any model loads
-    assert [need.ref for need in expansion_needs(changed, tmp_path, overwrite=True)] == ["tiny-random"]
-    assert expansion_needs(recipe, tmp_path, overwrite=True) == []  # a lock that matches is kept
+        locked_recipe(changed, lock())
+    assert expansion_needs(changed, read_prompt_lock(tmp_path), overwrite=False) == []  # refused before any model loads
+    assert [need.ref for need in expansion_needs(changed, read_prompt_lock(tmp_path), overwrite=True)] == [
+        "tiny-random"
+    ]
+    assert expansion_needs(recipe, read_prompt_lock(tmp_path), overwrite=True) == []  # a lock that matches is kept
     other_classes = parse_recipe(EXPANDING.replace("dog: {prompts: [d, e]}", "cat: {prompts: [d, e]}"))
     with pytest.raises(LockMismatch, match="holds the prompts of classes"):
-        locked_recipe(other_classes, tmp_path)
-    (tmp_path / LOCK_FILE).write_text("prompts: [", encoding="utf-8")
+        locked_recipe(other_classes, lock())
+    (tmp_path / PROMPT_LOCK).write_text("prompts: [", encoding="utf-8")
     with pytest.raises(LockMismatch, match="invalid prompt lock"):
-        locked_recipe(recipe, tmp_path)
+        locked_recipe(recipe, lock())
 
 
 def test_dry_run_before_the_first_build_counts_placeholders(tmp_path: Path):
-    recipe, note = planned_recipe(parse_recipe(EXPANDING), tmp_path)
+    recipe, note = planned_recipe(parse_recipe(EXPANDING), read_prompt_lock(tmp_path))
     assert len(recipe.prompts_of("fox")) == 5 and "no prompts.lock.yaml" in note
 
 

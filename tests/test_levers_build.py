@@ -16,9 +16,10 @@ import torch
 from PIL import Image
 
 from builders.cli import main
-from builders.expansion import LOCK_FILE, read_lock
+from builders.expansion import read_lock
 from builders.plan import make_plan
 from builders.recipe import load_recipe
+from builders.store.prompt_lock import PROMPT_LOCK, read_prompt_lock
 from synthcore.model_refs import resolve
 from tests.helpers import run_build, run_main, write_recipe
 
@@ -84,7 +85,7 @@ def test_a_sweep_records_each_rows_guidance_as_planned(built):
     assert set(data["prompt"]) & {p for ps in expanded.values() for p in ps}  # the model's prompts made images
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "prompt_expansion:" in card and expanded["fox"][0] in card  # recipe.yaml (with the lock) is in the card
-    assert read_lock(out / LOCK_FILE) == (stored.prompt_expansion.settings(), expanded)
+    assert read_lock(read_prompt_lock(out)) == (stored.prompt_expansion.settings(), expanded)
 
 
 @pytest.mark.e2e
@@ -118,10 +119,10 @@ def test_a_swept_row_regenerates_alone_with_plain_diffusers_at_its_guidance(buil
 @pytest.mark.e2e
 def test_reruns_resumes_and_rebuilds_reuse_the_lock(built, tmp_path: Path):
     recipe, out = built
-    lock = (out / LOCK_FILE).read_bytes()
+    lock = (out / PROMPT_LOCK).read_bytes()
     before = rows(out)
     run_build(str(recipe), "--output-dir", str(out))  # a rerun: everything found done, the same prompts
-    assert run_report(out)["images_generated"] == 0 and (out / LOCK_FILE).read_bytes() == lock
+    assert run_report(out)["images_generated"] == 0 and (out / PROMPT_LOCK).read_bytes() == lock
 
     shards = out / ".synthdata" / "shards"
     gone = sorted(shards.glob("*.parquet"))[0]  # a resume: one shard to make again, from the locked prompts
@@ -130,11 +131,11 @@ def test_reruns_resumes_and_rebuilds_reuse_the_lock(built, tmp_path: Path):
     gone.with_suffix(".json").unlink()
     run_build(str(recipe), "--output-dir", str(out))
     assert (run_report(out)["images_generated"], rows(out)) == (size, before)
-    assert gone.exists() and (out / LOCK_FILE).read_bytes() == lock
+    assert gone.exists() and (out / PROMPT_LOCK).read_bytes() == lock
 
     again = tmp_path / "again"  # a rebuild from the dataset's recipe.yaml: no language model runs
     run_build(str(out), "--output-dir", str(again))
-    assert rows(again) == before and (again / LOCK_FILE).read_bytes() == lock
+    assert rows(again) == before and (again / PROMPT_LOCK).read_bytes() == lock
 
 
 @pytest.mark.e2e
@@ -145,10 +146,10 @@ def test_a_lock_of_other_settings_is_refused_and_overwrite_writes_it_again(built
     changed = write_recipe(tmp_path, RECIPE.replace("max_new_tokens: 8", "max_new_tokens: 6"))
     refused = run_main(main, str(changed), "--output-dir", str(copy))
     assert refused.returncode == 2, refused.stderr
-    assert f"{copy / LOCK_FILE} was written under other prompt_expansion settings" in refused.stderr
+    assert f"{copy / PROMPT_LOCK} was written under other prompt_expansion settings" in refused.stderr
     assert "max_new_tokens: 8 there, 6 in the recipe" in refused.stderr and "--overwrite" in refused.stderr
     run_build(str(changed), "--output-dir", str(copy), "--overwrite")
-    settings, prompts = read_lock(copy / LOCK_FILE)
+    settings, prompts = read_lock(read_prompt_lock(copy))
     assert settings["max_new_tokens"] == 6 and load_recipe(copy / "recipe.yaml").prompt_expansion.prompts == prompts
 
 
@@ -168,5 +169,7 @@ def test_two_processes_write_one_lock_and_build_what_one_process_builds(built, t
     two = tmp_path / "two"
     run_build(str(recipe), "--output-dir", str(two), launcher=[*ACCELERATE, "--num_processes", "2"])
     assert run_report(two)["processes"] == 2
-    assert (two / LOCK_FILE).read_bytes() == (out / LOCK_FILE).read_bytes()  # the same seeded sampling, written once
+    assert (two / PROMPT_LOCK).read_bytes() == (
+        out / PROMPT_LOCK
+    ).read_bytes()  # the same seeded sampling, written once
     assert rows(two) == rows(out)

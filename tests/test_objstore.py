@@ -18,14 +18,23 @@ import time
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from builders.cli import main
 from builders.export import BUILD_OUTPUT
-from builders.objstore import output_store
+from builders.store import output_store
+from builders.store.remote_dir import RemoteDir, check_remote, remote_lock
 from synthcore.outdir import OutputDirError, Owner
-from synthcore.remote import RemoteDir, check_remote, remote_lock
-from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, SCALE_RECIPE, run_build, run_main, table, write_recipe
+from tests.helpers import (
+    ACCELERATE,
+    ROOT,
+    SAME_THREADS,
+    SCALE_RECIPE,
+    run_build,
+    run_main,
+    s3_server,
+    table,
+    write_recipe,
+)
 
 SHARDS = 8
 _buckets = itertools.count()
@@ -34,19 +43,10 @@ _buckets = itertools.count()
 class S3:
     """The test's S3 server: the environment a client needs to reach it, and an s3fs client of our own."""
 
-    def __init__(self, endpoint: str):
-        import s3fs
-
-        self.endpoint = endpoint
-        self.env = {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
-        }
-        self.fs = s3fs.S3FileSystem(
-            key="testing", secret="testing", endpoint_url=endpoint, skip_instance_cache=True, use_listings_cache=False
-        )
+    def __init__(self, env: dict[str, str], fs):
+        self.env = env
+        self.endpoint = env["AWS_ENDPOINT_URL"]
+        self.fs = fs
 
     def bucket(self) -> str:
         """A new empty bucket's URL, with a prefix inside it."""
@@ -71,16 +71,11 @@ class S3:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory) -> S3:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    store = S3(f"http://{host}:{port}")
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in store.env.items():
+    with s3_server() as (env, fs), pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
             patch.setenv(key, value)
         patch.setenv("SYNTHDATA_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield store
-    server.stop()
+        yield S3(env, fs)
 
 
 # -- the store's rules, in process (fast) ---------------------------------------------------------------------------
@@ -135,7 +130,7 @@ def test_an_export_replaces_the_last_one_in_the_store_and_leaves_foreign_files(s
     """Publishing puts every file whole, deletes only files of the last export that the new one lacks, and the
     owner marker names exactly what is there; a file of someone else's beside our names is never touched."""
     url = s3.bucket()
-    store = output_store(url, 0)
+    store = output_store(url, 0, BUILD_OUTPUT)
 
     def export(files: dict[str, str]) -> None:
         with store.claim(BUILD_OUTPUT, keep=lambda: False) as owned, owned.staging() as stage:
@@ -183,13 +178,13 @@ class Requests:
 def test_done_shards_cost_a_listing_not_a_request_each(s3: S3, tmp_path: Path):
     """The start-up check answers from one listing; a process that reaches shards another finished since it
     listed finds them exactly (one request), then lists again instead of asking about each of the rest."""
-    from builders.objstore import SHARDS as SHARDS_DIR
     from builders.plan import make_plan
     from builders.recipe import parse_recipe
+    from builders.store.remote import SHARDS as SHARDS_DIR
 
     url = s3.bucket()
     shards = list(make_plan(parse_recipe(SCALE_RECIPE.replace("COUNT", "40")), {}).shards)
-    main, other = (output_store(url, rank) for rank in (0, 1))
+    main, other = (output_store(url, rank, BUILD_OUTPUT) for rank in (0, 1))
     finished_before, finished_since = shards[:10], shards[10:30]
 
     def finish(shard) -> None:  # as a process commits a shard: its .parquet, then its .json record
@@ -199,16 +194,16 @@ def test_done_shards_cost_a_listing_not_a_request_each(s3: S3, tmp_path: Path):
     for shard in finished_before:
         finish(shard)
     asked = Requests(main.remote)
-    pending = [shard for shard in shards if not main.listed_done(shard)]
+    pending = [shard for shard in shards if not main.done(shard)]
     assert pending == shards[10:] and asked.calls == ["sizes"], "the start-up check: one listing"
 
     for shard in finished_since:
         finish(shard)
-    assert [main.listed_done(shard) for shard in finished_since] == [False] * len(finished_since)
-    assert all(main.is_done(shard) for shard in finished_since), "exact after a claim"
-    assert not any(main.is_done(shard) for shard in shards[30:])
+    assert [main.done(shard) for shard in finished_since] == [False] * len(finished_since)
+    assert all(main.done(shard, fresh=True) for shard in finished_since), "exact after a claim"
+    assert not any(main.done(shard, fresh=True) for shard in shards[30:])
     assert asked.calls.count("sizes") == 2 and asked.calls.count("read_text") == 1 + len(shards[30:])
-    assert all(main.listed_done(shard) for shard in finished_since), "the new listing has them"
+    assert all(main.done(shard) for shard in finished_since), "the new listing has them"
 
 
 # -- builds into the store (end to end) -----------------------------------------------------------------------------

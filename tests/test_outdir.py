@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from builders.plan import Shard, content_fingerprint, make_plan
-from builders.store import DamagedShards, OutputDir
+from builders.store.local import DamagedShards, OutputDir
 from synthcore.faults import OUTPUT_REFUSED, WRITE_FAILED, Terminated, report_fault, write_failure
 from synthcore.outdir import (
     CHECKOUT,
@@ -339,7 +339,7 @@ def test_damaged_shards_are_found_reported_by_name_and_set_aside(shards):
     assert sorted(p.name for p in store.damaged.iterdir()) == sorted(
         f"{s.key}{suffix}" for s in (flipped, truncated, swapped) for suffix in (".parquet", ".json")
     )
-    assert [s for s in (flipped, truncated, swapped, fine) if store.is_done(s)] == [fine]
+    assert [s for s in (flipped, truncated, swapped, fine) if store.done(s)] == [fine]
 
 
 def test_a_shard_without_a_record_is_not_trusted(shards):

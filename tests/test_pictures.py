@@ -22,9 +22,9 @@ from eval.pictures import (
     picture_alt,
     read_scores,
     sample_grid,
-    split_rows,
     write_pictures,
 )
+from eval.tallies import split_rows
 from synthcore.fonts import font_families, picture_style, shown, text_runs
 from synthcore.readback import HISTOGRAM_BINS, first_rows_by_class, tally_files
 from training.report import plot_confusion, plot_curves

@@ -23,7 +23,7 @@ from builders.plan import (
     make_plan,
 )
 from builders.recipe import RecipeError, parse_recipe
-from builders.store import OutputDir
+from builders.store.local import OutputDir
 from tests.handmade import handmade_recipe, write_shards
 
 BASE = """

@@ -46,10 +46,10 @@ def test_background_writer_gives_the_same_dataset(smoke_dir: Path, tmp_path: Pat
 def generated_pixels(recipe: Recipe) -> np.ndarray:
     from accelerate import PartialState
 
-    from builders.distributed_build import placement_for
     from builders.generators import family_of
     from builders.generators.base import to_uint8_hwc
     from builders.plan import make_plan
+    from builders.spec import placement_for
 
     placement = placement_for(recipe, PartialState(cpu=True).device)
     batch = make_plan(recipe, {}).shards[0].batches[0]

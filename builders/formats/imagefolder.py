@@ -118,13 +118,24 @@ def _export_file(
                 if label not in made:
                     os.makedirs(folder / file.split / names[label], exist_ok=True)
                     made.add(label)
-                with open(folder / file.split / name, "wb") as image:
-                    image.write(data)
+                _write_file(folder / file.split / name, data)
             file_names.append(name)
             labels.add(label)
         table = pa.Table.from_batches([batch])
         parts.append(table.set_column(table.schema.get_field_index(IMAGE), FILE_NAME, pa.array(file_names)))
     return file, pa.concat_tables(parts), labels
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """A new file of ``data`` through the bare system calls: Python's buffered file object costs twice as much
+    a file, and a million files are written."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:  # a write may take fewer bytes than given
+            view = view[os.write(descriptor, view) :]
+    finally:
+        os.close(descriptor)
 
 
 def _stem(row_id: str, file: SourceFile, index: int) -> str:

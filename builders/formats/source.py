@@ -121,6 +121,19 @@ def read_batches(file: SourceFile, columns: list[str]) -> Iterator[pa.RecordBatc
         yield from parquet.read_row_group(group, columns=columns).to_batches()
 
 
+def file_groups(files: list[SourceFile], rows: int = 4096) -> Iterator[list[SourceFile]]:
+    """Consecutive files of about ``rows`` rows together: work done a column at a time pays its fixed costs once
+    a group, not once a small file."""
+    group: list[SourceFile] = []
+    for file in files:
+        group.append(file)
+        if sum(f.rows for f in group) >= rows:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
 IMAGE_EXTENSIONS = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpg", b"RIFF": "webp", b"GIF8": "gif"}
 
 

@@ -20,11 +20,12 @@ from typing import Any, ClassVar
 import torch
 
 from builders.generators.safety import SafetyChecker
-from builders.generators.sources import ModelFiles
+from builders.generators.sources import ModelFiles, ships_safety_checker
 from builders.plan import Batch, Job
 from builders.recipe import Recipe
 from builders.schedulers import SCHEDULERS, make_scheduler
-from synthcore.model_refs import Placement, resolve
+from synthcore.availability import DecoderMemory, ModelNeed, diffusers_pipeline, lora_needs, transformers_model
+from synthcore.model_refs import Placement, choose_dtype, resolve
 
 log = logging.getLogger("synthdata.generate")
 
@@ -199,9 +200,46 @@ class Generator(ABC):
             "loras": [lora.model_dump(mode="json") for lora in model.loras],
         }
 
+    def model_needs(self, recipe: Recipe, device_type: str) -> list[ModelNeed]:
+        """What the build loads for this family (``synthcore.availability``, checked before anything loads): the
+        pipeline with its own safety checker when it ships one and the recipe runs it, the LoRA adapters fused
+        into it, the standalone checker otherwise, and whether its VAE can decode one image of the recipe's size
+        on this device. Symmetric with ``eval.scorers.base.Scorer.model_refs``."""
+        settings, gen = recipe.model, recipe.generation
+        standalone = (
+            []
+            if not settings.safety_checker or ships_safety_checker(settings.id, settings.revision)
+            else [
+                transformers_model(
+                    "model.safety_checker_id", settings.safety_checker_id, "safety checker", processor=False
+                )
+            ]
+        )
+        decoder = DecoderMemory(
+            key="generation.height, generation.width",
+            ref=settings.id,
+            what="pipeline",
+            revision=settings.revision,
+            height=gen.height,
+            width=gen.width,
+            dtype_name=choose_dtype(settings.dtype, device_type),
+            device_type=device_type,
+        )
+        return [*pipeline_needs(recipe), *standalone, decoder]
+
     @abstractmethod
     def load(self, recipe: Recipe, placement: Placement) -> LoadedGenerator:
         """The pipeline on ``placement``'s device and dtype, with the recipe's speed settings applied."""
+
+
+def pipeline_needs(recipe: Recipe) -> list[ModelNeed]:
+    """The pipeline, with its own safety checker when it ships one and the recipe runs it, and the LoRA adapters
+    fused into it, each checked against the pipeline's denoiser (a LoRA for another architecture is found here,
+    not after the models load): what any family needs, known before the family is read."""
+    settings = recipe.model
+    own_checker = settings.safety_checker and ships_safety_checker(settings.id, settings.revision)
+    pipeline = diffusers_pipeline("model.id", settings.id, settings.revision, own_checker, "model.safety_checker")
+    return [pipeline, *lora_needs("model.loras", settings.loras, settings.id, settings.revision)]
 
 
 class LoadedGenerator(ABC):

@@ -17,7 +17,7 @@ the hosts' clocks must agree to well within a lease). A claim file is created wh
 to take the same shard, or to take over the same expired claim, exactly one wins. Only its holder rewrites a claim
 (renewal: ``os.replace``), and a holder learns that its shard was taken over when the next takeover's file exists
 (checked at every renewal and before the shard is committed); it then drops the shard. The shard's own file marks
-it finished (a shard is committed by a rename: ``builders.store``); claims are never deleted during a build. One
+it finished (a shard is committed by a rename: ``builders.store.local``); claims are never deleted during a build. One
 build runs at a time (the output directory's lock), so the claims found when a build starts are a killed run's:
 the main process removes them before any process scans.
 """
@@ -88,7 +88,7 @@ class Claim:
 
 class ClaimFiles(Protocol):
     """Where the claim files of a build live: the output directory (``LocalClaimFiles``) or, for an output in
-    object storage, the store itself (``builders.objstore``), so processes on machines that share no file system
+    object storage, the store itself (``builders.store.remote``), so processes on machines that share no file system
     still see each other's claims."""
 
     def read(self, name: str) -> str | None:

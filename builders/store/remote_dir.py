@@ -15,19 +15,33 @@ fsspec or ``datasets`` user.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TypeVar
 
-from synthcore.outdir import LOCK_FILE, OWNER_FILE, WORK_DIR, OutputDirError, Owner, Tool, foreign_message
+from synthcore.outdir import (
+    LOCK_FILE,
+    OWNER_FILE,
+    WORK_DIR,
+    OutputDirError,
+    Owner,
+    Tool,
+    busy_message,
+    check_ownership,
+    foreign_message,
+    owner_json,
+    parse_owner,
+    replacing,
+)
 
 log = logging.getLogger("synthdata")
 
+T = TypeVar("T")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -45,13 +59,47 @@ def no_push_from_store(url: str) -> str:
     )
 
 
+# Object stores a build can write to (fsspec's names); read-only or wrapping protocols (http, zip, github…) are not.
+STORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "hdfs", "webhdfs", "memory")
+
+
+class StoreURLError(ValueError):
+    """A store URL that cannot name an output (exit 2); the message never repeats credentials."""
+
+
+def store_url(url: str) -> str:
+    """``url`` in one canonical spelling, checked before any work: a store scheme, a bucket, no credentials, no
+    ``.``/``..`` parts, query or fragment; repeated and trailing slashes dropped (``s3://b//p/`` is ``s3://b/p``:
+    spelled twice, one prefix would be written twice under two names)."""
+    scheme, _, rest = url.partition("://")
+    bucket, _, path = rest.partition("/")
+    if "@" in bucket:  # user:password@: say so without repeating them
+        shown = f"{scheme}://***@{bucket.rsplit('@', 1)[1]}/{path.split('?')[0].split('#')[0]}"
+        raise StoreURLError(
+            f"{shown}: the URL holds credentials; give them through the store's own configuration "
+            "(for S3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or ~/.aws), never in the URL"
+        )
+    shown = url.split("?")[0].split("#")[0]  # a query may carry a signature: never repeated either
+    if scheme.lower() not in STORE_SCHEMES:
+        known = ", ".join(STORE_SCHEMES)
+        raise StoreURLError(f"{shown}: {scheme}:// is not an object store to build into (one of: {known})")
+    parts = [part for part in path.split("/") if part]
+    plain = rest.isprintable() and not any(c in rest for c in "?#\\")
+    if not bucket or not plain or any(part in (".", "..") for part in parts):
+        raise StoreURLError(f"{shown}: expected {scheme}://BUCKET/PREFIX (a bucket, then plain path parts)")
+    normal = "/".join([f"{scheme.lower()}://{bucket}", *parts])
+    if normal != url:
+        log.info("store URL %s read as %s", url, normal)
+    return normal
+
+
 class RemoteDir:
     """A prefix in an object store, addressed by paths relative to it (``data/train-00000-of-00001.parquet``)."""
 
     def __init__(self, url: str):
         import fsspec
 
-        self.url = url.rstrip("/")
+        self.url = store_url(url)
         try:
             # Other processes (machines) change the store: every listing is asked of it, never remembered.
             self.fs, self.path = fsspec.core.url_to_fs(self.url, use_listings_cache=False)
@@ -85,20 +133,21 @@ class RemoteDir:
 
     def read_text(self, relative: str) -> str | None:
         """The object's text, or None when there is none."""
+        data = self.read_bytes(relative)
+        return None if data is None else data.decode("utf-8")
+
+    def read_bytes(self, relative: str, limit: int | None = None) -> bytes | None:
+        """The object's bytes (its first ``limit``), or None when there is none."""
         try:
-            return self.fs.cat_file(self.key(relative)).decode("utf-8")
+            return self.fs.cat_file(self.key(relative), start=0 if limit else None, end=limit)
         except FileNotFoundError:
             return None
 
     def download(self, relative: str, target: Path) -> None:
         """The object's bytes as ``target``, replaced in one step (a partial download is never under that name)."""
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.part-{os.getpid()}")
-        try:
+        with replacing(target) as temp:
             self.fs.get_file(self.key(relative), str(temp))
-            os.replace(temp, target)
-        finally:
-            temp.unlink(missing_ok=True)
 
     # -- writing: every object once, whole -----------------------------------------------------------------------
     def upload(self, source: Path, relative: str) -> None:
@@ -133,52 +182,48 @@ class RemoteDir:
 
     # -- ownership -------------------------------------------------------------------------------------------
     def owner(self) -> Owner | None:
-        text = self.read_text(f"{WORK_DIR}/{OWNER_FILE}")
-        try:
-            data = json.loads(text) if text is not None else None
-            return Owner(tool=str(data["tool"]), files=frozenset(map(str, data["files"]))) if data else None
-        except (ValueError, KeyError, TypeError):
-            return None
+        return parse_owner(self.read_text(f"{WORK_DIR}/{OWNER_FILE}"))
 
     def write_owner(self, owner: Owner) -> None:
-        record = {"tool": owner.tool, "files": sorted(owner.files)}
-        self.write_text(f"{WORK_DIR}/{OWNER_FILE}", json.dumps(record, indent=1, ensure_ascii=False))
+        self.write_text(f"{WORK_DIR}/{OWNER_FILE}", owner_json(owner))
 
 
 def check_remote(remote: RemoteDir, tool: Tool) -> dict[str, int]:
     """What the prefix holds (paths and sizes) once ``tool`` may write there; ``OutputDirError`` otherwise, by the
     same rules as a local directory: empty, or made by ``tool`` with nothing under our names that we did not
     write. Writes nothing."""
-    bucket = remote.path.split("/")[0]
-    try:
-        if not remote.fs.exists(bucket):
-            raise OutputDirError(
-                f"{remote.url}: there is no bucket {bucket!r} (or these credentials cannot see it). Create it, check "
-                "the credentials, or choose another --output-dir."
-            )
-        found = remote.sizes()
-    except OutputDirError:
-        raise
-    except Exception as err:  # noqa: BLE001 - credentials, endpoint, permissions: whatever the store's client says
-        raise OutputDirError(
-            f"cannot read {remote.url}: {err}. Check the store's credentials and endpoint (for S3: "
-            "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL), or choose another --output-dir."
-        ) from None
+    found = read_or_refuse(remote, lambda: _listing(remote))
     if not found:
         return found
-    owner = remote.owner()
-    if owner is None:
-        shown = sorted({name.split("/")[0] for name in found})
-        raise OutputDirError(
-            f"{remote.url} is not empty ({', '.join(shown[:5])}) and was not made by synthdata (no "
-            f"{WORK_DIR}/{OWNER_FILE}). Choose another --output-dir (an empty prefix)."
-        )
-    if owner.tool != tool.command:
-        raise OutputDirError(f"{remote.url} holds the output of `{owner.tool}`, not of `{tool.command}`.")
+    owner = check_ownership(remote.url, sorted({name.split("/")[0] for name in found}), remote.owner(), tool)
     foreign = sorted(name for name in found if tool.writes(name.split("/")[0]) and name not in owner.files)
     if foreign:
         raise OutputDirError(foreign_message(remote.url, foreign))
     return found
+
+
+def _listing(remote: RemoteDir) -> dict[str, int]:
+    bucket = remote.path.split("/")[0]
+    if not remote.fs.exists(bucket):
+        raise OutputDirError(
+            f"{remote.url}: there is no bucket {bucket!r} (or these credentials cannot see it). Create it, check "
+            "the credentials, or choose another --output-dir."
+        )
+    return remote.sizes()
+
+
+def read_or_refuse(remote: RemoteDir, read: Callable[[], T]) -> T:
+    """What ``read`` reads of the store; ``OutputDirError`` naming the store when its client fails (credentials,
+    endpoint, permissions), so a store that cannot be read is a clear refusal (exit 5), never a traceback."""
+    try:
+        return read()
+    except OutputDirError:
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever the store's client says
+        raise OutputDirError(
+            f"cannot read {remote.url}: {err}. Check the store's credentials and endpoint (for S3: "
+            "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL), or choose another --output-dir."
+        ) from None
 
 
 @contextmanager
@@ -221,12 +266,4 @@ def _stale(text: str | None) -> bool:
 
 
 def _busy_message(remote: RemoteDir, text: str | None) -> str:
-    try:
-        pid, host = (text or "").splitlines()[:2]
-        holder = f"process {pid} on host {host}"
-    except ValueError:
-        holder = "another process"
-    return (
-        f"{remote.url} is in use by another synthdata run ({holder}). Wait for it to finish, or choose another "
-        f"--output-dir. If that process is gone, delete {remote.url_of(f'{WORK_DIR}/{LOCK_FILE}')} and run again."
-    )
+    return busy_message(remote.url, text, remote.url_of(f"{WORK_DIR}/{LOCK_FILE}"), None)

@@ -11,7 +11,7 @@ Layout of ``<out>/``::
     .synthdata/shards/<key>.parquet finished shards, named by content key (the unit of resume)
     .synthdata/shards/<key>.json    its record: row ids, byte size, SHA-256, what the safety checker dropped
     .synthdata/damaged/             shards that failed verification, set aside (never deleted) when made again
-    .synthdata/claims/<key>         which process makes a shard, until when (``builders.claims``)
+    .synthdata/claims/<key>         which process makes a shard, until when (``builders.store.claims``)
     .synthdata/progress/rank-N.json what process N made in this run (the progress bar's and run.json's source)
     dropped/                        rows the recipe's filters dropped, a dataset of its own (when filtering)
 
@@ -36,7 +36,7 @@ import logging
 import os
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, suppress
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -46,8 +46,9 @@ import datasets
 import pyarrow.parquet as pq
 
 from builders.plan import Plan, Shard
+from builders.store.prompt_lock import PromptLockFile, read_prompt_lock
 from synthcore.layout import MAX_FILES_PER_FOLDER, ROWS_PER_ROW_GROUP, DataLayout
-from synthcore.outdir import WORK_DIR, OwnedDir, Tool, atomic_write_text, claimed, file_sha256
+from synthcore.outdir import WORK_DIR, OutputDirError, OwnedDir, Tool, atomic_write_text, claimed, file_sha256
 from synthcore.parallel import ordered_map
 
 log = logging.getLogger("synthdata")
@@ -84,17 +85,6 @@ def process_tag(rank: int) -> str:
     return f"{socket.gethostname()}-{rank}-{os.getpid()}"
 
 
-def write_replacing(path: Path, text: str, tag: str) -> None:
-    """``path`` replaced in one step by ``text``, through a temporary file named with ``tag`` (``process_tag``:
-    processes on several hosts can share a pid, never a tag)."""
-    temp = path.with_name(f".{path.name}.tmp-{tag}")
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
 class LocalClaimFiles:
     """Claim files in a directory: created by ``os.link`` of a private file (atomic, also on NFS), rewritten by
     ``os.replace``."""
@@ -122,7 +112,7 @@ class LocalClaimFiles:
             temp.unlink(missing_ok=True)
 
     def replace(self, name: str, text: str) -> None:
-        write_replacing(self.directory / name, text, self.tag)
+        atomic_write_text(self.directory / name, text, self.tag)
 
 
 @dataclass(frozen=True)
@@ -148,6 +138,28 @@ class DamagedShards(RuntimeError):
         return DamagedShards, (self.damaged,)
 
 
+def made_shards(paths: Iterable[str]) -> list[str]:
+    """Of ``paths`` (one folder's), the build's shards: each ``<key>.parquet`` with its ``<key>.json`` record beside
+    it, both. A file a user placed among them has no such twin, and is never taken for one."""
+    paths = set(paths)
+    stems = {p[: -len(".parquet")] for p in paths if p.endswith(".parquet")}
+    return sorted(name for stem in stems if f"{stem}.json" in paths for name in (f"{stem}.parquet", f"{stem}.json"))
+
+
+def discard_made_shards(folder: Path) -> None:
+    """Delete the shards the build made in ``folder`` (``made_shards``; plain files, never a link), keeping
+    anything else, said in the log."""
+    if not folder.is_dir():
+        return
+    files = [p.name for p in folder.iterdir() if p.is_file() and not p.is_symlink()]
+    made = made_shards(files)
+    for name in made:
+        (folder / name).unlink()
+    kept = sorted(p.name for p in folder.iterdir())
+    if kept:
+        log.warning("--overwrite: kept %d files in %s that the build did not make: %s", len(kept), folder, kept[:5])
+
+
 class FingerprintMismatch(RuntimeError):
     """The output directory holds shards made under different settings."""
 
@@ -163,8 +175,12 @@ class OutputDir:
 
     @property
     def location(self) -> str:
-        """Where the output is, as the user named it (``builders.objstore``: the store's URL, not its local copy)."""
+        """Where the output is, as the user named it (an object store: its URL, not the local copy)."""
         return str(self.root)
+
+    def prompt_lock(self) -> PromptLockFile:
+        """The output's prompt lock (``builders.store.prompt_lock``), where the output lives."""
+        return read_prompt_lock(self.root)
 
     def claim(self, tool: Tool, keep: Callable[[], bool]) -> AbstractContextManager[OwnedDir]:
         """This build's hold on the directory until the context closes (``synthcore.outdir.claimed``)."""
@@ -198,16 +214,28 @@ class OutputDir:
                 + "\nUse another --output-dir, or pass --overwrite to discard the finished shards and start again."
             )
 
+    def check_folders(self) -> None:
+        """The build's folders in ``.synthdata`` are folders or absent: a file or a link in their place (which would
+        lead the build's writes and deletions elsewhere) is an ``OutputDirError`` naming it, before any work."""
+        for path in (self.work, self.shards, self.progress, self.claims, self.damaged):
+            if path.is_symlink() or (path.exists() and not path.is_dir()):
+                what = "a symbolic link" if path.is_symlink() else "a file"
+                raise OutputDirError(
+                    f"{path} is {what}, not the folder the build keeps its {path.name} in (it never makes one there); "
+                    "move it away and run the same command again"
+                )
+
     def prepare(self, fingerprint: dict[str, Any], overwrite: bool) -> None:
-        """Main process only: start afresh if asked, record the fingerprint, drop leftovers of killed writers."""
+        """Main process only: start afresh if asked (deleting only the shards the build made: a user's file among
+        them is kept), record the fingerprint, drop leftovers of killed writers."""
         if overwrite and self.fingerprint_changes(fingerprint):
             for made in (self.shards, self.damaged):
-                shutil.rmtree(made, ignore_errors=True)
+                discard_made_shards(made)
         self.shards.mkdir(parents=True, exist_ok=True)
         for per_run in (self.progress, self.claims):  # one build at a time: these are a finished or killed run's
             shutil.rmtree(per_run, ignore_errors=True)
             per_run.mkdir(parents=True)
-        for partial in self.shards.glob("*.tmp*"):
+        for partial in [*self.shards.glob("*.parquet.tmp-*"), *self.shards.glob(".*.json.tmp-*")]:
             partial.unlink()
         atomic_write_text(self.fingerprint_file, json.dumps(fingerprint, indent=2, ensure_ascii=False))
 
@@ -215,15 +243,13 @@ class OutputDir:
     def shard_path(self, shard: Shard) -> Path:
         return self.shards / f"{shard.key}.parquet"
 
-    def is_done(self, shard: Shard) -> bool:
-        """Whether the shard's file is there (after ``audit`` set aside those that fail their checks)."""
+    def done(self, shard: Shard, fresh: bool = False) -> bool:
+        """Whether the shard is finished (after ``audit`` set aside those that fail their checks). ``fresh``: exact
+        now, also for a shard another process finished since this one last looked; without it the answer may be
+        as old as this process's last look (an object store answers from its last listing, no request), which is
+        enough at start-up, before any process makes a shard, and to skip shards before a claim. A directory's
+        answer is always exact."""
         return self.shard_path(shard).exists()
-
-    def listed_done(self, shard: Shard) -> bool:
-        """Whether the shard was finished when this process last looked: cheap, and it may miss a shard finished
-        since (an object store answers from its last listing). Enough at start-up, before any process makes a
-        shard, and to skip shards before a claim; after a claim, ``is_done`` answers exactly."""
-        return self.is_done(shard)
 
     def has_shards(self) -> bool:
         return self.shards.is_dir() and any(self.shards.glob("*.parquet"))
@@ -240,7 +266,7 @@ class OutputDir:
         return len(self.record(shard).ids)
 
     def safety_dropped(self, shard: Shard) -> list[str]:
-        record = self.record(shard) if self.is_done(shard) else None
+        record = self.record(shard) if self.done(shard, fresh=True) else None
         return record.safety_dropped if record else []
 
     def open_shard(self, shard: Shard, features: datasets.Features) -> ShardWriter:
@@ -270,13 +296,13 @@ class OutputDir:
 
     def verify(self, shards: list[Shard]) -> list[DamagedShard]:
         """Before export: every shard of the plan there, and every byte of it as recorded."""
-        missing = [DamagedShard(shard, "its file is missing") for shard in shards if not self.is_done(shard)]
+        missing = [DamagedShard(shard, "its file is missing") for shard in shards if not self.done(shard, fresh=True)]
         return missing + self.audit(shards, checksum=True)
 
     def audit(self, shards: list[Shard], checksum: bool = False) -> list[DamagedShard]:
         """Check every finished shard of ``shards``; those that fail are set aside in ``.synthdata/damaged/``
         (so they no longer count as done) and returned."""
-        finished = [shard for shard in shards if self.is_done(shard)]
+        finished = [shard for shard in shards if self.done(shard, fresh=True)]
         problems = list(ordered_map(lambda shard: self.problem(shard, checksum), finished))
         damaged = [DamagedShard(shard, reason) for shard, reason in zip(finished, problems) if reason]
         for bad in damaged:
@@ -302,11 +328,11 @@ class OutputDir:
 
     # -- progress --------------------------------------------------------------------------------------------
     def claim_files(self, rank: int) -> LocalClaimFiles:
-        """Where process ``rank`` takes its shards from (``builders.claims``)."""
+        """Where process ``rank`` takes its shards from (``builders.store.claims``)."""
         return LocalClaimFiles(self.claims, process_tag(rank))
 
     def report_progress(self, rank: int, progress: RankProgress) -> None:
-        write_replacing(self.progress / f"rank-{rank}.json", json.dumps(asdict(progress)), process_tag(rank))
+        atomic_write_text(self.progress / f"rank-{rank}.json", json.dumps(asdict(progress)), process_tag(rank))
 
     def progress_of(self, processes: int) -> list[RankProgress]:
         """Every process's progress file, by rank (zeros for one not written yet): O(processes) per call, however

@@ -9,7 +9,7 @@ machinery unchanged (staging, verification, export), and the store is the truth 
 - the main process fetches the shards other processes (other machines) made, verifies them as locally, exports
   into its local copy and puts the exported files to the store, then the owner marker naming them;
 - progress and ``run.json`` are small objects in ``.synthdata/``; one build at a time is ``.synthdata/lock``,
-  created only if absent (``synthcore.remote``).
+  created only if absent (``builders.store.remote_dir``).
 
 Processes other than the main one drop their local copy of a shard once it is in the store.
 """
@@ -26,26 +26,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from builders.export import BUILD_OUTPUT
 from builders.plan import Shard
-from builders.store import DamagedShard, OutputDir, RankProgress, ShardWriter
-from synthcore.outdir import WORK_DIR, OwnedDir, Owner, Tool, atomic_write_text, check, claimed, read_owner, write_owner
-from synthcore.remote import RemoteDir, check_remote, is_remote, remote_lock
+from builders.store.local import DamagedShard, OutputDir, RankProgress, ShardWriter, made_shards
+from builders.store.prompt_lock import PromptLockFile, read_prompt_lock
+from builders.store.remote_dir import RemoteDir, remote_lock
+from synthcore.outdir import WORK_DIR, OwnedDir, Owner, Tool, atomic_write_text, claimed, read_owner, write_owner
 from synthcore.tiny import cache_root
 
 SHARDS, DAMAGED, PROGRESS, CLAIMS = (f"{WORK_DIR}/{name}" for name in ("shards", "damaged", "progress", "claims"))
 FINGERPRINT = f"{WORK_DIR}/fingerprint.json"
 LISTING_PAGE = 1000  # objects a listing request returns (S3's page)
-
-
-def output_store(output_dir: str, rank: int) -> OutputDir:
-    """The build's output: a local directory (checked, ``synthcore.outdir``) or a prefix in a store (checked by
-    the same rules) with this process's local copy."""
-    if not is_remote(output_dir):
-        return OutputDir(check(output_dir, BUILD_OUTPUT))
-    remote = RemoteDir(output_dir)
-    check_remote(remote, BUILD_OUTPUT)
-    return RemoteOutputDir(remote, local_copy(remote.url, rank), rank)
 
 
 def local_copy(url: str, rank: int = 0) -> Path:
@@ -68,6 +58,10 @@ class RemoteOutputDir(OutputDir):
     @property
     def location(self) -> str:
         return self.remote.url
+
+    def prompt_lock(self) -> PromptLockFile:
+        """The store's prompt lock: the local copy starts without the export's files (``claim``)."""
+        return read_prompt_lock(self.remote)
 
     # -- claim -----------------------------------------------------------------------------------------------
     @contextmanager
@@ -111,7 +105,7 @@ class RemoteOutputDir(OutputDir):
     def prepare(self, fingerprint: dict[str, Any], overwrite: bool) -> None:
         """As locally, in the store too; then the local copy holds exactly the store's shards."""
         if overwrite and self.fingerprint_changes(fingerprint):
-            self.remote.remove([*self.remote.sizes(SHARDS), *self.remote.sizes(DAMAGED)])
+            self.remote.remove([*made_shards(self.remote.sizes(SHARDS)), *made_shards(self.remote.sizes(DAMAGED))])
         self.remote.remove([*self.remote.sizes(PROGRESS), *self.remote.sizes(CLAIMS)])  # a killed run's
         super().prepare(fingerprint, overwrite)
         self.remote.upload(self.fingerprint_file, FINGERPRINT)
@@ -120,21 +114,22 @@ class RemoteOutputDir(OutputDir):
     # -- shards ----------------------------------------------------------------------------------------------
     def remote_keys(self) -> set[str]:
         """Shards in the store: both the ``.parquet`` and its ``.json`` record there (listed once, then cached
-        until this process changes the store's shards or ``is_done`` finds the listing too far behind)."""
+        until this process changes the store's shards or ``done(fresh=True)`` finds the listing too far behind)."""
         if self._done is None:
             self._missed = 0
             names = {Path(p).name for p in self.remote.sizes(SHARDS)}
             self._done = {n[: -len(".parquet")] for n in names if n.endswith(".parquet") and f"{n[:-8]}.json" in names}
         return self._done
 
-    def is_done(self, shard: Shard) -> bool:
-        """Exact: in the last listing, or (made by another process since) its record is in the store now, one
-        request. Once such requests found as many finished shards as listing again costs (a request per
-        ``LISTING_PAGE`` objects), the next call lists again: a process that reaches the shards others finished
-        (the end of its scan) pays about one listing for them, not a request each."""
+    def done(self, shard: Shard, fresh: bool = False) -> bool:
+        """Without ``fresh``: in the last listing, no request (a start-up check of 10^5 pending shards asked the
+        store 10^5 times). ``fresh``: exact, in the last listing or (made by another process since) its record is
+        in the store now, one request. Once such requests found as many finished shards as listing again costs (a
+        request per ``LISTING_PAGE`` objects), the next call lists again: a process that reaches the shards others
+        finished (the end of its scan) pays about one listing for them, not a request each."""
         done = self.remote_keys()
-        if shard.key in done:
-            return True
+        if shard.key in done or not fresh:
+            return shard.key in done
         if self.remote.read_text(f"{SHARDS}/{shard.key}.json") is None:
             return False
         done.add(shard.key)
@@ -142,10 +137,6 @@ class RemoteOutputDir(OutputDir):
         if self._missed * LISTING_PAGE >= 2 * len(done):  # two objects a shard: its .parquet and its .json
             self._done = None
         return True
-
-    def listed_done(self, shard: Shard) -> bool:
-        """In the last listing: no request (a start-up check of 10^5 pending shards asked the store 10^5 times)."""
-        return shard.key in self.remote_keys()
 
     def has_shards(self) -> bool:
         self._done = None
@@ -199,7 +190,7 @@ class RemoteOutputDir(OutputDir):
 
 
 class RemoteClaimFiles:
-    """Claim files (``builders.claims``) as objects in the store: created only if absent, rewritten by one PUT.
+    """Claim files (``builders.store.claims``) as objects in the store: created only if absent, rewritten by one PUT.
     Where the store cannot create only-if-absent, two processes may both take a shard at the same moment: both make
     it, with the same bytes, and the second PUT replaces the first (work lost, nothing wrong)."""
 
