@@ -82,19 +82,18 @@ def combinations(templates: list[str], variables: dict[str, list[str]]) -> int:
     return sum(math.prod(len(variables[field]) for field in template_fields(template)) for template in templates)
 
 
-def expansion_count(template: str, variables: dict[str, list[str] | None]) -> int | None:
-    """How many prompts the template expands to, counted without expanding (None if a variable is unreadable)."""
-    lengths = [variables[f] for f in template_fields(template)]
-    return None if any(v is None for v in lengths) else math.prod(len(v) for v in lengths)
+def expansion_count(template: str, variables: dict[str, list[str]]) -> int:
+    """How many prompts the template expands to, counted without expanding."""
+    return math.prod(len(variables[field]) for field in template_fields(template))
 
 
-def longest_expansion(template: str, variables: dict[str, list[str] | None]) -> int:
+def longest_expansion(template: str, variables: dict[str, list[str]]) -> int:
     """The length of the template's longest prompt, from its literal text and each field's longest value."""
     length = 0
     for literal, field, _, _ in string.Formatter().parse(template):
         length += len(literal.replace("{{", "{").replace("}}", "}"))
         if field is not None:
-            length += max(map(len, variables.get(field) or [""]), default=0)
+            length += max(map(len, variables[field]), default=0)
     return length
 
 
@@ -149,7 +148,7 @@ class ClassPrompts:
     literal: list[str] | None
     templates: list[tuple[str, str]] | None  # (key path, template) of every template the class uses
     own_templates: bool  # its own 'templates', or the recipe's
-    variables: dict[str, list[str] | None] | None  # the recipe's variables merged with the class's own
+    variables: dict[str, list[str]] | None  # the recipe's variables merged with the class's own
     has_imagenet: bool
     samples: int | None = None  # template_samples: combinations drawn instead of expanding them all
     seed: int = 0

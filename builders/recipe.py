@@ -582,7 +582,7 @@ class Recipe(_Strict):
     prompt_partition: dict[str, Annotated[float, Field(gt=0, le=MAX_PARTITION_WEIGHT)]] | None = Field(
         default=None,
         description="with `prompt_disjoint`, each split's share of every class's prompts, e.g. `{train: 0.8, "
-        f"test: 0.2}}` (positive weights up to {MAX_PARTITION_WEIGHT:.0e}, normalized; one per split, no others; "
+        f"test: 0.2}}` (positive weights up to {MAX_PARTITION_WEIGHT:,.0f}, normalized; one per split, no others; "
         "`null`: equal shares)",
         json_schema_extra=PER_IMAGE,
     )

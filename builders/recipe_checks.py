@@ -117,9 +117,9 @@ def _class_prompt_problems(spec: ClassPrompts) -> tuple[list[str], int | None]:
     ]
     if malformed or undefined:  # the recipe's own malformed templates are reported once, not for every class
         return (malformed if spec.own_templates else []) + undefined, None
-    counts = [(where, template, expansion_count(template, spec.variables)) for where, template in spec.templates]
-    if spec.literal is None or any(count is None for _, _, count in counts):
+    if spec.literal is None:  # its prompts did not validate: nothing to count
         return [], None
+    counts = [(where, template, expansion_count(template, spec.variables)) for where, template in spec.templates]
     combinations = sum(count for _, _, count in counts)
     total = len(spec.literal) + (combinations if spec.samples is None else min(combinations, spec.samples))
     total += spec.expanding

@@ -30,6 +30,9 @@ from synthcore.parallel import ordered_map
 
 METADATA = "metadata.parquet"
 FILE_NAME = "file_name"
+# rows of a row group of the metadata: a writer keeps every row group's statistics until it closes (a million rows
+# in groups of a source file's 256 held 100 MiB of them), and holds one group (16,384 rows: ~30 MiB, at any size)
+METADATA_ROWS = 16_384
 CLASSES = "classes.json"
 
 
@@ -74,10 +77,13 @@ class ImageFolder(ExportFormat):
         schema = metadata_features(source.features).arrow_schema
         for split, files in source.files.items():
             (folder / split).mkdir(parents=True, exist_ok=True)
-            present[split] = set()
+            present[split], pending = set(), []
             with pq.ParquetWriter(folder / split / METADATA, schema) as metadata:  # rewritten whole every run
                 for file, table, labels in ordered_map(partial(_export_file, source, folder, done=done), files):
-                    metadata.write_table(table.cast(schema))
+                    pending.append(table.cast(schema))
+                    if sum(part.num_rows for part in pending) >= METADATA_ROWS or file is files[-1]:
+                        metadata.write_table(pa.concat_tables(pending))
+                        pending = []
                     present[split] |= labels
                     if _key(file) not in done:
                         progress.record({"file": _key(file)})
