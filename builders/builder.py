@@ -21,6 +21,7 @@ from builders.generators.base import LoadedGenerator, to_uint8_hwc
 from builders.plan import Plan, Shard, content_fingerprint, make_plan
 from builders.provenance import dataset_provenance
 from builders.recipe import Recipe
+from builders.refilter import regenerate_failing
 from builders.rows import BatchRows, GeneratedRow, row_features
 from builders.spec import BuildSpec
 from builders.timing import StageClock
@@ -125,6 +126,7 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
                 made = generator.generate(batch)
             with self.clock.stage("score", on_device=True):
                 scores = scorers.score(made.images, [job.label for job in made.jobs], [job.prompt for job in made.jobs])
+                tries = regenerate_failing(generator, scorers, made, scores, self.recipe)
             with self.clock.stage("copy to host"):
                 pixels = to_uint8_hwc(made.images)
             rows = [
@@ -137,6 +139,7 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
                     seed=made.seeds[i],
                     guidance_scale=job.guidance_scale,
                     safety_regenerations=made.safety_regenerations[i],
+                    filter_regenerations=tries[i],
                 ).as_dict()
                 | {column: values[i] for column, values in scores.items()}
                 for i, job in enumerate(made.jobs)

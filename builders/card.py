@@ -20,6 +20,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from builders.formats.export import published_formats
 from builders.plan import prompts_with_images
 from builders.recipe import Recipe, recipe_to_yaml
+from builders.refilter import attempts_text
 from eval.pictures import EMBEDDING_MAP_NAME, HISTOGRAM_NAME, picture_alt, samples_name
 from eval.scorers import enabled_scorers
 from eval.summary import DatasetSummary, format_stat, leakage_warning, quality_markdown, read_summary
@@ -254,8 +255,23 @@ def _parameters(recipe: Recipe, build_info: dict) -> list[tuple[str, str]]:
         ("images per prompt", str(g.images_per_prompt)),
         ("batch size", str(g.batch_size)),
         ("safety checker", safety),
+        *_regenerations(recipe, build_info),
         ("device and dtype", _runtime(build_info)),
         ("image format", o.image_format + (f" (quality {o.quality})" if o.image_format != "png" else "")),
+    ]
+
+
+def _regenerations(recipe: Recipe, build_info: dict) -> list[tuple[str, str]]:
+    """With ``filters.on_fail: regenerate``: per class, how many rows took how many tries."""
+    if "filter_regenerations" not in build_info:
+        return []
+    most = recipe.filters.max_regenerations
+    text = attempts_text(build_info["filter_regenerations"])
+    return [
+        (
+            "score filters",
+            f"failing rows regenerated up to {most} times, then dropped; rows by regenerations per class: {text}",
+        )
     ]
 
 

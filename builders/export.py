@@ -30,6 +30,7 @@ from builders.expansion import lock_text
 from builders.hub import RECIPE_FILE
 from builders.plan import Plan, Shard
 from builders.recipe import FilterSettings, Recipe
+from builders.refilter import attempts_by_class
 from builders.store import Store
 from builders.store.local import DamagedShards
 from builders.store.prompt_lock import PROMPT_LOCK
@@ -96,6 +97,9 @@ def export_dataset(
             (stage / PROMPT_LOCK).write_text(lock_text(recipe), encoding="utf-8")
         safety_dropped = [job_id for shard in plan.shards for job_id in store.safety_dropped(shard)]
         build_info = {**provenance, "rows": rows, "safety_dropped": safety_dropped}
+        if recipe.filters.regenerating:  # rows by the tries they took, per class
+            paths = [(shard.class_name, store.shard_path(shard)) for shard in with_rows.shards]
+            build_info["filter_regenerations"] = attempts_by_class(paths)
         (stage / BUILD_INFO).write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")
         refuse_if_empty = functools.partial(_dropped_and_empty, stage, owned, store, recipe, features, plan, build_info)
         thresholds = recipe.filters.thresholds()

@@ -50,9 +50,10 @@ class Job:
     guidance_scale: float
     seed: int
 
-    def regeneration_seed(self, global_seed: int, attempt: int) -> int:
-        """A fresh seed for an image the safety checker flagged, still a pure function of the job."""
-        return derive_seed(global_seed, self.split, self.class_name, self.prompt, self.index, "regenerate", attempt)
+    def regeneration_seed(self, global_seed: int, attempt: int, reason: str = "regenerate") -> int:
+        """A fresh seed for an image the safety checker flagged (or, ``reason`` "refilter", that failed a score
+        filter), still a pure function of the job."""
+        return derive_seed(global_seed, self.split, self.class_name, self.prompt, self.index, reason, attempt)
 
 
 @dataclass(frozen=True)
@@ -393,6 +394,8 @@ def content_fingerprint(recipe: Recipe, device_type: str, dtype_name: str) -> di
     a finished shard made under different values cannot be mixed into the same dataset.
     """
     entries = content_entries(recipe, {"model.dtype": dtype_name}) | {"device_type": device_type}
+    if regeneration := recipe.filters.regeneration():  # the thresholds decide the images only when regenerating
+        entries["filters.regeneration"] = regeneration
     return dict(sorted(entries.items(), key=lambda entry: _recorded_position(entry[0])))
 
 

@@ -188,6 +188,10 @@ def _filter_problems(parts: Parts) -> list[str]:
         for scorer, rule, _ in filters.rules()
         if not getattr(scoring, scorer).enabled
     ]
+    if filters.on_fail == "regenerate" and not filters.rules():
+        problems.append(
+            "filters.on_fail: 'regenerate' needs a score threshold to regenerate against (min_* or require_*)"
+        )
     if filters.require_imagenet_match and parts.classes and all(c.has_imagenet is False for c in parts.classes):
         problems.append("filters.require_imagenet_match: no class has imagenet_classes, so it would keep every row")
     if filters.active and filters.dropped == "split":

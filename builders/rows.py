@@ -27,6 +27,7 @@ class GeneratedRow:
     seed: int = _column(lambda names: datasets.Value("int64"))
     guidance_scale: float = _column(lambda names: datasets.Value("float32"))
     safety_regenerations: int | None = _column(lambda names: datasets.Value("int32"))  # None: checker off
+    filter_regenerations: int | None = _column(lambda names: datasets.Value("int32"))  # None: filters.on_fail drop
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

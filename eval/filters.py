@@ -5,6 +5,7 @@ and ``require_*`` switches) plus ``dropped``, where the rows that fail go. Masks
 score columns only, so a shard's images are never decoded to decide. A row whose ``require_*`` column is null
 (nothing to compare, e.g. a class without ImageNet names) passes. ``drop_duplicates`` (``exact`` or ``near``)
 drops rows repeating an earlier kept row; ``eval.quality`` finds them and hands ``keep_mask`` their ids.
+``on_fail: regenerate`` makes a row failing a score threshold again during the build (``builders.refilter``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,19 @@ class _FilterBase(BaseModel):
         dedup = {"drop_duplicates": self.drop_duplicates} if self.drop_duplicates != "none" else {}
         return {rule.key: value for _, rule, value in self.rules()} | dedup
 
+    @property
+    def regenerating(self) -> bool:
+        """Whether the build makes failing rows again (``on_fail: regenerate`` with a score threshold)."""
+        return self.on_fail == "regenerate" and bool(self.rules())
+
+    def regeneration(self) -> dict | None:
+        """What decides regenerated rows (the thresholds and the tries), for the content fingerprint; None when
+        the build regenerates nothing."""
+        if not self.regenerating:
+            return None
+        thresholds = {rule.key: value for _, rule, value in self.rules()}
+        return {"thresholds": thresholds, "max_regenerations": self.max_regenerations}
+
     def columns(self) -> list[str]:
         """The columns the active filters read (the row id when duplicates are dropped)."""
         dedup = [ID] if self.drop_duplicates != "none" else []
@@ -70,6 +84,23 @@ FilterSettings = create_model(
         Field(
             default="none",
             description="`exact` or `near`: drop later duplicates within a class, in plan order (the first stays)",
+        ),
+    ),
+    on_fail=(
+        Literal["drop", "regenerate"],
+        Field(
+            default="drop",
+            description="a row failing a score threshold is `drop`ped at export, or `regenerate`d during the build "
+            "from a new derived seed (up to `max_regenerations` times, then dropped); duplicates are always dropped",
+        ),
+    ),
+    max_regenerations=(
+        int,
+        Field(
+            default=3,
+            ge=1,
+            le=100,
+            description="with `on_fail: regenerate`, the most times a failing row is made again before it is dropped",
         ),
     ),
     dropped=(

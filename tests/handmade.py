@@ -56,7 +56,15 @@ def fake_row(recipe: Recipe, job: Job) -> dict:
     top5 = list(range(5)) if job.label else [imagenet_categories().index("red fox"), 1, 2, 3, 4]
     pixels = np.random.default_rng(job.seed).integers(0, 256, (recipe.generation.height, recipe.generation.width, 3))
     row = GeneratedRow(
-        job.id, pixels.astype(np.uint8), job.label, job.prompt, job.negative_prompt, job.seed, job.guidance_scale, None
+        job.id,
+        pixels.astype(np.uint8),
+        job.label,
+        job.prompt,
+        job.negative_prompt,
+        job.seed,
+        job.guidance_scale,
+        None,
+        None,
     )
     return row.as_dict() | {
         "clip_probs": probs,

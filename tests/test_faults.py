@@ -122,7 +122,7 @@ def test_a_link_in_our_output_is_never_written_through(scale_recipe: Path, scale
     precious.write_text("not a card")
     (out / "README.md").unlink()
     (out / "README.md").symlink_to(precious)
-    result = run_build(str(scale_recipe), "--output-dir", str(out), check=False)
+    result = run_main(build, str(scale_recipe), "--output-dir", str(out))
     assert result.returncode == OUTPUT_REFUSED and "README.md (a symbolic link" in result.stderr
     assert precious.read_text() == "not a card"
 
@@ -210,7 +210,7 @@ def test_a_second_build_into_the_same_directory_is_refused(long_recipe: Path, tm
             time.sleep(0.05)
         first.send_signal(signal.SIGSTOP)  # mid-build, for as long as the second takes to start
         try:
-            second = run_build(str(long_recipe), "--output-dir", str(out), check=False)
+            second = run_main(build, str(long_recipe), "--output-dir", str(out))
         finally:
             first.send_signal(signal.SIGCONT)
         assert first.wait(timeout=300) == 0, log.read_text()
@@ -241,19 +241,19 @@ def test_eval_of_a_missing_dataset_is_one_message(tmp_path: Path):
 
 @pytest.mark.e2e
 def test_a_failed_eval_leaves_nothing_that_blocks_the_retry(scale_build: Path, tmp_path: Path):
-    def score(out: Path, *extra: str, preexec_fn=None) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "eval", str(scale_build), "--output-dir", str(out), *TINY_SCORERS, *extra]
-        return run(command, preexec_fn=preexec_fn)
+    def score(out: Path, *extra: str) -> subprocess.CompletedProcess:
+        return run_main(evaluate, str(scale_build), "--output-dir", str(out), *TINY_SCORERS, *extra)
 
     assert score(tmp_path / "first").returncode == 0  # the tiny scorers are in the cache from here on
-    failed = score(tmp_path / "scored", preexec_fn=file_size_limit(8 << 10))
+    command = [sys.executable, "-m", "eval", str(scale_build), "--output-dir", str(tmp_path / "scored"), *TINY_SCORERS]
+    failed = run(command, preexec_fn=file_size_limit(8 << 10))  # a process of its own: the limit is per process
     assert failed.returncode == WRITE_FAILED and "Traceback" not in failed.stderr, failed.stderr
     assert not (tmp_path / "scored").exists()
     assert score(tmp_path / "scored").returncode == 0  # no --overwrite needed
     assert {"README.md", "summary.json", "pictures", "data", WORK_DIR} <= {
         p.name for p in (tmp_path / "scored").iterdir()
     }
-    again = run_main(evaluate, str(scale_build), "--output-dir", str(tmp_path / "scored"), *TINY_SCORERS)
+    again = score(tmp_path / "scored")
     assert again.returncode == OUTPUT_REFUSED and "pass --overwrite" in again.stderr
     assert score(tmp_path / "scored", "--overwrite").returncode == 0
 

@@ -255,7 +255,7 @@ def test_a_different_recipe_into_the_same_prefix_is_refused(s3: S3, built: str, 
     changed = write_recipe(
         tmp_path, scale_recipe.read_text().replace("num_inference_steps: 2", "num_inference_steps: 3")
     )
-    result = run_build(str(changed), "--output-dir", built, env=s3.env, check=False)
+    result = run_main(main, str(changed), "--output-dir", built)  # the s3 fixture's environment reaches the store
     assert result.returncode == 2
     assert "generation.num_inference_steps: 2 -> 3" in result.stderr and "--overwrite" in result.stderr
     assert s3.files(built) == before
@@ -263,11 +263,10 @@ def test_a_different_recipe_into_the_same_prefix_is_refused(s3: S3, built: str, 
 
 @pytest.mark.e2e
 def test_dry_run_counts_the_stores_shards_and_names_a_missing_bucket(s3: S3, built: str, scale_recipe: Path):
-    result = run_build(str(scale_recipe), "--dry-run", "--output-dir", built, env=s3.env)
+    result = run_main(main, str(scale_recipe), "--dry-run", "--output-dir", built)
+    assert result.returncode == 0, result.stderr
     assert f"already finished in {built}: 16 images; to make: 0" in result.stdout
-    missing = run_build(
-        str(scale_recipe), "--dry-run", "--output-dir", "s3://no-such-bucket/x", env=s3.env, check=False
-    )
+    missing = run_main(main, str(scale_recipe), "--dry-run", "--output-dir", "s3://no-such-bucket/x")
     assert missing.returncode == 5 and "there is no bucket 'no-such-bucket'" in missing.stderr
 
 

@@ -4,15 +4,15 @@ and the embedding column leaving the smoke dataset's rows as they were."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import datasets
 import pytest
 import yaml
 
-from tests.helpers import ROOT, run_build, write_recipe
+from eval.standalone import main as evaluate
+from tests.helpers import ROOT, run_build, run_main, write_recipe
 
 pytestmark = pytest.mark.e2e
 
@@ -28,9 +28,8 @@ def reference_copy(smoke_dir: Path, out: Path, names: list[str]) -> Path:
 def test_cmmd_to_a_reference_with_mapped_labels(smoke_dir: Path, tmp_path: Path):
     real = reference_copy(smoke_dir, tmp_path / "real", ["renard", "dog", "여우"])
     out = tmp_path / "scored"
-    command = [sys.executable, "-m", "eval", str(smoke_dir), "--output-dir", str(out), "--reference", str(real)]
-    command += ["--label-map", "renard=fox", "--clip-model", "tiny-random", "--resnet50-weights", "tiny-random"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    command = [str(smoke_dir), "--output-dir", str(out), "--reference", str(real), "--label-map", "renard=fox"]
+    result = run_main(evaluate, *command, "--clip-model", "tiny-random", "--resnet50-weights", "tiny-random")
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     cmmd = {(c["split"], c["class_name"]): c["cmmd"] for c in summary["classes"]}
@@ -53,13 +52,11 @@ def test_cmmd_to_a_reference_with_mapped_labels(smoke_dir: Path, tmp_path: Path)
     ],
 )
 def test_bad_reference_fails_before_scoring(smoke_dir: Path, tmp_path: Path, capsys, args: list[str], expected: str):
-    from eval.standalone import main
-
     real = reference_copy(smoke_dir, tmp_path / "real", ["renard", "dog2", "x"])
     args = [a.format(real=real) for a in args]
     out = tmp_path / "o"
     models = ["--clip-model", "tiny-random", "--resnet50-weights", "tiny-random"]  # models are checked first (exit 4)
-    assert main([str(smoke_dir), "--output-dir", str(out), *models, *args]) == 2
+    assert evaluate([str(smoke_dir), "--output-dir", str(out), *models, *args]) == 2
     assert expected in capsys.readouterr().err
     assert not (out / "data").exists() or not any((out / "data").iterdir())  # nothing scored
 
@@ -71,6 +68,7 @@ def test_build_with_a_reference_and_without_embeddings(smoke_dir: Path, tmp_path
     recipe = yaml.safe_load((ROOT / "recipes" / "smoke.yaml").read_text(encoding="utf-8"))
     recipe["quality"] = {"reference": str(real)}
     out = tmp_path / "with-reference"
+    shutil.copytree(smoke_dir / ".synthdata", out / ".synthdata")  # the smoke shards: only the export runs again
     run_build(
         str(write_recipe(tmp_path, yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False))),
         "--output-dir",
@@ -104,9 +102,8 @@ def test_a_class_over_the_exact_search_limit_is_searched_with_the_index(smoke_di
     recipe = yaml.safe_load((ROOT / "recipes" / "smoke.yaml").read_text(encoding="utf-8"))
     recipe["quality"] = {"exact_search_limit": 5}
     out = tmp_path / "scored"
-    command = [sys.executable, "-m", "eval", str(smoke_dir), "--output-dir", str(out), "--recipe"]
-    command.append(str(write_recipe(tmp_path, yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False))))
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    recipe_file = write_recipe(tmp_path, yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False))
+    result = run_main(evaluate, str(smoke_dir), "--output-dir", str(out), "--recipe", str(recipe_file))
     assert result.returncode == 0, result.stderr
     built, scored = (json.loads((d / "summary.json").read_text())["duplicates"] for d in (smoke_dir, out))
     assert built.pop("near_search") == {"method": "exact", "exact_search_limit": 100000}

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from builders.recipe import Recipe, load_recipe
+from builders.recipe import load_recipe
 from tests.helpers import ROOT, benchmark_headline, run_build
 
 pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
@@ -43,29 +43,37 @@ def test_background_writer_gives_the_same_dataset(smoke_dir: Path, tmp_path: Pat
             assert ours["clip_true_prob"] == pytest.approx(theirs["clip_true_prob"], abs=1e-4)
 
 
-def generated_pixels(recipe: Recipe) -> np.ndarray:
-    from accelerate import PartialState
-
+@pytest.fixture(scope="module")
+def compiled():
+    """The smoke recipe's generator with compile on, at a batch of 4, after its first batch: (recipe, loaded
+    generator, the first 7 training jobs, the first batch's images). torch.compile (inductor, C++ kernels built
+    with the system gcc) takes about a minute on two cores; both compile tests share this one compilation."""
     from builders.generators import family_of
     from builders.generators.base import to_uint8_hwc
-    from builders.plan import make_plan
-    from builders.spec import placement_for
+    from builders.plan import Batch, make_plan
+    from synthcore.model_refs import Placement
 
-    placement = placement_for(recipe, PartialState(cpu=True).device)
-    batch = make_plan(recipe, {}).shards[0].batches[0]
-    return to_uint8_hwc(family_of(recipe).load(recipe, placement).generate(batch).images)
-
-
-def test_compile_changes_only_speed():
-    """torch.compile (inductor, C++ kernels built with the system gcc) gives the eager images within rounding.
-
-    The first run compiles for about a minute on two cores; inductor's cache makes later runs quick.
-    """
     recipe = load_recipe(ROOT / "recipes" / "smoke.yaml")
-    recipe = recipe.model_copy(update={"model": recipe.model.model_copy(update={"safety_checker": False})})
-    compiled = recipe.model_copy(update={"model": recipe.model.model_copy(update={"compile": True})})
-    eager_pixels, compiled_pixels = generated_pixels(recipe), generated_pixels(compiled)
-    assert eager_pixels.shape == compiled_pixels.shape == (2, 32, 32, 3)
+    model = recipe.model.model_copy(update={"safety_checker": False, "compile": True})
+    generation = recipe.generation.model_copy(update={"batch_size": 4})
+    recipe = recipe.model_copy(update={"model": model, "generation": generation})
+    jobs = [job for shard in make_plan(recipe, {}).shards_of("train") for job in shard.jobs][:7]
+    loaded = family_of(recipe).load(recipe, Placement("cpu", "float32"))
+    return recipe, loaded, jobs, to_uint8_hwc(loaded.generate(Batch(tuple(jobs[:4]))).images)
+
+
+def test_compile_changes_only_speed(compiled):
+    """The compiled generator gives the eager images within rounding."""
+    from builders.generators import family_of
+    from builders.generators.base import to_uint8_hwc
+    from builders.plan import Batch
+    from synthcore.model_refs import Placement
+
+    recipe, _, jobs, compiled_pixels = compiled
+    eager = recipe.model_copy(update={"model": recipe.model.model_copy(update={"compile": False})})
+    loaded = family_of(eager).load(eager, Placement("cpu", "float32"))
+    eager_pixels = to_uint8_hwc(loaded.generate(Batch(tuple(jobs[:4]))).images)
+    assert eager_pixels.shape == compiled_pixels.shape == (4, 32, 32, 3)
     difference = np.abs(eager_pixels.astype(int) - compiled_pixels.astype(int))
     assert difference.max() <= 2, f"compiled images differ by up to {difference.max()} levels of 255"
     assert eager_pixels.std() > 0  # not a blank image on both sides
@@ -83,23 +91,14 @@ def test_memory_benchmark_prints_its_headline():
     assert 0 < ratio < 10
 
 
-def test_a_compiled_build_compiles_once_for_tail_batches():
+def test_a_compiled_build_compiles_once_for_tail_batches(compiled):
     """With compile on, a tail batch (3 images of a planned 4) runs padded to the planned shape: the compiled
     UNet and VAE decoder see one shape, so no graph is compiled after the first batch."""
     from torch._dynamo.utils import counters
 
-    from builders.generators import family_of
-    from builders.plan import Batch, make_plan
-    from synthcore.model_refs import Placement
+    from builders.plan import Batch
 
-    recipe = load_recipe(ROOT / "recipes" / "smoke.yaml")
-    model = recipe.model.model_copy(update={"safety_checker": False, "compile": True})
-    generation = recipe.generation.model_copy(update={"batch_size": 4})
-    recipe = recipe.model_copy(update={"model": model, "generation": generation})
-    plan = make_plan(recipe, {})
-    jobs = [job for shard in plan.shards_of("train") for job in shard.jobs][:7]
-    loaded = family_of(recipe).load(recipe, Placement("cpu", "float32"))
-    loaded.generate(Batch(tuple(jobs[:4])))
+    _, loaded, jobs, _ = compiled
     graphs = counters["stats"]["unique_graphs"]
     made = loaded.generate(Batch(tuple(jobs[4:7])))
     assert counters["stats"]["unique_graphs"] == graphs, "the tail batch compiled new graphs"
