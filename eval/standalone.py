@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,10 +111,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m eval",
         description="Score an image-classification dataset with CLIP (zero-shot, CLIPScore) and ResNet50 (ImageNet "
         "top-5): writes the dataset, unchanged, with the same score columns a build adds.",
+        epilog="python -m eval --compare A B ... --output-dir DIR: compare datasets of the same classes (eval.compare)",
     )
     parser.add_argument("dataset", help="a local dataset directory or a Hub dataset id (anything load_dataset reads)")
     parser.add_argument("--output-dir", help="where the scored dataset goes (default: outputs/<dataset name>-scored)")
     parser.add_argument("--overwrite", action="store_true", help="replace the data of an existing output directory")
+    add_scoring_options(parser)
+    return parser.parse_args(argv)
+
+
+def add_scoring_options(parser: argparse.ArgumentParser) -> None:
+    """How a dataset is read and scored (``python -m eval --compare`` scores every dataset with these too)."""
     parser.add_argument("--image-column", default="image", help="the image column (default: image)")
     parser.add_argument("--label-column", default="label", help="the ClassLabel column (default: label)")
     parser.add_argument(
@@ -142,7 +149,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32, help="images per scoring batch (default: 32)")
     parser.add_argument("--shard-size", type=int, default=1000, help="rows per Parquet file (default: 1000)")
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-    return parser.parse_args(argv)
 
 
 def scoring_settings(args: argparse.Namespace, base: ScoringSettings) -> ScoringSettings:
@@ -430,10 +436,16 @@ def score_dataset(args: argparse.Namespace) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    return run_command(lambda: score_dataset(args), output_dir(args), "scored dataset written to")
+
+
+def run_command(work: Callable[[], Path], output: Path, done: str) -> int:
+    """``work`` (which returns its output directory) ended as every ``python -m eval`` run ends: exit 2 for bad
+    input, the shared codes for a missing model and for faults (``synthcore.faults``), else ``done`` and 0."""
     configure_logging()
     try:
         with sigterm_raises():
-            out = score_dataset(args)
+            out = work()
     except (InputError, ConfigFileError, QualityError, DatasetRowsError) as err:
         print(f"error: {scrub(str(err))}", file=sys.stderr)
         return 2
@@ -443,8 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     except ModelUnavailable as err:
         return report_unavailable(err)
     except BaseException as err:  # noqa: BLE001 - the faults every command ends alike; anything else is re-raised
-        if (code := report_fault(err, output_dir(args), "Nothing in the output directory was replaced.")) is None:
+        if (code := report_fault(err, output, "Nothing in the output directory was replaced.")) is None:
             raise
         return code
-    print(f"scored dataset written to {out}")
+    print(f"{done} {out}")
     return 0
