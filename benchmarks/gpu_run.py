@@ -88,11 +88,12 @@ def tflops_per_image(step) -> float:
 
 def estimated_seconds(step, peak_tflops: float) -> float:
     """Warm-up batch plus bare and build runs at each batch size at the assumed fraction of the floor, plus
-    building, saving and loading the weights, plus a compile per batch shape."""
+    building, saving and loading the weights, plus the compiles."""
     images = sum(b + 2 * images_per_run(b) for b in step.batch_sizes)
     compute = images * tflops_per_image(step) / (peak_tflops * ASSUMED_FLOOR_FRACTION)
     weights = architectures()[step.family]["estimated_memory_gib"]["1"]["weights"] * 2**30
-    compiles = ASSUMED_COMPILE_SECONDS * len(step.batch_sizes) if step.compile else 0.0
+    # torch.compile's automatic dynamic shapes: the second batch size recompiles with a dynamic batch, the rest reuse it
+    compiles = ASSUMED_COMPILE_SECONDS * min(len(step.batch_sizes), 2) if step.compile else 0.0
     return compute + 3 * weights / ASSUMED_BYTES_PER_SECOND + compiles
 
 
@@ -102,18 +103,20 @@ def run_all(steps: list, smoke: bool, budget_seconds: float, command: str) -> di
     state = start_state()
     device = str(state.device)
     peak = matmul_peak_tflops(device, torch.bfloat16, size=8192 if device.startswith("cuda") else 256)
-    estimates = {s.name: estimated_seconds(s, peak) for s in steps}
-    print_plan(steps, estimates, peak, smoke, budget_seconds)
+    print_plan(steps, peak, smoke, budget_seconds - (time.perf_counter() - start))
     runs, skipped = [], [{"name": f, "reason": "no plug-in on main yet"} for f in missing_2026_families()]
     with tempfile.TemporaryDirectory(prefix="synthdata-gpu-benchmark-") as scratch:
-        for step in steps:
+        for planned in steps:
             left = budget_seconds - (time.perf_counter() - start)
-            if not smoke and estimates[step.name] > left:
-                reason = f"estimated {estimates[step.name]:.0f} s, {max(left, 0):.0f} s of the budget left"
-                print(f"skipping {step.name}: {reason}", flush=True)
-                skipped.append({"name": step.name, "reason": reason})
-                continue
-            runs += measure_step(step, smoke, state, Path(scratch), peak)
+            step = planned if smoke else fitting(planned, left, peak)
+            if step != planned:
+                reason = f"estimated {estimated_seconds(planned, peak):.0f} s, {max(left, 0):.0f} s of the budget left"
+                cut = step.batch_sizes if step else ()
+                name = f"{planned.name} batch {'/'.join(str(b) for b in planned.batch_sizes if b not in cut)}"
+                print(f"skipping {name}: {reason}", flush=True)
+                skipped.append({"name": name, "reason": reason})
+            if step:
+                runs += measure_step(step, smoke, state, Path(scratch), peak)
     return {
         "date": datetime.date.today().isoformat(),
         "command": command,
@@ -126,24 +129,35 @@ def run_all(steps: list, smoke: bool, budget_seconds: float, command: str) -> di
     }
 
 
+def fitting(step, seconds: float, peak: float):
+    """The step with as many of its batch sizes (smallest first) as its estimate fits in ``seconds``; None if none."""
+    for count in range(len(step.batch_sizes), 0, -1):
+        cut = replace(step, batch_sizes=step.batch_sizes[:count])
+        if estimated_seconds(cut, peak) <= seconds:
+            return cut
+    return None
+
+
 def missing_2026_families() -> list[str]:
     return [name for name in WANTED_FAMILIES if name not in {f.name for f in FAMILIES}]
 
 
-def print_plan(steps: list, estimates: dict[str, float], peak: float, smoke: bool, budget: float) -> None:
+def print_plan(steps: list, peak: float, smoke: bool, budget: float) -> None:
+    """Each step with its FLOPs per image and estimated time, and what the budget leaves out if the estimates hold."""
     print(
         f"plan ({'--smoke: tiny pipelines, the budget not applied' if smoke else f'budget {budget:.0f} s'}; "
         f"measured matmul peak {peak:.4g} TFLOP/s; estimates at {ASSUMED_FLOOR_FRACTION:.0%} of the floor):"
     )
-    total = 0.0
     for step in steps:
-        total += estimates[step.name]
-        fits = smoke or total <= budget
+        estimate = estimated_seconds(step, peak)
+        fits = step if smoke else fitting(step, budget, peak)
+        budget -= estimated_seconds(fits, peak) if fits else 0.0
+        kept = "/".join(map(str, fits.batch_sizes)) if fits else "none"
         print(
             f"  {step.name:<18} {step.family:<17} {step.size}px {step.steps} steps {step.dtype} "
             f"batch {'/'.join(map(str, step.batch_sizes))} compile {step.compile}: "
-            f"{tflops_per_image(step):.4g} TFLOP/image, ~{estimates[step.name]:.0f} s"
-            + ("" if fits else "  (over the budget: skipped unless earlier steps run faster)")
+            f"{tflops_per_image(step):.4g} TFLOP/image, ~{estimate:.0f} s"
+            + ("" if fits == step else f"; over the budget: batch {kept} unless earlier steps run faster")
         )
     for name in missing_2026_families():
         print(f"  {name:<18} not measured: no plug-in on main yet")
@@ -173,15 +187,19 @@ def model_id(step, smoke: bool, device: str, scratch: Path) -> str:
         from benchmarks.sd15_random import sd15_random_dir
 
         return str(sd15_random_dir())
-    return str(full_size_dir(step, device, scratch))
+    directory = scratch / f"model-{step.family}-{step.tiny}-{step.dtype}-{step.size}"
+    if not directory.exists():  # steps of one model share it (SDXL-Turbo's 1 and 4 steps); one at a time on disk
+        for built in scratch.glob("model-*"):
+            shutil.rmtree(built)
+        full_size_dir(step, device, directory)
+    return str(directory)
 
 
-def full_size_dir(step, device: str, scratch: Path) -> Path:
+def full_size_dir(step, device: str, directory: Path) -> None:
     """The step's tiny pipeline directory (scheduler, tokenizers) with every model replaced by its full-size
     architecture (families_architecture.json) with random weights, made on the device in the run dtype (random
     init of 12B parameters on a CPU takes many minutes) and saved one at a time."""
     family, dtype = architectures()[step.family], getattr(torch, step.dtype)
-    directory = scratch / step.name
     shutil.copytree(tiny_family_dir(step.tiny), directory)
     index = json.loads((directory / "model_index.json").read_text(encoding="utf-8"))
     denoiser = {**family["denoiser"], "config": {**family["denoiser"]["config"], **step.overrides}}
@@ -202,7 +220,6 @@ def full_size_dir(step, device: str, scratch: Path) -> Path:
             del model
     finally:
         torch.set_default_dtype(default)
-    return directory
 
 
 def memory_peak(device: str) -> int | None:
@@ -258,10 +275,10 @@ def measure_step(step, smoke: bool, state, scratch: Path, peak: float) -> list[R
         results.append(measure_batch(step, builder, recipe, state, scratch, (peak, load, smoke)))
         print_result(results[-1])
     del builder
+    torch._dynamo.reset()  # compiled graphs hold the models
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
-    shutil.rmtree(scratch / step.name, ignore_errors=True)
     return results
 
 
