@@ -730,22 +730,12 @@ def assess(
                 measures[(split, name)] = {"diversity": diversity(mine)}
                 if reference is not None:
                     measures[(split, name)]["cmmd"] = _class_cmmd(mine, reference, label, device)
-    pairs.sort(key=lambda p: (p.b, p.across_splits))
-    pairs_of: dict[tuple[str, int], list[Pair]] = {}
-    for pair in pairs:
-        pairs_of.setdefault((rows.splits[pair.b], rows.labels[pair.b]), []).append(pair)
-    per_class = {
-        (split, name): {"duplicates": duplicate_counts(pairs_of.get((split, label), []), near, threshold)}
-        | measures.get((split, name), {})
-        for split in rows.split_order
-        for label, name in enumerate(rows.class_names)
-    }
     duplicates = duplicate_counts(pairs, near, threshold)
     if near:
         duplicates["near_search"] = near_search_summary(searches, settings.exact_search_limit)
     report = QualityReport(
         duplicates=duplicates,
-        per_class=per_class,
+        per_class=_per_class(rows, pairs, measures, near, threshold),
         pairs=pairs,
         ids=rows.ids,
         projection=project(samples.of(samples.picture), labels[samples.picture], splits[samples.picture].tolist())
@@ -755,18 +745,37 @@ def assess(
     if drop_duplicates != "none":
         report.drop_ids = {rows.ids[j] for j in np.concatenate(drops or [np.empty(0, dtype=int)])}
     if reference is not None:
-        report.cmmd = {
-            "reference": reference.name,
-            "reference_images": len(reference.labels),
-            "overall": cmmd(samples.of(samples.overall), reference.embeddings, device),
-            "per_split": {
-                split: cmmd(samples.of(chosen), reference.embeddings, device)
-                for split, chosen in samples.per_split.items()
-            },
-            "sigma": CMMD_SIGMA,
-            "sample": CMMD_SAMPLE,
-        }
+        report.cmmd = _cmmd_report(samples, reference, device)
     return report
+
+
+def _per_class(rows: Rows, pairs: list[Pair], measures: dict, near: bool, threshold: float) -> dict:
+    """Each (split, class)'s duplicate counts, with its diversity and CMMD where measured. Sorts ``pairs`` in
+    place (by later row, within-split first), the order the report lists them in."""
+    pairs.sort(key=lambda p: (p.b, p.across_splits))
+    pairs_of: dict[tuple[str, int], list[Pair]] = {}
+    for pair in pairs:
+        pairs_of.setdefault((rows.splits[pair.b], rows.labels[pair.b]), []).append(pair)
+    return {
+        (split, name): {"duplicates": duplicate_counts(pairs_of.get((split, label), []), near, threshold)}
+        | measures.get((split, name), {})
+        for split in rows.split_order
+        for label, name in enumerate(rows.class_names)
+    }
+
+
+def _cmmd_report(samples: Samples, reference: Reference, device: torch.device) -> dict:
+    """CMMD of the sampled rows to ``reference``: overall and per split, with the settings it was measured at."""
+    return {
+        "reference": reference.name,
+        "reference_images": len(reference.labels),
+        "overall": cmmd(samples.of(samples.overall), reference.embeddings, device),
+        "per_split": {
+            split: cmmd(samples.of(chosen), reference.embeddings, device) for split, chosen in samples.per_split.items()
+        },
+        "sigma": CMMD_SIGMA,
+        "sample": CMMD_SAMPLE,
+    }
 
 
 def _class_cmmd(embeddings: torch.Tensor, reference: Reference, label: int, device) -> float | None:

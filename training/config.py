@@ -87,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="probe: frozen backbone, cached features, train fc only (default); "
         "finetune: train everything, with augmentation",
     )
+    _add_training_arguments(parser)
+    _add_data_arguments(parser)
+    parser.add_argument("--cache-dir", help="feature cache directory (default $SYNTHDATA_CACHE/probe-features)")
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers for image decoding (default 0)")
+    parser.add_argument(
+        "--push-to-hub", metavar="REPO", help="upload the classifier with a model card to this Hub repo"
+    )
+    parser.add_argument("--hub-private", action="store_true", help="create the Hub repo private")
+    return parser
+
+
+def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the probe trains: epochs, batch, optimiser, seed."""
     parser.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     parser.add_argument(
         "--batch-size", type=int, default=32, help="batch size for training and feature extraction (default 32)"
@@ -96,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the head's init, the shuffling and a random backbone"
     )
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which rows and columns it trains and evaluates on."""
     parser.add_argument("--train-split", default="train", help="split to train on (default train)")
     parser.add_argument(
         "--eval-splits", nargs="+", help="splits to evaluate every epoch (default: every other split but *_dropped)"
@@ -126,13 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="THEIRS=OURS,...",
         help="eval dataset label name -> training class name; identical names map by themselves",
     )
-    parser.add_argument("--cache-dir", help="feature cache directory (default $SYNTHDATA_CACHE/probe-features)")
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers for image decoding (default 0)")
-    parser.add_argument(
-        "--push-to-hub", metavar="REPO", help="upload the classifier with a model card to this Hub repo"
-    )
-    parser.add_argument("--hub-private", action="store_true", help="create the Hub repo private")
-    return parser
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:

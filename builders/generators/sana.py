@@ -38,7 +38,7 @@ class Sana(DiffusersGenerator):
 
     def write_tiny(self, directory: Path, name: str) -> None:
         """Sana: a linear-attention DiT on a deep-compression autoencoder (DC-AE), with a Gemma 2 text encoder."""
-        from diffusers import AutoencoderDC, FlowMatchEulerDiscreteScheduler, SanaPipeline, SanaTransformer2DModel
+        from diffusers import FlowMatchEulerDiscreteScheduler, SanaPipeline, SanaTransformer2DModel
         from transformers import Gemma2Config, Gemma2Model, GemmaTokenizerFast
 
         backend = byte_fallback_unigram(["<pad>", "<eos>", "<bos>", "<unk>"])
@@ -57,24 +57,7 @@ class Sana(DiffusersGenerator):
             caption_channels=text_dim,
             sample_size=16,
         )
-        vae = AutoencoderDC(
-            in_channels=3,
-            latent_channels=4,
-            attention_head_dim=2,
-            encoder_block_types=("ResBlock", "EfficientViTBlock"),
-            decoder_block_types=("ResBlock", "EfficientViTBlock"),
-            encoder_block_out_channels=(8, 8),
-            decoder_block_out_channels=(8, 8),
-            encoder_qkv_multiscales=((), (5,)),
-            decoder_qkv_multiscales=((), (5,)),
-            encoder_layers_per_block=(1, 1),
-            decoder_layers_per_block=(1, 1),
-            downsample_block_type="conv",
-            upsample_block_type="interpolate",
-            decoder_norm_types="rms_norm",
-            decoder_act_fns="silu",
-            scaling_factor=0.41407,
-        )
+        vae = _tiny_dc_ae()
         text_encoder = Gemma2Model(
             Gemma2Config(
                 head_dim=8,
@@ -97,3 +80,27 @@ class Sana(DiffusersGenerator):
             transformer=transformer,
             scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         ).save_pretrained(directory)
+
+
+def _tiny_dc_ae():
+    """A two-block deep-compression autoencoder with one linear-attention block, as diffusers' Sana tests build it."""
+    from diffusers import AutoencoderDC
+
+    return AutoencoderDC(
+        in_channels=3,
+        latent_channels=4,
+        attention_head_dim=2,
+        encoder_block_types=("ResBlock", "EfficientViTBlock"),
+        decoder_block_types=("ResBlock", "EfficientViTBlock"),
+        encoder_block_out_channels=(8, 8),
+        decoder_block_out_channels=(8, 8),
+        encoder_qkv_multiscales=((), (5,)),
+        decoder_qkv_multiscales=((), (5,)),
+        encoder_layers_per_block=(1, 1),
+        decoder_layers_per_block=(1, 1),
+        downsample_block_type="conv",
+        upsample_block_type="interpolate",
+        decoder_norm_types="rms_norm",
+        decoder_act_fns="silu",
+        scaling_factor=0.41407,
+    )
