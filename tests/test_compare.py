@@ -98,11 +98,12 @@ def test_bad_input_fails_clearly(tmp_path: Path, capsys, extra: list[str], expec
 
 @pytest.mark.e2e
 def test_figures_are_those_of_python_m_eval(smoke_dir: Path, tmp_path: Path):
-    """The smoke build against a hand-made dataset of its classes, with the tiny random CLIP: each dataset's
-    figures in compare.json are the ones ``python -m eval`` gives it alone."""
+    """The smoke build against a hand-made dataset of its classes, with the tiny random CLIP, CMMD to that
+    dataset and a probe measured on it: each dataset's figures in compare.json are the ones ``python -m eval``
+    gives it alone, and the probes' those ``python -m training`` wrote."""
     names = datasets.load_dataset(str(smoke_dir), split="train").features["label"].names
     other = image_dataset(tmp_path / "other", names, [0, 0, 1, 1, 2, 2], repeat=(0, 1))
-    options = ["--clip-model", "tiny-random", "--no-resnet50"]
+    options = ["--clip-model", "tiny-random", "--no-resnet50", "--reference", str(other)]  # CMMD to itself too
     command = [sys.executable, "-m", "eval"]
     out = tmp_path / "compare"
     probe = ["--probe", "--eval-dataset", str(other), "--probe-args=--backbone-weights none --epochs 1"]
@@ -128,7 +129,10 @@ def test_figures_are_those_of_python_m_eval(smoke_dir: Path, tmp_path: Path):
         assert mine["clip_score_mean"] == pytest.approx(theirs["scores"]["clip_score_mean"], abs=1e-4)
         assert mine["vendi"] == pytest.approx(theirs["diversity"]["vendi"], abs=1e-6)
         assert mine["exact_duplicates"] == theirs["duplicates"]["exact"]["within_split"]
+        assert mine["cmmd"] == pytest.approx(theirs["cmmd"], abs=1e-9)
     assert report["other"]["overall"]["exact_duplicates"] == 1
+    assert report["other"]["overall"]["cmmd"] == pytest.approx(summary["cmmd"]["overall"], abs=1e-9)
+    assert report[Path(smoke_dir).name]["overall"]["cmmd"] > 0
     smoke = report[Path(smoke_dir).name]["overall"]
     assert smoke["images"] == 18 and 0 <= smoke["clip_true_prob_mean"] <= 1 and smoke["vendi"] >= 1
     assert "P(true) mean" in run.stdout and "Vendi" in run.stdout and "probe acc" in run.stdout
