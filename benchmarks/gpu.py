@@ -150,14 +150,22 @@ def main(argv: list[str] | None = None) -> int:
         args.smoke,
         args.budget_minutes * 60,
         " ".join(["python -m benchmarks.gpu", *(argv if argv is not None else sys.argv[1:])]),
+        save=lambda report: write_json(args.output, report),
     )
     if args.output:
-        args.output.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {args.output}")
     if not args.no_results:
         append_results(args.results, report)
         print(f"appended a section to {args.results}")
     return 0
+
+
+def write_json(path: Path | None, report: dict) -> None:
+    """The report so far, replaced whole (written beside, then renamed: a reader never sees half a file)."""
+    if path is not None:
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        partial.replace(path)
 
 
 def append_results(path: Path, report: dict) -> None:

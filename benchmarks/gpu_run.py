@@ -11,6 +11,7 @@ import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -97,36 +98,52 @@ def estimated_seconds(step, peak_tflops: float) -> float:
     return compute + 3 * weights / ASSUMED_BYTES_PER_SECOND + compiles
 
 
-def run_all(steps: list, smoke: bool, budget_seconds: float, command: str) -> dict:
-    """Print the plan, then run each step that still fits the budget (re-checked against the clock before each)."""
+def run_all(steps: list, smoke: bool, budget_seconds: float, command: str, save: Callable[[dict], None]) -> dict:
+    """Print the plan, then run each step with what of it still fits the budget (re-checked against the clock
+    before each); ``save`` gets the report after every step, so a run cut short keeps what it measured."""
     start = time.perf_counter()
     state = start_state()
     device = str(state.device)
     peak = matmul_peak_tflops(device, torch.bfloat16, size=8192 if device.startswith("cuda") else 256)
     print_plan(steps, peak, smoke, budget_seconds - (time.perf_counter() - start))
-    runs, skipped = [], [{"name": f, "reason": "no plug-in on main yet"} for f in missing_2026_families()]
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "command": command,
+        "smoke": smoke,
+        "device": device_info(device, peak),
+        "budget_seconds": budget_seconds,
+        "wall_seconds": 0.0,
+        "runs": [],
+        "skipped": [{"name": f, "reason": "no plug-in on main yet"} for f in missing_2026_families()],
+    }
     with tempfile.TemporaryDirectory(prefix="synthdata-gpu-benchmark-") as scratch:
         for planned in steps:
             left = budget_seconds - (time.perf_counter() - start)
             step = planned if smoke else fitting(planned, left, peak)
             if step != planned:
                 reason = f"estimated {estimated_seconds(planned, peak):.0f} s, {max(left, 0):.0f} s of the budget left"
-                cut = step.batch_sizes if step else ()
-                name = f"{planned.name} batch {'/'.join(str(b) for b in planned.batch_sizes if b not in cut)}"
-                print(f"skipping {name}: {reason}", flush=True)
-                skipped.append({"name": name, "reason": reason})
+                skip(report, planned, step.batch_sizes if step else (), reason)
             if step:
-                runs += measure_step(step, smoke, state, Path(scratch), peak)
-    return {
-        "date": datetime.date.today().isoformat(),
-        "command": command,
-        "smoke": smoke,
-        "device": device_info(device, peak),
-        "budget_seconds": budget_seconds,
-        "wall_seconds": time.perf_counter() - start,
-        "runs": [asdict(r) for r in runs],
-        "skipped": skipped,
-    }
+                run_step(report, step, smoke, state, (Path(scratch), peak))
+            report["wall_seconds"] = time.perf_counter() - start
+            save(report)
+    return report
+
+
+def skip(report: dict, step, kept: tuple[int, ...], reason: str) -> None:
+    name = f"{step.name} batch {'/'.join(str(b) for b in step.batch_sizes if b not in kept)}"
+    print(f"skipping {name}: {reason}", flush=True)
+    report["skipped"].append({"name": name, "reason": reason})
+
+
+def run_step(report: dict, step, smoke: bool, state, where: tuple[Path, float]) -> None:
+    """Measure one step into the report. A step that fails (out of memory, a kernel missing) is reported as skipped
+    with its error and the run goes on: the GPU time is too short to lose the other steps' figures to one."""
+    try:
+        report["runs"] += [asdict(r) for r in measure_step(step, smoke, state, *where)]
+    except Exception as error:  # noqa: BLE001 - any failure of one step: reported, the others still measured
+        skip(report, step, (), f"failed: {type(error).__name__}: {error}")
+        release(str(state.device))
 
 
 def fitting(step, seconds: float, peak: float):
@@ -145,7 +162,7 @@ def missing_2026_families() -> list[str]:
 def print_plan(steps: list, peak: float, smoke: bool, budget: float) -> None:
     """Each step with its FLOPs per image and estimated time, and what the budget leaves out if the estimates hold."""
     print(
-        f"plan ({'--smoke: tiny pipelines, the budget not applied' if smoke else f'budget {budget:.0f} s'}; "
+        f"plan ({'--smoke: tiny pipelines, no estimates, no budget' if smoke else f'budget {budget:.0f} s'}; "
         f"measured matmul peak {peak:.4g} TFLOP/s; estimates at {ASSUMED_FLOOR_FRACTION:.0%} of the floor):"
     )
     for step in steps:
@@ -156,7 +173,8 @@ def print_plan(steps: list, peak: float, smoke: bool, budget: float) -> None:
         print(
             f"  {step.name:<18} {step.family:<17} {step.size}px {step.steps} steps {step.dtype} "
             f"batch {'/'.join(map(str, step.batch_sizes))} compile {step.compile}: "
-            f"{tflops_per_image(step):.4g} TFLOP/image, ~{estimate:.0f} s"
+            f"{tflops_per_image(step):.4g} TFLOP/image (full size)"
+            + ("" if smoke else f", ~{estimate:.0f} s")
             + ("" if fits == step else f"; over the budget: batch {kept} unless earlier steps run faster")
         )
     for name in missing_2026_families():
@@ -275,11 +293,16 @@ def measure_step(step, smoke: bool, state, scratch: Path, peak: float) -> list[R
         results.append(measure_batch(step, builder, recipe, state, scratch, (peak, load, smoke)))
         print_result(results[-1])
     del builder
-    torch._dynamo.reset()  # compiled graphs hold the models
+    release(device)
+    return results
+
+
+def release(device: str) -> None:
+    """Free what the last step held on the device: compiled graphs hold the models, the allocator its cache."""
+    torch._dynamo.reset()
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
-    return results
 
 
 def measure_batch(step, builder, recipe, state, scratch: Path, context: tuple[float, float, bool]) -> Result:

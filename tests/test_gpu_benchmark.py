@@ -4,6 +4,7 @@ on the smallest setting writes the JSON the real run will write, and appends its
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -54,3 +55,17 @@ def test_without_cuda_the_real_run_refuses_with_exit_2(tmp_path: Path, capsys):
     assert main(["--output", str(tmp_path / "gpu.json"), "--no-results"]) == 2
     assert "--smoke" in capsys.readouterr().err
     assert not (tmp_path / "gpu.json").exists()
+
+
+def test_a_step_that_fails_is_reported_and_the_run_goes_on(tmp_path: Path):
+    """One failing step (here: a pipeline that does not exist) must not cost the other steps' figures."""
+    from benchmarks.gpu import STEPS
+    from benchmarks.gpu_run import run_step
+    from synthcore.launch import start_state
+
+    report = {"runs": [], "skipped": []}
+    broken = replace(STEPS[1], tiny="no-such-pipeline")  # sdxl-turbo-1step, not SD: its tiny pipeline is looked up
+    run_step(report, broken, True, start_state(), (tmp_path, 1.0))
+    assert report["runs"] == []
+    [skipped] = report["skipped"]
+    assert skipped["name"] == "sdxl-turbo-1step batch 1/8" and skipped["reason"].startswith("failed: ValueError")
