@@ -15,6 +15,8 @@ import argparse
 import contextlib
 import json
 import logging
+import shlex
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,8 @@ log = logging.getLogger("synthdata.eval")
 COMPARE_FILE = "compare.json"
 COMPARE_MD = "compare.md"
 SCORED_DIR = "scored"
-COMPARE_OUTPUT = Tool("python -m eval --compare", (COMPARE_FILE, COMPARE_MD, PICTURES_DIR, SCORED_DIR))
+PROBES_DIR = "probes"
+COMPARE_OUTPUT = Tool("python -m eval --compare", (COMPARE_FILE, COMPARE_MD, PICTURES_DIR, SCORED_DIR, PROBES_DIR))
 OVERALL = "overall"
 
 
@@ -59,7 +62,10 @@ FIGURES: tuple[Figure, ...] = (
     Figure("mean_cosine_distance", "cos dist", ".3f"),
     Figure("vendi", "Vendi", ".1f"),
     Figure("cmmd", "CMMD", ".3f"),
+    Figure("probe_accuracy", "probe acc", ".3f"),
+    Figure("probe_macro_f1", "probe F1", ".3f"),
 )
+METRICS_FILE = "metrics.json"  # what python -m training writes in its output directory
 MEAN_STATS = [stat.key for stat in STATS if stat.reduce != "median"]  # exact overall as row-weighted means
 
 
@@ -82,6 +88,18 @@ def comparison_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", nargs="+", required=True, metavar="DATASET", help="datasets (dirs or Hub ids)")
     parser.add_argument("--output-dir", required=True, help="where compare.json, compare.md and pictures go")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier comparison there")
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="also train a linear probe on each dataset (python -m training) and report its accuracy on --eval-dataset",
+    )
+    parser.add_argument("--eval-dataset", help="real images of the same classes the probes are evaluated on")
+    parser.add_argument(
+        "--probe-args",
+        default="",
+        metavar='"OPTIONS"',
+        help='more options of python -m training for every probe, e.g. --probe-args="--epochs 20"',
+    )
     return parser
 
 
@@ -220,7 +238,30 @@ def compare_markdown(report: dict, pictures: list[tuple[str, str]]) -> str:
         "of the CLIP embeddings (higher: more varied; overall, the mean over splits and classes); *CMMD*: "
         "distance to the reference's real images (lower: closer).\n\n"
         + "\n".join(table)
+        + probe_markdown(report)
         + f"\n\n## Samples\n\n{images}\n"
+    )
+
+
+def probe_markdown(report: dict) -> str:
+    """With ``--probe``: each class's recall on the eval dataset, per dataset (the probe's accuracy on the
+    real images of that class)."""
+    probes = {name: data["probe"] for name, data in report.items() if "probe" in data}
+    if not probes:
+        return ""
+    first = next(iter(probes.values()))
+    lines = [f"| class | {' | '.join(md(name) for name in probes)} |", "|---|" + "---:|" * len(probes)]
+    lines += [
+        f"| {md(c)} | "
+        + " | ".join(cells({"r": p["recall"].get(c)}, [Figure("r", "", ".3f")])[0] for p in probes.values())
+        + " |"
+        for c in first["recall"]
+    ]
+    return (
+        f"\n\n## Linear probe on `{md(first['eval_dataset'])}`\n\nA ResNet18 linear probe trained on each dataset "
+        "(`python -m training`; its metrics under `probes/`), measured on the eval dataset: *probe acc* and *probe "
+        "F1* above; here each class's recall (the share of its real images the probe gets right). Higher is better "
+        "data.\n\n" + "\n".join(lines)
     )
 
 
@@ -257,9 +298,40 @@ def write_grids(stage: Path, scored: dict[str, Path], class_names: list[str], la
     return written
 
 
+def run_probe(dataset: Path, out: Path, args: argparse.Namespace, columns: argparse.Namespace) -> dict:
+    """``python -m training`` on one (scored) dataset, evaluated on ``--eval-dataset``: its accuracy, macro F1
+    and per-class recall there (the split's figures, or their support-weighted means over several splits). A
+    subprocess: eval/ never imports training/."""
+    command = [sys.executable, "-m", "training", "--dataset", str(dataset), "--output-dir", str(out)]
+    command += ["--eval-dataset", args.eval_dataset, "--image-column", columns.image_column]
+    command += ["--label-column", columns.label_column, *shlex.split(args.probe_args)]
+    log.info("probe: %s", shlex.join(command))
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise standalone.InputError(
+            f"the probe of {dataset.name} failed (python -m training exit {done.returncode}): "
+            f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'no message'}"
+        )
+    final = json.loads((out / METRICS_FILE).read_text(encoding="utf-8"))["final"]
+    theirs = [m for split, m in final.items() if split.startswith(f"{Path(args.eval_dataset.rstrip('/')).name}/")]
+    support = [sum(m["support"].values()) for m in theirs]
+    return {
+        "eval_dataset": args.eval_dataset,
+        "metrics": f"{PROBES_DIR}/{dataset.name}/{METRICS_FILE}",
+        **{key: weighted([m[key] for m in theirs], support) for key in ("accuracy", "macro_f1")},
+        "recall": {c: weighted([m["recall"][c] for m in theirs], support) for c in theirs[0]["recall"]},
+    }
+
+
+def weighted(values: list[float], weights: list[int]) -> float | None:
+    return sum(v * w for v, w in zip(values, weights)) / sum(weights) if sum(weights) else None
+
+
 def run_comparison(args: argparse.Namespace, options: list[str]) -> Path:
     if len(args.compare) < 2:
         raise standalone.InputError(f"--compare needs two datasets or more, got {args.compare}")
+    if args.probe != bool(args.eval_dataset):
+        raise standalone.InputError("--probe and --eval-dataset go together: the probes are measured on that dataset")
     out = check(args.output_dir, COMPARE_OUTPUT, replace=args.overwrite)
     class_names = check_same_classes(args.compare, options)
     label_column = scoring_args(args.compare[0], options).label_column
@@ -271,6 +343,12 @@ def run_comparison(args: argparse.Namespace, options: list[str]) -> Path:
             with contextlib.redirect_stdout(sys.stderr):  # its table is in the log; ours alone on stdout
                 scored[name] = standalone.score_dataset(scoring_args(source, options, stage / SCORED_DIR / name))
         report = {name: dataset_report(source, scored[name], name) for name, source in zip(names, args.compare)}
+        if args.probe:
+            columns = scoring_args(args.compare[0], options)
+            for name, path in scored.items():
+                probe = run_probe(path, stage / PROBES_DIR / name, args, columns)
+                report[name]["probe"] = probe
+                report[name][OVERALL] |= {"probe_accuracy": probe["accuracy"], "probe_macro_f1": probe["macro_f1"]}
         (stage / COMPARE_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
         pictures = write_grids(stage, scored, class_names, label_column)
         (stage / COMPARE_MD).write_text(compare_markdown(report, pictures), encoding="utf-8")

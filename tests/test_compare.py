@@ -85,11 +85,12 @@ def test_different_classes_are_refused_naming_both(tmp_path: Path, capsys):
     [
         ([], "--compare needs two datasets or more"),
         (["--label-column", "image"], "expected a ClassLabel"),
+        (["--probe"], "--probe and --eval-dataset go together"),
     ],
 )
 def test_bad_input_fails_clearly(tmp_path: Path, capsys, extra: list[str], expected: str):
     a = image_dataset(tmp_path / "a", ["cat", "dog"], [0, 1])
-    others = [] if not extra else [str(a)]
+    others = [] if not extra else [str(a)]  # the same dataset twice: the comparison itself is refused first
     assert main(["--compare", str(a), *others, "--output-dir", str(tmp_path / "out"), *NO_SCORERS, *extra]) == 2
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -104,8 +105,9 @@ def test_figures_are_those_of_python_m_eval(smoke_dir: Path, tmp_path: Path):
     options = ["--clip-model", "tiny-random", "--no-resnet50"]
     command = [sys.executable, "-m", "eval"]
     out = tmp_path / "compare"
+    probe = ["--probe", "--eval-dataset", str(other), "--probe-args=--backbone-weights none --epochs 1"]
     run = subprocess.run(
-        [*command, "--compare", str(smoke_dir), str(other), "--output-dir", str(out), *options],
+        [*command, "--compare", str(smoke_dir), str(other), "--output-dir", str(out), *options, *probe],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -129,4 +131,9 @@ def test_figures_are_those_of_python_m_eval(smoke_dir: Path, tmp_path: Path):
     assert report["other"]["overall"]["exact_duplicates"] == 1
     smoke = report[Path(smoke_dir).name]["overall"]
     assert smoke["images"] == 18 and 0 <= smoke["clip_true_prob_mean"] <= 1 and smoke["vendi"] >= 1
-    assert "P(true) mean" in run.stdout and "Vendi" in run.stdout
+    assert "P(true) mean" in run.stdout and "Vendi" in run.stdout and "probe acc" in run.stdout
+    for data in report.values():  # each probe's figures are those python -m training wrote
+        final = json.loads((out / data["probe"]["metrics"]).read_text(encoding="utf-8"))["final"]
+        assert data["overall"]["probe_accuracy"] == pytest.approx(final["other/train"]["accuracy"])
+        assert data["probe"]["recall"] == pytest.approx(final["other/train"]["recall"])
+    assert "## Linear probe on" in (out / "compare.md").read_text(encoding="utf-8")
