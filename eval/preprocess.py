@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as tvF
+
+if TYPE_CHECKING:  # torchvision loads when an image is first resized: a recipe check or a refusal never pays for it
+    from torchvision.transforms.v2 import InterpolationMode
 
 Images = torch.Tensor | Sequence[torch.Tensor]
 
@@ -66,6 +68,8 @@ class Preprocess:
         return torch.cat([self._one_size(image[None]) for image in images]).to(dtype)
 
     def _one_size(self, images: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as tvF
+
         images = tvF.resize(as_stored(images), list(self.resize), interpolation=self.interpolation, antialias=True)
         images = tvF.center_crop(images, list(self.crop))
         return tvF.normalize(images, list(self.mean), list(self.std))
