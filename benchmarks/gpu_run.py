@@ -222,11 +222,13 @@ def full_size_dir(step, device: str, directory: Path) -> None:
     index = json.loads((directory / "model_index.json").read_text(encoding="utf-8"))
     denoiser = {**family["denoiser"], "config": {**family["denoiser"]["config"], **step.overrides}}
     builders = {
-        "transformer" if "transformer" in index else "unet": lambda: denoiser_forward(denoiser, step.size)[0],
-        "vae": lambda: vae_decode_forward(family["vae"], denoiser["latent_channels"], 1)[0],
+        "transformer" if "transformer" in index else "unet": lambda: denoiser_forward(denoiser, step.size, dtype=dtype)[
+            0
+        ],
+        "vae": lambda: vae_decode_forward(family["vae"], denoiser["latent_channels"], 1, dtype=dtype)[0],
     }
     for name, spec in zip(TEXT_ENCODER_NAMES, family["text_encoders"]):
-        builders[name] = lambda spec=spec: text_encoder_forward(spec)[0]
+        builders[name] = lambda spec=spec: text_encoder_forward(spec, dtype=dtype)[0]
     default = torch.get_default_dtype()
     try:
         torch.set_default_dtype(dtype)
