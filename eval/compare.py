@@ -85,7 +85,7 @@ def comparison_parser() -> argparse.ArgumentParser:
         "scored as `python -m eval` scores it, with the same options; writes compare.json, compare.md (with "
         "pictures) and the scored datasets to --output-dir, and prints the table.",
     )
-    parser.add_argument("--compare", nargs="+", required=True, metavar="DATASET", help="datasets (dirs or Hub ids)")
+    parser.add_argument("--compare", nargs="*", required=True, metavar="DATASET", help="datasets (dirs or Hub ids)")
     parser.add_argument("--output-dir", required=True, help="where compare.json, compare.md and pictures go")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier comparison there")
     parser.add_argument(

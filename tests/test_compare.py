@@ -96,6 +96,14 @@ def test_bad_input_fails_clearly(tmp_path: Path, capsys, extra: list[str], expec
     assert not (tmp_path / "out").exists()
 
 
+def test_help_names_the_comparison_and_the_scoring_options(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--compare", "--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert "python -m eval --compare" in shown and "--probe" in shown and "--clip-model" in shown
+
+
 @pytest.mark.e2e
 def test_figures_are_those_of_python_m_eval(smoke_dir: Path, tmp_path: Path):
     """The smoke build against a hand-made dataset of its classes, with the tiny random CLIP, CMMD to that
