@@ -20,8 +20,6 @@ import torch
 from builders import hub
 from builders.expansion import expansion_needs, locked_recipe
 from builders.formats.choice import chosen
-from builders.generators import family_of, resolve_family
-from builders.generators.base import pipeline_needs
 from builders.overrides import parse_override
 from builders.recipe import Recipe, RecipeError
 from builders.source import recipe_source
@@ -70,6 +68,8 @@ class BuildSpec:
 
 def placement_for(recipe: Recipe, device: torch.device) -> Placement:
     """``model.dtype: auto`` on a GPU is the family's own (bfloat16 for FLUX.1, SD3, Sana; float16 otherwise)."""
+    from builders.generators import family_of  # the generation stack: --push-only never loads it
+
     requested = recipe.model.dtype
     if requested == "auto" and device.type == "cuda":
         requested = family_of(recipe).gpu_dtype
@@ -116,6 +116,8 @@ def _mode(args: argparse.Namespace) -> Mode:
 def model_needs(spec: BuildSpec) -> list[ModelNeed]:
     """Every model the build loads: the generator's (its plug-in's ``model_needs``), the enabled scorers' and the
     language model, when this run will have to write prompts (no usable lock in the output)."""
+    from builders.generators import family_of  # the generation stack: --push-only never loads it
+
     recipe, lock = spec.recipe, read_prompt_lock(spec.output_dir) if spec.recipe.prompt_expansion else None
     return [
         *family_of(recipe).model_needs(recipe, local_device().type),
@@ -144,6 +146,9 @@ def _with_push_target(recipe: Recipe, args: argparse.Namespace, mode: Mode) -> R
 def _resolved(recipe: Recipe, source: str, mode: Mode) -> Recipe:
     """The recipe with its family's defaults. A family that cannot be read because the model (or a scorer's) is
     missing is a missing model (exit 4, every missing one listed), not a bad recipe."""
+    from builders.generators import resolve_family
+    from builders.generators.base import pipeline_needs  # the generation stack: --push-only never loads it
+
     try:
         return resolve_family(recipe, source)
     except RecipeError:

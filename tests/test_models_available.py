@@ -52,7 +52,8 @@ def test_the_reference_recipe_offline_names_every_missing_model(empty_caches: di
         result,
         "3 models this run needs are not available",
         "- model.id: the diffusers pipeline 'stable-diffusion-v1-5/stable-diffusion-v1-5' is not in the local",
-        "`hf download stable-diffusion-v1-5/stable-diffusion-v1-5`",
+        # only the files the build reads (issue 29): the pipeline folders, not the single-file checkpoints
+        "`hf download stable-diffusion-v1-5/stable-diffusion-v1-5 --include model_index.json",
         "- scoring.clip.model: the CLIP model 'openai/clip-vit-base-patch32'",
         "- scoring.resnet50.weights: the torchvision ResNet50 weights file 'IMAGENET1K_V2'",
         "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
