@@ -148,6 +148,8 @@ def _make(run: _Run) -> tuple[RankProgress, float]:
     making = time.perf_counter()
     monitor = None
     if run.state.is_main_process:
+        if run.to_make:  # loaded before the bar opens: the loading bar is not nested under it, and its closing
+            run.builder.models()  # (a cursor-up) cannot run into the next log line
         monitor = _ProgressBar(run.store, run.plan.num_images, run.state.num_processes, run.done_images)
     shards = spread(run.plan.shards, run.state)
     made = write_shards(run.builder, run.store, run.claims, shards, run.state, run.spec.background)
