@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -292,7 +293,9 @@ def test_training_reads_the_imagefolder_export(tmp_path: Path):
     out = tmp_path / "probe"
     command = [sys.executable, "-m", "training", "--dataset", str(tmp_path / "out" / "imagefolder")]
     command += ["--output-dir", str(out), "--backbone-weights", "none", "--cache-dir", str(tmp_path / "cache")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    # its own datasets cache: a shared one can hold an earlier (deleted) export's image paths for identical content
+    env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "datasets-cache")}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["classes"] == ["fox", "dog", "여우"]
