@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SAME_THREADS, SCALE_RECIPE, run_build, write_recipe
+from tests.helpers import SAME_THREADS, SCALE_RECIPE, build_here, run_build, write_recipe
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("SYNTHDATA_CACHE", tempfile.mkdtemp(prefix="synthdata-test-cache-"))
@@ -46,8 +46,8 @@ def scale_recipe(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def scale_build(scale_recipe: Path, tmp_path_factory) -> Path:
-    """``scale_recipe`` built once for the session by one process: the dataset every process count, resume and
-    store must give. Tests read it; one that changes files works on a copy."""
+    """``scale_recipe`` built once for the session by one process (this one): the dataset every process count,
+    resume and store must give. Tests read it; one that changes files works on a copy."""
     out = tmp_path_factory.mktemp("scale-build") / "out"
-    run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
+    build_here(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
     return out

@@ -31,7 +31,17 @@ from builders.generators.tiny import TINY_FAMILIES, tiny_family_dir
 from builders.plan import content_fingerprint
 from builders.recipe import RecipeError, load_recipe, parse_recipe, recipe_to_yaml
 from synthcore.tiny import tiny_safety_checker_dir
-from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, benchmark_headline, run_build, table, write_recipe
+from tests.helpers import (
+    ACCELERATE,
+    ROOT,
+    SAME_THREADS,
+    benchmark_headline,
+    build_here,
+    run_build,
+    run_main,
+    table,
+    write_recipe,
+)
 
 RECIPE = """
 name: t
@@ -561,14 +571,14 @@ def datasets_rows(out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def family_build(tmp_path_factory) -> Callable[[str], Path]:
-    """``family_build(name)``: ``FAMILY_RECIPE`` for the tiny pipeline ``name``, built by one process once for the
-    module (the plain build both the process-count and the LoRA tests compare with). Read-only."""
+    """``family_build(name)``: ``FAMILY_RECIPE`` for the tiny pipeline ``name``, built once for the module by one
+    process, this one (the plain build both the process-count and the LoRA tests compare with). Read-only."""
     built: dict[str, Path] = {}
 
     def build(family: str) -> Path:
         if family not in built:
             root = tmp_path_factory.mktemp(f"family-{family}")
-            run_build(str(family_recipe(root, family)), "--output-dir", str(root / "one"), env=SAME_THREADS)
+            build_here(str(family_recipe(root, family)), "--output-dir", str(root / "one"), env=SAME_THREADS)
             built[family] = root / "one"
         return built[family]
 
@@ -606,7 +616,7 @@ def test_every_family_builds_the_same_dataset_on_1_and_2_processes(family: str, 
 def test_text_encoders_in_their_own_dtype_feed_the_denoiser_its_dtype(family: str, tmp_path: Path):
     text = FAMILY_RECIPE.replace("safety_checker: false}", "safety_checker: false, text_encoder_dtype: bfloat16}")
     out = tmp_path / "out"
-    run_build(str(family_recipe(tmp_path, family, text)), "--output-dir", str(out), env=SAME_THREADS)
+    build_here(str(family_recipe(tmp_path, family, text)), "--output-dir", str(out), env=SAME_THREADS)
     info = json.loads((out / "build_info.json").read_text(encoding="utf-8"))
     assert info["fingerprint"]["model.text_encoder_dtype"] == "bfloat16"
     assert load_recipe(out / "recipe.yaml").model.text_encoder_dtype == "bfloat16"
@@ -660,7 +670,7 @@ def test_a_family_without_a_checker_gets_the_standalone_one(half_flagging_checke
         family="sdxl", model=tiny_family_dir("sdxl"), negative="negative_prompt: blurry", checker=half_flagging_checker
     )
     out = tmp_path / "out"
-    result = run_build(str(write_recipe(tmp_path, text)), "--output-dir", str(out))
+    result = build_here(str(write_recipe(tmp_path, text)), "--output-dir", str(out))
 
     rows = pq.read_table(sorted((out / "data").glob("*.parquet")), columns=["safety_regenerations", "image"])
     rows = rows.to_pydict()
@@ -707,7 +717,7 @@ def test_loras_are_fused_at_their_scale_and_named_by_the_card(family: str, famil
             f"safety_checker: false, loras: [{{id: {lora}, weight_name: tiny_lora.safetensors, scale: {scale}}}]}}",
         )
         out = tmp_path / f"out-{scale}"
-        run_build(str(write_recipe(tmp_path, text, f"r-{scale}.yaml")), "--output-dir", str(out), env=SAME_THREADS)
+        build_here(str(write_recipe(tmp_path, text, f"r-{scale}.yaml")), "--output-dir", str(out), env=SAME_THREADS)
         runs[scale] = out
     assert table(runs[0.0])["image"] == table(runs[None])["image"], "a LoRA at scale 0 changes nothing"
     assert table(runs[1.0])["image"] != table(runs[None])["image"]
@@ -719,15 +729,13 @@ def test_loras_are_fused_at_their_scale_and_named_by_the_card(family: str, famil
     ]
 
 
-@pytest.mark.e2e
-def test_build_refuses_an_uncached_hub_model_before_loading_anything(tmp_path: Path):
+def test_build_refuses_an_uncached_hub_model_before_loading_anything(hub_cache: Path, tmp_path: Path):
+    from builders.cli import main
 
     recipe = write_recipe(
         tmp_path, RECIPE.format(model="someone/no-such-model", model_extra="", generation="", class_extra="", extra="")
     )
-    result = run_build(
-        str(recipe), "--output-dir", str(tmp_path / "out"), env={"HF_HUB_CACHE": str(tmp_path / "hub")}, check=False
-    )
+    result = run_main(main, str(recipe), "--output-dir", str(tmp_path / "out"))
     assert result.returncode == 4  # a model that is not available (the family cannot be read either)
     assert "- model.id: the diffusers pipeline 'someone/no-such-model' is not in the local" in result.stderr
     assert not (tmp_path / "out").exists()
