@@ -1,14 +1,16 @@
 """The generator registry: every generator plug-in, by the diffusers pipeline class it runs.
 
 To add a diffusers family, write a module beside these with a ``Generator`` subclass (``base.py``; most families
-are a ``DiffusersGenerator`` with a few class attributes) and add it to ``FAMILIES``. ``resolve_family`` picks the
-plug-in from the model's ``model_index.json`` and gives the recipe the family's defaults, before any weights load.
+are a ``DiffusersGenerator`` with a few class attributes; a modular pipeline's a ``ModularGenerator``) and add it
+to ``FAMILIES``. ``resolve_family`` picks the plug-in from the model's ``model_index.json`` (a modular pipeline's
+``modular_model_index.json``) and gives the recipe the family's defaults, before any weights load.
 """
 
 from __future__ import annotations
 
 from builders.generators.base import Generator
 from builders.generators.flux import Flux
+from builders.generators.flux3 import Flux3
 from builders.generators.pixart import PixArtSigma
 from builders.generators.sana import Sana
 from builders.generators.sd3 import StableDiffusion3
@@ -24,6 +26,7 @@ FAMILIES: tuple[Generator, ...] = (
     Flux(),
     PixArtSigma(),
     Sana(),
+    Flux3(),
 )
 GENERATORS: dict[str, Generator] = {name: generator for generator in FAMILIES for name in generator.pipeline_classes}
 
