@@ -225,7 +225,11 @@ class Generator(ABC):
             dtype_name=choose_dtype(settings.dtype, device_type),
             device_type=device_type,
         )
-        return [*pipeline_needs(recipe), *standalone, decoder]
+        return [*self.pipeline_needs(recipe), *standalone, decoder]
+
+    def pipeline_needs(self, recipe: Recipe) -> list[ModelNeed]:
+        """The pipeline's own files (``pipeline_needs``; a modular pipeline's index differs)."""
+        return pipeline_needs(recipe)
 
     @abstractmethod
     def load(self, recipe: Recipe, placement: Placement) -> LoadedGenerator:

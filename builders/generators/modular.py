@@ -26,15 +26,8 @@ from builders.generators.sources import ModelFiles
 from builders.plan import Job
 from builders.recipe import Recipe
 from builders.schedulers import make_scheduler
-from synthcore.availability import (
-    DIFFUSERS_EXTRAS,
-    DIFFUSERS_FILES,
-    DecoderMemory,
-    HubModel,
-    ModelNeed,
-    transformers_model,
-)
-from synthcore.model_refs import Placement, choose_dtype, is_local_path, resolve
+from synthcore.availability import DIFFUSERS_EXTRAS, DIFFUSERS_FILES, HubModel, ModelNeed
+from synthcore.model_refs import Placement, is_local_path, resolve
 
 MODULAR_FILES = (MODULAR_INDEX, *DIFFUSERS_FILES[1:])  # what the build downloads: the index, configs, weights
 
@@ -101,37 +94,24 @@ class ModularGenerator(Generator):
             problems.append(f"model.cpu_offload: not supported for modular pipelines ({pipeline}) yet; remove it")
         return problems
 
-    def model_needs(self, recipe: Recipe, device_type: str) -> list[ModelNeed]:
-        """The modular pipeline's index and the components it loads (not the dropped steps' ones), the standalone
-        safety checker when the recipe runs one (no modular family ships its own), and the VAE decode bound."""
-        settings, gen = recipe.model, recipe.generation
-        pipeline = HubModel(
-            "model.id",
-            settings.id,
-            "diffusers modular pipeline",
-            files=((MODULAR_INDEX,),),
-            revision=settings.revision,
-            index=MODULAR_INDEX,
-            skip=self.components_elsewhere(ModelFiles(settings.id, settings.revision)),
-            include=MODULAR_FILES,
-            exclude=DIFFUSERS_EXTRAS,
-        )
-        checker = (
-            [transformers_model("model.safety_checker_id", settings.safety_checker_id, "safety checker", False)]
-            if settings.safety_checker
-            else []
-        )
-        decoder = DecoderMemory(
-            key="generation.height, generation.width",
-            ref=settings.id,
-            what="pipeline",
-            revision=settings.revision,
-            height=gen.height,
-            width=gen.width,
-            dtype_name=choose_dtype(settings.dtype, device_type),
-            device_type=device_type,
-        )
-        return [pipeline, *checker, decoder]
+    def pipeline_needs(self, recipe: Recipe) -> list[ModelNeed]:
+        """The modular pipeline's index and the components it loads (not the dropped steps' ones, nor those the
+        index takes from other repos); no modular family ships a safety checker, so the standalone one is added
+        by ``model_needs`` when the recipe runs one."""
+        settings = recipe.model
+        return [
+            HubModel(
+                "model.id",
+                settings.id,
+                "diffusers modular pipeline",
+                files=((MODULAR_INDEX,),),
+                revision=settings.revision,
+                index=MODULAR_INDEX,
+                skip=self.components_elsewhere(ModelFiles(settings.id, settings.revision)),
+                include=MODULAR_FILES,
+                exclude=DIFFUSERS_EXTRAS,
+            )
+        ]
 
     def components_elsewhere(self, files: ModelFiles) -> tuple[str, ...]:
         """Components of the index that are not loaded from the model's own files: those of dropped steps, and
