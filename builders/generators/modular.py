@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from builders.generators.base import CLASSIFIER_FREE, Generator, LoadedGenerator
+from builders.generators.base import CLASSIFIER_FREE, Generator, LoadedGenerator, compile_in_place, set_vae_memory
 from builders.generators.known import MODULAR_INDEX
 from builders.generators.safety import SafetyChecker
 from builders.generators.sources import ModelFiles
@@ -158,13 +158,9 @@ def load_modular(generator: ModularGenerator, recipe: Recipe, placement: Placeme
         pipe.update_components(scheduler=make_scheduler(settings.scheduler, pipe.scheduler))
     pipe.to(placement.device)
     pipe.set_progress_bar_config(disable=True)
-    if settings.vae_slicing:
-        pipe.vae.enable_slicing()
-    if settings.vae_tiling:
-        pipe.vae.enable_tiling()
+    set_vae_memory(pipe, settings)
     if settings.compile:
-        getattr(pipe, generator.denoiser).compile()
-        pipe.vae.decoder.compile()
+        compile_in_place(pipe, generator.denoiser)
     return pipe
 
 
