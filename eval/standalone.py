@@ -353,7 +353,7 @@ def write_scored_card(
     body = (
         f"# {md(name)}, scored\n\nThe images and labels of {origin}, unchanged "
         f"({sum(s.num_examples for s in sizes.values())} rows), "
-        'with score columns added by `python -m eval` (see the project\'s README, "Scores and filters").\n\n'
+        "with score columns added by `python -m eval` (what each score means: the project's docs/scores.md).\n\n"
         f"## Scored with\n\n| scorer | model |\n|---|---|\n{models}\n\n"
         f"## Rows and scores per split and class\n\n```\n{format_table(summary, rows_word='rows')}\n```\n\n"
         f"{quality_section(summary, pictures)}"
