@@ -76,6 +76,8 @@ KNOWN_MODELS: dict[str, KnownModel] = {
     "Efficient-Large-Model/Sana_600M_1024px_diffusers": KnownModel(
         "SanaPipeline", {"transformer": {"sample_size": 32}}
     ),
+    "Tongyi-MAI/Z-Image-Turbo": KnownModel("ZImagePipeline"),
+    "Tongyi-MAI/Z-Image": KnownModel("ZImagePipeline"),
     # modular pipelines: their modular_model_index.json's _class_name (the blocks are that class's default ones)
     "black-forest-labs/flux-3-image-klein": KnownModel("Flux3DistilledModularPipeline"),
     "black-forest-labs/flux-3-image-klein-base": KnownModel("Flux3ModularPipeline"),
