@@ -66,7 +66,12 @@ def denoiser_forward(spec: dict, size: int, batch: int = 1, dtype: torch.dtype =
     def zeros(*shape: int) -> torch.Tensor:
         return torch.zeros(*shape, dtype=dtype)
 
-    text_dim = config.get("joint_attention_dim") or config.get("caption_channels") or config.get("cross_attention_dim")
+    text_dim = (
+        config.get("joint_attention_dim")
+        or config.get("caption_channels")
+        or config.get("cross_attention_dim")
+        or config.get("cap_feat_dim")
+    )
 
     def run():
         x, t, text = zeros(batch, spec["latent_channels"], latent, latent), torch.ones(batch), None
@@ -97,6 +102,8 @@ def denoiser_forward(spec: dict, size: int, batch: int = 1, dtype: torch.dtype =
             return model(x, encoder_hidden_states=text, timestep=t, added_cond_kwargs=added)
         if name == "SanaTransformer2DModel":
             return model(x, encoder_hidden_states=text, timestep=t)
+        if name == "ZImageTransformer2DModel":  # lists of per-image latents (C, frames, H, W) and prompt tokens
+            return model(list(x.unsqueeze(2).unbind(0)), t, list(text.unbind(0)), return_dict=False)
         raise ValueError(f"no forward for {name}")
 
     return model, run

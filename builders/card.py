@@ -69,6 +69,8 @@ GENERATOR_LICENSES: dict[str, str | dict] = {
     "black-forest-labs/FLUX.1-schnell": "apache-2.0",
     "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS": "openrail++",
     "PixArt-alpha/PixArt-Sigma-XL-2-512-MS": "openrail++",
+    "Tongyi-MAI/Z-Image-Turbo": "apache-2.0",
+    "Tongyi-MAI/Z-Image": "apache-2.0",
     TINY_RANDOM: "apache-2.0",  # random weights made by this project (Apache-2.0): no generator's license applies
 }
 

@@ -127,21 +127,28 @@ def describe(recipe: Recipe, plan: Plan, store: Store) -> str:
         *_table(recipe, plan),
     ]
     by_guidance = images_by_guidance(recipe, plan)  # the cost depends on the guidance only (one or two passes)
-    total_tflops, plain_seconds = estimate(recipe, by_guidance)
-    remaining = 1 - done / plan.num_images
     if len(by_guidance) > 1:
         shown = ", ".join(f"{guidance:g}: {images}" for guidance, images in sorted(by_guidance.items()))
         lines += ["", f"images per guidance value (a guidance sweep): {shown}"]
-    lines += [
-        "",
-        f"already finished in {store.location}: {done} images; to make: {plan.num_images - done}",
+    lines += ["", f"already finished in {store.location}: {done} images; to make: {plan.num_images - done}"]
+    return "\n".join(lines + compute_lines(recipe, plan, by_guidance, done))
+
+
+def compute_lines(recipe: Recipe, plan: Plan, by_guidance: dict[float, int], done: int) -> list[str]:
+    """The FLOPs and GPU-time estimate; for a family without a counted architecture (a pipeline run by the generic
+    plug-in), a line saying there is none."""
+    family = family_of(recipe)
+    if family.flops is None:
+        return [f"compute: no estimate (no FLOPs counted for {family.label}'s architecture)"]
+    total_tflops, plain_seconds = estimate(recipe, by_guidance)
+    remaining = 1 - done / plan.num_images
+    return [
         f"compute: {total_tflops / max(plan.num_images, 1):.1f} TFLOPs per image "
-        f"({family_of(recipe).flops.reference} architecture), "
+        f"({family.flops.reference} architecture), "
         f"{total_tflops / 1000:.1f} PFLOPs in all",
         f"estimated GPU time for what remains, in H100-time: floor {duration(total_tflops * remaining / H100_TFLOPS)} "
         f"(all {H100_TFLOPS:.0f} TFLOP/s used); plain diffusers pace {duration(plain_seconds * remaining)}",
     ]
-    return "\n".join(lines)
 
 
 def estimate(recipe: Recipe, by_guidance: dict[float, int]) -> tuple[float, float]:

@@ -176,7 +176,10 @@ def preview_shards(shards, count: int) -> list:
 def flop_estimate_lines(recipe: Recipe, plan) -> list[str]:
     """The dry run's figures for the whole plan, to set beside the measured pace."""
     from builders.dryrun import H100_TFLOPS, duration, estimate, images_by_guidance
+    from builders.generators import family_of
 
+    if family_of(recipe).flops is None:
+        return []
     total_tflops, plain_seconds = estimate(recipe, images_by_guidance(recipe, plan))
     return [
         f"dry run's estimate for all {plan.num_images} images: {total_tflops / 1000:.1f} PFLOPs; in H100-time "

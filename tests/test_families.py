@@ -142,6 +142,7 @@ def test_a_hub_model_is_decided_from_its_cached_json_files_alone(hub_cache: Path
         ("FluxPipeline", {"transformer": {"guidance_embeds": False}}, (1024, 4, 0.0, 256)),
         ("PixArtSigmaPipeline", {"transformer": {"sample_size": 128}}, (1024, 20, 4.5, 300)),
         ("SanaPipeline", {"transformer": {"sample_size": 32}}, (1024, 20, 4.5, 300)),  # DC-AE: 32 pixels a latent
+        ("ZImagePipeline", {}, (1024, 50, 4.0, 512)),  # the base model; Turbo's id names it (below)
     ],
 )
 def test_keys_left_out_take_the_family_defaults(pipeline, configs, expected, tmp_path: Path):
@@ -228,7 +229,12 @@ def test_the_fingerprint_covers_the_family_and_the_loras(tmp_path: Path):
 def test_auto_dtype_on_a_gpu_is_the_family_s(tmp_path: Path):
     from builders.spec import placement_for
 
-    expected = {"FluxPipeline": "bfloat16", "StableDiffusion3Pipeline": "bfloat16", "SanaPipeline": "bfloat16"}
+    expected = {
+        "FluxPipeline": "bfloat16",
+        "StableDiffusion3Pipeline": "bfloat16",
+        "SanaPipeline": "bfloat16",
+        "ZImagePipeline": "bfloat16",
+    }
     for pipeline in GENERATORS:
         recipe = resolve_family(recipe_for(model_dir(tmp_path, pipeline)))
         assert placement_for(recipe, torch.device("cuda")).dtype_name == expected.get(pipeline, "float16")

@@ -100,7 +100,7 @@ class Generator(ABC):
     default_steps: ClassVar[int]
     default_guidance: ClassVar[float]
     default_sequence_length: ClassVar[int | None] = None
-    flops: ClassVar[FamilyFlops]
+    flops: ClassVar[FamilyFlops | None]  # None: no reference architecture counted (no GPU-time estimate)
     # Its tiny random pipelines, for tests and benchmarks (``builders.generators.tiny.tiny_family_dir``); () for
     # Stable Diffusion, whose tiny pipeline is the shared ``tiny-random`` one (``synthcore.tiny``).
     tiny_names: ClassVar[tuple[str, ...]] = ()
@@ -360,6 +360,10 @@ class DiffusersGenerator(Generator):
     def prepare(self, pipe, recipe: Recipe) -> None:
         """Family-specific settings of a loaded pipeline (attention kernels, memory formats)."""
 
+    def guidance_arguments(self, guidance_scale: float) -> dict[str, Any]:
+        """The pipeline call's guidance argument (``SignatureGenerator``: the one its call takes, if any)."""
+        return {"guidance_scale": guidance_scale}
+
     def call_arguments(self, recipe: Recipe, jobs: list[Job]) -> dict[str, Any]:
         """The pipeline call's family-specific arguments for a batch."""
         arguments: dict[str, Any] = {}
@@ -468,10 +472,10 @@ class LoadedPipeline(LoadedGenerator):
             pipe, arguments = self.image_to_image(), self.start_images(jobs)
         output = pipe(
             prompt=[job.prompt for job in jobs],
-            guidance_scale=guidance_scale,
             num_inference_steps=gen.num_inference_steps,
             generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
             output_type="pt",
+            **self.generator.guidance_arguments(guidance_scale),
             **arguments,
             **self.generator.call_arguments(self.recipe, jobs),
         )

@@ -75,4 +75,6 @@ KNOWN_MODELS: dict[str, KnownModel] = {
     "Efficient-Large-Model/Sana_600M_1024px_diffusers": KnownModel(
         "SanaPipeline", {"transformer": {"sample_size": 32}}
     ),
+    "Tongyi-MAI/Z-Image-Turbo": KnownModel("ZImagePipeline"),
+    "Tongyi-MAI/Z-Image": KnownModel("ZImagePipeline"),
 }
