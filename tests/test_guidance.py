@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import zlib
 from pathlib import Path
 
@@ -83,6 +84,10 @@ def test_a_rebuild_from_recipe_yaml_names_each_missing_changed_and_new_file(tmp_
     assert found[0].startswith("classes.fox.reference_images: photo0.png (sha256 ") and "is missing" in found[0]
     assert found[1].startswith("classes.fox.reference_images: photo1.png changed")
     assert found[2].startswith("classes.fox.reference_images: extra.png is not among the recorded")
+    shutil.rmtree(tmp_path / "refs")
+    missing, made_with = problems(stored)
+    assert "does not exist" in missing
+    assert made_with.startswith("classes.fox.reference_images: the dataset was made with 3 files (photo0.png, photo1")
 
 
 def bomb(path: Path) -> None:
@@ -231,3 +236,11 @@ def test_training_refuses_an_eval_dataset_holding_a_reference_photo(tmp_path: Pa
     photos(tmp_path / "real" / "fox", 1, size=(9, 9))  # another photo of the same name
     train, evals, classes = load_data(config)
     assert classes == ["fox", "dog"] and len(evals) == 1
+
+
+def test_the_generic_plug_in_guides_with_the_image_to_image_pipeline_diffusers_pairs_with_it():
+    from builders.generators.generic import generic_for
+
+    assert generic_for("QwenImagePipeline").image_to_image == "QwenImageImg2ImgPipeline"
+    assert generic_for("Flux2Pipeline").image_to_image is None  # it takes reference images, but no strength
+    assert generic_for("LuminaPipeline").image_to_image is None
