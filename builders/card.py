@@ -71,6 +71,12 @@ GENERATOR_LICENSES: dict[str, str | dict] = {
     "PixArt-alpha/PixArt-Sigma-XL-2-512-MS": "openrail++",
     "Tongyi-MAI/Z-Image-Turbo": "apache-2.0",
     "Tongyi-MAI/Z-Image": "apache-2.0",
+    "black-forest-labs/FLUX.2-klein-4B": "apache-2.0",
+    "black-forest-labs/FLUX.2-klein-base-4B": "apache-2.0",
+    **{
+        repo: _other_license("flux-non-commercial-license", repo)
+        for repo in ("black-forest-labs/FLUX.2-klein-9B", "black-forest-labs/FLUX.2-klein-base-9B")
+    },
     TINY_RANDOM: "apache-2.0",  # random weights made by this project (Apache-2.0): no generator's license applies
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from builders.generators.base import Generator
 from builders.generators.flux import Flux
+from builders.generators.flux2 import Flux2Klein
 from builders.generators.generic import TEXT_TO_IMAGE, generic_for
 from builders.generators.pixart import PixArtSigma
 from builders.generators.sana import Sana
@@ -28,6 +29,7 @@ FAMILIES: tuple[Generator, ...] = (
     PixArtSigma(),
     Sana(),
     ZImage(),
+    Flux2Klein(),
 )
 GENERATORS: dict[str, Generator] = {name: generator for generator in FAMILIES for name in generator.pipeline_classes}
 
