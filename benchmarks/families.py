@@ -35,9 +35,11 @@ def _gflops(run) -> float:
 
 
 def _config_class(name: str) -> str:
-    return {"CLIPTextModel": "CLIPTextConfig", "CLIPTextModelWithProjection": "CLIPTextConfig"}.get(
-        name, name.replace("EncoderModel", "Config").replace("Model", "Config")
-    )
+    return {
+        "CLIPTextModel": "CLIPTextConfig",
+        "CLIPTextModelWithProjection": "CLIPTextConfig",
+        "Qwen3ForCausalLM": "Qwen3Config",
+    }.get(name, name.replace("EncoderModel", "Config").replace("Model", "Config"))
 
 
 # A component built from its config, and one forward of it on zeros (its inputs made when called).
@@ -112,6 +114,15 @@ def denoiser_forward(spec: dict, size: int, batch: int = 1, dtype: torch.dtype =
             return model(x, encoder_hidden_states=text, timestep=t, added_cond_kwargs=added)
         if name == "SanaTransformer2DModel":
             return model(x, encoder_hidden_states=text, timestep=t)
+        if name == "Flux2Transformer2DModel":  # 2x2-patchified latents as tokens, 4-axis positions
+            tokens = (latent // 2) ** 2
+            return model(
+                hidden_states=zeros(batch, tokens, config["in_channels"]),
+                encoder_hidden_states=text,
+                timestep=t,
+                img_ids=torch.zeros(batch, tokens, 4),
+                txt_ids=torch.zeros(batch, spec["text_tokens"], 4),
+            )
         if name == "ZImageTransformer2DModel":  # lists of per-image latents (C, frames, H, W) and prompt tokens
             return model(list(x.unsqueeze(2).unbind(0)), t, list(text.unbind(0)), return_dict=False)
         raise ValueError(f"no forward for {name}")

@@ -235,6 +235,7 @@ def test_auto_dtype_on_a_gpu_is_the_family_s(tmp_path: Path):
         "StableDiffusion3Pipeline": "bfloat16",
         "SanaPipeline": "bfloat16",
         "ZImagePipeline": "bfloat16",
+        "Flux2KleinPipeline": "bfloat16",
         "Flux3ModularPipeline": "bfloat16",
         "Flux3DistilledModularPipeline": "bfloat16",
     }
@@ -300,6 +301,9 @@ def test_the_families_page_memory_column_is_the_estimates():
         ("black-forest-labs/FLUX.1-dev", {"license": "other", "license_name": "flux-1-dev-non-commercial-license"}),
         ("stabilityai/stable-diffusion-3.5-medium", {"license": "other", "license_name": "stabilityai-ai-community"}),
         ("stabilityai/sdxl-turbo", {"license": "other", "license_name": "sai-nc-community"}),
+        ("Tongyi-MAI/Z-Image-Turbo", {"license": "apache-2.0"}),
+        ("black-forest-labs/FLUX.2-klein-4B", {"license": "apache-2.0"}),
+        ("black-forest-labs/FLUX.2-klein-9B", {"license": "other", "license_name": "flux-non-commercial-license"}),
     ],
 )
 def test_the_card_licence_is_the_generator_s(model_id: str, expected: dict):
@@ -550,7 +554,7 @@ def regenerated_alone(out: Path, family: str, row: int) -> tuple:
     pipe = DiffusionPipeline.from_pretrained(tiny_family_dir(family))
     negative = {} if family.startswith("flux") else {"negative_prompt": data["negative_prompt"][row]}
     alone = pipe(
-        data["prompt"][row],
+        prompt=data["prompt"][row],
         generator=torch.Generator().manual_seed(data["seed"][row]),
         num_inference_steps=2,
         height=32,

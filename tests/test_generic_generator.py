@@ -26,10 +26,10 @@ splits: {{train: 2}}
 """
 
 
-def model_dir(root: Path, pipeline: str, name: str | None = None) -> Path:
+def model_dir(root: Path, pipeline: str, name: str | None = None, **index) -> Path:
     directory = root / (name or pipeline)
     directory.mkdir(parents=True)
-    (directory / "model_index.json").write_text(json.dumps({"_class_name": pipeline}))
+    (directory / "model_index.json").write_text(json.dumps({"_class_name": pipeline, **index}))
     return directory
 
 
@@ -107,3 +107,15 @@ def test_z_image_turbo_is_told_by_its_id_and_runs_one_pass_without_guidance(tmp_
     assert (gen.height, gen.num_inference_steps, gen.guidance_scale) == (1024, 9, 0.0)
     family = family_of(resolved)
     assert family.passes(0.0) == 1 and family.passes(0.5) == 2, "Z-Image's guidance runs above 0"
+
+
+def test_flux2_klein_defaults_follow_is_distilled_and_the_distilled_take_no_guidance(tmp_path: Path):
+    distilled = model_dir(tmp_path, "Flux2KleinPipeline", "klein", is_distilled=True)
+    base = model_dir(tmp_path, "Flux2KleinPipeline", "klein-base", is_distilled=False)
+    for directory, expected in ((distilled, (4, 1.0)), (base, (50, 4.0))):
+        gen = resolve_family(parse_recipe(recipe_text(directory), "r.yaml")).generation
+        assert (gen.height, gen.num_inference_steps, gen.guidance_scale) == (1024, *expected)
+    found = problems_of(recipe_text(distilled, "generation: {guidance_scale: 3.5}", extra="negative_prompt: lowres"))
+    assert [problem.split(":")[0] for problem in found] == ["negative_prompt", "generation.guidance_scale"]
+    assert "FLUX.2 [klein] is step-distilled" in found[1]
+    assert family_of(resolve_family(parse_recipe(recipe_text(base), "r.yaml"))).passes(4.0) == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from builders.generators.base import Generator
 from builders.generators.flux import Flux
+from builders.generators.flux2 import Flux2Klein
 from builders.generators.flux3 import Flux3
 from builders.generators.generic import TEXT_TO_IMAGE, generic_for
 from builders.generators.pixart import PixArtSigma
@@ -31,6 +32,7 @@ FAMILIES: tuple[Generator, ...] = (
     PixArtSigma(),
     Sana(),
     ZImage(),
+    Flux2Klein(),
     Flux3(),
 )
 GENERATORS: dict[str, Generator] = {name: generator for generator in FAMILIES for name in generator.pipeline_classes}
