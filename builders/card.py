@@ -67,6 +67,10 @@ GENERATOR_LICENSES: dict[str, str | dict] = {
     },
     "black-forest-labs/FLUX.1-dev": _other_license("flux-1-dev-non-commercial-license", "black-forest-labs/FLUX.1-dev"),
     "black-forest-labs/FLUX.1-schnell": "apache-2.0",
+    **{
+        repo: _other_license("flux-kommunity-license", repo)
+        for repo in ("black-forest-labs/flux-3-image-klein", "black-forest-labs/flux-3-image-klein-base")
+    },
     "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS": "openrail++",
     "PixArt-alpha/PixArt-Sigma-XL-2-512-MS": "openrail++",
     "Tongyi-MAI/Z-Image-Turbo": "apache-2.0",

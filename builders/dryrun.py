@@ -130,8 +130,21 @@ def describe(recipe: Recipe, plan: Plan, store: Store) -> str:
     if len(by_guidance) > 1:
         shown = ", ".join(f"{guidance:g}: {images}" for guidance, images in sorted(by_guidance.items()))
         lines += ["", f"images per guidance value (a guidance sweep): {shown}"]
+    lines += _reference_lines(recipe)
     lines += ["", f"already finished in {store.location}: {done} images; to make: {plan.num_images - done}"]
     return "\n".join(lines + compute_lines(recipe, plan, by_guidance, done))
+
+
+def _reference_lines(recipe: Recipe) -> list[str]:
+    """Each guided class's reference photos (read, checked and hashed when the recipe loaded) and strength."""
+    shown = [
+        f"{name}: {len(spec.reference_sha256 or {})} from "
+        f"{spec.reference_images if isinstance(spec.reference_images, str) else 'the listed files'}, "
+        f"strength {recipe.strength_of(name):g}"
+        for name, spec in recipe.classes.items()
+        if spec.reference_images is not None
+    ]
+    return ["", f"reference photos (image-to-image, docs/guidance.md): {'; '.join(shown)}"] if shown else []
 
 
 def compute_lines(recipe: Recipe, plan: Plan, by_guidance: dict[float, int], done: int) -> list[str]:

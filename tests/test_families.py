@@ -27,6 +27,7 @@ from PIL import Image
 
 from builders.card import card_data, license_metadata
 from builders.generators import FAMILIES, GENERATORS, describe, family_of, resolve_family
+from builders.generators.modular import ModularGenerator
 from builders.generators.tiny import TINY_FAMILIES, tiny_family_dir
 from builders.plan import content_fingerprint
 from builders.recipe import RecipeError, load_recipe, parse_recipe, recipe_to_yaml
@@ -235,6 +236,8 @@ def test_auto_dtype_on_a_gpu_is_the_family_s(tmp_path: Path):
         "SanaPipeline": "bfloat16",
         "ZImagePipeline": "bfloat16",
         "Flux2KleinPipeline": "bfloat16",
+        "Flux3ModularPipeline": "bfloat16",
+        "Flux3DistilledModularPipeline": "bfloat16",
     }
     for pipeline in GENERATORS:
         recipe = resolve_family(recipe_for(model_dir(tmp_path, pipeline)))
@@ -545,6 +548,9 @@ def regenerated_alone(out: Path, family: str, row: int) -> tuple:
 
     data = datasets_rows(out)
     recipe = load_recipe(out / "recipe.yaml")
+    kept = np.asarray(Image.open(io.BytesIO(data["image"][row]["bytes"]))).astype(int)
+    if isinstance(family_of(recipe), ModularGenerator):
+        return modular_alone(tiny_family_dir(family), recipe, data["prompt"][row], data["seed"][row]), kept
     pipe = DiffusionPipeline.from_pretrained(tiny_family_dir(family))
     negative = {} if family.startswith("flux") else {"negative_prompt": data["negative_prompt"][row]}
     alone = pipe(
@@ -559,8 +565,32 @@ def regenerated_alone(out: Path, family: str, row: int) -> tuple:
         **negative,
         **ALONE_ARGUMENTS.get(family, {}),
     ).images[0]
-    kept = np.asarray(Image.open(io.BytesIO(data["image"][row]["bytes"]))).astype(int)
     return (alone * 255).round().astype(int), kept
+
+
+def modular_alone(directory: Path, recipe, prompt: str, seed: int) -> np.ndarray:
+    """One image made by diffusers' modular pipeline alone, loaded as FLUX.3's card says (the prompt upsampler
+    taken out of the blocks), with the recorded guidance, steps and size and a generator seeded with ``seed``."""
+    from diffusers import ModularPipeline
+
+    found = ModularPipeline.from_pretrained(str(directory))
+    blocks = found.blocks
+    blocks.sub_blocks.pop("prompt_upsampler")
+    pipe = type(found)(blocks=blocks, pretrained_model_name_or_path=str(directory))
+    pipe.load_components()
+    if getattr(pipe, "guider", None) is not None:
+        pipe.update_components(guider=pipe.guider.new(guidance_scale=recipe.generation.guidance_scale))
+    gen = recipe.generation
+    alone = pipe(
+        prompt=prompt,
+        generator=torch.Generator().manual_seed(seed),
+        num_inference_steps=gen.num_inference_steps,
+        height=gen.height,
+        width=gen.width,
+        output_type="np",
+        output="images",
+    )[0]
+    return (alone * 255).round().astype(int)
 
 
 def datasets_rows(out: Path) -> dict:

@@ -244,3 +244,11 @@ def test_the_generic_plug_in_guides_with_the_image_to_image_pipeline_diffusers_p
     assert generic_for("QwenImagePipeline").image_to_image == "QwenImageImg2ImgPipeline"
     assert generic_for("Flux2Pipeline").image_to_image is None  # it takes reference images, but no strength
     assert generic_for("LuminaPipeline").image_to_image is None
+
+
+def test_the_dry_run_lists_each_class_s_reference_photos_and_loads_no_model(tmp_path: Path):
+    photos(tmp_path / "refs" / "fox", 3)
+    result = run_main(main, str(guided(tmp_path)), "--dry-run", "--output-dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("reference photos"))
+    assert f"fox: 3 from {tmp_path / 'refs' / 'fox'}, strength 0.75" in line and "dog" not in line
