@@ -92,3 +92,76 @@ def test_a_model_index_wins_over_a_modular_one(tmp_path: Path):
     directory = modular_dir(tmp_path, DISTILLED)
     (directory / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
     assert resolve_family(recipe(directory)).model.pipeline == "FluxPipeline"
+
+
+# -- any other modular text-to-image pipeline: the generic modular plug-in -------------------------------------------
+def test_a_modular_class_of_no_family_runs_generically_and_other_tasks_are_refused(tmp_path: Path):
+    directory = tmp_path / "z"
+    directory.mkdir()
+    index = {"_class_name": "ZImageModularPipeline", "_blocks_class_name": "ZImageAutoBlocks"}
+    (directory / "modular_model_index.json").write_text(json.dumps(index))
+    resolved = resolve_family(recipe(directory))
+    gen = resolved.generation
+    assert (gen.height, gen.num_inference_steps, gen.guidance_scale) == (1024, 8, 0.0)  # its guider is disabled
+    assert family_of(resolved).label == "ZImageModularPipeline"
+    wan = tmp_path / "wan"
+    wan.mkdir()
+    (wan / "modular_model_index.json").write_text(json.dumps({"_class_name": "WanModularPipeline"}))
+    (found,) = problems(recipe(wan))
+    assert found.startswith("model.id:") and "WanModularPipeline" in found and "no text-to-image pipeline" in found
+
+
+@pytest.fixture(scope="module")
+def z_image_modular(tmp_path_factory) -> Path:
+    """The tiny random Z-Image pipeline saved as a modular repo (``ZImageModularPipeline``, no family of its own)."""
+    from diffusers import ModularPipeline
+
+    from builders.generators.tiny import tiny_family_dir
+
+    pipe = ModularPipeline.from_pretrained(str(tiny_family_dir("z-image")))
+    pipe.load_components()
+    directory = tmp_path_factory.mktemp("z-image-modular") / "repo"
+    pipe.save_pretrained(str(directory), overwrite_modular_index=True)
+    return directory
+
+
+@pytest.mark.e2e
+def test_a_generic_modular_build_regenerates_a_row_alone_with_diffusers(z_image_modular: Path, tmp_path: Path):
+    import io
+
+    import numpy as np
+    import pyarrow.parquet as pq
+    import torch
+    from diffusers import ModularPipeline
+    from PIL import Image
+
+    from tests.helpers import SAME_THREADS, run_build, write_recipe
+
+    text = f"""
+name: z-modular
+model: {{id: {z_image_modular}, safety_checker: false}}
+generation: {{num_inference_steps: 2, height: 32, width: 32, batch_size: 2, images_per_prompt: 1}}
+classes:
+  fox: {{prompts: [a red fox, a fox in snow]}}
+splits: {{train: 3}}
+scoring: {{clip: {{model: tiny-random}}, resnet50: {{enabled: false}}}}
+"""
+    out = tmp_path / "out"
+    run_build(str(write_recipe(tmp_path, text)), "--output-dir", str(out), env=SAME_THREADS)
+    info = json.loads((out / "build_info.json").read_text(encoding="utf-8"))
+    assert info["generator"]["pipeline"] == "ZImageModularPipeline"
+    rows = pq.read_table(sorted((out / "data").glob("*.parquet")), columns=["prompt", "seed", "image"]).to_pydict()
+    assert len(rows["seed"]) == 3 and len({image["bytes"] for image in rows["image"]}) == 3
+    pipe = ModularPipeline.from_pretrained(str(z_image_modular))
+    pipe.load_components()
+    alone = pipe(
+        prompt=rows["prompt"][2],
+        generator=torch.Generator().manual_seed(rows["seed"][2]),
+        num_inference_steps=2,
+        height=32,
+        width=32,
+        output_type="np",
+        output="images",
+    )[0]
+    kept = np.asarray(Image.open(io.BytesIO(rows["image"][2]["bytes"]))).astype(int)
+    assert abs((alone * 255).round().astype(int) - kept).max() <= 2

@@ -15,6 +15,7 @@ from builders.generators.flux import Flux
 from builders.generators.flux2 import Flux2Klein
 from builders.generators.flux3 import Flux3
 from builders.generators.generic import TEXT_TO_IMAGE, generic_for
+from builders.generators.modular import generic_modular_for
 from builders.generators.pixart import PixArtSigma
 from builders.generators.sana import Sana
 from builders.generators.sd3 import StableDiffusion3
@@ -70,7 +71,7 @@ def generator_for(files: ModelFiles) -> Generator:
 
 def generator_of_class(pipeline_class: str) -> Generator | None:
     """The registered family of a pipeline class, else its generic plug-in; None when it is not text-to-image."""
-    return GENERATORS.get(pipeline_class) or generic_for(pipeline_class)
+    return GENERATORS.get(pipeline_class) or generic_for(pipeline_class) or generic_modular_for(pipeline_class)
 
 
 def resolve_family(recipe: Recipe, source: str = "<recipe>") -> Recipe:

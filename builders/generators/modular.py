@@ -19,7 +19,15 @@ from typing import Any, ClassVar
 
 import torch
 
-from builders.generators.base import CLASSIFIER_FREE, Generator, LoadedGenerator, compile_in_place, set_vae_memory
+from builders.generators.base import (
+    CLASSIFIER_FREE,
+    FamilyDefaults,
+    Generator,
+    LoadedGenerator,
+    compile_in_place,
+    set_vae_memory,
+)
+from builders.generators.generic import TEXT_TO_IMAGE
 from builders.generators.known import MODULAR_INDEX
 from builders.generators.safety import SafetyChecker
 from builders.generators.sources import ModelFiles
@@ -62,8 +70,25 @@ class ModularGenerator(Generator):
         return any(param.name == name for param in self.blocks(files).inputs)
 
     def guided(self, files: ModelFiles) -> bool:
-        """Whether the pipeline runs classifier-free guidance (a block needs a ``guider``)."""
-        return any(spec.name == "guider" for spec in self.blocks(files).expected_components)
+        """Whether the pipeline runs classifier-free guidance: a block needs a ``guider``, not disabled in its
+        config (Z-Image's modular blocks carry one switched off: the Turbo samples without guidance)."""
+        guider = _guider_spec(self.blocks(files))
+        return guider is not None and (guider.config or {}).get("enabled", True) is not False
+
+    def defaults(self, files: ModelFiles) -> FamilyDefaults:
+        """The blocks' own defaults: their ``num_inference_steps`` and size (1024 where they give none), and the
+        guidance scale of their guider's config (0 without guidance)."""
+        blocks = self.blocks(files)
+        declared = {param.name: param.default for param in blocks.inputs}
+        guider = _guider_spec(blocks)
+        guidance = (guider.config or {}).get("guidance_scale", 0.0) if self.guided(files) else 0.0
+
+        def number(name: str, fallback: int) -> int:
+            value = declared.get(name)
+            return value if isinstance(value, int) and not isinstance(value, bool) else fallback
+
+        height, width = number("height", self.default_size), number("width", self.default_size)
+        return FamilyDefaults(height, width, number("num_inference_steps", 50), float(guidance))
 
     def guidance(self, files: ModelFiles) -> str:
         if self.guided(files):
@@ -132,6 +157,10 @@ class ModularGenerator(Generator):
 
     def load(self, recipe: Recipe, placement: Placement) -> LoadedModular:
         return LoadedModular(self, recipe, placement)
+
+
+def _guider_spec(blocks):
+    return next((spec for spec in blocks.expected_components if spec.name == "guider"), None)
 
 
 def _elsewhere(entry: list, model_id: str) -> bool:
@@ -210,3 +239,47 @@ class LoadedModular(LoadedGenerator):
             output="images",
             **extra,
         )
+
+
+def is_modular_text_to_image(pipeline_class: str) -> bool:
+    """Whether diffusers has a modular pipeline class of that name whose default blocks declare a ``text2image``
+    workflow taking a prompt, steps, size and ``generator`` (and no video frames). Builds blocks, loads no weights."""
+    import diffusers
+
+    found = getattr(diffusers, pipeline_class, None) if pipeline_class.endswith("ModularPipeline") else None
+    if not isinstance(found, type) or not getattr(found, "default_blocks_name", None):
+        return False
+    blocks = pipeline_blocks(pipeline_class, None, ())
+    try:
+        workflows = blocks.available_workflows
+    except NotImplementedError:  # blocks that declare no workflows (Wan's)
+        return False
+    names = {param.name for param in blocks.inputs}
+    return "text2image" in workflows and set(TEXT_TO_IMAGE) <= names and "num_frames" not in names
+
+
+class GenericModular(ModularGenerator):
+    """A modular text-to-image pipeline class of no registered family (Z-Image's, Qwen-Image 2.1 Turbo's, Krea 2
+    Turbo's modular pipelines): its blocks' defaults, bfloat16 on a GPU, sizes in multiples of 16, and no FLOPs
+    counted (``--dry-run`` gives no GPU-time estimate)."""
+
+    name = "generic-modular"
+    card_tags = ()
+    example = ""
+    flops = None  # no reference architecture counted
+    flow_matching = True
+    gpu_dtype = "bfloat16"
+    size_factor = 16
+    max_sequence_length = 8192  # the blocks' own limit applies; only whether they take the key is checked
+    default_steps = 50
+    default_guidance = 0.0
+
+    def __init__(self, pipeline_class: str):
+        self.pipeline_classes = (pipeline_class,)
+        self.label = pipeline_class
+
+
+@cache
+def generic_modular_for(pipeline_class: str) -> GenericModular | None:
+    """The generic plug-in of a modular text-to-image pipeline class (one per class); None for any other class."""
+    return GenericModular(pipeline_class) if is_modular_text_to_image(pipeline_class) else None
