@@ -12,9 +12,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from builders.recipe import Recipe
-from eval.quality import QualityError, open_reference
+from eval.quality import QualityError, photos_in_reference
 from synthcore.cardmeta import md
-from synthcore.image_hashes import image_hashes
 
 log = logging.getLogger("synthdata.build")
 
@@ -64,12 +63,11 @@ def quality_reference_leaks(recipe: Recipe) -> dict[str, int]:
     settings = recipe.quality.reference
     if settings is None or not recipe.quality.enabled:
         return {}
+    hashes = {sha for spec in recipe.classes.values() for sha in (spec.reference_sha256 or {}).values()}
     try:
-        parts, _ = open_reference(settings, recipe.class_names)
+        found = photos_in_reference(settings, recipe.class_names, hashes)
     except QualityError:
         return {}
-    hashes = {sha for spec in recipe.classes.values() for sha in (spec.reference_sha256 or {}).values()}
-    found = {sha for part in parts for _, sha in image_hashes(part, settings.image_column) if sha in hashes}
     return {
         name: sum(sha in found for sha in (spec.reference_sha256 or {}).values())
         for name, spec in recipe.classes.items()

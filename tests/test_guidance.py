@@ -252,3 +252,19 @@ def test_the_dry_run_lists_each_class_s_reference_photos_and_loads_no_model(tmp_
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith("reference photos"))
     assert f"fox: 3 from {tmp_path / 'refs' / 'fox'}, strength 0.75" in line and "dog" not in line
+
+
+def test_the_reference_photos_a_quality_reference_holds_are_counted_per_class(tmp_path: Path):
+    from builders.guided import quality_reference_leaks
+
+    fox = photos(tmp_path / "refs" / "fox", 3)
+    photos(tmp_path / "real" / "dog", 1)
+    (tmp_path / "real" / "fox").mkdir()
+    shutil.copy(fox[2], tmp_path / "real" / "fox" / "copied.png")
+    text = guided(tmp_path).read_text().replace("clip: {enabled: false}", "clip: {model: tiny-random}")
+    text += f"quality: {{reference: {tmp_path / 'real'}}}\n"
+    recipe = load_recipe(write_recipe(tmp_path, text))
+    assert quality_reference_leaks(recipe) == {"fox": 1}
+    (tmp_path / "real" / "fox" / "copied.png").unlink()
+    photos(tmp_path / "real" / "fox", 1, size=(10, 10))
+    assert quality_reference_leaks(recipe) == {"fox": 0}
