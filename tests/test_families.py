@@ -301,6 +301,7 @@ def test_the_families_page_memory_column_is_the_estimates():
         ("black-forest-labs/FLUX.1-dev", {"license": "other", "license_name": "flux-1-dev-non-commercial-license"}),
         ("stabilityai/stable-diffusion-3.5-medium", {"license": "other", "license_name": "stabilityai-ai-community"}),
         ("stabilityai/sdxl-turbo", {"license": "other", "license_name": "sai-nc-community"}),
+        ("black-forest-labs/flux-3-image-klein", {"license": "other", "license_name": "flux-kommunity-license"}),
         ("Tongyi-MAI/Z-Image-Turbo", {"license": "apache-2.0"}),
         ("black-forest-labs/FLUX.2-klein-4B", {"license": "apache-2.0"}),
         ("black-forest-labs/FLUX.2-klein-9B", {"license": "other", "license_name": "flux-non-commercial-license"}),
