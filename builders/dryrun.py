@@ -184,13 +184,12 @@ def download_line(recipe: Recipe) -> str | None:
     """Whether the generator still has to be downloaded, how to fetch it and about how much it is (a well-known
     model's size, ``builders.generators.known``); None for a local directory, ``tiny-random`` or a cached model."""
     from builders.generators.known import KNOWN_MODELS
-    from synthcore.availability import diffusers_pipeline
     from synthcore.model_refs import TINY_RANDOM, is_local_path
 
     model = recipe.model
     if model.id == TINY_RANDOM or is_local_path(model.id):
         return None
-    need = diffusers_pipeline("model.id", model.id, model.revision, False, "model.safety_checker")
+    need = family_of(recipe).pipeline_needs(recipe)[0]  # the pipeline's own files (a modular pipeline's index)
     if need.cached():
         return None
     known = KNOWN_MODELS.get(model.id)

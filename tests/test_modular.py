@@ -165,3 +165,17 @@ scoring: {{clip: {{model: tiny-random}}, resnet50: {{enabled: false}}}}
     )[0]
     kept = np.asarray(Image.open(io.BytesIO(rows["image"][2]["bytes"]))).astype(int)
     assert abs((alone * 255).round().astype(int) - kept).max() <= 2
+
+
+def test_the_availability_check_skips_what_the_build_does_not_load(tmp_path: Path):
+    """The prompt upsampler, listed in the index but taken out of the blocks, is neither required nor downloaded;
+    a chat template (``*.jinja``) is."""
+    directory = modular_dir(tmp_path, DISTILLED)
+    index = json.loads((directory / "modular_model_index.json").read_text())
+    spec = {"pretrained_model_name_or_path": "black-forest-labs/flux-3-image-klein", "subfolder": "prompt_upsampler"}
+    index["prompt_upsampler"] = ["transformers", "Qwen3_5ForConditionalGeneration", spec]
+    (directory / "modular_model_index.json").write_text(json.dumps(index))
+    resolved = resolve_family(recipe(directory))
+    (need,) = family_of(resolved).pipeline_needs(resolved)
+    assert need.skip == ("prompt_upsampler",) and need.problem() is None
+    assert "prompt_upsampler/*" in need.exclude and "*/*.jinja" in need.include

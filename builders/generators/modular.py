@@ -37,7 +37,8 @@ from builders.schedulers import make_scheduler
 from synthcore.availability import DIFFUSERS_EXTRAS, DIFFUSERS_FILES, HubModel, ModelNeed
 from synthcore.model_refs import Placement, is_local_path, resolve
 
-MODULAR_FILES = (MODULAR_INDEX, *DIFFUSERS_FILES[1:])  # what the build downloads: the index, configs, weights
+# What the build downloads: the index, the components' configs, tokenizers (with chat templates) and weights.
+MODULAR_FILES = (MODULAR_INDEX, *DIFFUSERS_FILES[1:], "*/*.jinja")
 
 
 @cache
@@ -124,6 +125,7 @@ class ModularGenerator(Generator):
         index takes from other repos); no modular family ships a safety checker, so the standalone one is added
         by ``model_needs`` when the recipe runs one."""
         settings = recipe.model
+        skipped = self.components_elsewhere(ModelFiles(settings.id, settings.revision))
         return [
             HubModel(
                 "model.id",
@@ -132,9 +134,9 @@ class ModularGenerator(Generator):
                 files=((MODULAR_INDEX,),),
                 revision=settings.revision,
                 index=MODULAR_INDEX,
-                skip=self.components_elsewhere(ModelFiles(settings.id, settings.revision)),
+                skip=skipped,
                 include=MODULAR_FILES,
-                exclude=DIFFUSERS_EXTRAS,
+                exclude=(*DIFFUSERS_EXTRAS, *(f"{name}/*" for name in skipped)),  # a dropped step's model is not read
             )
         ]
 
