@@ -66,3 +66,6 @@ def test_export_only_writes_the_formats_of_a_hub_dataset_in_the_cache(tmp_path: 
             relative = Path(path).relative_to(out / "imagefolder")
             assert Path(path).read_bytes() == (built / "imagefolder" / relative).read_bytes()
     assert not any((home / "hub").glob("models--*"))  # nothing downloaded, no model looked for
+    command[2] = "someone/not-cached"
+    missing = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert missing.returncode == 2 and "someone/not-cached" in missing.stderr and "Traceback" not in missing.stderr
