@@ -35,9 +35,11 @@ def _gflops(run) -> float:
 
 
 def _config_class(name: str) -> str:
-    return {"CLIPTextModel": "CLIPTextConfig", "CLIPTextModelWithProjection": "CLIPTextConfig"}.get(
-        name, name.replace("EncoderModel", "Config").replace("Model", "Config")
-    )
+    return {
+        "CLIPTextModel": "CLIPTextConfig",
+        "CLIPTextModelWithProjection": "CLIPTextConfig",
+        "Qwen3ForCausalLM": "Qwen3Config",
+    }.get(name, name.replace("EncoderModel", "Config").replace("Model", "Config"))
 
 
 # A component built from its config, and one forward of it on zeros (its inputs made when called).
@@ -66,7 +68,12 @@ def denoiser_forward(spec: dict, size: int, batch: int = 1, dtype: torch.dtype =
     def zeros(*shape: int) -> torch.Tensor:
         return torch.zeros(*shape, dtype=dtype)
 
-    text_dim = config.get("joint_attention_dim") or config.get("caption_channels") or config.get("cross_attention_dim")
+    text_dim = (
+        config.get("joint_attention_dim")
+        or config.get("caption_channels")
+        or config.get("cross_attention_dim")
+        or config.get("cap_feat_dim")
+    )
 
     def run():
         x, t, text = zeros(batch, spec["latent_channels"], latent, latent), torch.ones(batch), None
@@ -92,11 +99,32 @@ def denoiser_forward(spec: dict, size: int, batch: int = 1, dtype: torch.dtype =
                 txt_ids=torch.zeros(spec["text_tokens"], 3),
                 guidance=t if config.get("guidance_embeds") else None,
             )
+        if name == "Flux3Transformer2DModel":
+            packed = (latent // 2) ** 2
+            return model(
+                hidden_states=zeros(batch, packed, config["in_channels"]),
+                encoder_hidden_states=text,
+                timestep=t,
+                img_ids=torch.zeros(packed, 4),
+                txt_ids=torch.zeros(spec["text_tokens"], 4),
+                target_timestep=t if config.get("flow_map") else None,
+            )
         if name == "PixArtTransformer2DModel":
             added = {"resolution": None, "aspect_ratio": None}
             return model(x, encoder_hidden_states=text, timestep=t, added_cond_kwargs=added)
         if name == "SanaTransformer2DModel":
             return model(x, encoder_hidden_states=text, timestep=t)
+        if name == "Flux2Transformer2DModel":  # 2x2-patchified latents as tokens, 4-axis positions
+            tokens = (latent // 2) ** 2
+            return model(
+                hidden_states=zeros(batch, tokens, config["in_channels"]),
+                encoder_hidden_states=text,
+                timestep=t,
+                img_ids=torch.zeros(batch, tokens, 4),
+                txt_ids=torch.zeros(batch, spec["text_tokens"], 4),
+            )
+        if name == "ZImageTransformer2DModel":  # lists of per-image latents (C, frames, H, W) and prompt tokens
+            return model(list(x.unsqueeze(2).unbind(0)), t, list(text.unbind(0)), return_dict=False)
         raise ValueError(f"no forward for {name}")
 
     return model, run

@@ -17,14 +17,15 @@ from tqdm.auto import tqdm
 
 from builders.encode import encode_image
 from builders.generators import describe, family_of
-from builders.generators.base import LoadedGenerator, to_uint8_hwc
-from builders.plan import Plan, Shard, content_fingerprint, make_plan
+from builders.generators.base import LoadedGenerator, start_images, to_uint8_hwc
+from builders.plan import Job, Plan, Shard, content_fingerprint, make_plan
 from builders.provenance import dataset_provenance
 from builders.recipe import Recipe
 from builders.refilter import regenerate_failing
 from builders.rows import BatchRows, GeneratedRow, row_features
 from builders.spec import BuildSpec
 from builders.timing import StageClock
+from eval.preprocess import rgb_tensor
 from eval.scorers import Scorers, scorer_features
 from synthcore.model_refs import Placement
 
@@ -33,7 +34,7 @@ LOADING = "load models"  # the clock's stage (``builders.timing``) of loading th
 
 def dataset_features(recipe: Recipe) -> datasets.Features:
     return datasets.Features(
-        {**row_features(recipe.class_names), **scorer_features(recipe.scoring_task(), recipe.scoring)}
+        {**row_features(recipe.class_names, recipe.guided), **scorer_features(recipe.scoring_task(), recipe.scoring)}
     )
 
 
@@ -127,6 +128,8 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
             with self.clock.stage("score", on_device=True):
                 scores = scorers.score(made.images, [job.label for job in made.jobs], [job.prompt for job in made.jobs])
                 tries = regenerate_failing(generator, scorers, made, scores, self.recipe)
+            with self.clock.stage("score", on_device=True):
+                references = self.reference_columns(made.jobs, made.images, scorers)
             with self.clock.stage("copy to host"):
                 pixels = to_uint8_hwc(made.images)
             rows = [
@@ -141,7 +144,26 @@ class SyntheticImages(datasets.GeneratorBasedBuilder):
                     safety_regenerations=made.safety_regenerations[i],
                     filter_regenerations=tries[i],
                 ).as_dict()
+                | references[i]
                 | {column: values[i] for column, values in scores.items()}
                 for i, job in enumerate(made.jobs)
             ]
             yield BatchRows(rows, [job.id for job in made.dropped])
+
+    def reference_columns(self, jobs: list[Job], images: torch.Tensor, scorers: Scorers) -> list[dict]:
+        """Each row's reference columns (``REFERENCE_FEATURES``; none for a recipe without references): the file it
+        started from, its SHA-256, and CLIP's similarity of the image to the reference as the generator took it."""
+        if not self.recipe.guided:
+            return [{}] * len(jobs)
+        similarity = None
+        if jobs and jobs[0].reference is not None:
+            starts = [rgb_tensor(image, images.device) for image in start_images(self.recipe, jobs)]
+            similarity = scorers.image_similarity(images, starts)
+        return [
+            {
+                "reference_image": job.reference,
+                "reference_sha256": job.reference_sha256,
+                "reference_similarity": None if similarity is None else similarity[i],
+            }
+            for i, job in enumerate(jobs)
+        ]

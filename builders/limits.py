@@ -23,3 +23,9 @@ MAX_GUIDANCE_VALUES = 64  # one guidance sweep
 MAX_GUIDANCE_SCALE = 100.0
 MAX_PARTITION_WEIGHT = 1e6  # one split's weight in prompt_partition (their sum must stay finite)
 MAX_UPLOAD_INTERVAL = 86_400.0  # seconds between two uploads during a build
+# Real-image guidance (``classes.<name>.reference_images``): a reference set is a few to a few thousand photos; each
+# is read whole when the recipe loads, so its file and its decoded size are bounded (a decompression bomb, a PNG of
+# a few KB declaring gigapixels, is refused from its header before any pixel is decoded).
+MAX_REFERENCES = 10_000  # per class
+MAX_REFERENCE_BYTES = 64 * 2**20  # one reference file
+MAX_REFERENCE_PIXELS = 64_000_000  # one reference image's width x height (a 64-megapixel photo)

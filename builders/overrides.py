@@ -64,9 +64,10 @@ def load_recipe_with(path: Path, overrides: Sequence[Override]) -> Recipe:
     text = read_text(path, RecipeError)
     data = load_yaml(text, str(path), RecipeError)
     if not isinstance(data, dict):
-        return parse_recipe(text, str(path))  # its own error: not a mapping
+        return parse_recipe(text, str(path), path.parent)  # its own error: not a mapping
     source = f"{path} with {' '.join(o.text for o in overrides)}"
-    return parse_recipe(yaml.safe_dump(apply_overrides(data, overrides), allow_unicode=True, sort_keys=False), source)
+    text = yaml.safe_dump(apply_overrides(data, overrides), allow_unicode=True, sort_keys=False)
+    return parse_recipe(text, source, path.parent)
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[Override]) -> dict[str, Any]:

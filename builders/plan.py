@@ -49,6 +49,11 @@ class Job:
     negative_prompt: str
     guidance_scale: float
     seed: int
+    # Real-image guidance (``docs/guidance.md``): the reference file this image starts from, its SHA-256 and the
+    # strength; ``None`` for a class without references.
+    reference: str | None = None
+    reference_sha256: str | None = None
+    strength: float | None = None
 
     def regeneration_seed(self, global_seed: int, attempt: int, reason: str = "regenerate") -> int:
         """A fresh seed for an image the safety checker flagged (or, ``reason`` "refilter", that failed a score
@@ -269,8 +274,10 @@ class JobSource:
 
     def key(self, shard: Shard) -> str:
         """SHA-256 of ``json.dumps([fingerprint, batches], ensure_ascii=False, sort_keys=True)``, each batch a list
-        of its jobs' ``[id, prompt, negative_prompt, guidance_scale, seed]``: the bytes never change, so the finished
-        shards of earlier builds keep their keys. Written out piece by piece (the same bytes), for speed."""
+        of its jobs' ``[id, prompt, negative_prompt, guidance_scale, seed]``, followed for a class with reference
+        images by ``reference, reference_sha256, strength``: the bytes never change, so the finished shards of
+        earlier builds keep their keys, and replacing one reference file changes the keys of exactly the shards
+        holding images made from it. Written out piece by piece (the same bytes), for speed."""
         stream = self._streams(shard.label)[shard.split]
         batches = (
             ", ".join(map(stream.key_json, range(first, min(first + shard.batch_size, shard.stop))))
@@ -296,7 +303,9 @@ class _Stream:
     (``Recipe.prompts_of`` drops repeats), so the occurrence of an image's prompt (which its seed hashes) is
     arithmetic too: the full turns before it, times ``images_per_prompt``, plus its place within its group. With a
     guidance sweep of k values, the image takes value ``(prompt position + occurrence) mod k``: consecutive images
-    and consecutive uses of one prompt step through the values, so every prompt meets every value.
+    and consecutive uses of one prompt step through the values, so every prompt meets every value. With reference
+    images, the image starts from the reference ``derive_seed(seed, split, class, index, "reference") mod n`` of the
+    class's n references by name: a function of its identity alone.
     """
 
     def __init__(self, recipe: Recipe, split: str, label: int, class_name: str, prompts: list[str]):
@@ -310,6 +319,17 @@ class _Stream:
         self._id_head = "[" + _json(f"{split}/{class_name}/")[:-1]
         self._key_middles = [f'", {_json(prompt)}, {_json(self.negative_prompt)}, ' for prompt in prompts]
         self._guidance_json = [f"{_json(value)}, " for value in self.guidance_scales]
+        self.seed, self.references = recipe.seed, recipe.references_of(class_name)
+        self.strength = recipe.strength_of(class_name) if self.references else None
+        self._reference_json = [
+            f", {_json(name)}, {_json(sha)}, {_json(self.strength)}" for name, sha in self.references
+        ]
+
+    def reference(self, index: int) -> int | None:
+        """The position of the ``index``-th image's reference among the class's (``None``: the class has none)."""
+        if not self.references:
+            return None
+        return derive_seed(self.seed, self.split, self.class_name, index, "reference") % len(self.references)
 
     def place(self, index: int) -> tuple[int, int, int]:
         """The position of the ``index``-th image's prompt, of its guidance value, and its seed (``derive_seed`` of
@@ -322,6 +342,8 @@ class _Stream:
 
     def job(self, index: int) -> Job:
         position, guidance, seed = self.place(index)
+        reference = self.reference(index)
+        name, sha = (None, None) if reference is None else self.references[reference]
         return Job(
             id=job_id(self.split, self.class_name, index),
             split=self.split,
@@ -332,11 +354,16 @@ class _Stream:
             negative_prompt=self.negative_prompt,
             guidance_scale=self.guidance_scales[guidance],
             seed=seed,
+            reference=name,
+            reference_sha256=sha,
+            strength=self.strength,
         )
 
     def key_json(self, index: int) -> str:
         position, guidance, seed = self.place(index)
-        return f"{self._id_head}{index:06d}{self._key_middles[position]}{self._guidance_json[guidance]}{seed}]"
+        reference = self.reference(index)
+        guided = "" if reference is None else self._reference_json[reference]
+        return f"{self._id_head}{index:06d}{self._key_middles[position]}{self._guidance_json[guidance]}{seed}{guided}]"
 
 
 def guidance_counts(images: int, prompts: int, images_per_prompt: int, values: int) -> list[int]:

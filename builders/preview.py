@@ -176,7 +176,10 @@ def preview_shards(shards, count: int) -> list:
 def flop_estimate_lines(recipe: Recipe, plan) -> list[str]:
     """The dry run's figures for the whole plan, to set beside the measured pace."""
     from builders.dryrun import H100_TFLOPS, duration, estimate, images_by_guidance
+    from builders.generators import family_of
 
+    if family_of(recipe).flops is None:
+        return []
     total_tflops, plain_seconds = estimate(recipe, images_by_guidance(recipe, plan))
     return [
         f"dry run's estimate for all {plan.num_images} images: {total_tflops / 1000:.1f} PFLOPs; in H100-time "
@@ -188,10 +191,10 @@ def write_preview(directory: Path, recipe: Recipe, split: str, rows: list[dict],
     """The images (lossless PNG of the generated pixels), ``preview.json`` and the contact sheet."""
     import PIL.Image
 
-    from builders.rows import GeneratedRow
+    from builders.rows import REFERENCE_FEATURES, GeneratedRow
 
     names = recipe.class_names
-    generated = {field.name for field in dataclasses.fields(GeneratedRow)}
+    generated = {field.name for field in dataclasses.fields(GeneratedRow)} | set(REFERENCE_FEATURES)
     entries = []
     for row in rows:
         path = directory / "images" / f"{row['id']}.png"
@@ -207,6 +210,7 @@ def write_preview(directory: Path, recipe: Recipe, split: str, rows: list[dict],
                 "image": f"images/{row['id']}.png",
                 "scores": {key: _plain(value) for key, value in row.items() if _is_score(key, generated)},
             }
+            | {key: _plain(row[key]) for key in REFERENCE_FEATURES if recipe.guided}
         )
     summary = {"recipe": recipe.name, "split": split, "seconds_per_image": round(seconds_per_image, 4)}
     (directory / "preview.json").write_text(

@@ -47,6 +47,7 @@ from builders.limits import (
     MAX_PARTITION_WEIGHT,
     MAX_PROMPTS,
     MAX_PROMPTS_PER_CLASS,
+    MAX_REFERENCES,
     MAX_REGENERATIONS,
     MAX_SEED,
     MAX_SHARD_SIZE,
@@ -55,6 +56,7 @@ from builders.limits import (
     MAX_UPLOAD_INTERVAL,
 )
 from builders.prompts import ClassPrompts, partition, split_shares, template_fields
+from builders.references import IMAGE_SUFFIXES, read_references
 from builders.schedulers import SCHEDULER_NAMES, is_known_scheduler
 from eval.filters import FilterSettings
 from eval.quality import QualitySettings
@@ -134,6 +136,11 @@ def _guidance_value(value: Any, where: str) -> float:
 
 GuidanceSetting = Annotated[float | list[float], PlainValidator(_guidance_setting)]
 TemplateSamples = Annotated[int, Field(ge=1, le=MAX_PROMPTS_PER_CLASS)]
+Strength = Annotated[float, Field(gt=0, le=1)]
+DEFAULT_STRENGTH = 0.75
+ReferencePath = Annotated[str, Field(min_length=1, max_length=4096)]
+ReferenceImages = ReferencePath | Annotated[list[ReferencePath], Field(min_length=1, max_length=MAX_REFERENCES)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 def _imagenet_category(name: str) -> str:
@@ -351,6 +358,14 @@ class GenerationSettings(_Strict):
         f"{MAX_IMAGES_PER_PROMPT:,}",
         json_schema_extra=PER_IMAGE,
     )
+    strength: Strength = Field(
+        default=DEFAULT_STRENGTH,
+        description="with `reference_images` (real-image guidance): how far each image departs from its reference, "
+        "above 0 and at most 1: the share of the denoising steps run from the noised reference (diffusers' "
+        f"image-to-image `strength`). {DEFAULT_STRENGTH} keeps the reference's layout and colours and redraws "
+        "the rest; below about 0.4 images are near-copies of their references (see docs/guidance.md)",
+        json_schema_extra=PER_IMAGE,
+    )
 
     @field_validator("height", "width")
     @classmethod
@@ -404,6 +419,33 @@ class ClassSpec(_Strict):
         "torchvision's categories (`red fox`, `Arctic fox`); checked when the recipe loads",
         json_schema_extra={**CONTENT, "fingerprint": "imagenet_classes", "per_class": "dict"},
     )
+    reference_images: ReferenceImages | None = Field(
+        default=None,
+        description=f"real-image guidance: a folder of real photos of the class ({', '.join(IMAGE_SUFFIXES)}; other "
+        f"files are ignored), or a list of image files, relative to the recipe's folder; at most {MAX_REFERENCES:,}. "
+        "Each image starts from one of them (image-to-image), chosen from the image's identity; each is turned "
+        "upright (EXIF), resized to cover the generation size and center-cropped. Checked and hashed when the "
+        "recipe loads; `recipe.yaml` records the folder's absolute path",
+        json_schema_extra=PER_IMAGE,
+    )
+    strength: Strength | None = Field(
+        default=None,
+        description="this class's image-to-image strength (`null`: `generation.strength`)",
+        json_schema_extra=PER_IMAGE,
+    )
+    reference_sha256: dict[str, Sha256] | None = Field(
+        default=None,
+        description="recorded by the build: the SHA-256 of each reference file by name; a rebuild from `recipe.yaml` "
+        "needs exactly these files. Leave it out",
+        json_schema_extra=PER_IMAGE,
+    )
+
+    @model_validator(mode="after")
+    def _guidance_needs_references(self) -> ClassSpec:
+        given = [key for key in ("strength", "reference_sha256") if getattr(self, key) is not None]
+        if given and self.reference_images is None:
+            raise ValueError(f"{' and '.join(given)} without reference_images: set reference_images or remove it")
+        return self
 
 
 DEFAULT_EXPANSION_INSTRUCTION = (
@@ -715,6 +757,26 @@ class Recipe(_Strict):
         setting = self.guidance_scale_of(class_name)
         return tuple(setting) if isinstance(setting, list) else (setting,)
 
+    @property
+    def guided(self) -> bool:
+        """Whether any class starts its images from real reference images (``docs/guidance.md``)."""
+        return any(spec.reference_images is not None for spec in self.classes.values())
+
+    def strength_of(self, class_name: str) -> float:
+        override = self.classes[class_name].strength
+        return self.generation.strength if override is None else override
+
+    def references_of(self, class_name: str) -> list[tuple[str, str]]:
+        """The class's reference files as (name, SHA-256), by name: what each image picks one of (empty: none)."""
+        return sorted((self.classes[class_name].reference_sha256 or {}).items())
+
+    def reference_path(self, class_name: str, name: str) -> Path:
+        """Where the class's reference file ``name`` is (the recipe holds absolute paths once loaded)."""
+        value = self.classes[class_name].reference_images
+        if isinstance(value, str):
+            return Path(value) / name
+        return next(Path(path) for path in value or [] if Path(path).name == name)
+
     def guidance_settings(self) -> list[tuple[str, float]]:
         """Every guidance value the recipe gives, with its key path (``classes.fox.guidance_scale[1]``), for the
         checks a family makes of each value. ``generation.guidance_scale`` is listed only when the recipe sets it."""
@@ -861,12 +923,13 @@ def _parts_of_data(data: dict) -> recipe_checks.Parts:
     )
 
 
-def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
+def parse_recipe(text: str, source: str = "<recipe>", base_dir: Path | None = None) -> Recipe:
     """Parse YAML text into a validated recipe, or raise one RecipeError listing every problem: those of single
-    keys and those across keys together, even when the first kind stops pydantic before the second."""
+    keys and those across keys together, even when the first kind stops pydantic before the second. Reference
+    images are found relative to ``base_dir`` (the recipe's folder; the working directory when ``None``)."""
     data = load_yaml(text, source, RecipeError)
     try:
-        return validate(Recipe, data, source, RecipeError, "recipe")
+        return _with_references(validate(Recipe, data, source, RecipeError, "recipe"), base_dir or Path(), source)
     except RecipeError as err:
         more = recipe_checks.problems(_parts_of_data(data)) if isinstance(data, dict) else []
         more = [p for p in more if p not in err.problems]
@@ -877,7 +940,28 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
 
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe file."""
-    return parse_recipe(read_text(Path(path), RecipeError), str(path))
+    return parse_recipe(read_text(Path(path), RecipeError), str(path), Path(path).parent)
+
+
+def _with_references(recipe: Recipe, base_dir: Path, source: str) -> Recipe:
+    """The recipe with each class's reference images checked, hashed and pinned: ``reference_images`` made
+    absolute and ``reference_sha256`` filled (or, when the recipe recorded it, checked against the files), so the
+    plan and every process read the same set. Any problem is a recipe error naming the key, before any model
+    loads."""
+    if not recipe.guided:
+        return recipe
+    classes, problems = dict(recipe.classes), []
+    for name, spec in recipe.classes.items():
+        if spec.reference_images is None:
+            continue
+        found = read_references(
+            key_path(("classes", name, "reference_images")), spec.reference_images, base_dir, spec.reference_sha256
+        )
+        problems += found.problems
+        classes[name] = spec.model_copy(update={"reference_images": found.location, "reference_sha256": found.hashes})
+    if problems:
+        raise RecipeError(source, problems)
+    return recipe.model_copy(update={"classes": classes})
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:

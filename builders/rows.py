@@ -33,9 +33,21 @@ class GeneratedRow:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def row_features(class_names: list[str]) -> dict:
-    """The features of ``GeneratedRow``'s columns, in order."""
-    return {f.name: f.metadata["feature"](class_names) for f in fields(GeneratedRow)}
+def row_features(class_names: list[str], guided: bool = False) -> dict:
+    """The features of ``GeneratedRow``'s columns, in order; then, for a recipe with reference images, those of
+    ``REFERENCE_FEATURES`` (a recipe without any keeps exactly its columns)."""
+    return {f.name: f.metadata["feature"](class_names) for f in fields(GeneratedRow)} | (
+        REFERENCE_FEATURES if guided else {}
+    )
+
+
+# Real-image guidance (docs/guidance.md): the reference file a row started from, its SHA-256, and CLIP's cosine
+# similarity of the image to it (null where the class has no references, or the CLIP scorer is off).
+REFERENCE_FEATURES = {
+    "reference_image": datasets.Value("string"),
+    "reference_sha256": datasets.Value("string"),
+    "reference_similarity": datasets.Value("float32"),
+}
 
 
 @dataclass

@@ -19,6 +19,22 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shipped_recipe_photos() -> None:
+    """The photos recipes/fox_dog_guided.yaml starts from (``recipes/photos/``, ignored by git: a user supplies
+    their own): where none are, two small random stand-ins per class, so every shipped recipe loads in the tests."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("fox", "dog"):
+        folder = Path(__file__).resolve().parents[1] / "recipes" / "photos" / name
+        if not folder.is_dir() or not any(folder.iterdir()):
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(folder / f"stand-in-{i}.png")
+
+
 @pytest.fixture(scope="session")
 def smoke_build(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """The shipped smoke recipe, built once for the session with ``python build.py``: where, and what it printed."""

@@ -27,6 +27,7 @@ from PIL import Image
 
 from builders.card import card_data, license_metadata
 from builders.generators import FAMILIES, GENERATORS, describe, family_of, resolve_family
+from builders.generators.modular import ModularGenerator
 from builders.generators.tiny import TINY_FAMILIES, tiny_family_dir
 from builders.plan import content_fingerprint
 from builders.recipe import RecipeError, load_recipe, parse_recipe, recipe_to_yaml
@@ -152,6 +153,7 @@ def test_a_hub_model_is_decided_from_its_cached_json_files_alone(hub_cache: Path
         ("FluxPipeline", {"transformer": {"guidance_embeds": False}}, (1024, 4, 0.0, 256)),
         ("PixArtSigmaPipeline", {"transformer": {"sample_size": 128}}, (1024, 20, 4.5, 300)),
         ("SanaPipeline", {"transformer": {"sample_size": 32}}, (1024, 20, 4.5, 300)),  # DC-AE: 32 pixels a latent
+        ("ZImagePipeline", {}, (1024, 50, 4.0, 512)),  # the base model; Turbo's id names it (below)
     ],
 )
 def test_keys_left_out_take_the_family_defaults(pipeline, configs, expected, tmp_path: Path):
@@ -238,7 +240,15 @@ def test_the_fingerprint_covers_the_family_and_the_loras(tmp_path: Path):
 def test_auto_dtype_on_a_gpu_is_the_family_s(tmp_path: Path):
     from builders.spec import placement_for
 
-    expected = {"FluxPipeline": "bfloat16", "StableDiffusion3Pipeline": "bfloat16", "SanaPipeline": "bfloat16"}
+    expected = {
+        "FluxPipeline": "bfloat16",
+        "StableDiffusion3Pipeline": "bfloat16",
+        "SanaPipeline": "bfloat16",
+        "ZImagePipeline": "bfloat16",
+        "Flux2KleinPipeline": "bfloat16",
+        "Flux3ModularPipeline": "bfloat16",
+        "Flux3DistilledModularPipeline": "bfloat16",
+    }
     for pipeline in GENERATORS:
         recipe = resolve_family(recipe_for(model_dir(tmp_path, pipeline)))
         assert placement_for(recipe, torch.device("cuda")).dtype_name == expected.get(pipeline, "float16")
@@ -301,6 +311,10 @@ def test_the_families_page_memory_column_is_the_estimates():
         ("black-forest-labs/FLUX.1-dev", {"license": "other", "license_name": "flux-1-dev-non-commercial-license"}),
         ("stabilityai/stable-diffusion-3.5-medium", {"license": "other", "license_name": "stabilityai-ai-community"}),
         ("stabilityai/sdxl-turbo", {"license": "other", "license_name": "sai-nc-community"}),
+        ("black-forest-labs/flux-3-image-klein", {"license": "other", "license_name": "flux-kommunity-license"}),
+        ("Tongyi-MAI/Z-Image-Turbo", {"license": "apache-2.0"}),
+        ("black-forest-labs/FLUX.2-klein-4B", {"license": "apache-2.0"}),
+        ("black-forest-labs/FLUX.2-klein-9B", {"license": "other", "license_name": "flux-non-commercial-license"}),
     ],
 )
 def test_the_card_licence_is_the_generator_s(model_id: str, expected: dict):
@@ -545,10 +559,13 @@ def regenerated_alone(out: Path, family: str, row: int) -> tuple:
 
     data = datasets_rows(out)
     recipe = load_recipe(out / "recipe.yaml")
+    kept = np.asarray(Image.open(io.BytesIO(data["image"][row]["bytes"]))).astype(int)
+    if isinstance(family_of(recipe), ModularGenerator):
+        return modular_alone(tiny_family_dir(family), recipe, data["prompt"][row], data["seed"][row]), kept
     pipe = DiffusionPipeline.from_pretrained(tiny_family_dir(family))
     negative = {} if family.startswith("flux") else {"negative_prompt": data["negative_prompt"][row]}
     alone = pipe(
-        data["prompt"][row],
+        prompt=data["prompt"][row],
         generator=torch.Generator().manual_seed(data["seed"][row]),
         num_inference_steps=2,
         height=32,
@@ -559,8 +576,32 @@ def regenerated_alone(out: Path, family: str, row: int) -> tuple:
         **negative,
         **ALONE_ARGUMENTS.get(family, {}),
     ).images[0]
-    kept = np.asarray(Image.open(io.BytesIO(data["image"][row]["bytes"]))).astype(int)
     return (alone * 255).round().astype(int), kept
+
+
+def modular_alone(directory: Path, recipe, prompt: str, seed: int) -> np.ndarray:
+    """One image made by diffusers' modular pipeline alone, loaded as FLUX.3's card says (the prompt upsampler
+    taken out of the blocks), with the recorded guidance, steps and size and a generator seeded with ``seed``."""
+    from diffusers import ModularPipeline
+
+    found = ModularPipeline.from_pretrained(str(directory))
+    blocks = found.blocks
+    blocks.sub_blocks.pop("prompt_upsampler")
+    pipe = type(found)(blocks=blocks, pretrained_model_name_or_path=str(directory))
+    pipe.load_components()
+    if getattr(pipe, "guider", None) is not None:
+        pipe.update_components(guider=pipe.guider.new(guidance_scale=recipe.generation.guidance_scale))
+    gen = recipe.generation
+    alone = pipe(
+        prompt=prompt,
+        generator=torch.Generator().manual_seed(seed),
+        num_inference_steps=gen.num_inference_steps,
+        height=gen.height,
+        width=gen.width,
+        output_type="np",
+        output="images",
+    )[0]
+    return (alone * 255).round().astype(int)
 
 
 def datasets_rows(out: Path) -> dict:

@@ -1,20 +1,28 @@
 """The generator registry: every generator plug-in, by the diffusers pipeline class it runs.
 
 To add a diffusers family, write a module beside these with a ``Generator`` subclass (``base.py``; most families
-are a ``DiffusersGenerator`` with a few class attributes) and add it to ``FAMILIES``. ``resolve_family`` picks the
-plug-in from the model's ``model_index.json`` and gives the recipe the family's defaults, before any weights load.
+are a ``SignatureGenerator`` of ``generic.py`` with a few class attributes; a modular pipeline's a
+``ModularGenerator`` of ``modular.py``) and add it to ``FAMILIES``. A text-to-image pipeline class of no
+registered family runs with ``generic.Generic``. ``resolve_family`` picks the plug-in from the model's
+``model_index.json`` (a modular pipeline's ``modular_model_index.json``) and gives the recipe the family's
+defaults, before any weights load.
 """
 
 from __future__ import annotations
 
 from builders.generators.base import Generator
 from builders.generators.flux import Flux
+from builders.generators.flux2 import Flux2Klein
+from builders.generators.flux3 import Flux3
+from builders.generators.generic import TEXT_TO_IMAGE, generic_for
+from builders.generators.modular import generic_modular_for
 from builders.generators.pixart import PixArtSigma
 from builders.generators.sana import Sana
 from builders.generators.sd3 import StableDiffusion3
 from builders.generators.sdxl import StableDiffusionXL
 from builders.generators.sources import ModelFiles, ModelIndexError
 from builders.generators.stable_diffusion import StableDiffusion
+from builders.generators.z_image import ZImage
 from builders.recipe import Recipe, RecipeError
 
 FAMILIES: tuple[Generator, ...] = (
@@ -24,6 +32,9 @@ FAMILIES: tuple[Generator, ...] = (
     Flux(),
     PixArtSigma(),
     Sana(),
+    ZImage(),
+    Flux2Klein(),
+    Flux3(),
 )
 GENERATORS: dict[str, Generator] = {name: generator for generator in FAMILIES for name in generator.pipeline_classes}
 
@@ -35,6 +46,7 @@ __all__ = [
     "card_tags",
     "family_of",
     "generator_for",
+    "generator_of_class",
     "resolve_family",
 ]
 
@@ -44,15 +56,22 @@ class UnknownFamily(ModelIndexError):
 
 
 def generator_for(files: ModelFiles) -> Generator:
-    """The plug-in that runs the model, from the pipeline class its ``model_index.json`` names."""
+    """The plug-in that runs the model, from the pipeline class its ``model_index.json`` names: its family's, else
+    the generic one when the class is a text-to-image pipeline (``generic.is_text_to_image``)."""
     name = files.pipeline_class()
-    if name not in GENERATORS:
+    found = generator_of_class(name)
+    if found is None:
         known = ", ".join(f"{cls} ({g.label})" for cls, g in GENERATORS.items())
         raise UnknownFamily(
-            f"model.id: {files.model_id!r} is a {name}, which synthdata cannot run; known text-to-image pipelines: "
-            f"{known}"
+            f"model.id: {files.model_id!r} is a {name}, which synthdata cannot run: it is no text-to-image pipeline "
+            f"of diffusers (one whose call takes {', '.join(TEXT_TO_IMAGE)}); known families: {known}"
         )
-    return GENERATORS[name]
+    return found
+
+
+def generator_of_class(pipeline_class: str) -> Generator | None:
+    """The registered family of a pipeline class, else its generic plug-in; None when it is not text-to-image."""
+    return GENERATORS.get(pipeline_class) or generic_for(pipeline_class) or generic_modular_for(pipeline_class)
 
 
 def resolve_family(recipe: Recipe, source: str = "<recipe>") -> Recipe:
@@ -77,8 +96,9 @@ def resolve_family(recipe: Recipe, source: str = "<recipe>") -> Recipe:
 
 def family_of(recipe: Recipe) -> Generator:
     """The plug-in of a recipe (resolved or not: ``model.pipeline`` is read when recorded)."""
-    if recipe.model.pipeline in GENERATORS:
-        return GENERATORS[recipe.model.pipeline]
+    recorded = recipe.model.pipeline
+    if recorded is not None and (found := generator_of_class(recorded)) is not None:
+        return found
     return generator_for(ModelFiles(recipe.model.id, recipe.model.revision))
 
 

@@ -11,6 +11,7 @@ flagged images with derived seeds, or drop them: ``LoadedGenerator.generate``).
 
 from __future__ import annotations
 
+import inspect
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from builders.generators.safety import SafetyChecker
 from builders.generators.sources import ModelFiles, ships_safety_checker
 from builders.plan import Batch, Job
 from builders.recipe import Recipe
+from builders.references import start_image
 from builders.schedulers import SCHEDULERS, make_scheduler
 from synthcore.availability import DecoderMemory, ModelNeed, diffusers_pipeline, lora_needs, transformers_model
 from synthcore.model_refs import Placement, choose_dtype, resolve
@@ -90,12 +92,15 @@ class Generator(ABC):
     text_encoders: ClassVar[tuple[str, ...]] = ()
     latents_in_prompt_dtype: ClassVar[bool] = False  # its pipeline makes latents in the prompt embeddings' dtype
     denoiser: ClassVar[str] = "transformer"  # the pipeline attribute that runs every step
+    # diffusers' image-to-image pipeline of the family, built on the same components (``from_pipe``) for classes
+    # with reference images (``docs/guidance.md``); None: diffusers has none, and such a recipe is refused.
+    image_to_image: ClassVar[str | None] = None
     vae_scale: ClassVar[int] = 8  # pixels per latent pixel
     default_size: ClassVar[int] = 1024  # when the denoiser's config gives no native size
     default_steps: ClassVar[int]
     default_guidance: ClassVar[float]
     default_sequence_length: ClassVar[int | None] = None
-    flops: ClassVar[FamilyFlops]
+    flops: ClassVar[FamilyFlops | None]  # None: no reference architecture counted (no GPU-time estimate)
     # Its tiny random pipelines, for tests and benchmarks (``builders.generators.tiny.tiny_family_dir``); () for
     # Stable Diffusion, whose tiny pipeline is the shared ``tiny-random`` one (``synthcore.tiny``).
     tiny_names: ClassVar[tuple[str, ...]] = ()
@@ -154,7 +159,28 @@ class Generator(ABC):
                     f"model.max_sequence_length: {self.label} takes at most {self.max_sequence_length} tokens, "
                     f"got {model.max_sequence_length}"
                 )
-        return problems
+        return problems + self._reference_problems(recipe, files)
+
+    def _reference_problems(self, recipe: Recipe, files: ModelFiles) -> list[str]:
+        """Classes with reference images need an image-to-image pipeline, and a strength that leaves at least one
+        of the steps to run (diffusers runs ``int(num_inference_steps * strength)`` of them)."""
+        guided = [name for name, spec in recipe.classes.items() if spec.reference_images is not None]
+        if guided and self.image_to_image is None:
+            return [
+                f"classes.{name}.reference_images: {self.label} has no image-to-image pipeline in diffusers, so its "
+                "images cannot start from reference images (see docs/guidance.md for the families that can)"
+                for name in guided
+            ]
+        gen = recipe.generation
+        steps = gen.num_inference_steps
+        if "num_inference_steps" not in gen.model_fields_set:
+            steps = self.defaults(files).num_inference_steps
+        return [
+            f"classes.{name}.strength: {recipe.strength_of(name)} of {steps} steps (generation.num_inference_steps) "
+            "runs no denoising step; raise the strength or the steps so that their product reaches 1"
+            for name in guided
+            if int(steps * recipe.strength_of(name)) < 1
+        ]
 
     @staticmethod
     def _negative_prompts(recipe: Recipe) -> list[tuple[str, str]]:
@@ -225,7 +251,11 @@ class Generator(ABC):
             dtype_name=choose_dtype(settings.dtype, device_type),
             device_type=device_type,
         )
-        return [*pipeline_needs(recipe), *standalone, decoder]
+        return [*self.pipeline_needs(recipe), *standalone, decoder]
+
+    def pipeline_needs(self, recipe: Recipe) -> list[ModelNeed]:
+        """The pipeline's own files (``pipeline_needs``; a modular pipeline's index differs)."""
+        return pipeline_needs(recipe)
 
     @abstractmethod
     def load(self, recipe: Recipe, placement: Placement) -> LoadedGenerator:
@@ -334,6 +364,10 @@ class DiffusersGenerator(Generator):
     def prepare(self, pipe, recipe: Recipe) -> None:
         """Family-specific settings of a loaded pipeline (attention kernels, memory formats)."""
 
+    def guidance_arguments(self, guidance_scale: float) -> dict[str, Any]:
+        """The pipeline call's guidance argument (``SignatureGenerator``: the one its call takes, if any)."""
+        return {"guidance_scale": guidance_scale}
+
     def call_arguments(self, recipe: Recipe, jobs: list[Job]) -> dict[str, Any]:
         """The pipeline call's family-specific arguments for a batch."""
         arguments: dict[str, Any] = {}
@@ -363,20 +397,29 @@ def load_pipeline(generator: DiffusersGenerator, recipe: Recipe, placement: Plac
     else:
         pipe.to(placement.device)
     pipe.set_progress_bar_config(disable=True)
-    if settings.vae_slicing:
-        pipe.vae.enable_slicing()
-    if settings.vae_tiling:
-        pipe.vae.enable_tiling()
+    set_vae_memory(pipe, settings)
     generator.prepare(pipe, recipe)
     if settings.text_encoder_dtype and generator.latents_in_prompt_dtype:
         encode_prompts_in_denoiser_dtype(pipe, getattr(pipe, generator.denoiser).dtype)
     if settings.compile:
-        # In place (nn.Module.compile): the pipeline keeps its own denoiser and VAE objects, whose type, config,
-        # dtype and device it reads. Of the VAE, the decoder module (all of the decode's FLOPs) is compiled, not
-        # the bound ``vae.decode``, which a wrapper would shadow with an instance attribute of another type.
-        getattr(pipe, generator.denoiser).compile()
-        pipe.vae.decoder.compile()
+        compile_in_place(pipe, generator.denoiser)
     return pipe
+
+
+def set_vae_memory(pipe, settings) -> None:
+    """``model.vae_slicing`` and ``model.vae_tiling`` on the pipeline's VAE (classic or modular)."""
+    if settings.vae_slicing:
+        pipe.vae.enable_slicing()
+    if settings.vae_tiling:
+        pipe.vae.enable_tiling()
+
+
+def compile_in_place(pipe, denoiser: str) -> None:
+    """``model.compile``, in place (nn.Module.compile): the pipeline keeps its own denoiser and VAE objects, whose
+    type, config, dtype and device it reads. Of the VAE, the decoder module (all of the decode's FLOPs) is compiled,
+    not the bound ``vae.decode``, which a wrapper would shadow with an instance attribute of another type."""
+    getattr(pipe, denoiser).compile()
+    pipe.vae.decoder.compile()
 
 
 def component_dtypes(generator: Generator, text_encoder_dtype: str | None, placement: Placement):
@@ -424,6 +467,7 @@ class LoadedPipeline(LoadedGenerator):
         super().__init__(recipe)
         self.generator = generator
         self.pipe = load_pipeline(generator, recipe, placement)
+        self._image_to_image = None
         self.safety: SafetyChecker | None = None
         if recipe.model.safety_checker:
             self.safety = SafetyChecker.of_pipeline(self.pipe, placement) or SafetyChecker.standalone(
@@ -435,17 +479,46 @@ class LoadedPipeline(LoadedGenerator):
 
     def images(self, jobs: list[Job], seeds: list[int], guidance_scale: float) -> torch.Tensor:
         gen = self.recipe.generation
-        output = self.pipe(
+        if jobs[0].reference is None:
+            pipe, arguments = self.pipe, {"height": gen.height, "width": gen.width}
+        else:
+            pipe, arguments = self.image_to_image(), self.start_images(jobs)
+        output = pipe(
             prompt=[job.prompt for job in jobs],
-            guidance_scale=guidance_scale,
             num_inference_steps=gen.num_inference_steps,
-            height=gen.height,
-            width=gen.width,
             generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
             output_type="pt",
+            **self.generator.guidance_arguments(guidance_scale),
+            **arguments,
             **self.generator.call_arguments(self.recipe, jobs),
         )
         return output.images
+
+    def image_to_image(self):
+        """The family's image-to-image pipeline on the text-to-image one's components (``from_pipe``: the same
+        modules, no second copy of the weights), made on first use."""
+        if self._image_to_image is None:
+            import diffusers
+
+            self._image_to_image = getattr(diffusers, self.generator.image_to_image).from_pipe(self.pipe)
+            self._image_to_image.set_progress_bar_config(disable=True)
+        return self._image_to_image
+
+    def start_images(self, jobs: list[Job]) -> dict[str, Any]:
+        """The image-to-image arguments of a batch of one class: each job's reference fitted to the generation
+        size (``builders.references.start_image``), and the class's strength."""
+        gen = self.recipe.generation
+        arguments = {"image": start_images(self.recipe, jobs), "strength": jobs[0].strength}
+        if "height" in inspect.signature(self.image_to_image().__call__).parameters:  # FLUX.1, SD3: else their own
+            arguments |= {"height": gen.height, "width": gen.width}
+        return arguments
+
+
+def start_images(recipe: Recipe, jobs: list[Job]) -> list:
+    """The PIL images the jobs' image-to-image calls start from: each one's reference fitted to the generation
+    size (``builders.references.start_image``)."""
+    gen = recipe.generation
+    return [start_image(recipe.reference_path(job.class_name, job.reference), gen.width, gen.height) for job in jobs]
 
 
 def to_uint8_hwc(images: torch.Tensor):

@@ -27,6 +27,7 @@ class Flux(DiffusersGenerator):
     tiny_names = ("flux-dev", "flux-schnell")  # its tiny random pipelines (write_tiny), for tests and benchmarks
     label = "FLUX.1"
     pipeline_classes = ("FluxPipeline",)
+    image_to_image = "FluxImg2ImgPipeline"
     example = "black-forest-labs/FLUX.1-schnell"
     card_tags = ("flux",)
     size_factor = 16  # VAE 8 x 2x2 packing

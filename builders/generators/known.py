@@ -2,11 +2,11 @@
 
 A dry run is what a user runs before downloading 4 to 35 GB of weights, often offline: for the models the shipped
 recipes and the docs name, the family (the pipeline class of ``model_index.json``), whether the pipeline ships its
-own safety checker, and the denoiser config keys the plug-ins read (its ``sample_size``; FLUX.1's
-``guidance_embeds``) are in this table, so ``ModelFiles`` answers from it when the Hub cannot be reached and the
-files are not in the local cache. Anything else offline and not cached stays the error it was.
-``tests/test_known_models.py`` keeps the table in step with the registry: every family has a known model, every
-entry's family is registered.
+own safety checker, and the config keys the plug-ins read (the denoiser's ``sample_size``; FLUX.1's
+``guidance_embeds``; FLUX.2 [klein]'s ``is_distilled``) are in this table, so ``ModelFiles`` answers from it when the
+Hub cannot be reached and the files are not in the local cache. Anything else offline and not cached stays the
+error it was. ``tests/test_known_models.py`` keeps the table in step with the registry: every family has a known
+model, every entry's family is registered.
 
 ``gigabytes``: about what the build downloads of the model (``model_index.json``, the components' configs,
 tokenizers and their non-variant safetensors weights, the files ``synthcore.availability.DIFFUSERS_FILES`` names),
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 INDEX = "model_index.json"
+MODULAR_INDEX = "modular_model_index.json"  # a modular pipeline's index, read where it has no model_index.json
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,13 @@ class KnownModel:
     configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # component -> config keys read
     safety_checker: bool = False  # ships Stable Diffusion's safety checker (SD 1.x)
     gigabytes: float | None = None
+    index: Mapping[str, Any] = field(default_factory=dict)  # pipeline config keys read (FLUX.2's is_distilled)
 
     def file(self, filename: str) -> dict[str, Any] | None:
         """The part of the model's small JSON file that the plug-ins read; None for any other file."""
         if filename == INDEX:
             checker = ["stable_diffusion", "StableDiffusionSafetyChecker"] if self.safety_checker else [None, None]
-            return {"_class_name": self.pipeline, "safety_checker": checker}
+            return {"_class_name": self.pipeline, "safety_checker": checker, **self.index}
         component, _, name = filename.partition("/")
         return dict(self.configs[component]) if name == "config.json" and component in self.configs else None
 
@@ -75,4 +77,16 @@ KNOWN_MODELS: dict[str, KnownModel] = {
     "Efficient-Large-Model/Sana_600M_1024px_diffusers": KnownModel(
         "SanaPipeline", {"transformer": {"sample_size": 32}}
     ),
+    "Tongyi-MAI/Z-Image-Turbo": KnownModel("ZImagePipeline"),
+    "Tongyi-MAI/Z-Image": KnownModel("ZImagePipeline"),
+    **{
+        f"black-forest-labs/FLUX.2-klein-{base}{size}": KnownModel(
+            "Flux2KleinPipeline", index={"is_distilled": not base}
+        )
+        for size in ("4B", "9B")
+        for base in ("", "base-")
+    },
+    # modular pipelines: their modular_model_index.json's _class_name (the blocks are that class's default ones)
+    "black-forest-labs/flux-3-image-klein": KnownModel("Flux3DistilledModularPipeline"),
+    "black-forest-labs/flux-3-image-klein-base": KnownModel("Flux3ModularPipeline"),
 }

@@ -14,6 +14,7 @@ class StableDiffusion3(DiffusersGenerator):
     tiny_names = ("sd3",)  # its tiny random pipelines (write_tiny), for tests and benchmarks
     label = "Stable Diffusion 3.x"
     pipeline_classes = ("StableDiffusion3Pipeline",)
+    image_to_image = "StableDiffusion3Img2ImgPipeline"
     example = "stabilityai/stable-diffusion-3.5-medium"
     card_tags = ("stable-diffusion", "stable-diffusion-3")
     size_factor = 16  # VAE 8 x patch 2

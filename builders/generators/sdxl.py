@@ -20,6 +20,7 @@ class StableDiffusionXL(DiffusersGenerator):
     tiny_names = ("sdxl",)  # its tiny random pipelines (write_tiny), for tests and benchmarks
     label = "Stable Diffusion XL"
     pipeline_classes = ("StableDiffusionXLPipeline",)
+    image_to_image = "StableDiffusionXLImg2ImgPipeline"
     example = "stabilityai/stable-diffusion-xl-base-1.0"
     card_tags = ("stable-diffusion", "stable-diffusion-xl")
     denoiser = "unet"

@@ -40,6 +40,7 @@ class StableDiffusion(DiffusersGenerator):
     name = "stable-diffusion"
     label = "Stable Diffusion 1.x/2.x"
     pipeline_classes = ("StableDiffusionPipeline",)
+    image_to_image = "StableDiffusionImg2ImgPipeline"
     example = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     card_tags = ("stable-diffusion",)
     denoiser = "unet"

@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field, create_model
 
 from eval.preprocess import Images
 from eval.scorers.base import LoadedScorer, Scorer, ScorerSettings, ScoringTask
-from eval.scorers.clip import ClipScorer
+from eval.scorers.clip import ClipScorer, LoadedClip
 from eval.scorers.resnet50 import ResNet50Scorer
 from synthcore.availability import ModelNeed
 
@@ -85,3 +85,11 @@ class Scorers:
             for scorer in self.loaded
             for column, values in scorer.score(images, label_tensor, prompts).items()
         }
+
+    def image_similarity(self, images: Images, others: Images) -> list[float] | None:
+        """CLIP's cosine similarity of each image to its match in ``others`` (``None`` when the CLIP scorer is
+        off): how close a guided image stayed to the real image it started from (``reference_similarity``)."""
+        clip = next((scorer.clip for scorer in self.loaded if isinstance(scorer, LoadedClip)), None)
+        if clip is None or not len(images):
+            return None
+        return (clip.embed_images(images) * clip.embed_images(others)).sum(-1).tolist()

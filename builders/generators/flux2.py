@@ -1,0 +1,111 @@
+"""FLUX.2 [klein] (``Flux2KleinPipeline``, Black Forest Labs): a flow-matching transformer of 4B or 9B parameters
+over 2x2-patchified latents of the FLUX.2 VAE, reading the prompt with a Qwen3 text encoder (three of its hidden
+layers, after a chat template). It takes no negative prompt. The step-distilled models (``is_distilled`` in their
+``model_index.json``: [klein] 4B and 9B) run 4 steps without guidance; the base models ([klein] base 4B and 9B)
+run classifier-free guidance above 1 (two passes a step, the unconditional one on an empty prompt). Licences differ
+by size: the 4B models are Apache-2.0, the 9B ones under the FLUX non-commercial licence. Its pipeline ships no
+safety checker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from builders.generators.base import FamilyDefaults, FamilyFlops
+from builders.generators.generic import SignatureGenerator
+from builders.generators.sources import ModelFiles
+from builders.recipe import Recipe
+from synthcore.tiny import qwen_tokenizer
+
+DISTILLED = FamilyDefaults(1024, 1024, 4, 1.0, 512)  # the [klein] 4B/9B cards: 4 steps, guidance 1 (none)
+BASE = FamilyDefaults(1024, 1024, 50, 4.0, 512)  # the [klein] base cards: 50 steps, guidance 4
+NO_GUIDANCE = "none: FLUX.2 [klein] is step-distilled and runs without guidance (guidance_scale 1 or less)"
+
+
+def is_distilled(files: ModelFiles) -> bool:
+    return bool(files.index().get("is_distilled", False))
+
+
+class Flux2Klein(SignatureGenerator):
+    name = "flux2-klein"
+    tiny_names = ("flux2-klein",)  # its tiny random pipelines (write_tiny), for tests and benchmarks
+    label = "FLUX.2 [klein]"
+    pipeline_classes = ("Flux2KleinPipeline",)
+    example = "black-forest-labs/FLUX.2-klein-4B"
+    card_tags = ("flux2",)
+    max_sequence_length = 512
+    default_steps, default_guidance, default_sequence_length = BASE.num_inference_steps, BASE.guidance_scale, 512
+    # GFLOPs counted by benchmarks/families.py on the reference architecture (families_architecture.json).
+    flops = FamilyFlops(size=1024, denoiser=34820.2, vae_decode=10474.7, text_encoders=4273.4, reference=example)
+
+    def defaults(self, files: ModelFiles) -> FamilyDefaults:
+        return DISTILLED if is_distilled(files) else BASE
+
+    def guidance(self, files: ModelFiles) -> str:
+        return NO_GUIDANCE if is_distilled(files) else super().guidance(files)
+
+    def problems(self, recipe: Recipe, files: ModelFiles) -> list[str]:
+        problems = super().problems(recipe, files)
+        if is_distilled(files):
+            given = recipe.guidance_settings()
+            problems += [f"{key}: {NO_GUIDANCE}; got {value}" for key, value in given if value > 1]
+        return problems
+
+    def write_tiny(self, directory: Path, name: str) -> None:
+        """FLUX.2 [klein] base: a transformer of one double and one single block over 2x2-patchified latents, a
+        Qwen3 encoder deep enough for the pipeline's hidden layers 9, 18 and 27 (27 layers of width 8), a one-channel
+        FLUX.2 VAE; as diffusers' tests build it."""
+        from diffusers import (
+            AutoencoderKLFlux2,
+            FlowMatchEulerDiscreteScheduler,
+            Flux2KleinPipeline,
+            Flux2Transformer2DModel,
+        )
+        from transformers import Qwen3Config, Qwen3ForCausalLM
+
+        tokenizer = qwen_tokenizer()
+        text_dim = 8
+        transformer = Flux2Transformer2DModel(
+            patch_size=1,
+            in_channels=4,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=3 * text_dim,
+            timestep_guidance_channels=256,
+            axes_dims_rope=(4, 4, 4, 4),
+            guidance_embeds=False,
+        )
+        text_encoder = Qwen3ForCausalLM(
+            Qwen3Config(
+                hidden_size=text_dim,
+                intermediate_size=16,
+                num_hidden_layers=27,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                head_dim=4,
+                vocab_size=len(tokenizer),
+                max_position_embeddings=1024,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+        vae = AutoencoderKLFlux2(
+            sample_size=32,
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            block_out_channels=(4, 8),
+            layers_per_block=1,
+            latent_channels=1,
+            norm_num_groups=1,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+        )
+        Flux2KleinPipeline(
+            scheduler=FlowMatchEulerDiscreteScheduler(),
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            transformer=transformer,
+            is_distilled=False,
+        ).save_pretrained(directory)
