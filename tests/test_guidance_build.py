@@ -24,7 +24,7 @@ from builders.generators.tiny import tiny_family_dir
 from builders.plan import make_plan
 from builders.recipe import load_recipe
 from synthcore.model_refs import Placement, resolve
-from tests.helpers import ACCELERATE, SAME_THREADS, run_build, run_report, write_recipe
+from tests.helpers import ACCELERATE, SAME_THREADS, build_here, run_build, run_report, write_recipe
 
 RECIPE = """
 name: guided
@@ -61,7 +61,7 @@ def guided_builds(tmp_path_factory) -> dict[str, Path]:
     """The guided recipe built by 1 and by 2 processes. Read-only."""
     root = tmp_path_factory.mktemp("guided")
     recipe = guided_folder(root)
-    run_build(str(recipe), "--output-dir", str(root / "one"), env=SAME_THREADS)
+    build_here(str(recipe), "--output-dir", str(root / "one"), env=SAME_THREADS)  # one process: this one
     two = [*ACCELERATE, "--num_processes", "2"]
     run_build(str(recipe), "--output-dir", str(root / "two"), env=SAME_THREADS, launcher=two)
     return {"root": root, "one": root / "one", "two": root / "two"}
@@ -153,7 +153,7 @@ def test_replacing_one_photo_remakes_exactly_the_shards_made_from_it(guided_buil
     recipe = write_recipe(tmp_path, text.replace(str(guided_builds["root"] / "real"), str(tmp_path / "real")))
     shutil.copytree(guided_builds["one"], tmp_path / "out")
     Image.new("RGB", (32, 32), "green").save(tmp_path / "photos" / "fox" / "f1.png")
-    run_build(str(recipe), "--output-dir", str(tmp_path / "out"), env=SAME_THREADS)
+    build_here(str(recipe), "--output-dir", str(tmp_path / "out"), env=SAME_THREADS)
     after = rows(tmp_path / "out")
     made_from_it = [i for i, row in before.items() if row["reference_image"] == "f1.png"]
     plan = make_plan(load_recipe(recipe), {})
