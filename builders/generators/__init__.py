@@ -12,6 +12,7 @@ from builders.generators.base import Generator
 from builders.generators.flux import Flux
 from builders.generators.flux2 import Flux2Klein
 from builders.generators.generic import TEXT_TO_IMAGE, generic_for
+from builders.generators.krea2 import Krea2
 from builders.generators.pixart import PixArtSigma
 from builders.generators.sana import Sana
 from builders.generators.sd3 import StableDiffusion3
@@ -30,6 +31,7 @@ FAMILIES: tuple[Generator, ...] = (
     Sana(),
     ZImage(),
     Flux2Klein(),
+    Krea2(),
 )
 GENERATORS: dict[str, Generator] = {name: generator for generator in FAMILIES for name in generator.pipeline_classes}
 
