@@ -100,6 +100,16 @@ def denoiser_forward(spec: dict, size: int, batch: int = 1, dtype: torch.dtype =
                 txt_ids=torch.zeros(spec["text_tokens"], 3),
                 guidance=t if config.get("guidance_embeds") else None,
             )
+        if name == "Flux3Transformer2DModel":
+            packed = (latent // 2) ** 2
+            return model(
+                hidden_states=zeros(batch, packed, config["in_channels"]),
+                encoder_hidden_states=text,
+                timestep=t,
+                img_ids=torch.zeros(packed, 4),
+                txt_ids=torch.zeros(spec["text_tokens"], 4),
+                target_timestep=t if config.get("flow_map") else None,
+            )
         if name == "PixArtTransformer2DModel":
             added = {"resolution": None, "aspect_ratio": None}
             return model(x, encoder_hidden_states=text, timestep=t, added_cond_kwargs=added)

@@ -18,6 +18,7 @@ import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from builders.formats.export import published_formats
+from builders.guided import card_rows, guidance_warnings
 from builders.plan import prompts_with_images
 from builders.recipe import Recipe, recipe_to_yaml
 from builders.refilter import attempts_text
@@ -66,6 +67,10 @@ GENERATOR_LICENSES: dict[str, str | dict] = {
     },
     "black-forest-labs/FLUX.1-dev": _other_license("flux-1-dev-non-commercial-license", "black-forest-labs/FLUX.1-dev"),
     "black-forest-labs/FLUX.1-schnell": "apache-2.0",
+    **{
+        repo: _other_license("flux-kommunity-license", repo)
+        for repo in ("black-forest-labs/flux-3-image-klein", "black-forest-labs/flux-3-image-klein-base")
+    },
     "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS": "openrail++",
     "PixArt-alpha/PixArt-Sigma-XL-2-512-MS": "openrail++",
     "Tongyi-MAI/Z-Image-Turbo": "apache-2.0",
@@ -165,6 +170,7 @@ def card_context(root: Path, recipe: Recipe, data: DatasetCardData, summary: Dat
         "pictures": _pictures(root, recipe),
         "summary_table": summary_table(summary),
         **_quality(root, summary),
+        **_guidance(build_info),
         "models": [{"role": "generator", "model": model_link(recipe.model.id, recipe.model.revision)}]
         + [{"role": "LoRA (fused into the generator)", "model": model_link(lora.id)} for lora in recipe.model.loras]
         + [{"role": role, "model": model} for role, model in _scorer_models(recipe)],
@@ -299,6 +305,13 @@ def _quality(root: Path, summary: DatasetSummary) -> dict:
     picture = EMBEDDING_MAP_NAME if (root / EMBEDDING_MAP_NAME).exists() else None
     warning = leakage_warning(summary)
     return {"quality": quality_markdown(summary, picture), "leakage": md(warning) if warning else None}
+
+
+def _guidance(build_info: dict) -> dict:
+    """The card's real-image guidance section and its near-copy warning (none without reference images)."""
+    report = build_info.get("reference_images")
+    warnings = guidance_warnings(report) if report else []
+    return {"references": card_rows(report) if report else [], "guidance_warnings": [md(w) for w in warnings]}
 
 
 def _generator_parameters(recipe: Recipe, generator: dict) -> list[tuple[str, str]]:

@@ -130,8 +130,21 @@ def describe(recipe: Recipe, plan: Plan, store: Store) -> str:
     if len(by_guidance) > 1:
         shown = ", ".join(f"{guidance:g}: {images}" for guidance, images in sorted(by_guidance.items()))
         lines += ["", f"images per guidance value (a guidance sweep): {shown}"]
+    lines += _reference_lines(recipe)
     lines += ["", f"already finished in {store.location}: {done} images; to make: {plan.num_images - done}"]
     return "\n".join(lines + compute_lines(recipe, plan, by_guidance, done))
+
+
+def _reference_lines(recipe: Recipe) -> list[str]:
+    """Each guided class's reference photos (read, checked and hashed when the recipe loaded) and strength."""
+    shown = [
+        f"{name}: {len(spec.reference_sha256 or {})} from "
+        f"{spec.reference_images if isinstance(spec.reference_images, str) else 'the listed files'}, "
+        f"strength {recipe.strength_of(name):g}"
+        for name, spec in recipe.classes.items()
+        if spec.reference_images is not None
+    ]
+    return ["", f"reference photos (image-to-image, docs/guidance.md): {'; '.join(shown)}"] if shown else []
 
 
 def compute_lines(recipe: Recipe, plan: Plan, by_guidance: dict[float, int], done: int) -> list[str]:
@@ -171,13 +184,12 @@ def download_line(recipe: Recipe) -> str | None:
     """Whether the generator still has to be downloaded, how to fetch it and about how much it is (a well-known
     model's size, ``builders.generators.known``); None for a local directory, ``tiny-random`` or a cached model."""
     from builders.generators.known import KNOWN_MODELS
-    from synthcore.availability import diffusers_pipeline
     from synthcore.model_refs import TINY_RANDOM, is_local_path
 
     model = recipe.model
     if model.id == TINY_RANDOM or is_local_path(model.id):
         return None
-    need = diffusers_pipeline("model.id", model.id, model.revision, False, "model.safety_checker")
+    need = family_of(recipe).pipeline_needs(recipe)[0]  # the pipeline's own files (a modular pipeline's index)
     if need.cached():
         return None
     known = KNOWN_MODELS.get(model.id)

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from builders.card import BUILD_INFO, card_data, write_card
 from builders.expansion import lock_text
+from builders.guided import log_guidance_warnings, reference_report
 from builders.hub import RECIPE_FILE
 from builders.plan import Plan, Shard
 from builders.recipe import FilterSettings, Recipe
@@ -97,9 +98,12 @@ def export_dataset(
             (stage / PROMPT_LOCK).write_text(lock_text(recipe), encoding="utf-8")
         safety_dropped = [job_id for shard in plan.shards for job_id in store.safety_dropped(shard)]
         build_info = {**provenance, "rows": rows, "safety_dropped": safety_dropped}
+        paths = [(shard.class_name, store.shard_path(shard)) for shard in with_rows.shards]
         if recipe.filters.regenerating:  # rows by the tries they took, per class
-            paths = [(shard.class_name, store.shard_path(shard)) for shard in with_rows.shards]
             build_info["filter_regenerations"] = attempts_by_class(paths)
+        if recipe.guided:  # the reference sets, and how close the images stayed to them, per class
+            build_info["reference_images"] = reference_report(recipe, paths)
+            log_guidance_warnings(build_info["reference_images"])
         (stage / BUILD_INFO).write_text(json.dumps(build_info, indent=2, ensure_ascii=False), encoding="utf-8")
         refuse_if_empty = functools.partial(_dropped_and_empty, stage, owned, store, recipe, features, plan, build_info)
         thresholds = recipe.filters.thresholds()

@@ -191,10 +191,10 @@ def write_preview(directory: Path, recipe: Recipe, split: str, rows: list[dict],
     """The images (lossless PNG of the generated pixels), ``preview.json`` and the contact sheet."""
     import PIL.Image
 
-    from builders.rows import GeneratedRow
+    from builders.rows import REFERENCE_FEATURES, GeneratedRow
 
     names = recipe.class_names
-    generated = {field.name for field in dataclasses.fields(GeneratedRow)}
+    generated = {field.name for field in dataclasses.fields(GeneratedRow)} | set(REFERENCE_FEATURES)
     entries = []
     for row in rows:
         path = directory / "images" / f"{row['id']}.png"
@@ -210,6 +210,7 @@ def write_preview(directory: Path, recipe: Recipe, split: str, rows: list[dict],
                 "image": f"images/{row['id']}.png",
                 "scores": {key: _plain(value) for key, value in row.items() if _is_score(key, generated)},
             }
+            | {key: _plain(row[key]) for key in REFERENCE_FEATURES if recipe.guided}
         )
     summary = {"recipe": recipe.name, "split": split, "seconds_per_image": round(seconds_per_image, 4)}
     (directory / "preview.json").write_text(

@@ -56,6 +56,13 @@ def read_references(
             found.hashes[path.name] = digest
     if recorded is not None and not found.problems:
         found.problems += _changes(key, recorded, found.hashes)
+    elif recorded is not None:  # the files cannot be read: say which the dataset was made with
+        names = sorted(recorded)
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        found.problems.append(
+            f"{key}: the dataset was made with {len(names)} files ({shown}; their SHA-256 in "
+            "reference_sha256); point it at your copy of them"
+        )
     return found
 
 

@@ -35,7 +35,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -63,6 +63,7 @@ from eval.nearest import (
 from eval.preprocess import rgb_tensor
 from eval.scorers.clip import EMBEDDING, Clip
 from synthcore.columns import ID, IMAGE, LABEL
+from synthcore.image_hashes import image_hashes
 from synthcore.images import DatasetRowsError, ImageError, SplitColumns, check_split, decode_image
 from synthcore.model_refs import choose_dtype, is_local_path
 
@@ -567,6 +568,14 @@ def _reference_image(value: dict, settings: ReferenceSettings):
         return decode_image(value)
     except ImageError as err:
         raise QualityError(f"reference {settings.dataset!r}: {err}") from None
+
+
+def photos_in_reference(settings: ReferenceSettings, class_names: list[str], hashes: Collection[str]) -> set[str]:
+    """Which of ``hashes`` (the reference photos a guided dataset's images started from: real-image guidance) the
+    reference dataset holds, by its image files' SHA-256: CMMD to such a reference is measured against the photos
+    the images were made from."""
+    parts, _ = open_reference(settings, class_names)
+    return {sha for part in parts for _, sha in image_hashes(part, settings.image_column) if sha in hashes}
 
 
 def open_reference(settings: ReferenceSettings, class_names: list[str]) -> tuple[list[datasets.Dataset], list[int]]:

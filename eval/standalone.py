@@ -34,6 +34,7 @@ from eval.quality import (
     QualityReport,
     QualitySettings,
     open_reference,
+    photos_in_reference,
     quality_pass,
 )
 from eval.report import describe
@@ -50,6 +51,7 @@ from synthcore.availability import ModelNeed, ModelUnavailable, report_unavailab
 from synthcore.cardmeta import CARD, layout_card_data, md, save_card
 from synthcore.faults import report_fault, sigterm_raises
 from synthcore.hub import describe_error, scrub
+from synthcore.image_hashes import reference_hashes
 from synthcore.images import DatasetRowsError, ImageError, SplitColumns, check_split, decode_image
 from synthcore.layout import ROWS_PER_ROW_GROUP, DataLayout, hub_files, split_sizes
 from synthcore.logs import configure_logging
@@ -403,6 +405,19 @@ def output_dir(args: argparse.Namespace) -> Path:
     return Path(args.output_dir or Path("outputs") / f"{Path(args.dataset.rstrip('/')).name}-scored")
 
 
+def warn_of_reference_photos(dataset: datasets.DatasetDict, reference, class_names: list[str]) -> None:
+    """A guided dataset (rows recording ``reference_sha256``) compared with a reference holding the photos its
+    images started from: CMMD then measures the distance to the photos themselves, which the log says."""
+    hashes = reference_hashes(dataset.values())
+    found = photos_in_reference(reference, class_names, hashes) if hashes else set()
+    if found:
+        log.warning(
+            "REFERENCE LEAKAGE: --reference holds %d of the photos this dataset's images started from (their "
+            "SHA-256 is in its reference_sha256 column): CMMD to it is measured against the photos themselves",
+            len(found),
+        )
+
+
 def score_dataset(args: argparse.Namespace) -> Path:
     columns = Columns(args.image_column, args.label_column, args.prompt_column)
     out = prepare_output(output_dir(args), args.dataset, args.overwrite)
@@ -412,6 +427,7 @@ def score_dataset(args: argparse.Namespace) -> Path:
     quality = quality_settings(args, read_recipe_view(args.recipe).quality if args.recipe else QualitySettings())
     if quality.enabled and quality.reference is not None:
         open_reference(quality.reference, list(task.class_names))  # a bad reference fails before any scoring
+        warn_of_reference_photos(dataset, quality.reference, list(task.class_names))
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     scorers = Scorers(task, scoring, device, getattr(torch, choose_dtype("auto", device.type)))
     new = scorer_features(task, scoring)

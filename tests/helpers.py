@@ -76,6 +76,44 @@ def run_build(
     return result
 
 
+def build_here(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``build.py`` run in this process, answered as ``run_build`` answers: for a build whose process is not what
+    the test checks (a fixture's dataset, a rerun, a reference to compare with). A new process costs its imports
+    and its first model load (about 25 s of a busy 2-core machine); here, after the first, a tiny build takes 3 s.
+
+    ``env`` is set for the build's duration; an ``OMP_NUM_THREADS`` in it also sets torch's thread count (which
+    the process read once, at import), so the images equal those of a ``run_build`` given the same ``env``."""
+    from builders.cli import main
+
+    with environment(env or {}):
+        result = run_main(main, *args)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"build.py {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """``env`` in ``os.environ`` (and ``OMP_NUM_THREADS`` in torch) until the block ends; then as before."""
+    import torch
+
+    saved, threads = {name: os.environ.get(name) for name in env}, torch.get_num_threads()
+    os.environ.update(env)
+    if "OMP_NUM_THREADS" in env:
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        torch.set_num_threads(threads)
+
+
 def run_main(main: Callable[[list[str]], int], *args: str) -> subprocess.CompletedProcess:
     """A command line's ``main(argv)`` run in this process, answered as ``run_build`` answers: for the refusals
     that end before any model loads, which need no process of their own (a new one costs seconds of imports).

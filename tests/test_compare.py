@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import datasets
@@ -18,7 +16,7 @@ from PIL import Image
 
 from eval.compare import main
 from synthcore.faults import OUTPUT_REFUSED
-from tests.helpers import ROOT
+from tests.helpers import run_main
 
 NO_SCORERS = ["--no-clip", "--no-resnet50"]
 
@@ -112,22 +110,15 @@ def test_figures_are_those_of_python_m_eval(smoke_dir: Path, tmp_path: Path):
     names = datasets.load_dataset(str(smoke_dir), split="train").features["label"].names
     other = image_dataset(tmp_path / "other", names, [0, 0, 1, 1, 2, 2], repeat=(0, 1))
     options = ["--clip-model", "tiny-random", "--no-resnet50", "--reference", str(other)]  # CMMD to itself too
-    command = [sys.executable, "-m", "eval"]
-    out = tmp_path / "compare"
+    from eval.standalone import main as evaluate
+
+    out = tmp_path / "compare"  # both commands in this process; the probes are `python -m training` processes
     probe = ["--probe", "--eval-dataset", str(other), "--probe-args=--backbone-weights none --epochs 1"]
-    run = subprocess.run(
-        [*command, "--compare", str(smoke_dir), str(other), "--output-dir", str(out), *options, *probe],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = run_main(main, "--compare", str(smoke_dir), str(other), "--output-dir", str(out), *options, *probe)
     assert run.returncode == 0, run.stderr
     report = json.loads((out / "compare.json").read_text(encoding="utf-8"))
     alone = tmp_path / "alone"
-    single = subprocess.run(
-        [*command, str(other), "--output-dir", str(alone), *options], cwd=ROOT, capture_output=True, text=True
-    )
+    single = run_main(evaluate, str(other), "--output-dir", str(alone), *options)
     assert single.returncode == 0, single.stderr
     summary = json.loads((alone / "summary.json").read_text(encoding="utf-8"))
     compared = report["other"]["classes"]

@@ -18,7 +18,17 @@ from pathlib import Path
 import pytest
 
 from builders.cli import main
-from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, run_build, run_main, run_report, table, write_recipe
+from tests.helpers import (
+    ACCELERATE,
+    ROOT,
+    SAME_THREADS,
+    build_here,
+    run_build,
+    run_main,
+    run_report,
+    table,
+    write_recipe,
+)
 
 pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
 
@@ -88,7 +98,7 @@ def test_killed_build_resumes_to_the_same_dataset(scale_recipe: Path, scale_buil
     assert unfinished_claims(out), "the killed run leaves the claim of the shard it was making"
     (shards / "0123456789abcdef01234567.parquet.tmp-999").write_bytes(b"half a shard")  # a writer killed mid-file
 
-    run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
+    build_here(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
     assert (run_report(out)["images_found_done"], run_report(out)["images_generated"]) == (
         finished * 2,
         16 - finished * 2,
@@ -188,7 +198,7 @@ def test_overwrite_starts_again(scale_recipe: Path, scale_build: Path, tmp_path:
     changed = write_recipe(
         tmp_path, scale_recipe.read_text().replace("num_inference_steps: 2", "num_inference_steps: 1")
     )
-    run_build(str(changed), "--output-dir", str(out), "--overwrite")
+    build_here(str(changed), "--output-dir", str(out), "--overwrite")
     assert (run_report(out)["images_found_done"], run_report(out)["images_generated"]) == (0, 16)
     assert len(list((out / ".synthdata" / "shards").glob("*.parquet"))) == 8
 
@@ -200,7 +210,7 @@ def test_raising_a_count_and_adding_a_split_reuse_finished_shards(
     bigger = write_recipe(
         tmp_path, scale_recipe.read_text().replace("splits: {train: 6, test: 2}", "splits: {train: 8, test: 2, val: 2}")
     )
-    run_build(str(bigger), "--output-dir", str(out), env=SAME_THREADS)
+    build_here(str(bigger), "--output-dir", str(out), env=SAME_THREADS)
     assert (run_report(out)["images_found_done"], run_report(out)["images_generated"]) == (16, 8)
     rows = table(out)
     old = table(scale_build)
@@ -210,7 +220,7 @@ def test_raising_a_count_and_adding_a_split_reuse_finished_shards(
 
 
 def test_dry_run_loads_no_model(scale_recipe: Path, tmp_path: Path):
-    result = run_build(
+    result = build_here(
         str(scale_recipe),
         "--dry-run",
         "--output-dir",

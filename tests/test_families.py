@@ -27,11 +27,22 @@ from PIL import Image
 
 from builders.card import card_data, license_metadata
 from builders.generators import FAMILIES, GENERATORS, describe, family_of, resolve_family
+from builders.generators.modular import ModularGenerator
 from builders.generators.tiny import TINY_FAMILIES, tiny_family_dir
 from builders.plan import content_fingerprint
 from builders.recipe import RecipeError, load_recipe, parse_recipe, recipe_to_yaml
 from synthcore.tiny import tiny_safety_checker_dir
-from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, benchmark_headline, run_build, table, write_recipe
+from tests.helpers import (
+    ACCELERATE,
+    ROOT,
+    SAME_THREADS,
+    benchmark_headline,
+    build_here,
+    run_build,
+    run_main,
+    table,
+    write_recipe,
+)
 
 RECIPE = """
 name: t
@@ -236,6 +247,8 @@ def test_auto_dtype_on_a_gpu_is_the_family_s(tmp_path: Path):
         "ZImagePipeline": "bfloat16",
         "Flux2KleinPipeline": "bfloat16",
         "Krea2Pipeline": "bfloat16",
+        "Flux3ModularPipeline": "bfloat16",
+        "Flux3DistilledModularPipeline": "bfloat16",
     }
     for pipeline in GENERATORS:
         recipe = resolve_family(recipe_for(model_dir(tmp_path, pipeline)))
@@ -299,6 +312,7 @@ def test_the_families_page_memory_column_is_the_estimates():
         ("black-forest-labs/FLUX.1-dev", {"license": "other", "license_name": "flux-1-dev-non-commercial-license"}),
         ("stabilityai/stable-diffusion-3.5-medium", {"license": "other", "license_name": "stabilityai-ai-community"}),
         ("stabilityai/sdxl-turbo", {"license": "other", "license_name": "sai-nc-community"}),
+        ("black-forest-labs/flux-3-image-klein", {"license": "other", "license_name": "flux-kommunity-license"}),
         ("Tongyi-MAI/Z-Image-Turbo", {"license": "apache-2.0"}),
         ("black-forest-labs/FLUX.2-klein-4B", {"license": "apache-2.0"}),
         ("black-forest-labs/FLUX.2-klein-9B", {"license": "other", "license_name": "flux-non-commercial-license"}),
@@ -554,6 +568,9 @@ def regenerated_alone(out: Path, family: str, row: int) -> tuple:
 
     data = datasets_rows(out)
     recipe = load_recipe(out / "recipe.yaml")
+    kept = np.asarray(Image.open(io.BytesIO(data["image"][row]["bytes"]))).astype(int)
+    if isinstance(family_of(recipe), ModularGenerator):
+        return modular_alone(tiny_family_dir(family), recipe, data["prompt"][row], data["seed"][row]), kept
     pipe = DiffusionPipeline.from_pretrained(tiny_family_dir(family))
     negative = {} if family.startswith("flux") else {"negative_prompt": data["negative_prompt"][row]}
     alone = pipe(
@@ -568,8 +585,32 @@ def regenerated_alone(out: Path, family: str, row: int) -> tuple:
         **negative,
         **ALONE_ARGUMENTS.get(family, {}),
     ).images[0]
-    kept = np.asarray(Image.open(io.BytesIO(data["image"][row]["bytes"]))).astype(int)
     return (alone * 255).round().astype(int), kept
+
+
+def modular_alone(directory: Path, recipe, prompt: str, seed: int) -> np.ndarray:
+    """One image made by diffusers' modular pipeline alone, loaded as FLUX.3's card says (the prompt upsampler
+    taken out of the blocks), with the recorded guidance, steps and size and a generator seeded with ``seed``."""
+    from diffusers import ModularPipeline
+
+    found = ModularPipeline.from_pretrained(str(directory))
+    blocks = found.blocks
+    blocks.sub_blocks.pop("prompt_upsampler")
+    pipe = type(found)(blocks=blocks, pretrained_model_name_or_path=str(directory))
+    pipe.load_components()
+    if getattr(pipe, "guider", None) is not None:
+        pipe.update_components(guider=pipe.guider.new(guidance_scale=recipe.generation.guidance_scale))
+    gen = recipe.generation
+    alone = pipe(
+        prompt=prompt,
+        generator=torch.Generator().manual_seed(seed),
+        num_inference_steps=gen.num_inference_steps,
+        height=gen.height,
+        width=gen.width,
+        output_type="np",
+        output="images",
+    )[0]
+    return (alone * 255).round().astype(int)
 
 
 def datasets_rows(out: Path) -> dict:
@@ -580,14 +621,14 @@ def datasets_rows(out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def family_build(tmp_path_factory) -> Callable[[str], Path]:
-    """``family_build(name)``: ``FAMILY_RECIPE`` for the tiny pipeline ``name``, built by one process once for the
-    module (the plain build both the process-count and the LoRA tests compare with). Read-only."""
+    """``family_build(name)``: ``FAMILY_RECIPE`` for the tiny pipeline ``name``, built once for the module by one
+    process, this one (the plain build both the process-count and the LoRA tests compare with). Read-only."""
     built: dict[str, Path] = {}
 
     def build(family: str) -> Path:
         if family not in built:
             root = tmp_path_factory.mktemp(f"family-{family}")
-            run_build(str(family_recipe(root, family)), "--output-dir", str(root / "one"), env=SAME_THREADS)
+            build_here(str(family_recipe(root, family)), "--output-dir", str(root / "one"), env=SAME_THREADS)
             built[family] = root / "one"
         return built[family]
 
@@ -625,7 +666,7 @@ def test_every_family_builds_the_same_dataset_on_1_and_2_processes(family: str, 
 def test_text_encoders_in_their_own_dtype_feed_the_denoiser_its_dtype(family: str, tmp_path: Path):
     text = FAMILY_RECIPE.replace("safety_checker: false}", "safety_checker: false, text_encoder_dtype: bfloat16}")
     out = tmp_path / "out"
-    run_build(str(family_recipe(tmp_path, family, text)), "--output-dir", str(out), env=SAME_THREADS)
+    build_here(str(family_recipe(tmp_path, family, text)), "--output-dir", str(out), env=SAME_THREADS)
     info = json.loads((out / "build_info.json").read_text(encoding="utf-8"))
     assert info["fingerprint"]["model.text_encoder_dtype"] == "bfloat16"
     assert load_recipe(out / "recipe.yaml").model.text_encoder_dtype == "bfloat16"
@@ -679,7 +720,7 @@ def test_a_family_without_a_checker_gets_the_standalone_one(half_flagging_checke
         family="sdxl", model=tiny_family_dir("sdxl"), negative="negative_prompt: blurry", checker=half_flagging_checker
     )
     out = tmp_path / "out"
-    result = run_build(str(write_recipe(tmp_path, text)), "--output-dir", str(out))
+    result = build_here(str(write_recipe(tmp_path, text)), "--output-dir", str(out))
 
     rows = pq.read_table(sorted((out / "data").glob("*.parquet")), columns=["safety_regenerations", "image"])
     rows = rows.to_pydict()
@@ -726,7 +767,7 @@ def test_loras_are_fused_at_their_scale_and_named_by_the_card(family: str, famil
             f"safety_checker: false, loras: [{{id: {lora}, weight_name: tiny_lora.safetensors, scale: {scale}}}]}}",
         )
         out = tmp_path / f"out-{scale}"
-        run_build(str(write_recipe(tmp_path, text, f"r-{scale}.yaml")), "--output-dir", str(out), env=SAME_THREADS)
+        build_here(str(write_recipe(tmp_path, text, f"r-{scale}.yaml")), "--output-dir", str(out), env=SAME_THREADS)
         runs[scale] = out
     assert table(runs[0.0])["image"] == table(runs[None])["image"], "a LoRA at scale 0 changes nothing"
     assert table(runs[1.0])["image"] != table(runs[None])["image"]
@@ -738,15 +779,13 @@ def test_loras_are_fused_at_their_scale_and_named_by_the_card(family: str, famil
     ]
 
 
-@pytest.mark.e2e
-def test_build_refuses_an_uncached_hub_model_before_loading_anything(tmp_path: Path):
+def test_build_refuses_an_uncached_hub_model_before_loading_anything(hub_cache: Path, tmp_path: Path):
+    from builders.cli import main
 
     recipe = write_recipe(
         tmp_path, RECIPE.format(model="someone/no-such-model", model_extra="", generation="", class_extra="", extra="")
     )
-    result = run_build(
-        str(recipe), "--output-dir", str(tmp_path / "out"), env={"HF_HUB_CACHE": str(tmp_path / "hub")}, check=False
-    )
+    result = run_main(main, str(recipe), "--output-dir", str(tmp_path / "out"))
     assert result.returncode == 4  # a model that is not available (the family cannot be read either)
     assert "- model.id: the diffusers pipeline 'someone/no-such-model' is not in the local" in result.stderr
     assert not (tmp_path / "out").exists()

@@ -20,7 +20,17 @@ from builders.cli import main as build
 from eval.standalone import main as evaluate
 from synthcore.faults import OUTPUT_REFUSED, WRITE_FAILED
 from synthcore.outdir import LOCK_FILE, WORK_DIR
-from tests.helpers import ACCELERATE, ROOT, SAME_THREADS, SCALE_RECIPE, run_build, run_main, table, write_recipe
+from tests.helpers import (
+    ACCELERATE,
+    ROOT,
+    SAME_THREADS,
+    SCALE_RECIPE,
+    build_here,
+    run_build,
+    run_main,
+    table,
+    write_recipe,
+)
 from training.__main__ import main as train
 
 TINY_SCORERS = ["--clip-model", "tiny-random", "--resnet50-weights", "tiny-random"]
@@ -86,7 +96,7 @@ def test_damaged_shards_are_named_set_aside_and_made_again_alone(scale_recipe: P
         shutil.copyfile(source.with_suffix(suffix), swapped.with_suffix(suffix))
     stamps = {p: p.stat().st_mtime_ns for p in [source, *untouched]}
 
-    result = run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
+    result = build_here(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
     for bad in (flipped, truncated, swapped):
         assert bad.stem in result.stderr, "every damaged shard is reported by name"
         assert (out / WORK_DIR / "damaged" / bad.name).exists(), "set aside, not deleted"
@@ -146,10 +156,10 @@ def test_sigterm_mid_build_cleans_up_and_the_rerun_resumes(long_recipe: Path, tm
     finished = len(list((out / WORK_DIR / "shards").glob("*.parquet")))
     assert 0 < finished < 32, "the signal must land mid-way"
     assert leftovers(out) == []
-    result = run_build(str(long_recipe), "--output-dir", str(out), env=SAME_THREADS)
+    result = build_here(str(long_recipe), "--output-dir", str(out), env=SAME_THREADS)
     assert f"{finished * 2} images found done" in result.stderr
 
-    reference = run_build(str(long_recipe), "--output-dir", str(tmp_path / "reference"), env=SAME_THREADS)
+    reference = build_here(str(long_recipe), "--output-dir", str(tmp_path / "reference"), env=SAME_THREADS)
     assert reference.returncode == 0 and table(out) == table(tmp_path / "reference")
 
 
@@ -165,7 +175,7 @@ def test_a_full_disk_during_export_keeps_the_previous_export_whole(
     assert "run the same command again" in result.stderr and "Traceback" not in result.stderr
     assert files(out / "data") | {"README.md": (out / "README.md").read_bytes()} == before
     assert leftovers(out) == []
-    run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
+    build_here(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
     assert table(out) == table(scale_build)
 
 
@@ -175,7 +185,7 @@ def test_a_full_disk_before_any_shard_leaves_nothing_behind(scale_recipe: Path, 
     result = run(build_command(scale_recipe, out), preexec_fn=file_size_limit(8 << 10))
     assert result.returncode == WRITE_FAILED and "Traceback" not in result.stderr
     assert not (tmp_path / "new").exists(), "a directory the failed run created is removed again"
-    run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
+    build_here(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
     assert table(out) == table(scale_build)
 
 
@@ -193,7 +203,7 @@ def test_no_space_left_on_a_small_disk_resumes_to_the_same_dataset(
         assert result.returncode == WRITE_FAILED and "no space left on the device" in result.stderr, result.stderr
         assert leftovers(out) == [] and list((out / WORK_DIR / "shards").glob("*.parquet"))
         subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
-        run_build(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
+        build_here(str(scale_recipe), "--output-dir", str(out), env=SAME_THREADS)
         assert table(out) == table(scale_build)
     finally:
         subprocess.run(["umount", str(disk)], check=True)

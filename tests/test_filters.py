@@ -17,7 +17,7 @@ import pytest
 
 from eval.filters import FilterSettings, keep_mask
 from eval.summary import read_summary, write_summary
-from tests.helpers import ROOT, run_build, write_recipe
+from tests.helpers import ROOT, build_here, write_recipe
 
 CLASSES = ["fox", "dog", "여우"]
 
@@ -64,7 +64,7 @@ def filtered_build(smoke_dir: Path, tmp_path: Path, filters: str) -> tuple[Path,
     recipe = write_recipe(
         tmp_path, (ROOT / "recipes" / "smoke.yaml").read_text(encoding="utf-8") + f"filters: {filters}\n"
     )
-    result = run_build(str(recipe), "--output-dir", str(out))
+    result = build_here(str(recipe), "--output-dir", str(out))
     assert json.loads((out / ".synthdata" / "run.json").read_text())["images_generated"] == 0  # only the export ran
     return out, result.stderr + result.stdout
 
@@ -170,7 +170,7 @@ def test_filters_that_keep_nothing_fail_clearly_and_lose_nothing(smoke_dir: Path
         tmp_path,
         (ROOT / "recipes" / "smoke.yaml").read_text(encoding="utf-8") + "filters: {min_true_class_prob: 1.0}\n",
     )
-    result = run_build(str(recipe), "--output-dir", str(out), check=False)
+    result = build_here(str(recipe), "--output-dir", str(out), check=False)
     assert (
         result.returncode == 2
         and "no image is left in any split" in result.stderr

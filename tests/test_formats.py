@@ -53,9 +53,12 @@ def built(tmp_path_factory) -> Path:
     return root
 
 
+CACHES = tempfile.TemporaryDirectory(prefix="formats-cache-")  # removed when the tests end
+
+
 def load(*args, **kwargs) -> datasets.DatasetDict:
     """``load_dataset`` with a cache of its own: the shared one keeps image files' paths from earlier runs' folders."""
-    return datasets.load_dataset(*args, cache_dir=tempfile.mkdtemp(prefix="formats-cache-"), **kwargs)
+    return datasets.load_dataset(*args, cache_dir=tempfile.mkdtemp(dir=CACHES.name), **kwargs)
 
 
 def parquet_rows(root: Path) -> dict[str, datasets.Dataset]:

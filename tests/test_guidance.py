@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ scoring: {{clip: {{enabled: false}}, resnet50: {{enabled: false}}}}
 
 def photos(folder: Path, count: int, size: tuple[int, int] = (48, 40)) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(len(str(folder)))
+    rng = np.random.default_rng(zlib.crc32(str(folder).encode()) + size[0])
     paths = [folder / f"photo{i}.png" for i in range(count)]
     for path in paths:
         Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
@@ -82,6 +84,10 @@ def test_a_rebuild_from_recipe_yaml_names_each_missing_changed_and_new_file(tmp_
     assert found[0].startswith("classes.fox.reference_images: photo0.png (sha256 ") and "is missing" in found[0]
     assert found[1].startswith("classes.fox.reference_images: photo1.png changed")
     assert found[2].startswith("classes.fox.reference_images: extra.png is not among the recorded")
+    shutil.rmtree(tmp_path / "refs")
+    missing, made_with = problems(stored)
+    assert "does not exist" in missing
+    assert made_with.startswith("classes.fox.reference_images: the dataset was made with 3 files (photo0.png, photo1")
 
 
 def bomb(path: Path) -> None:
@@ -195,3 +201,70 @@ def test_a_reference_is_turned_upright_resized_to_cover_and_center_cropped(tmp_p
     assert fitted.size == (16, 32)
     pixels = np.asarray(fitted).astype(int)
     assert pixels[16, 8, 2] > 200 and pixels[16, 8, 0] < 60, "the center of the upright image is the blue third"
+
+
+def guided_dataset(root: Path, photo: Path) -> Path:
+    """A dataset whose rows record ``photo`` as their reference, as a guided build's ``data/`` does."""
+    import datasets
+
+    digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+    images = [Image.new("RGB", (8, 8), color) for color in ("red", "blue")]
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=["fox", "dog"]),
+            "reference_sha256": datasets.Value("string"),
+        }
+    )
+    data = {"image": images, "label": [0, 1], "reference_sha256": [digest, None]}
+    (root / "data").mkdir(parents=True)
+    datasets.Dataset.from_dict(data, features=features).to_parquet(root / "data" / "train-00000-of-00001.parquet")
+    return root
+
+
+def test_training_refuses_an_eval_dataset_holding_a_reference_photo(tmp_path: Path):
+    from training.config import TrainConfig, TrainingError
+    from training.train import load_data
+
+    (photo,) = photos(tmp_path / "real" / "fox", 1)
+    photos(tmp_path / "real" / "dog", 1)
+    dataset = guided_dataset(tmp_path / "synthetic", photo)
+    config = TrainConfig(dataset=str(dataset), output_dir=str(tmp_path / "out"), eval_dataset=str(tmp_path / "real"))
+    with pytest.raises(TrainingError, match=r"\[train\]: 1 image\(s\) \(rows \[1\]\) are reference photos"):
+        load_data(config)
+    photo.unlink()
+    photos(tmp_path / "real" / "fox", 1, size=(9, 9))  # another photo of the same name
+    train, evals, classes = load_data(config)
+    assert classes == ["fox", "dog"] and len(evals) == 1
+
+
+def test_the_generic_plug_in_guides_with_the_image_to_image_pipeline_diffusers_pairs_with_it():
+    from builders.generators.generic import generic_for
+
+    assert generic_for("QwenImagePipeline").image_to_image == "QwenImageImg2ImgPipeline"
+    assert generic_for("Flux2Pipeline").image_to_image is None  # it takes reference images, but no strength
+    assert generic_for("LuminaPipeline").image_to_image is None
+
+
+def test_the_dry_run_lists_each_class_s_reference_photos_and_loads_no_model(tmp_path: Path):
+    photos(tmp_path / "refs" / "fox", 3)
+    result = run_main(main, str(guided(tmp_path)), "--dry-run", "--output-dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("reference photos"))
+    assert f"fox: 3 from {tmp_path / 'refs' / 'fox'}, strength 0.75" in line and "dog" not in line
+
+
+def test_the_reference_photos_a_quality_reference_holds_are_counted_per_class(tmp_path: Path):
+    from builders.guided import quality_reference_leaks
+
+    fox = photos(tmp_path / "refs" / "fox", 3)
+    photos(tmp_path / "real" / "dog", 1)
+    (tmp_path / "real" / "fox").mkdir()
+    shutil.copy(fox[2], tmp_path / "real" / "fox" / "copied.png")
+    text = guided(tmp_path).read_text().replace("clip: {enabled: false}", "clip: {model: tiny-random}")
+    text += f"quality: {{reference: {tmp_path / 'real'}}}\n"
+    recipe = load_recipe(write_recipe(tmp_path, text))
+    assert quality_reference_leaks(recipe) == {"fox": 1}
+    (tmp_path / "real" / "fox" / "copied.png").unlink()
+    photos(tmp_path / "real" / "fox", 1, size=(10, 10))
+    assert quality_reference_leaks(recipe) == {"fox": 0}

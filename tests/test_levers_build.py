@@ -21,7 +21,7 @@ from builders.plan import make_plan
 from builders.recipe import load_recipe
 from builders.store.prompt_lock import PROMPT_LOCK, read_prompt_lock
 from synthcore.model_refs import resolve
-from tests.helpers import run_build, run_main, write_recipe
+from tests.helpers import build_here, run_build, run_main, write_recipe
 
 RECIPE = """
 name: levers
@@ -60,7 +60,7 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
     """The recipe, and its dataset built once with ``python build.py``."""
     directory = tmp_path_factory.mktemp("levers")
     recipe = write_recipe(directory, RECIPE)
-    run_build(str(recipe), "--output-dir", str(directory / "out"))
+    build_here(str(recipe), "--output-dir", str(directory / "out"))
     return recipe, directory / "out"
 
 
@@ -121,7 +121,7 @@ def test_reruns_resumes_and_rebuilds_reuse_the_lock(built, tmp_path: Path):
     recipe, out = built
     lock = (out / PROMPT_LOCK).read_bytes()
     before = rows(out)
-    run_build(str(recipe), "--output-dir", str(out))  # a rerun: everything found done, the same prompts
+    build_here(str(recipe), "--output-dir", str(out))  # a rerun: everything found done, the same prompts
     assert run_report(out)["images_generated"] == 0 and (out / PROMPT_LOCK).read_bytes() == lock
 
     shards = out / ".synthdata" / "shards"
@@ -129,12 +129,12 @@ def test_reruns_resumes_and_rebuilds_reuse_the_lock(built, tmp_path: Path):
     size = pq.ParquetFile(gone).metadata.num_rows
     gone.unlink()
     gone.with_suffix(".json").unlink()
-    run_build(str(recipe), "--output-dir", str(out))
+    build_here(str(recipe), "--output-dir", str(out))
     assert (run_report(out)["images_generated"], rows(out)) == (size, before)
     assert gone.exists() and (out / PROMPT_LOCK).read_bytes() == lock
 
     again = tmp_path / "again"  # a rebuild from the dataset's recipe.yaml: no language model runs
-    run_build(str(out), "--output-dir", str(again))
+    build_here(str(out), "--output-dir", str(again))
     assert rows(again) == before and (again / PROMPT_LOCK).read_bytes() == lock
 
 
@@ -148,7 +148,7 @@ def test_a_lock_of_other_settings_is_refused_and_overwrite_writes_it_again(built
     assert refused.returncode == 2, refused.stderr
     assert f"{copy / PROMPT_LOCK} was written under other prompt_expansion settings" in refused.stderr
     assert "max_new_tokens: 8 there, 6 in the recipe" in refused.stderr and "--overwrite" in refused.stderr
-    run_build(str(changed), "--output-dir", str(copy), "--overwrite")
+    build_here(str(changed), "--output-dir", str(copy), "--overwrite")
     settings, prompts = read_lock(read_prompt_lock(copy))
     assert settings["max_new_tokens"] == 6 and load_recipe(copy / "recipe.yaml").prompt_expansion.prompts == prompts
 

@@ -29,6 +29,7 @@ from tests.helpers import (
     ROOT,
     SAME_THREADS,
     SCALE_RECIPE,
+    build_here,
     run_build,
     run_main,
     s3_server,
@@ -210,7 +211,7 @@ def test_done_shards_cost_a_listing_not_a_request_each(s3: S3, tmp_path: Path):
 @pytest.fixture(scope="module")
 def built(s3: S3, scale_recipe: Path) -> str:
     url = s3.bucket()
-    run_build(str(scale_recipe), "--output-dir", url, env={**s3.env, **SAME_THREADS})
+    build_here(str(scale_recipe), "--output-dir", url, env={**s3.env, **SAME_THREADS})
     return url
 
 
@@ -296,7 +297,7 @@ def test_killed_build_resumes_from_the_store(s3: S3, scale_recipe: Path, scale_b
     assert ".synthdata/lock" in s3.files(url), "a killed build leaves its lock"
 
     # Resumed on another machine (an empty local copy): only the store is shared.
-    run_build(
+    build_here(
         str(scale_recipe), "--output-dir", url, env={**s3.env, **SAME_THREADS, "SYNTHDATA_CACHE": str(tmp_path / "b")}
     )
     report = s3.json(f"{url}/.synthdata/run.json")
@@ -332,7 +333,7 @@ def test_a_damaged_shard_in_the_store_is_set_aside_and_made_again(
     data = bytearray(s3.fs.cat_file(key))
     data[len(data) // 2] ^= 0xFF
     s3.fs.pipe_file(key, bytes(data))
-    run_build(
+    build_here(
         str(scale_recipe), "--output-dir", built, env={**s3.env, **SAME_THREADS, "SYNTHDATA_CACHE": str(tmp_path)}
     )
     assert s3.json(f"{built}/.synthdata/run.json")["damaged_shards"] == [Path(victim).stem]

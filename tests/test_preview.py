@@ -11,7 +11,7 @@ import PIL.Image
 import pytest
 import yaml
 
-from tests.helpers import run_build
+from tests.helpers import build_here
 
 SMALL = ["splits.train=3", "splits.test=2"]  # 3 classes: 15 images in all
 
@@ -21,7 +21,7 @@ def test_a_preview_shows_the_very_images_the_full_build_then_makes(tmp_path: Pat
     import datasets
 
     out = tmp_path / "smoke"
-    previewed = run_build("recipes/smoke.yaml", *SMALL, "--output-dir", str(out), "--preview", "1")
+    previewed = build_here("recipes/smoke.yaml", *SMALL, "--output-dir", str(out), "--preview", "1")
     preview = out / "preview"
     report = json.loads((preview / "preview.json").read_text(encoding="utf-8"))
     rows = report["rows"]
@@ -34,7 +34,7 @@ def test_a_preview_shows_the_very_images_the_full_build_then_makes(tmp_path: Pat
     assert not (out / "data").exists() and not (out / "recipe.yaml").exists()  # a preview publishes no dataset
     assert str(preview / "preview.png") in previewed.stdout and "per image" in previewed.stdout
 
-    run_build("recipes/smoke.yaml", *SMALL, "--output-dir", str(out))
+    build_here("recipes/smoke.yaml", *SMALL, "--output-dir", str(out))
     assert yaml.safe_load((out / "recipe.yaml").read_text(encoding="utf-8"))["splits"] == {"train": 3, "test": 2}
     built = datasets.load_dataset("parquet", data_files=str(out / "data" / "train-*.parquet"), split="train")
     by_id = {row["id"]: row for row in built.cast_column("image", datasets.Image(decode=False))}

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from eval.standalone import main as evaluate
-from tests.helpers import ROOT, run_build, run_main, write_recipe
+from tests.helpers import ROOT, build_here, run_main, write_recipe
 
 pytestmark = pytest.mark.e2e
 
@@ -69,7 +69,7 @@ def test_build_with_a_reference_and_without_embeddings(smoke_dir: Path, tmp_path
     recipe["quality"] = {"reference": str(real)}
     out = tmp_path / "with-reference"
     shutil.copytree(smoke_dir / ".synthdata", out / ".synthdata")  # the smoke shards: only the export runs again
-    run_build(
+    build_here(
         str(write_recipe(tmp_path, yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False))),
         "--output-dir",
         str(out),
@@ -83,7 +83,7 @@ def test_build_with_a_reference_and_without_embeddings(smoke_dir: Path, tmp_path
     recipe = yaml.safe_load((ROOT / "recipes" / "smoke.yaml").read_text(encoding="utf-8"))
     recipe["scoring"]["clip"]["embeddings"] = False
     plain = tmp_path / "plain"
-    run_build(
+    build_here(
         str(write_recipe(tmp_path, yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False), "p.yaml")),
         "--output-dir",
         str(plain),

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from builders.cli import main
-from tests.helpers import run_build, run_main, write_recipe
+from tests.helpers import build_here, run_main, write_recipe
 
 DISJOINT = """
 name: disjoint
@@ -118,11 +118,11 @@ def split_rows(out: Path, split: str) -> list[tuple]:
 def test_raising_the_train_count_leaves_val_and_test_alone(tmp_path: Path):
     out = tmp_path / "out"
     path = write_recipe(tmp_path, DISJOINT.replace("TRAIN", "4"))
-    run_build(str(path), "--output-dir", str(out))
+    build_here(str(path), "--output-dir", str(out))
     before = {split: split_rows(out, split) for split in ("train", "val", "test")}
     shards = {p.name for p in (out / ".synthdata" / "shards").glob("*.parquet")}
     path = write_recipe(tmp_path, DISJOINT.replace("TRAIN", "8"))
-    run_build(str(path), "--output-dir", str(out))  # no --overwrite needed: nothing finished changes
+    build_here(str(path), "--output-dir", str(out))  # no --overwrite needed: nothing finished changes
     assert split_rows(out, "val") == before["val"] and split_rows(out, "test") == before["test"]
     assert set(before["train"]) <= set(split_rows(out, "train"))
     assert shards <= {p.name for p in (out / ".synthdata" / "shards").glob("*.parquet")}

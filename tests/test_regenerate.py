@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from builders.recipe import parse_recipe
-from tests.helpers import ACCELERATE, SAME_THREADS, SCALE_RECIPE, run_build, write_recipe
+from tests.helpers import ACCELERATE, SAME_THREADS, SCALE_RECIPE, build_here, run_build, write_recipe
 
 RECIPE = SCALE_RECIPE.replace("COUNT", "4").replace(
     "scoring: {clip: {enabled: false}, resnet50: {enabled: false}}",
@@ -40,7 +40,10 @@ def builds(tmp_path_factory) -> dict[str, Path]:
     ]:
         recipe = write_recipe(root, RECIPE.replace("ON_FAIL", on_fail), f"{name}.yaml")
         outs[name] = root / name
-        run_build(str(recipe), "--output-dir", str(outs[name]), env=SAME_THREADS, launcher=launcher)
+        if launcher:
+            run_build(str(recipe), "--output-dir", str(outs[name]), env=SAME_THREADS, launcher=launcher)
+        else:  # one process: this one
+            build_here(str(recipe), "--output-dir", str(outs[name]), env=SAME_THREADS)
     return outs
 
 

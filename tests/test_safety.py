@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from synthcore.model_refs import resolve
-from tests.helpers import run_build, write_recipe
+from tests.helpers import build_here, write_recipe
 
 pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
 
@@ -75,7 +75,7 @@ def test_flagged_images_are_regenerated_with_a_recorded_seed(half_flagging_model
     from PIL import Image
 
     recipe = write_recipe(tmp_path, RECIPE.format(model=half_flagging_model, policy="regenerate"))
-    result = run_build(str(recipe), "--output-dir", str(tmp_path / "out"))
+    result = build_here(str(recipe), "--output-dir", str(tmp_path / "out"))
     got = rows(tmp_path / "out")
     assert got["id"], "some images must survive the checker"
     regenerated = [i for i, n in enumerate(got["safety_regenerations"]) if n > 0]
@@ -106,7 +106,7 @@ def test_flagged_images_can_be_dropped_and_are_counted(half_flagging_model: Path
     """One image per shard, so some shards lose every row: they must not become empty files in data/."""
     text = RECIPE.format(model=half_flagging_model, policy="drop").replace("batch_size: 4", "batch_size: 1")
     recipe = write_recipe(tmp_path, text + "output: {shard_size: 1}\n")
-    result = run_build(str(recipe), "--output-dir", str(tmp_path / "out"))
+    result = build_here(str(recipe), "--output-dir", str(tmp_path / "out"))
     got = rows(tmp_path / "out")
     dropped = int(result.stdout.split(" dropped by the safety checker")[0].split()[-1])
     assert 0 < dropped < 12 and len(got["id"]) == 12 - dropped

@@ -16,7 +16,7 @@ from builders.recipe import load_recipe, parse_recipe
 from eval.scorers import scorer_features
 from eval.scorers.resnet50 import imagenet_categories
 from eval.summary import read_summary
-from tests.helpers import ROOT, SCORE_FEATURES, run_build, write_recipe
+from tests.helpers import ROOT, SCORE_FEATURES, build_here, write_recipe
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_build_without_clip_has_only_resnet_columns(tmp_path: Path):
         "classes: {fox: {prompts: [a fox], imagenet_classes: [red fox]}}\nsplits: {train: 2}\n"
         "scoring: {clip: {enabled: false}, resnet50: {weights: tiny-random}}\n",
     )
-    result = run_build(str(recipe), "--output-dir", str(tmp_path / "out"))
+    result = build_here(str(recipe), "--output-dir", str(tmp_path / "out"))
     train = datasets.load_dataset(str(tmp_path / "out"), split="train")
     assert [c for c in train.column_names if c.startswith(("clip", "resnet50"))] == [
         c for c in SCORE_FEATURES if c.startswith("resnet50")

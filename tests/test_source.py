@@ -11,13 +11,13 @@ from builders.cli import main
 from builders.generators import resolve_family
 from builders.recipe import load_recipe
 from builders.source import SourceError, recipe_source
-from tests.helpers import ROOT, run_build, run_main
+from tests.helpers import ROOT, build_here, run_main
 
 
 @pytest.mark.e2e
 def test_rebuild_from_a_dataset_directory_gives_identical_rows_and_image_bytes(smoke_dir: Path, tmp_path: Path):
     rebuilt = tmp_path / "rebuilt"
-    result = run_build(str(smoke_dir), "--output-dir", str(rebuilt))
+    result = build_here(str(smoke_dir), "--output-dir", str(rebuilt))
     assert "18 images made, 0 found done" in result.stdout  # generated afresh, nothing reused
     originals = sorted(p.name for p in (smoke_dir / "data").iterdir())
     assert sorted(p.name for p in (rebuilt / "data").iterdir()) == originals

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from builders.recipe import load_recipe
-from tests.helpers import ROOT, benchmark_headline, run_build
+from tests.helpers import ROOT, benchmark_headline, build_here
 
 pytestmark = pytest.mark.e2e  # builds, model loads or subprocesses: the end-to-end tier
 
@@ -28,7 +28,7 @@ def stored_rows(path: Path) -> dict[str, list]:
 def test_background_writer_gives_the_same_dataset(smoke_dir: Path, tmp_path: Path):
     """The smoke build (background writer) and the same recipe written inline have identical rows and bytes."""
     inline = tmp_path / "inline"
-    run_build("recipes/smoke.yaml", "--output-dir", str(inline), "--no-background-writer")
+    build_here("recipes/smoke.yaml", "--output-dir", str(inline), "--no-background-writer")
     background_rows, inline_rows = stored_rows(smoke_dir), stored_rows(inline)
     assert sum(len(rows) for rows in inline_rows.values()) == 18
     for split, rows in inline_rows.items():

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from synthcore.image_hashes import reference_hashes, shared_images
 from synthcore.launch import start_state
 from synthcore.outdir import OwnedDir, Tool, check, claimed
 from synthcore.tiny import cache_root
@@ -128,8 +129,21 @@ def load_data(config: TrainConfig) -> tuple[Split, list[Split], list[str]]:
             dataset = pick(other, name, config.eval_dataset)
             theirs = class_names(dataset, config, config.eval_dataset, name)
             lookup = label_lookup(theirs, classes, config.label_map, source)
+            refuse_reference_photos(splits, dataset, config.image_column, source)
             evals.append(Split(f"{Path(config.eval_dataset).name}/{name}", dataset, lookup))
     return Split(config.train_split, train_ds), evals, classes
+
+
+def refuse_reference_photos(splits, dataset, image_column: str, source: str) -> None:
+    """An evaluation split may not hold the real photos the training dataset was made from (real-image guidance):
+    a classifier evaluated on them is measured on what steered its training images."""
+    shared = shared_images(reference_hashes(splits.values()), dataset, image_column)
+    if shared:
+        raise TrainingError(
+            f"{source}: {len(shared)} image(s) (rows {shared[:5]}{' …' if len(shared) > 5 else ''}) are reference "
+            "photos the training dataset's images were made from (their SHA-256 is in its reference_sha256 "
+            "column): evaluating on them measures memory, not generalisation; leave them out of the evaluation set"
+        )
 
 
 def train_probe(

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import datasets
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from builders.formats.base import ExportFormat, FormatOptions, Progress, Written, write_folder_card
-from builders.formats.source import SourceData, SourceFile, image_extension, read_batches
+from builders.formats.source import SourceData, SourceFile, image_extensions, read_batches
 from synthcore.columns import ID, IMAGE, LABEL
 from synthcore.layout import MAX_FILES_PER_FOLDER
-from synthcore.parallel import ordered_map
+from synthcore.parallel import IO_THREADS, ordered_map
 
 METADATA = "metadata.parquet"
 FILE_NAME = "file_name"
@@ -34,6 +35,7 @@ FILE_NAME = "file_name"
 # in groups of a source file's 256 held 100 MiB of them), and holds one group (16,384 rows: ~30 MiB, at any size)
 METADATA_ROWS = 16_384
 CLASSES = "classes.json"
+WRITE_THREADS = 2 * IO_THREADS  # creating a file mostly waits on the file system, the GIL released
 
 
 CARD_BODY = (
@@ -78,8 +80,12 @@ class ImageFolder(ExportFormat):
         for split, files in source.files.items():
             (folder / split).mkdir(parents=True, exist_ok=True)
             present[split], pending = set(), []
-            with pq.ParquetWriter(folder / split / METADATA, schema) as metadata:  # rewritten whole every run
-                for file, table, labels in ordered_map(partial(_export_file, source, folder, done=done), files):
+            with (
+                _Images(folder / split, source.class_names) as images,
+                pq.ParquetWriter(folder / split / METADATA, schema) as metadata,
+            ):  # rewritten whole every run
+                export = partial(_export_file, source, images, done=done)
+                for file, table, labels in ordered_map(export, files, threads=WRITE_THREADS):
                     pending.append(table.cast(schema))
                     if sum(part.num_rows for part in pending) >= METADATA_ROWS or file is files[-1]:
                         metadata.write_table(pa.concat_tables(pending))
@@ -109,46 +115,68 @@ def _key(file: SourceFile) -> str:
 
 
 def _export_file(
-    source: SourceData, folder: Path, file: SourceFile, *, done: set[str]
+    source: SourceData, images: _Images, file: SourceFile, *, done: set[str]
 ) -> tuple[SourceFile, pa.Table, set[int]]:
     """One source file: its images into their class folders (unless an earlier run finished them), and its rows
     with the images' file names in place of their bytes. Returns the file, those rows and the labels met."""
-    names, write = source.class_names, _key(file) not in done
-    parts, labels, made = [], set(), set()
+    parts, labels = [], set()
     for batch in read_batches(file, list(source.features)):
-        images, ids = batch.column(IMAGE).field("bytes").to_pylist(), batch.column(ID).to_pylist()
-        file_names = []
-        for data, row_id, label in zip(images, ids, batch.column(LABEL).to_pylist()):
-            name = f"{names[label]}/{_stem(row_id, file, len(file_names))}.{image_extension(data)}"
-            if write:
-                if label not in made:
-                    os.makedirs(folder / file.split / names[label], exist_ok=True)
-                    made.add(label)
-                _write_file(folder / file.split / name, data)
-            file_names.append(name)
-            labels.add(label)
         table = pa.Table.from_batches([batch])
-        parts.append(table.set_column(table.schema.get_field_index(IMAGE), FILE_NAME, pa.array(file_names)))
+        data = table.column(IMAGE).combine_chunks().field("bytes")
+        names = _file_names(images.class_names, table, data, file.first_row + sum(p.num_rows for p in parts))
+        met = set(pc.unique(table.column(LABEL)).to_pylist())
+        if _key(file) not in done:
+            images.write(names.to_pylist(), data.to_pylist(), [source.class_names[label] for label in met])
+        labels |= met
+        parts.append(table.set_column(table.schema.get_field_index(IMAGE), FILE_NAME, names))
     return file, pa.concat_tables(parts), labels
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    """A new file of ``data`` through the bare system calls: Python's buffered file object costs twice as much
-    a file, and a million files are written."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:  # a write may take fewer bytes than given
-            view = view[os.write(descriptor, view) :]
-    finally:
-        os.close(descriptor)
+def _file_names(class_names: pa.Array, table: pa.Table, data: pa.Array, first_row: int) -> pa.Array:
+    """``<class name>/<stem>.<extension>`` of each row, a column at a time. The stem is the last part of the row's
+    id (``train/fox/000012`` gives ``000012``), unique within its class; the row's number in the split where the
+    id gives no usable name (empty, hidden, a backslash)."""
+    stems = pc.replace_substring_regex(pc.cast(table.column(ID), pa.string()), r"^.*/", "")
+    unusable = pc.or_(pc.or_(pc.equal(stems, ""), pc.starts_with(stems, ".")), pc.match_substring(stems, "\\"))
+    if pc.any(unusable).as_py():
+        numbers = pa.array([f"{first_row + index:09d}" for index in range(len(table))], pa.string())
+        stems = pc.if_else(unusable, numbers, stems)
+    classes = class_names.take(table.column(LABEL))
+    return pc.binary_join_element_wise(classes, "/", stems, ".", image_extensions(data), "")
 
 
-def _stem(row_id: str, file: SourceFile, index: int) -> str:
-    """The file name of a row: the last part of its id (``train/fox/000012`` gives ``000012``), unique within its
-    class; the row's number in the split where the id gives no usable name."""
-    stem = str(row_id).rsplit("/", 1)[-1]
-    return stem if stem and not stem.startswith(".") and "\\" not in stem else f"{file.first_row + index:09d}"
+class _Images:
+    """The image files of one split, written through the bare system calls relative to the split's folder (Python's
+    buffered file object costs twice as much a file, and a path from the root has to be looked up again each
+    time); a million files are written. A class folder is made the first time one of its images comes."""
+
+    def __init__(self, folder: Path, class_names: list[str]):
+        self.folder, self.made = folder, set()
+        self.class_names = pa.array(class_names, pa.string())
+
+    def __enter__(self) -> _Images:
+        self.descriptor = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.descriptor)
+
+    def write(self, names: list[str], images: list[bytes], classes: list[str]) -> None:
+        for name in classes:
+            if name not in self.made:
+                os.makedirs(self.folder / name, exist_ok=True)  # two threads may both make it
+                self.made.add(name)
+        for name, data in zip(names, images):
+            self._write_file(name, data)
+
+    def _write_file(self, name: str, data: bytes) -> None:
+        descriptor = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=self.descriptor)
+        try:
+            view = memoryview(data)
+            while view:  # a write may take fewer bytes than given
+                view = view[os.write(descriptor, view) :]
+        finally:
+            os.close(descriptor)
 
 
 def _write_classes(folder: Path, names: list[str], present: dict[str, set[int]]) -> None:

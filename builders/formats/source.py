@@ -2,7 +2,7 @@
 
 Only ``data/`` is read: what the filters kept is in every format, and nothing else (the rows they set aside stay in
 ``dropped/``, or in the ``<split>_dropped`` splits of ``data/``, which are exported as splits of their own). Files
-are read one row group at a time, so memory does not grow with a file's size.
+are read in batches of bounded size, so memory does not grow with a file's size.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from pathlib import Path
 
 import datasets
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from synthcore.columns import ID, IMAGE, LABEL
 from synthcore.layout import hub_files
 
+BATCH_BYTES = 64 * 2**20  # of rows read at once from a data file (as stored, uncompressed)
 FOOTER_TAIL = 8  # a Parquet file ends with the footer's length (4 bytes) and b"PAR1"
 
 
@@ -115,10 +117,14 @@ def _footer(path: Path, size: int) -> bytes:
 
 
 def read_batches(file: SourceFile, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    """The file's rows, ``columns`` only, one row group at a time."""
+    """The file's rows, ``columns`` only, in batches of about ``BATCH_BYTES`` (at least a row): memory does not
+    grow with a file's size, and small files are read in one batch (a batch has a fixed cost per column, and a
+    row group of a shard holds few rows: reading them a row group at a time doubled the work)."""
     parquet = pq.ParquetFile(file.path)
-    for group in range(parquet.metadata.num_row_groups):
-        yield from parquet.read_row_group(group, columns=columns).to_batches()
+    meta = parquet.metadata
+    size = sum(meta.row_group(group).total_byte_size for group in range(meta.num_row_groups))
+    rows = max(1, min(meta.num_rows, BATCH_BYTES * meta.num_rows // max(size, 1)))
+    yield from parquet.iter_batches(batch_size=rows, columns=columns)
 
 
 def file_groups(files: list[SourceFile], rows: int = 4096) -> Iterator[list[SourceFile]]:
@@ -135,6 +141,14 @@ def file_groups(files: list[SourceFile], rows: int = 4096) -> Iterator[list[Sour
 
 
 IMAGE_EXTENSIONS = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpg", b"RIFF": "webp", b"GIF8": "gif"}
+
+
+def image_extensions(images: pa.Array) -> pa.Array:
+    """``image_extension`` of each of ``images`` (binary), computed once for each distinct magic number."""
+    heads = pc.binary_slice(images, 0, 4)
+    distinct = pc.unique(heads)
+    extensions = pa.array([image_extension(head.as_py()) for head in distinct], pa.string())
+    return extensions.take(pc.index_in(heads, distinct))
 
 
 def image_extension(data: bytes) -> str:

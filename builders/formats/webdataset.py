@@ -23,7 +23,7 @@ from pydantic import Field
 
 from builders.formats.base import ExportFormat, FormatOptions, Progress, Written, write_folder_card
 from builders.formats.jsonrows import json_rows
-from builders.formats.source import SourceData, SourceFile, file_groups, image_extension, read_batches
+from builders.formats.source import SourceData, SourceFile, file_groups, image_extensions, read_batches
 from synthcore.columns import IMAGE, LABEL
 from synthcore.parallel import ordered_map
 
@@ -136,15 +136,14 @@ def _samples(source: SourceData, files: list[SourceFile], *, start: int, width: 
     parts = [pa.Table.from_batches(list(read_batches(f, [IMAGE, LABEL, *columns]))) for f in files]
     skip = max(0, start - files[0].first_row)
     table = pa.concat_tables(parts).slice(skip)
-    images = table.column(IMAGE).combine_chunks().field("bytes").to_pylist()
+    images = table.column(IMAGE).combine_chunks().field("bytes")
+    kinds = pc.cast(pc.binary_join_element_wise(".", image_extensions(images), ""), pa.binary()).to_pylist()
     labels = pc.cast(pc.cast(table.column(LABEL), pa.string()), pa.binary()).to_pylist()
     texts = json_rows(table.select(columns))
     first = files[0].first_row + skip
-    extension = {data[:4]: b"." + image_extension(data).encode() for data in images[:1]}
     samples = []
-    for row, (data, label, text) in enumerate(zip(images, labels, texts), first):
+    for row, (data, kind, label, text) in enumerate(zip(images.to_pylist(), kinds, labels, texts), first):
         key = b"%0*d" % (width, row)
-        kind = extension.get(data[:4]) or extension.setdefault(data[:4], b"." + image_extension(data).encode())
         samples.append(_member(key + kind, data) + _member(key + b".cls", label) + _member(key + b".json", text))
     return samples
 

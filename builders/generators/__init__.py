@@ -1,9 +1,11 @@
 """The generator registry: every generator plug-in, by the diffusers pipeline class it runs.
 
 To add a diffusers family, write a module beside these with a ``Generator`` subclass (``base.py``; most families
-are a ``SignatureGenerator`` of ``generic.py`` with a few class attributes) and add it to ``FAMILIES``. A
-text-to-image pipeline class of no registered family runs with ``generic.Generic``. ``resolve_family`` picks the
-plug-in from the model's ``model_index.json`` and gives the recipe the family's defaults, before any weights load.
+are a ``SignatureGenerator`` of ``generic.py`` with a few class attributes; a modular pipeline's a
+``ModularGenerator`` of ``modular.py``) and add it to ``FAMILIES``. A text-to-image pipeline class of no
+registered family runs with ``generic.Generic``. ``resolve_family`` picks the plug-in from the model's
+``model_index.json`` (a modular pipeline's ``modular_model_index.json``) and gives the recipe the family's
+defaults, before any weights load.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 from builders.generators.base import Generator
 from builders.generators.flux import Flux
 from builders.generators.flux2 import Flux2Klein
+from builders.generators.flux3 import Flux3
 from builders.generators.generic import TEXT_TO_IMAGE, generic_for
 from builders.generators.krea2 import Krea2
+from builders.generators.modular import generic_modular_for
 from builders.generators.pixart import PixArtSigma
 from builders.generators.sana import Sana
 from builders.generators.sd3 import StableDiffusion3
@@ -32,6 +36,7 @@ FAMILIES: tuple[Generator, ...] = (
     ZImage(),
     Flux2Klein(),
     Krea2(),
+    Flux3(),
 )
 GENERATORS: dict[str, Generator] = {name: generator for generator in FAMILIES for name in generator.pipeline_classes}
 
@@ -68,7 +73,7 @@ def generator_for(files: ModelFiles) -> Generator:
 
 def generator_of_class(pipeline_class: str) -> Generator | None:
     """The registered family of a pipeline class, else its generic plug-in; None when it is not text-to-image."""
-    return GENERATORS.get(pipeline_class) or generic_for(pipeline_class)
+    return GENERATORS.get(pipeline_class) or generic_for(pipeline_class) or generic_modular_for(pipeline_class)
 
 
 def resolve_family(recipe: Recipe, source: str = "<recipe>") -> Recipe:

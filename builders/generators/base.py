@@ -251,7 +251,11 @@ class Generator(ABC):
             dtype_name=choose_dtype(settings.dtype, device_type),
             device_type=device_type,
         )
-        return [*pipeline_needs(recipe), *standalone, decoder]
+        return [*self.pipeline_needs(recipe), *standalone, decoder]
+
+    def pipeline_needs(self, recipe: Recipe) -> list[ModelNeed]:
+        """The pipeline's own files (``pipeline_needs``; a modular pipeline's index differs)."""
+        return pipeline_needs(recipe)
 
     @abstractmethod
     def load(self, recipe: Recipe, placement: Placement) -> LoadedGenerator:
@@ -393,20 +397,29 @@ def load_pipeline(generator: DiffusersGenerator, recipe: Recipe, placement: Plac
     else:
         pipe.to(placement.device)
     pipe.set_progress_bar_config(disable=True)
-    if settings.vae_slicing:
-        pipe.vae.enable_slicing()
-    if settings.vae_tiling:
-        pipe.vae.enable_tiling()
+    set_vae_memory(pipe, settings)
     generator.prepare(pipe, recipe)
     if settings.text_encoder_dtype and generator.latents_in_prompt_dtype:
         encode_prompts_in_denoiser_dtype(pipe, getattr(pipe, generator.denoiser).dtype)
     if settings.compile:
-        # In place (nn.Module.compile): the pipeline keeps its own denoiser and VAE objects, whose type, config,
-        # dtype and device it reads. Of the VAE, the decoder module (all of the decode's FLOPs) is compiled, not
-        # the bound ``vae.decode``, which a wrapper would shadow with an instance attribute of another type.
-        getattr(pipe, generator.denoiser).compile()
-        pipe.vae.decoder.compile()
+        compile_in_place(pipe, generator.denoiser)
     return pipe
+
+
+def set_vae_memory(pipe, settings) -> None:
+    """``model.vae_slicing`` and ``model.vae_tiling`` on the pipeline's VAE (classic or modular)."""
+    if settings.vae_slicing:
+        pipe.vae.enable_slicing()
+    if settings.vae_tiling:
+        pipe.vae.enable_tiling()
+
+
+def compile_in_place(pipe, denoiser: str) -> None:
+    """``model.compile``, in place (nn.Module.compile): the pipeline keeps its own denoiser and VAE objects, whose
+    type, config, dtype and device it reads. Of the VAE, the decoder module (all of the decode's FLOPs) is compiled,
+    not the bound ``vae.decode``, which a wrapper would shadow with an instance attribute of another type."""
+    getattr(pipe, denoiser).compile()
+    pipe.vae.decoder.compile()
 
 
 def component_dtypes(generator: Generator, text_encoder_dtype: str | None, placement: Placement):

@@ -63,6 +63,17 @@ def call_parameters(pipeline_class: str) -> dict[str, Any] | None:
     return {name: parameter.default for name, parameter in parameters.items() if name != "self"}
 
 
+def image_to_image_for(pipeline_class: str) -> str | None:
+    """The image-to-image pipeline class diffusers pairs with a text-to-image one (``AutoPipelineForImage2Image``'s
+    table) when it starts from an image and a ``strength``; None when there is none (real-image guidance is then
+    refused, naming the class)."""
+    from diffusers.pipelines.auto_pipeline import AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, AUTO_TEXT2IMAGE_PIPELINES_MAPPING
+
+    key = next((key for key, cls in AUTO_TEXT2IMAGE_PIPELINES_MAPPING.items() if cls.__name__ == pipeline_class), None)
+    found = AUTO_IMAGE2IMAGE_PIPELINES_MAPPING.get(key) if key else None
+    return found.__name__ if found is not None and "strength" in (call_parameters(found.__name__) or {}) else None
+
+
 def is_text_to_image(pipeline_class: str) -> bool:
     """Whether the class's call makes images from a prompt alone, each from its own ``generator``."""
     parameters = call_parameters(pipeline_class)
@@ -154,6 +165,7 @@ class Generic(SignatureGenerator):
         parameters = call_parameters(pipeline_class) or {}
         self.pipeline_classes = (pipeline_class,)
         self.label = pipeline_class
+        self.image_to_image = image_to_image_for(pipeline_class)
         self.default_steps = _number(parameters.get("num_inference_steps"), 50)
         guidance = next((parameters[name] for name in GUIDANCE_PARAMETERS if name in parameters), None)
         self.default_guidance = _number(guidance, 0.0)

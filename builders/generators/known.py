@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 INDEX = "model_index.json"
+MODULAR_INDEX = "modular_model_index.json"  # a modular pipeline's index, read where it has no model_index.json
 
 
 @dataclass(frozen=True)
@@ -87,4 +88,7 @@ KNOWN_MODELS: dict[str, KnownModel] = {
     },
     "CalamitousFelicitousness/Krea-2-Turbo-Diffusers": KnownModel("Krea2Pipeline", index={"is_distilled": True}),
     "CalamitousFelicitousness/Krea-2-Base-Diffusers": KnownModel("Krea2Pipeline", index={"is_distilled": False}),
+    # modular pipelines: their modular_model_index.json's _class_name (the blocks are that class's default ones)
+    "black-forest-labs/flux-3-image-klein": KnownModel("Flux3DistilledModularPipeline"),
+    "black-forest-labs/flux-3-image-klein-base": KnownModel("Flux3ModularPipeline"),
 }

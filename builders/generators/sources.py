@@ -1,6 +1,7 @@
 """The few small files of a model that decide its family, read before any weights: ``model_index.json`` (the
-diffusers pipeline class and its components), then the denoiser's ``config.json`` (its native size; for FLUX.1,
-whether it has the guidance embedding of [dev]).
+diffusers pipeline class and its components) or, for a modular pipeline, ``modular_model_index.json`` (its
+``ModularPipeline`` class, its blocks class and where each component is loaded from), then the denoiser's
+``config.json`` (its native size; for FLUX.1, whether it has the guidance embedding of [dev]).
 
 A local directory is read in place. Of a Hub model only these files are fetched (or found in the local Hub cache),
 so a build knows what it is running, and refuses what it cannot run, before it downloads gigabytes of weights.
@@ -13,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from builders.generators.known import INDEX, KNOWN_MODELS
+from builders.generators.known import INDEX, KNOWN_MODELS, MODULAR_INDEX
 from synthcore.model_refs import TINY_RANDOM, is_local_path
 
 # ``tiny-random`` is the tiny Stable Diffusion pipeline (synthcore/tiny.py), built on first use: what it is must be
@@ -40,20 +41,39 @@ class ModelFiles:
         self.revision = revision
 
     def index(self) -> dict[str, Any]:
+        """``model_index.json``, or ``modular_model_index.json`` for a repo that ships only a modular pipeline
+        (FLUX.3): what ``ModularPipeline.from_pretrained`` reads, in the same order."""
         if self.model_id == TINY_RANDOM:
             return _TINY_RANDOM_INDEX
-        index = self.json(INDEX)
+        index = self.modular_index() or self.json(INDEX)
         if index is None:
             raise ModelIndexError(
-                f"model.id: {self.model_id!r} has no {INDEX}, so it is not a diffusers pipeline (a single-file "
-                "checkpoint or a bare model must be converted to the diffusers layout first)"
+                f"model.id: {self.model_id!r} has no {INDEX} (nor {MODULAR_INDEX}), so it is not a diffusers "
+                "pipeline (a single-file checkpoint or a bare model must be converted to the diffusers layout first)"
             )
         return index
+
+    def modular_index(self) -> dict[str, Any] | None:
+        """``modular_model_index.json`` (the modular pipeline's class, its blocks and its components' sources);
+        None for a classic pipeline."""
+        try:
+            return None if self.json(INDEX) is not None else self.json(MODULAR_INDEX)
+        except NotCached:
+            return self._cached_modular_index()
+
+    def _cached_modular_index(self) -> dict[str, Any] | None:
+        """Offline, a modular repo's index from the cache (its ``model_index.json``, which it has none of, cannot be
+        told from one not yet downloaded)."""
+        try:
+            return self.json(MODULAR_INDEX)
+        except NotCached:
+            return None
 
     def pipeline_class(self) -> str:
         name = self.index().get("_class_name")
         if not isinstance(name, str):
-            raise ModelIndexError(f"model.id: the {INDEX} of {self.model_id!r} names no pipeline class (_class_name)")
+            which = MODULAR_INDEX if self.modular_index() else INDEX
+            raise ModelIndexError(f"model.id: the {which} of {self.model_id!r} names no pipeline class (_class_name)")
         return name
 
     def ships_safety_checker(self) -> bool:

@@ -28,6 +28,7 @@ class ZImage(SignatureGenerator):
     tiny_names = ("z-image",)  # its tiny random pipelines (write_tiny), for tests and benchmarks
     label = "Z-Image"
     pipeline_classes = ("ZImagePipeline",)
+    image_to_image = "ZImageImg2ImgPipeline"
     example = "Tongyi-MAI/Z-Image-Turbo"
     card_tags = ("z-image",)
     max_sequence_length = 512
