@@ -73,6 +73,7 @@ def denoiser_forward(spec: dict, size: int, batch: int = 1, dtype: torch.dtype =
         or config.get("caption_channels")
         or config.get("cross_attention_dim")
         or config.get("cap_feat_dim")
+        or config.get("text_hidden_dim")
     )
 
     def run():
@@ -123,6 +124,16 @@ def denoiser_forward(spec: dict, size: int, batch: int = 1, dtype: torch.dtype =
                 img_ids=torch.zeros(batch, tokens, 4),
                 txt_ids=torch.zeros(batch, spec["text_tokens"], 4),
             )
+        if name == "Krea2Transformer2DModel":  # 2x2-packed latents; text as (tokens, tapped layers, width)
+            tokens, text_tokens = (latent // 2) ** 2, spec["text_tokens"]
+            layers = zeros(batch, text_tokens, config["num_text_layers"], config["text_hidden_dim"])
+            return model(
+                hidden_states=zeros(batch, tokens, config["in_channels"]),
+                encoder_hidden_states=layers,
+                timestep=t,
+                position_ids=torch.zeros(text_tokens + tokens, 3),
+                encoder_attention_mask=torch.ones(batch, text_tokens, dtype=torch.bool),
+            )
         if name == "ZImageTransformer2DModel":  # lists of per-image latents (C, frames, H, W) and prompt tokens
             return model(list(x.unsqueeze(2).unbind(0)), t, list(text.unbind(0)), return_dict=False)
         raise ValueError(f"no forward for {name}")
@@ -141,7 +152,8 @@ def vae_decode_forward(
     import diffusers
 
     vae = getattr(diffusers, spec["class"])(**spec["config"]).to(dtype)
-    return vae, lambda: vae.decode(torch.zeros(batch, latent_channels, latent, latent, dtype=dtype))
+    frames = (1,) if spec["class"] == "AutoencoderKLQwenImage" else ()  # a video VAE: one frame
+    return vae, lambda: vae.decode(torch.zeros(batch, latent_channels, *frames, latent, latent, dtype=dtype))
 
 
 def vae_decode_gflops(spec: dict, latent_channels: int, latent: int) -> float:

@@ -81,6 +81,17 @@ GENERATOR_LICENSES: dict[str, str | dict] = {
         repo: _other_license("flux-non-commercial-license", repo)
         for repo in ("black-forest-labs/FLUX.2-klein-9B", "black-forest-labs/FLUX.2-klein-base-9B")
     },
+    **{
+        repo: {
+            "license": "other",
+            "license_name": "krea-2-community",
+            "license_link": "https://www.krea.ai/krea-2-licensing",
+        }
+        for repo in (
+            "CalamitousFelicitousness/Krea-2-Turbo-Diffusers",
+            "CalamitousFelicitousness/Krea-2-Base-Diffusers",
+        )
+    },
     TINY_RANDOM: "apache-2.0",  # random weights made by this project (Apache-2.0): no generator's license applies
 }
 

@@ -152,10 +152,15 @@ class HubModel(ModelNeed):
             listed = json.loads((directory / self.index).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"has an unreadable {self.index} ({err})") from None
+        # A component is a [library, class] pair of names (an absent one [null, null]); other lists are the
+        # pipeline's config (Krea 2's text_encoder_select_layers).
         return [
             name
             for name, value in listed.items()
-            if not name.startswith("_") and isinstance(value, list) and value[:1] != [None]
+            if not name.startswith("_")
+            and isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(part, str) for part in value)
         ]
 
     def _local_hint(self) -> str:

@@ -346,3 +346,20 @@ def qwen_tokenizer():
         chat_template=QWEN_CHAT_TEMPLATE,
         model_max_length=32768,
     )
+
+
+def qwen3_config(tokenizer, hidden_size: int, num_hidden_layers: int):
+    """A Qwen3 text encoder's config at toy width over ``qwen_tokenizer``'s vocabulary (two heads)."""
+    from transformers import Qwen3Config
+
+    return Qwen3Config(
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=hidden_size // 2,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+    )

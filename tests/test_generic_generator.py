@@ -67,7 +67,7 @@ def test_a_key_the_pipeline_does_not_take_is_a_recipe_error_naming_key_and_pipel
     assert len(found) == 3, found
     assert found[0].startswith("negative_prompt: Flux2KleinKVPipeline takes no negative prompt")
     assert found[1].startswith("classes.fox.negative_prompt: Flux2KleinKVPipeline takes no negative prompt")
-    assert found[2].startswith("generation.guidance_scale: Flux2KleinKVPipeline (Flux2KleinKVPipeline) takes no")
+    assert found[2].startswith("generation.guidance_scale: none: Flux2KleinKVPipeline (Flux2KleinKVPipeline) takes no")
 
 
 def test_a_sequence_length_needs_the_call_to_take_one(tmp_path: Path):
@@ -117,5 +117,5 @@ def test_flux2_klein_defaults_follow_is_distilled_and_the_distilled_take_no_guid
         assert (gen.height, gen.num_inference_steps, gen.guidance_scale) == (1024, *expected)
     found = problems_of(recipe_text(distilled, "generation: {guidance_scale: 3.5}", extra="negative_prompt: lowres"))
     assert [problem.split(":")[0] for problem in found] == ["negative_prompt", "generation.guidance_scale"]
-    assert "FLUX.2 [klein] is step-distilled" in found[1]
+    assert "this FLUX.2 [klein] model is step-distilled" in found[1] and "set at most 1" in found[1]
     assert family_of(resolve_family(parse_recipe(recipe_text(base), "r.yaml"))).passes(4.0) == 2

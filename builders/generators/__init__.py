@@ -15,6 +15,7 @@ from builders.generators.flux import Flux
 from builders.generators.flux2 import Flux2Klein
 from builders.generators.flux3 import Flux3
 from builders.generators.generic import TEXT_TO_IMAGE, generic_for
+from builders.generators.krea2 import Krea2
 from builders.generators.modular import generic_modular_for
 from builders.generators.pixart import PixArtSigma
 from builders.generators.sana import Sana
@@ -34,6 +35,7 @@ FAMILIES: tuple[Generator, ...] = (
     Sana(),
     ZImage(),
     Flux2Klein(),
+    Krea2(),
     Flux3(),
 )
 GENERATORS: dict[str, Generator] = {name: generator for generator in FAMILIES for name in generator.pipeline_classes}

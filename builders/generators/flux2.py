@@ -13,17 +13,7 @@ from pathlib import Path
 
 from builders.generators.base import FamilyDefaults, FamilyFlops
 from builders.generators.generic import SignatureGenerator
-from builders.generators.sources import ModelFiles
-from builders.recipe import Recipe
-from synthcore.tiny import qwen_tokenizer
-
-DISTILLED = FamilyDefaults(1024, 1024, 4, 1.0, 512)  # the [klein] 4B/9B cards: 4 steps, guidance 1 (none)
-BASE = FamilyDefaults(1024, 1024, 50, 4.0, 512)  # the [klein] base cards: 50 steps, guidance 4
-NO_GUIDANCE = "none: FLUX.2 [klein] is step-distilled and runs without guidance (guidance_scale 1 or less)"
-
-
-def is_distilled(files: ModelFiles) -> bool:
-    return bool(files.index().get("is_distilled", False))
+from synthcore.tiny import qwen3_config, qwen_tokenizer
 
 
 class Flux2Klein(SignatureGenerator):
@@ -34,22 +24,10 @@ class Flux2Klein(SignatureGenerator):
     example = "black-forest-labs/FLUX.2-klein-4B"
     card_tags = ("flux2",)
     max_sequence_length = 512
-    default_steps, default_guidance, default_sequence_length = BASE.num_inference_steps, BASE.guidance_scale, 512
+    default_steps, default_guidance, default_sequence_length = 50, 4.0, 512  # the [klein] base cards
+    distilled = FamilyDefaults(1024, 1024, 4, 1.0, 512)  # the [klein] 4B/9B cards: 4 steps, guidance 1 (none)
     # GFLOPs counted by benchmarks/families.py on the reference architecture (families_architecture.json).
     flops = FamilyFlops(size=1024, denoiser=34820.2, vae_decode=10474.7, text_encoders=4273.4, reference=example)
-
-    def defaults(self, files: ModelFiles) -> FamilyDefaults:
-        return DISTILLED if is_distilled(files) else BASE
-
-    def guidance(self, files: ModelFiles) -> str:
-        return NO_GUIDANCE if is_distilled(files) else super().guidance(files)
-
-    def problems(self, recipe: Recipe, files: ModelFiles) -> list[str]:
-        problems = super().problems(recipe, files)
-        if is_distilled(files):
-            given = recipe.guidance_settings()
-            problems += [f"{key}: {NO_GUIDANCE}; got {value}" for key, value in given if value > 1]
-        return problems
 
     def write_tiny(self, directory: Path, name: str) -> None:
         """FLUX.2 [klein] base: a transformer of one double and one single block over 2x2-patchified latents, a
@@ -61,7 +39,7 @@ class Flux2Klein(SignatureGenerator):
             Flux2KleinPipeline,
             Flux2Transformer2DModel,
         )
-        from transformers import Qwen3Config, Qwen3ForCausalLM
+        from transformers import Qwen3ForCausalLM
 
         tokenizer = qwen_tokenizer()
         text_dim = 8
@@ -77,19 +55,7 @@ class Flux2Klein(SignatureGenerator):
             axes_dims_rope=(4, 4, 4, 4),
             guidance_embeds=False,
         )
-        text_encoder = Qwen3ForCausalLM(
-            Qwen3Config(
-                hidden_size=text_dim,
-                intermediate_size=16,
-                num_hidden_layers=27,
-                num_attention_heads=2,
-                num_key_value_heads=2,
-                head_dim=4,
-                vocab_size=len(tokenizer),
-                max_position_embeddings=1024,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
+        text_encoder = Qwen3ForCausalLM(qwen3_config(tokenizer, text_dim, 27))
         vae = AutoencoderKLFlux2(
             sample_size=32,
             down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),

@@ -22,7 +22,7 @@ import inspect
 from functools import cache
 from typing import Any, ClassVar
 
-from builders.generators.base import DiffusersGenerator
+from builders.generators.base import DiffusersGenerator, FamilyDefaults
 from builders.generators.sources import ModelFiles
 from builders.recipe import Recipe
 
@@ -85,13 +85,26 @@ def is_text_to_image(pipeline_class: str) -> bool:
     )
 
 
+def is_distilled(files: ModelFiles) -> bool:
+    """Whether the pipeline's config (``model_index.json``) marks its model step-distilled (FLUX.2 [klein], Krea 2)."""
+    return bool(files.index().get("is_distilled", False))
+
+
 class SignatureGenerator(DiffusersGenerator):
-    """A family whose recipe keys are those its pipeline's ``__call__`` takes (``call_parameters``)."""
+    """A family whose recipe keys are those its pipeline's ``__call__`` takes (``call_parameters``). Where the family
+    ships step-distilled models marked so in ``model_index.json`` (``is_distilled``), they get ``distilled``'s
+    defaults, and a guidance value that would turn guidance on is a recipe error (their pipelines ignore it)."""
 
     flow_matching = True
     gpu_dtype = "bfloat16"
     size_factor = 16  # VAE 8 x patch 2, the usual DiT
     cfg_above: ClassVar[float] = 1.0  # classifier-free guidance (two passes a step) runs above this value
+    distilled: ClassVar[FamilyDefaults | None] = None  # the defaults of its models marked ``is_distilled``
+
+    def defaults(self, files: ModelFiles) -> FamilyDefaults:
+        if self.distilled is not None and is_distilled(files):
+            return self.distilled
+        return super().defaults(files)
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -109,20 +122,28 @@ class SignatureGenerator(DiffusersGenerator):
     def passes(self, guidance_scale: float) -> int:
         return 2 if guidance_scale > self.cfg_above else 1
 
-    def guidance(self, files: ModelFiles) -> str:
+    def no_guidance(self, files: ModelFiles) -> str | None:
+        """Why the model takes no guidance value (the pipeline takes none, or the model is step-distilled)."""
         if self.guidance_parameter is None:
-            return "none: the pipeline takes no guidance"
+            return f"none: {self.label} ({self.pipeline_classes[0]}) takes no guidance scale"
+        if self.distilled is not None and is_distilled(files):
+            return f"none: this {self.label} model is step-distilled and runs without guidance"
+        return None
+
+    def guidance(self, files: ModelFiles) -> str:
+        if (reason := self.no_guidance(files)) is not None:
+            return reason
         above = f"when above {self.cfg_above:g}"
         return f"classifier-free guidance (`{self.guidance_parameter}`; a second, unconditional pass per step {above})"
 
     def problems(self, recipe: Recipe, files: ModelFiles) -> list[str]:
         problems = super().problems(recipe, files)
-        if self.guidance_parameter is None:
+        if (reason := self.no_guidance(files)) is not None:
+            limit = self.cfg_above if self.guidance_parameter else 0
             problems += [
-                f"{key}: {self.label} ({self.pipeline_classes[0]}) takes no guidance scale; leave it out or set 0, "
-                f"got {value}"
+                f"{key}: {reason}; leave it out or set at most {limit:g}, got {value}"
                 for key, value in recipe.guidance_settings()
-                if value
+                if value > limit
             ]
         return problems
 

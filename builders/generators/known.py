@@ -3,10 +3,10 @@
 A dry run is what a user runs before downloading 4 to 35 GB of weights, often offline: for the models the shipped
 recipes and the docs name, the family (the pipeline class of ``model_index.json``), whether the pipeline ships its
 own safety checker, and the config keys the plug-ins read (the denoiser's ``sample_size``; FLUX.1's
-``guidance_embeds``; FLUX.2 [klein]'s ``is_distilled``) are in this table, so ``ModelFiles`` answers from it when the
-Hub cannot be reached and the files are not in the local cache. Anything else offline and not cached stays the
-error it was. ``tests/test_known_models.py`` keeps the table in step with the registry: every family has a known
-model, every entry's family is registered.
+``guidance_embeds``; FLUX.2 [klein]'s and Krea 2's ``is_distilled``) are in this table, so ``ModelFiles`` answers
+from it when the Hub cannot be reached and the files are not in the local cache. Anything else offline and not
+cached stays the error it was. ``tests/test_known_models.py`` keeps the table in step with the registry: every
+family has a known model, every entry's family is registered.
 
 ``gigabytes``: about what the build downloads of the model (``model_index.json``, the components' configs,
 tokenizers and their non-variant safetensors weights, the files ``synthcore.availability.DIFFUSERS_FILES`` names),
@@ -86,6 +86,8 @@ KNOWN_MODELS: dict[str, KnownModel] = {
         for size in ("4B", "9B")
         for base in ("", "base-")
     },
+    "CalamitousFelicitousness/Krea-2-Turbo-Diffusers": KnownModel("Krea2Pipeline", index={"is_distilled": True}),
+    "CalamitousFelicitousness/Krea-2-Base-Diffusers": KnownModel("Krea2Pipeline", index={"is_distilled": False}),
     # modular pipelines: their modular_model_index.json's _class_name (the blocks are that class's default ones)
     "black-forest-labs/flux-3-image-klein": KnownModel("Flux3DistilledModularPipeline"),
     "black-forest-labs/flux-3-image-klein-base": KnownModel("Flux3ModularPipeline"),

@@ -13,7 +13,7 @@ from pathlib import Path
 from builders.generators.base import FamilyDefaults, FamilyFlops
 from builders.generators.generic import SignatureGenerator
 from builders.generators.sources import ModelFiles
-from synthcore.tiny import qwen_tokenizer, tiny_vae
+from synthcore.tiny import qwen3_config, qwen_tokenizer, tiny_vae
 
 TURBO = FamilyDefaults(1024, 1024, 9, 0.0, 512)  # the Z-Image-Turbo card: 9 steps (8 passes), guidance 0
 BASE = FamilyDefaults(1024, 1024, 50, 4.0, 512)  # the Z-Image card: 28 to 50 steps, guidance 3 to 5
@@ -45,7 +45,7 @@ class ZImage(SignatureGenerator):
         hidden states), FLUX.1's VAE layout; as diffusers' tests build it."""
         import torch
         from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
-        from transformers import Qwen3Config, Qwen3Model
+        from transformers import Qwen3Model
 
         tokenizer = qwen_tokenizer()
         transformer = ZImageTransformer2DModel(
@@ -66,19 +66,7 @@ class ZImage(SignatureGenerator):
         with torch.no_grad():  # left uninitialised (torch.empty) by the model; diffusers' tests fix them too
             transformer.x_pad_token.fill_(1.0)
             transformer.cap_pad_token.fill_(1.0)
-        text_encoder = Qwen3Model(
-            Qwen3Config(
-                hidden_size=16,
-                intermediate_size=16,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                num_key_value_heads=2,
-                head_dim=8,
-                vocab_size=len(tokenizer),
-                max_position_embeddings=512,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
+        text_encoder = Qwen3Model(qwen3_config(tokenizer, 16, 2))
         ZImagePipeline(
             scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
             vae=tiny_vae(4, scaling_factor=0.3611, shift_factor=0.1159),
