@@ -31,65 +31,12 @@ class Krea2(SignatureGenerator):
 
     def write_tiny(self, directory: Path, name: str) -> None:
         """Krea 2 base: two DiT blocks of width 32 with the text-fusion stage over three layers of a two-layer
-        Qwen3-VL text encoder, the Qwen-Image VAE at toy size; as diffusers' tests build it."""
-        from diffusers import (
-            AutoencoderKLQwenImage,
-            FlowMatchEulerDiscreteScheduler,
-            Krea2Pipeline,
-            Krea2Transformer2DModel,
-        )
-        from transformers import Qwen3VLConfig, Qwen3VLModel
+        Qwen3-VL text encoder, the Qwen-Image VAE at toy size; as diffusers' tests build it (the models are made in
+        that order, so the seeded weights stay the same)."""
+        from diffusers import FlowMatchEulerDiscreteScheduler, Krea2Pipeline
 
         tokenizer = qwen_tokenizer()
-        transformer = Krea2Transformer2DModel(
-            in_channels=16,
-            num_layers=1,
-            attention_head_dim=8,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            intermediate_size=32,
-            timestep_embed_dim=8,
-            text_hidden_dim=16,
-            num_text_layers=3,
-            text_num_attention_heads=2,
-            text_num_key_value_heads=1,
-            text_intermediate_size=16,
-            num_layerwise_text_blocks=1,
-            num_refiner_text_blocks=1,
-            axes_dims_rope=(4, 2, 2),
-            rope_theta=1000.0,
-        )
-        vae = AutoencoderKLQwenImage(
-            base_dim=24,
-            z_dim=4,
-            dim_mult=[1, 2, 4],
-            num_res_blocks=1,
-            temperal_downsample=[False, True],
-            latents_mean=[0.0] * 4,
-            latents_std=[1.0] * 4,
-        )
-        text_encoder = Qwen3VLModel(
-            Qwen3VLConfig(
-                text_config={
-                    "hidden_size": 16,
-                    "intermediate_size": 16,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 2,
-                    "num_key_value_heads": 2,
-                    "head_dim": 8,
-                    "vocab_size": len(tokenizer),
-                    "pad_token_id": tokenizer.pad_token_id,
-                },
-                vision_config={
-                    "depth": 1,
-                    "hidden_size": 16,
-                    "intermediate_size": 16,
-                    "num_heads": 2,
-                    "out_hidden_size": 16,
-                },
-                vocab_size=len(tokenizer),
-            )
-        ).eval()
+        transformer, vae, text_encoder = _tiny_transformer(), _tiny_vae(), _tiny_text_encoder(tokenizer)
         Krea2Pipeline(
             scheduler=FlowMatchEulerDiscreteScheduler(
                 use_dynamic_shifting=True,
@@ -104,3 +51,60 @@ class Krea2(SignatureGenerator):
             transformer=transformer,
             text_encoder_select_layers=(0, 1, 2),
         ).save_pretrained(directory)
+
+
+def _tiny_transformer():
+    """One DiT block of width 32 fusing three text layers, with one layerwise and one refiner text block."""
+    from diffusers import Krea2Transformer2DModel
+
+    return Krea2Transformer2DModel(
+        in_channels=16,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=32,
+        timestep_embed_dim=8,
+        text_hidden_dim=16,
+        num_text_layers=3,
+        text_num_attention_heads=2,
+        text_num_key_value_heads=1,
+        text_intermediate_size=16,
+        num_layerwise_text_blocks=1,
+        num_refiner_text_blocks=1,
+        axes_dims_rope=(4, 2, 2),
+        rope_theta=1000.0,
+    )
+
+
+def _tiny_vae():
+    """The Qwen-Image VAE at toy size (4 latent channels, three levels)."""
+    from diffusers import AutoencoderKLQwenImage
+
+    return AutoencoderKLQwenImage(
+        base_dim=24,
+        z_dim=4,
+        dim_mult=[1, 2, 4],
+        num_res_blocks=1,
+        temperal_downsample=[False, True],
+        latents_mean=[0.0] * 4,
+        latents_std=[1.0] * 4,
+    )
+
+
+def _tiny_text_encoder(tokenizer):
+    """A two-layer Qwen3-VL of width 16 (a one-block vision tower it never uses) over ``tokenizer``'s vocabulary."""
+    from transformers import Qwen3VLConfig, Qwen3VLModel
+
+    text = {
+        "hidden_size": 16,
+        "intermediate_size": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "vocab_size": len(tokenizer),
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    vision = {"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16}
+    return Qwen3VLModel(Qwen3VLConfig(text_config=text, vision_config=vision, vocab_size=len(tokenizer))).eval()
