@@ -10,7 +10,7 @@ value goes to ``true_cfg_scale`` where the pipeline has one (its classifier-free
 pipelines (by their call's ``strength``, ``mask_image``, ``control_image``, ``num_frames``, or their class name)
 are not text-to-image and stay refused.
 
-``SignatureGenerator`` is the plug-in base of the families added this way (Z-Image, FLUX.2, Qwen-Image 2.1,
+``SignatureGenerator`` is the plug-in base of the families added this way (Z-Image, FLUX.2 [klein],
 Krea 2: a module each with their defaults, FLOPs and tiny pipeline); ``Generic`` runs any other such pipeline class
 with the defaults of its own signature and no FLOPs count. Hand-written plug-ins (SD, SDXL, SD3, FLUX.1, PixArt-Σ,
 Sana) stay where a family needs more than its signature says.
