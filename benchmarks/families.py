@@ -13,12 +13,13 @@ import argparse
 import json
 import weakref
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
 ARCHITECTURES = Path(__file__).with_name("families_architecture.json")
@@ -39,6 +40,7 @@ def _config_class(name: str) -> str:
         "CLIPTextModel": "CLIPTextConfig",
         "CLIPTextModelWithProjection": "CLIPTextConfig",
         "Qwen3ForCausalLM": "Qwen3Config",
+        "Qwen3VLForConditionalGeneration": "Qwen3VLConfig",
     }.get(name, name.replace("EncoderModel", "Config").replace("Model", "Config"))
 
 
@@ -74,6 +76,7 @@ def denoiser_forward(spec: dict, size: int, batch: int = 1, dtype: torch.dtype =
         or config.get("cross_attention_dim")
         or config.get("cap_feat_dim")
         or config.get("text_hidden_dim")
+        or config.get("context_in_dim")
     )
 
     def run():
@@ -134,6 +137,18 @@ def denoiser_forward(spec: dict, size: int, batch: int = 1, dtype: torch.dtype =
                 position_ids=torch.zeros(text_tokens + tokens, 3),
                 encoder_attention_mask=torch.ones(batch, text_tokens, dtype=torch.bool),
             )
+        if name == "QwenImage21Transformer2DModel":  # unpatched latents; an image slot per 2x2 of them
+            tokens, text_tokens = latent**2, spec["text_tokens"]
+            slots = torch.ones(batch, text_tokens + tokens // 4, dtype=torch.bool)
+            slots[:, :text_tokens] = False  # text, then the target image's slots
+            img_shapes = [[(1, latent, latent)]] * batch
+            return model(
+                hidden_states=zeros(batch, tokens, config["in_channels"]),
+                encoder_hidden_states=text,
+                timestep=t,
+                img_shapes=img_shapes,
+                img_mask=slots,
+            )
         if name == "ZImageTransformer2DModel":  # lists of per-image latents (C, frames, H, W) and prompt tokens
             return model(list(x.unsqueeze(2).unbind(0)), t, list(text.unbind(0)), return_dict=False)
         raise ValueError(f"no forward for {name}")
@@ -143,7 +158,48 @@ def denoiser_forward(spec: dict, size: int, batch: int = 1, dtype: torch.dtype =
 
 def denoiser_gflops(spec: dict, size: int) -> float:
     """One forward at batch 1 (one pass of one step)."""
-    return _gflops(denoiser_forward(spec, size)[1])
+    with traced(spec):
+        return _gflops(denoiser_forward(spec, size)[1])
+
+
+class ShapesOnly(TorchDispatchMode):
+    """Runs on the CPU what a forward reads the values of (integer and boolean tensors: masks, positions, the
+    factories that make them) and only the shapes of the floating-point work: an op with a floating-point input is
+    run on the meta device and its output allocated empty, unless its output's shape depends on values the meta
+    device does not have (boolean indexing, ``repeat_interleave``), which then runs for real. A forward that reads
+    its masks' values (Qwen-Image 2.1's) is so traced at full size in the time of its bookkeeping."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if not any(isinstance(t, torch.Tensor) and t.is_floating_point() for t in tree_flatten((args, kwargs))[0]):
+            return func(*args, **kwargs)
+        try:
+            out = func(*tree_map(_to_meta, args), **tree_map(_to_meta, kwargs))
+        except (NotImplementedError, RuntimeError):  # a data-dependent output shape
+            return func(*args, **kwargs)
+        if func._schema.is_mutable:  # an in-place op: its tensor stays the same object
+            return args[0]
+        return tree_map(lambda t: torch.empty_like(t, device="cpu") if isinstance(t, torch.Tensor) else t, out)
+
+
+def _to_meta(value):
+    return value.to("meta") if isinstance(value, torch.Tensor) and not value.is_meta else value
+
+
+@contextmanager
+def traced(spec: dict):
+    """Where a model of ``spec`` is built and run to count it: on the meta device, or where its forward reads its
+    masks' values (``"reads_values"``: Qwen-Image 2.1) with ``ShapesOnly`` and its weights on the meta device, its
+    attention as plain matrix products (counted, as on the meta device)."""
+    if not spec.get("reads_values"):
+        with torch.device("meta"):
+            yield
+        return
+    from accelerate import init_empty_weights
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with torch.device("cpu"), init_empty_weights(include_buffers=False), sdpa_kernel(SDPBackend.MATH), ShapesOnly():
+        yield
 
 
 def vae_decode_forward(
@@ -152,7 +208,7 @@ def vae_decode_forward(
     import diffusers
 
     vae = getattr(diffusers, spec["class"])(**spec["config"]).to(dtype)
-    frames = (1,) if spec["class"] == "AutoencoderKLQwenImage" else ()  # a video VAE: one frame
+    frames = (1,) if spec["class"].startswith("AutoencoderKLQwenImage") else ()  # a video VAE: one frame
     return vae, lambda: vae.decode(torch.zeros(batch, latent_channels, *frames, latent, latent, dtype=dtype))
 
 
@@ -199,11 +255,12 @@ def _fused_attention(query, key, value, *args, **kwargs) -> torch.Tensor:
 
 
 def peak_bytes(run: Callable[[], Any]) -> int:
-    """Peak bytes allocated by ``run`` beyond the weights (meta device, fused attention, no autograd)."""
+    """Peak bytes allocated by ``run`` beyond the weights (fused attention, no autograd), where the caller traces
+    (``traced``: the meta device)."""
     plain = torch.nn.functional.scaled_dot_product_attention
     torch.nn.functional.scaled_dot_product_attention = _fused_attention
     try:
-        with torch.device("meta"), torch.no_grad(), LiveBytes() as live:
+        with torch.no_grad(), LiveBytes() as live:
             run()
     finally:
         torch.nn.functional.scaled_dot_product_attention = plain
@@ -225,14 +282,13 @@ def estimate_memory(family: dict, batch: int, dtype: torch.dtype, passes: int) -
     latent = size // denoiser["vae_scale"]
     with torch.device("meta"):
         texts = [text_encoder_forward(spec, batch, dtype) for spec in family["text_encoders"]]
-        stages = {
-            "text encoders": max(peak_bytes(run) for _, run in texts),
-            "denoiser": peak_bytes(denoiser_forward(denoiser, size, batch * passes, dtype)[1]),
-        }
+        stages = {"text encoders": max(peak_bytes(run) for _, run in texts)}
         vae, decode = vae_decode_forward(family["vae"], denoiser["latent_channels"], latent, batch, decode_dtype)
         stages["vae decode"] = peak_bytes(decode)
-        model = denoiser_forward(denoiser, size, 1, dtype)[0]
-        weights = sum(weight_bytes(m) for m in (model, vae, *(m for m, _ in texts)))
+    with traced(denoiser):
+        model, run = denoiser_forward(denoiser, size, batch * passes, dtype)
+        stages["denoiser"] = peak_bytes(run)
+    weights = sum(weight_bytes(m) for m in (model, vae, *(m for m, _ in texts)))
     stage = max(stages, key=stages.get)
     gib = 2**30
     return {

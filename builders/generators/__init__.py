@@ -18,6 +18,7 @@ from builders.generators.generic import TEXT_TO_IMAGE, generic_for
 from builders.generators.krea2 import Krea2
 from builders.generators.modular import generic_modular_for
 from builders.generators.pixart import PixArtSigma
+from builders.generators.qwen_image21 import QwenImage21
 from builders.generators.sana import Sana
 from builders.generators.sd3 import StableDiffusion3
 from builders.generators.sdxl import StableDiffusionXL
@@ -37,6 +38,7 @@ FAMILIES: tuple[Generator, ...] = (
     Flux2Klein(),
     Krea2(),
     Flux3(),
+    QwenImage21(),
 )
 GENERATORS: dict[str, Generator] = {name: generator for generator in FAMILIES for name in generator.pipeline_classes}
 

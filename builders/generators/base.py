@@ -294,9 +294,9 @@ class LoadedGenerator(ABC):
         minute or more on a GPU)."""
         planned = self.recipe.generation.batch_size
         if not self.recipe.model.compile or len(jobs) >= planned:
-            return self.images(jobs, seeds, guidance_scale)
+            return opaque_rgb(self.images(jobs, seeds, guidance_scale))
         pad = planned - len(jobs)
-        return self.images(jobs + [jobs[-1]] * pad, seeds + [seeds[-1]] * pad, guidance_scale)[: len(jobs)]
+        return opaque_rgb(self.images(jobs + [jobs[-1]] * pad, seeds + [seeds[-1]] * pad, guidance_scale)[: len(jobs)])
 
     def images_by_guidance(self, jobs: list[Job], seeds: list[int]) -> torch.Tensor:
         """``planned_shape_images`` once per distinct guidance value among the jobs (a guidance sweep mixes them
@@ -349,6 +349,15 @@ class LoadedGenerator(ABC):
             safety_regenerations=[regenerations[i] for i in keep],
             dropped=dropped,
         )
+
+
+def opaque_rgb(images: torch.Tensor) -> torch.Tensor:
+    """An RGBA batch (Qwen-Image 2.1's VAE decodes an alpha channel) as RGB over white, as the dataset's images are
+    RGB; an RGB batch as it is."""
+    if images.shape[1] != 4:
+        return images
+    rgb, alpha = images[:, :3], images[:, 3:]
+    return rgb * alpha + (1 - alpha)
 
 
 class DiffusersGenerator(Generator):

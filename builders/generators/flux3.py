@@ -15,23 +15,7 @@ from pathlib import Path
 from builders.generators.base import FamilyDefaults, FamilyFlops
 from builders.generators.modular import ModularGenerator
 from builders.generators.sources import ModelFiles
-
-# The tiny Qwen3-VL's chat template: what FLUX.3's text encoder step applies to each prompt.
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-QWEN_SPECIALS = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
-TINY_TEXT_DIM = 16
-TINY_TEXT_LAYERS = 32  # the pipeline stacks hidden states 4, 8, ..., 32 (text_encoder_out_layers)
+from synthcore.tiny import TINY_VL_TEXT_DIM, tiny_qwen3_vl, tiny_qwen3_vl_processor
 
 
 class Flux3(ModularGenerator):
@@ -79,7 +63,7 @@ class Flux3(ModularGenerator):
             num_single_layers=1,
             attention_head_dim=8,
             num_attention_heads=2,
-            joint_attention_dim=8 * TINY_TEXT_DIM,
+            joint_attention_dim=8 * TINY_VL_TEXT_DIM,
             timestep_channels=16,
             axes_dims_rope=(2, 2, 2, 2),
             flow_map=distilled,
@@ -101,66 +85,3 @@ class Flux3(ModularGenerator):
             transformer=transformer, vae=vae, text_encoder=tiny_qwen3_vl(processor.tokenizer), tokenizer=processor
         )
         pipe.save_pretrained(str(directory), overwrite_modular_index=True)
-
-
-def tiny_qwen3_vl_processor():
-    """A Qwen3-VL processor over a byte-level BPE of the 256 bytes (``tokenizers``; any text tokenizes) with
-    Qwen's special tokens and a minimal chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import Qwen2TokenizerFast, Qwen2VLImageProcessor, Qwen3VLProcessor
-    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
-
-    vocab = {token: i for i, token in enumerate(QWEN_SPECIALS)}
-    for char in sorted(pre_tokenizers.ByteLevel.alphabet()):
-        vocab[char] = len(vocab)
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens(list(QWEN_SPECIALS))
-    tokenizer = Qwen2TokenizerFast(
-        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=8192
-    )
-    return Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(),
-        tokenizer=tokenizer,
-        video_processor=Qwen3VLVideoProcessor(),
-        chat_template=CHAT_TEMPLATE,
-    )
-
-
-def tiny_qwen3_vl(tokenizer):
-    """Qwen3-VL at width 16 with a one-layer vision tower (FLUX.3 reads only its language hidden states)."""
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
-
-    ids = {
-        f"{what}_token_id": tokenizer.convert_tokens_to_ids(f"<|{what}|>")
-        for what in ("image_pad", "video_pad", "vision_start", "vision_end")
-    }
-    config = Qwen3VLConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": TINY_TEXT_DIM,
-            "intermediate_size": 2 * TINY_TEXT_DIM,
-            "num_hidden_layers": TINY_TEXT_LAYERS,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "head_dim": 8,
-            "max_position_embeddings": 8192,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]},
-        },
-        vision_config={
-            "depth": 1,
-            "hidden_size": 16,
-            "intermediate_size": 16,
-            "num_heads": 2,
-            "out_hidden_size": TINY_TEXT_DIM,
-            "patch_size": 8,
-            "num_position_embeddings": 16,
-            "deepstack_visual_indexes": [0],
-        },
-        image_token_id=ids["image_pad_token_id"],
-        video_token_id=ids["video_pad_token_id"],
-        vision_start_token_id=ids["vision_start_token_id"],
-        vision_end_token_id=ids["vision_end_token_id"],
-    )
-    return Qwen3VLForConditionalGeneration(config)
