@@ -214,16 +214,11 @@ def write_tiny_chroma(directory: Path) -> Path:
 def _save_tiny_chroma(directory: Path) -> None:
     from diffusers import ChromaPipeline, ChromaTransformer2DModel, FlowMatchEulerDiscreteScheduler
 
-    from synthcore.tiny import T5_DIM, t5_encoder, t5_tokenizer, tiny_vae
+    from synthcore.tiny import FLUX_LIKE_BLOCKS, T5_DIM, t5_encoder, t5_tokenizer, tiny_vae
 
     tokenizer = t5_tokenizer()
     transformer = ChromaTransformer2DModel(
-        patch_size=1,
-        in_channels=4,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
+        **FLUX_LIKE_BLOCKS,
         joint_attention_dim=T5_DIM,
         axes_dims_rope=(4, 4, 8),
         approximator_hidden_dim=32,
