@@ -181,6 +181,11 @@ def _save_resnet50(path: Path) -> None:
 # tokenize without unknowns.
 TINY_FAMILIES_VERSION = "v1"
 T5_DIM = 64
+# The transformer of the tiny FLUX-like pipelines (FLUX.1, FLUX.2 [klein], and Chroma in the tests), shaped as
+# diffusers' own tests of them build it: one double-stream and one single-stream block of two 16-wide heads.
+FLUX_LIKE_BLOCKS = dict(
+    patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2
+)
 
 
 def tiny_safety_checker_dir() -> Path:

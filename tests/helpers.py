@@ -198,3 +198,40 @@ def s3_server(key: str = "testing") -> Iterator[tuple[dict[str, str], object]]:
         yield env, fs
     finally:
         server.stop()
+
+
+def write_tiny_chroma(directory: Path) -> Path:
+    """A tiny random ``ChromaPipeline`` (a pipeline class of no registered family: the generic plug-in runs it)
+    saved in ``directory``, shaped as diffusers' own test builds it (``get_dummy_components``: a FLUX-like
+    transformer of one double and one single block, a T5 encoder, a one-channel VAE), with the tokenizer and the
+    T5 and VAE configs of the tiny FLUX.1 pipeline (``synthcore.tiny``), since nothing can be downloaded."""
+    from synthcore.tiny import with_seed
+
+    with_seed(_save_tiny_chroma)(directory)
+    return directory
+
+
+def _save_tiny_chroma(directory: Path) -> None:
+    from diffusers import ChromaPipeline, ChromaTransformer2DModel, FlowMatchEulerDiscreteScheduler
+
+    from synthcore.tiny import FLUX_LIKE_BLOCKS, T5_DIM, t5_encoder, t5_tokenizer, tiny_vae
+
+    tokenizer = t5_tokenizer()
+    transformer = ChromaTransformer2DModel(
+        **FLUX_LIKE_BLOCKS,
+        joint_attention_dim=T5_DIM,
+        axes_dims_rope=(4, 4, 8),
+        approximator_hidden_dim=32,
+        approximator_layers=1,
+        approximator_num_channels=16,
+    )
+    vae = tiny_vae(1, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
+    ChromaPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=t5_encoder(tokenizer),
+        tokenizer=tokenizer,
+        transformer=transformer,
+        image_encoder=None,
+        feature_extractor=None,
+    ).save_pretrained(directory)

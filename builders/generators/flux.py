@@ -12,7 +12,16 @@ from pathlib import Path
 from builders.generators.base import DiffusersGenerator, FamilyDefaults, FamilyFlops
 from builders.generators.sources import ModelFiles
 from builders.recipe import Recipe
-from synthcore.tiny import T5_DIM, TEXT_DIM, clip_tokenizer, t5_encoder, t5_tokenizer, text_config, tiny_vae
+from synthcore.tiny import (
+    FLUX_LIKE_BLOCKS,
+    T5_DIM,
+    TEXT_DIM,
+    clip_tokenizer,
+    t5_encoder,
+    t5_tokenizer,
+    text_config,
+    tiny_vae,
+)
 
 DISTILLED = "FLUX.1 [dev]'s distilled guidance embedding (one pass per step; the value is the embedding's strength)"
 NO_GUIDANCE = "none: FLUX.1 [schnell] is timestep-distilled and has no guidance (guidance_scale 0)"
@@ -72,12 +81,7 @@ class Flux(DiffusersGenerator):
         tokenizer = clip_tokenizer(directory)
         t5 = t5_tokenizer()
         transformer = FluxTransformer2DModel(
-            patch_size=1,
-            in_channels=4,
-            num_layers=1,
-            num_single_layers=1,
-            attention_head_dim=16,
-            num_attention_heads=2,
+            **FLUX_LIKE_BLOCKS,
             joint_attention_dim=T5_DIM,
             pooled_projection_dim=TEXT_DIM,
             axes_dims_rope=(4, 4, 8),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from builders.generators.base import FamilyDefaults, FamilyFlops
 from builders.generators.generic import SignatureGenerator
-from synthcore.tiny import qwen3_config, qwen_tokenizer
+from synthcore.tiny import FLUX_LIKE_BLOCKS, qwen3_config, qwen_tokenizer
 
 
 class Flux2Klein(SignatureGenerator):
@@ -44,12 +44,7 @@ class Flux2Klein(SignatureGenerator):
         tokenizer = qwen_tokenizer()
         text_dim = 8
         transformer = Flux2Transformer2DModel(
-            patch_size=1,
-            in_channels=4,
-            num_layers=1,
-            num_single_layers=1,
-            attention_head_dim=16,
-            num_attention_heads=2,
+            **FLUX_LIKE_BLOCKS,
             joint_attention_dim=3 * text_dim,
             timestep_guidance_channels=256,
             axes_dims_rope=(4, 4, 4, 4),
