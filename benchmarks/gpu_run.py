@@ -41,7 +41,7 @@ ASSUMED_COMPILE_SECONDS = 90.0
 ASSUMED_BYTES_PER_SECOND = 1.0e9
 # The 2026 families: each is one Step in benchmarks/gpu.py once its plug-in (builders/generators/) and its
 # families_architecture.json entry exist; until then the run reports it as not measured.
-WANTED_FAMILIES = ("z-image", "flux2-klein", "flux3", "qwen-image", "krea2")
+WANTED_FAMILIES = ("z-image", "flux2-klein", "flux3", "qwen-image-2.1", "krea2")
 TEXT_ENCODER_NAMES = ("text_encoder", "text_encoder_2", "text_encoder_3")
 
 

@@ -92,6 +92,11 @@ GENERATOR_LICENSES: dict[str, str | dict] = {
             "CalamitousFelicitousness/Krea-2-Base-Diffusers",
         )
     },
+    "Qwen/Qwen-Image-2.1-Turbo": {
+        "license": "other",
+        "license_name": "qwen-research-license",
+        "license_link": "https://huggingface.co/Qwen/Qwen-Image-2.1-Turbo/blob/main/LICENSE",
+    },
     TINY_RANDOM: "apache-2.0",  # random weights made by this project (Apache-2.0): no generator's license applies
 }
 

@@ -199,9 +199,9 @@ class ModelSettings(_Strict):
     id: NonEmptyStr = Field(
         default=DEFAULT_GENERATOR,
         description="Hub id or local directory of a diffusers text-to-image pipeline, classic or modular (SD 1.x/2.x, "
-        "SDXL, SD3, FLUX.1, PixArt-Σ, Sana, Z-Image, FLUX.2 [klein], Krea 2, FLUX.3 image klein, or any other whose "
-        "call takes a prompt, steps, size and generators: see the model families); `tiny-random` builds a tiny "
-        "random SD one locally",
+        "SDXL, SD3, FLUX.1, PixArt-Σ, Sana, Z-Image, FLUX.2 [klein], Krea 2, FLUX.3 image klein, Qwen-Image 2.1, or "
+        "any other whose call takes a prompt, steps, size and generators: see the model families); `tiny-random` "
+        "builds a tiny random SD one locally",
         json_schema_extra=CONTENT,
     )
     revision: Revision | None = Field(

@@ -27,6 +27,8 @@ from PIL import Image
 
 from builders.card import card_data, license_metadata
 from builders.generators import FAMILIES, GENERATORS, describe, family_of, resolve_family
+from builders.generators.base import opaque_rgb, to_uint8_hwc
+from builders.generators.generic import SignatureGenerator
 from builders.generators.modular import ModularGenerator
 from builders.generators.tiny import TINY_FAMILIES, tiny_family_dir
 from builders.plan import content_fingerprint
@@ -247,6 +249,7 @@ def test_auto_dtype_on_a_gpu_is_the_family_s(tmp_path: Path):
         "ZImagePipeline": "bfloat16",
         "Flux2KleinPipeline": "bfloat16",
         "Krea2Pipeline": "bfloat16",
+        "QwenImage21Pipeline": "bfloat16",
         "Flux3ModularPipeline": "bfloat16",
         "Flux3DistilledModularPipeline": "bfloat16",
     }
@@ -316,6 +319,14 @@ def test_the_families_page_memory_column_is_the_estimates():
         ("Tongyi-MAI/Z-Image-Turbo", {"license": "apache-2.0"}),
         ("black-forest-labs/FLUX.2-klein-4B", {"license": "apache-2.0"}),
         ("black-forest-labs/FLUX.2-klein-9B", {"license": "other", "license_name": "flux-non-commercial-license"}),
+        (
+            "Qwen/Qwen-Image-2.1-Turbo",
+            {
+                "license": "other",
+                "license_name": "qwen-research-license",
+                "license_link": "https://huggingface.co/Qwen/Qwen-Image-2.1-Turbo/blob/main/LICENSE",
+            },
+        ),
         (
             "CalamitousFelicitousness/Krea-2-Turbo-Diffusers",
             {
@@ -571,21 +582,23 @@ def regenerated_alone(out: Path, family: str, row: int) -> tuple:
     kept = np.asarray(Image.open(io.BytesIO(data["image"][row]["bytes"]))).astype(int)
     if isinstance(family_of(recipe), ModularGenerator):
         return modular_alone(tiny_family_dir(family), recipe, data["prompt"][row], data["seed"][row]), kept
+    plugin = family_of(recipe)
     pipe = DiffusionPipeline.from_pretrained(tiny_family_dir(family))
-    negative = {} if family.startswith("flux") else {"negative_prompt": data["negative_prompt"][row]}
+    arguments = plugin.guidance_arguments(recipe.generation.guidance_scale) | ALONE_ARGUMENTS.get(family, {})
+    if plugin.negative_prompt:
+        arguments["negative_prompt"] = data["negative_prompt"][row]
+    if recipe.model.max_sequence_length is not None:
+        arguments["max_sequence_length"] = recipe.model.max_sequence_length
     alone = pipe(
         prompt=data["prompt"][row],
         generator=torch.Generator().manual_seed(data["seed"][row]),
         num_inference_steps=2,
         height=32,
         width=32,
-        guidance_scale=recipe.generation.guidance_scale,
-        max_sequence_length=recipe.model.max_sequence_length,
-        output_type="np",
-        **negative,
-        **ALONE_ARGUMENTS.get(family, {}),
-    ).images[0]
-    return (alone * 255).round().astype(int), kept
+        output_type="pt",
+        **arguments,
+    ).images
+    return to_uint8_hwc(opaque_rgb(alone))[0].astype(int), kept
 
 
 def modular_alone(directory: Path, recipe, prompt: str, seed: int) -> np.ndarray:
@@ -659,6 +672,23 @@ def test_every_family_builds_the_same_dataset_on_1_and_2_processes(family: str, 
 
     alone, kept = regenerated_alone(one, family, row=1)
     assert abs(alone - kept).max() <= 2, "a row's seed regenerates its image alone, batch or process aside"
+
+
+# The tiny pipelines of the families run from their pipeline's own description (the 2026 families of issue 27).
+SEAM_FAMILIES = tuple(
+    name for g in FAMILIES if isinstance(g, SignatureGenerator | ModularGenerator) for name in g.tiny_names
+)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("family", SEAM_FAMILIES)
+def test_the_2026_families_build_the_same_dataset_on_3_processes(family: str, family_build, tmp_path: Path):
+    """Three ranks claim the six shards of two images between them; the rows and their bytes are one process's."""
+    recipe = family_recipe(tmp_path, family)
+    three = tmp_path / "three"
+    run_build(str(recipe), "--output-dir", str(three), env=SAME_THREADS, launcher=[*ACCELERATE, "--num_processes", "3"])
+    assert json.loads((three / ".synthdata" / "run.json").read_text())["processes"] == 3
+    assert table(three) == table(family_build(family))
 
 
 @pytest.mark.e2e

@@ -3,7 +3,8 @@
 A dry run is what a user runs before downloading 4 to 35 GB of weights, often offline: for the models the shipped
 recipes and the docs name, the family (the pipeline class of ``model_index.json``), whether the pipeline ships its
 own safety checker, and the config keys the plug-ins read (the denoiser's ``sample_size``; FLUX.1's
-``guidance_embeds``; FLUX.2 [klein]'s and Krea 2's ``is_distilled``) are in this table, so ``ModelFiles`` answers
+``guidance_embeds``; FLUX.2 [klein]'s and Krea 2's ``is_distilled``; Qwen-Image 2.1 Turbo's
+``sample_sigmas``) are in this table, so ``ModelFiles`` answers
 from it when the Hub cannot be reached and the files are not in the local cache. Anything else offline and not
 cached stays the error it was. ``tests/test_known_models.py`` keeps the table in step with the registry: every
 family has a known model, every entry's family is registered.
@@ -88,6 +89,12 @@ KNOWN_MODELS: dict[str, KnownModel] = {
     },
     "CalamitousFelicitousness/Krea-2-Turbo-Diffusers": KnownModel("Krea2Pipeline", index={"is_distilled": True}),
     "CalamitousFelicitousness/Krea-2-Base-Diffusers": KnownModel("Krea2Pipeline", index={"is_distilled": False}),
+    "Qwen/Qwen-Image-2.1": KnownModel("QwenImage21Pipeline"),
+    # Turbo fixes its sampling schedule: the count of its sample_sigmas is its number of steps
+    "Qwen/Qwen-Image-2.1-Turbo": KnownModel(
+        "QwenImage21Pipeline",
+        index={"sample_sigmas": [1.0, 0.978453, 0.95418, 0.926626, 0.89508, 0.845148, 0.704534, 0.414568]},
+    ),
     # modular pipelines: their modular_model_index.json's _class_name (the blocks are that class's default ones)
     "black-forest-labs/flux-3-image-klein": KnownModel("Flux3DistilledModularPipeline"),
     "black-forest-labs/flux-3-image-klein-base": KnownModel("Flux3ModularPipeline"),
