@@ -85,6 +85,7 @@ STEPS = (
         overrides={"guidance_embeds": False},
     ),
     Step("z-image-turbo", "z-image", "z-image", 9, 1024, "bfloat16", (1, 4), guidance=0.0),
+    Step("qwen-image-2.1-turbo", "qwen-image-2.1", "qwen-image-2.1", 8, 1024, "bfloat16", (1, 4), guidance=1.0),
     Step("sd15-compile", "stable-diffusion", "tiny-random", 50, 512, "float16", (1, 8, 16), compile=True),
 )
 

@@ -10,10 +10,10 @@ value goes to ``true_cfg_scale`` where the pipeline has one (its classifier-free
 pipelines (by their call's ``strength``, ``mask_image``, ``control_image``, ``num_frames``, or their class name)
 are not text-to-image and stay refused.
 
-``SignatureGenerator`` is the plug-in base of the families added this way (Z-Image, FLUX.2 [klein],
-Krea 2: a module each with their defaults, FLOPs and tiny pipeline); ``Generic`` runs any other such pipeline class
-with the defaults of its own signature and no FLOPs count. Hand-written plug-ins (SD, SDXL, SD3, FLUX.1, PixArt-Σ,
-Sana) stay where a family needs more than its signature says.
+``SignatureGenerator`` is the plug-in base of the families added this way (Z-Image, FLUX.2 [klein], Krea 2,
+Qwen-Image 2.1: a module each with their defaults, FLOPs and tiny pipeline); ``Generic`` runs any other such
+pipeline class with the defaults of its own signature and no FLOPs count. Hand-written plug-ins (SD, SDXL, SD3,
+FLUX.1, PixArt-Σ, Sana) stay where a family needs more than its signature says.
 """
 
 from __future__ import annotations
@@ -166,14 +166,15 @@ class Generic(SignatureGenerator):
         self.pipeline_classes = (pipeline_class,)
         self.label = pipeline_class
         self.image_to_image = image_to_image_for(pipeline_class)
-        self.default_steps = _number(parameters.get("num_inference_steps"), 50)
+        self.default_steps = number_or(parameters.get("num_inference_steps"), 50)
         guidance = next((parameters[name] for name in GUIDANCE_PARAMETERS if name in parameters), None)
-        self.default_guidance = _number(guidance, 0.0)
+        self.default_guidance = number_or(guidance, 0.0)
         sequence = parameters.get("max_sequence_length")
         self.max_sequence_length = self.default_sequence_length = sequence if isinstance(sequence, int) else None
 
 
-def _number(value: Any, fallback: float) -> Any:
+def number_or(value: Any, fallback: float) -> Any:
+    """``value`` where it is a number (a signature's or blocks' default; not a bool), else ``fallback``."""
     return value if isinstance(value, int | float) and not isinstance(value, bool) else fallback
 
 

@@ -27,7 +27,7 @@ from builders.generators.base import (
     compile_in_place,
     set_vae_memory,
 )
-from builders.generators.generic import TEXT_TO_IMAGE
+from builders.generators.generic import TEXT_TO_IMAGE, number_or
 from builders.generators.known import MODULAR_INDEX
 from builders.generators.safety import SafetyChecker
 from builders.generators.sources import ModelFiles
@@ -84,12 +84,8 @@ class ModularGenerator(Generator):
         guider = _guider_spec(blocks)
         guidance = (guider.config or {}).get("guidance_scale", 0.0) if self.guided(files) else 0.0
 
-        def number(name: str, fallback: int) -> int:
-            value = declared.get(name)
-            return value if isinstance(value, int) and not isinstance(value, bool) else fallback
-
-        height, width = number("height", self.default_size), number("width", self.default_size)
-        return FamilyDefaults(height, width, number("num_inference_steps", 50), float(guidance))
+        height, width = (number_or(declared.get(key), self.default_size) for key in ("height", "width"))
+        return FamilyDefaults(height, width, number_or(declared.get("num_inference_steps"), 50), float(guidance))
 
     def guidance(self, files: ModelFiles) -> str:
         if self.guided(files):
