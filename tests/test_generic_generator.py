@@ -83,7 +83,17 @@ def test_guidance_goes_to_true_cfg_scale_where_the_call_has_it():
 
 
 @pytest.mark.parametrize(
-    "pipeline", ["StableDiffusionImg2ImgPipeline", "WanPipeline", "QwenImageEditPipeline", "NoSuchPipeline"]
+    "pipeline",
+    [
+        "StableDiffusionImg2ImgPipeline",
+        "WanPipeline",
+        "QwenImageEditPipeline",
+        "NoSuchPipeline",
+        "LattePipeline",  # video: its call takes a video_length
+        "BlipDiffusionPipeline",  # requires a reference image and subject categories
+        "StableDiffusionAttendAndExcitePipeline",  # requires the prompt's token indices
+        "StableDiffusionLDM3DPipeline",  # RGB and depth
+    ],
 )
 def test_a_class_that_is_not_text_to_image_stays_refused_with_the_known_ones(pipeline: str, tmp_path: Path):
     assert not is_text_to_image(pipeline)

@@ -29,7 +29,7 @@ from builders.recipe import Recipe
 TEXT_TO_IMAGE = ("prompt", "num_inference_steps", "height", "width", "generator")
 # What the call of another task's pipeline takes, and the words its class name carries (diffusers' naming): such a
 # pipeline may take every text-to-image parameter too, with its other input optional (a control image, a video).
-NOT_TEXT_TO_IMAGE = ("strength", "mask_image", "control_image", "num_frames", "image_embeds")
+NOT_TEXT_TO_IMAGE = ("strength", "mask_image", "control_image", "num_frames", "video_length", "image_embeds")
 OTHER_TASKS = (
     "Img2Img",
     "Inpaint",
@@ -43,6 +43,7 @@ OTHER_TASKS = (
     "Refiner",
     "SuperResolution",
     "Prior",
+    "LDM3D",  # RGB and depth: its output has no ``images``
 )
 GUIDANCE_PARAMETERS = ("true_cfg_scale", "guidance_scale")  # the classifier-free one first
 
@@ -60,7 +61,8 @@ def call_parameters(pipeline_class: str) -> dict[str, Any] | None:
     if not isinstance(found, type) or not issubclass(found, diffusers.DiffusionPipeline):
         return None
     parameters = inspect.signature(found.__call__).parameters
-    return {name: parameter.default for name, parameter in parameters.items() if name != "self"}
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return {name: p.default for name, p in parameters.items() if name != "self" and p.kind not in variadic}
 
 
 def image_to_image_for(pipeline_class: str) -> str | None:
@@ -75,13 +77,16 @@ def image_to_image_for(pipeline_class: str) -> str | None:
 
 
 def is_text_to_image(pipeline_class: str) -> bool:
-    """Whether the class's call makes images from a prompt alone, each from its own ``generator``."""
+    """Whether the class's call makes images from a prompt alone, each from its own ``generator``: it takes every
+    parameter of ``TEXT_TO_IMAGE``, none of another task's, and requires none but the prompt (BLIP-Diffusion's
+    reference image, Attend-and-Excite's token indices)."""
     parameters = call_parameters(pipeline_class)
     return (
         parameters is not None
         and not any(word in pipeline_class for word in OTHER_TASKS)
         and all(name in parameters for name in TEXT_TO_IMAGE)
         and not any(name in parameters for name in NOT_TEXT_TO_IMAGE)
+        and all(default is not inspect.Parameter.empty for name, default in parameters.items() if name != "prompt")
     )
 
 
