@@ -129,6 +129,16 @@ def test_check_split_reads_image_files_by_path_and_allows_unlabelled_rows_where_
         check_split(dataset, "real", SplitColumns("image", "label", 2), "ref")
 
 
+def test_damaged_pixel_data_in_a_dataloader_worker_is_one_line_without_its_traceback(tmp_path, capsys):
+    truncated = png((64, 64), (200, 10, 10))[:-40]  # its header passes the rows check; its pixels do not decode
+    dataset = write_dataset(tmp_path / "d", {"train": [(GOOD, 0), (GOOD, 1), (truncated, 1)], "test": [(GOOD, 0)]})
+    arguments = ["--dataset", str(dataset), "--output-dir", str(tmp_path / "o"), "--backbone-weights", "none"]
+    assert training_main([*arguments, "--num-workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "column 'image': an image that does not decode" in err
+    assert "Traceback" not in err and "worker process" not in err
+
+
 def test_damaged_pixel_data_is_an_image_error_wherever_images_are_decoded():
     truncated = png((64, 64))[:-40]
     with pytest.raises(ImageError, match="does not decode"):

@@ -120,9 +120,20 @@ def image_loader(dataset: datasets.Dataset, config: TrainConfig, transform, shuf
     columns = columns.cast_column(config.image_column, datasets.Image(decode=False))
     columns = columns.with_transform(partial(_to_tensors, transform, config.image_column, config.label_column))
     generator = torch.Generator().manual_seed(config.seed)
-    return DataLoader(
+    return ImageLoader(
         columns, batch_size=config.batch_size, shuffle=shuffle, generator=generator, num_workers=config.num_workers
     )
+
+
+class ImageLoader(DataLoader):
+    """A DataLoader whose damaged image is the same one-line ``TrainingError`` in a worker process (``--num-workers``)
+    as in this one: the DataLoader re-raises a worker's error with the worker's traceback in its message."""
+
+    def __iter__(self):
+        try:
+            yield from super().__iter__()
+        except TrainingError as err:
+            raise TrainingError(str(err).rstrip().rsplit("TrainingError: ", 1)[-1]) from None
 
 
 def _to_tensors(transform, image_column: str, label_column: str, batch: dict) -> dict:
