@@ -101,6 +101,17 @@ GENERATOR_LICENSES: dict[str, str | dict] = {
 }
 
 
+# The generator licences above that forbid commercial use of the images (the card says so in bold).
+NON_COMMERCIAL = frozenset(
+    {
+        "sai-nc-community",
+        "flux-1-dev-non-commercial-license",
+        "flux-non-commercial-license",
+        "qwen-research-license",
+    }
+)
+
+
 def license_metadata(model_id: str) -> dict:
     """``license`` (and for an unknown generator ``license_name``/``license_link``, as the Hub asks for ``other``)."""
     if model_id in GENERATOR_LICENSES:
@@ -185,7 +196,7 @@ def card_context(root: Path, recipe: Recipe, data: DatasetCardData, summary: Dat
         "runtime": _runtime(build_info),
         "versions": ", ".join(f"{k} {v}" for k, v in build_info.get("versions", {}).items()) or "unknown versions",
         **_recipe_block(recipe),
-        "license_text": _license_text(data),
+        "license_text": license_text(data),
         "formats": _formats(root, recipe),
     }
 
@@ -352,11 +363,15 @@ def _type_name(feature) -> str:
     return type(feature).__name__
 
 
-def _license_text(data: DatasetCardData) -> str:
-    if data.get("license") != "other":
-        return f"`{data.get('license')}`"
-    link = data.get("license_link")
-    return f"see [the generator's card]({link})" if link else "see the generator's own license"
+def license_text(data: DatasetCardData) -> str:
+    """The card's words for the generator's licence: its name, where its terms are, and whether it forbids
+    commercial use (``NON_COMMERCIAL``), which then holds for the dataset too."""
+    name = data.get("license")
+    if name != "other":
+        return f"`{name}`"
+    name, link = data.get("license_name"), data.get("license_link")
+    text = f"`{name}`, [its terms]({link})" if link else f"`{name}`: see the generator's own terms"
+    return text + ("; **non-commercial use only**" if name in NON_COMMERCIAL else "")
 
 
 # -- counts and scores per split and class ------------------------------------------------------------------------

@@ -9,11 +9,11 @@ from pathlib import Path
 import datasets
 import pytest
 import yaml
-from huggingface_hub import DatasetCard
+from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image
 
 from builders.builder import dataset_features
-from builders.card import license_metadata, write_card
+from builders.card import license_metadata, license_text, write_card
 from builders.generators import resolve_family
 from builders.recipe import HubSettings, load_recipe, parse_recipe
 from eval.pictures import HISTOGRAM_NAME, histogram_size, samples_name, samples_size, write_pictures
@@ -183,3 +183,27 @@ def test_size_categories(rows: int, category: str):
 def test_license_of_unknown_and_local_generators(tmp_path: Path):
     assert license_metadata("stable-diffusion-v1-5/stable-diffusion-v1-5") == {"license": "creativeml-openrail-m"}
     assert license_metadata(str(tmp_path / "My Model")) == {"license": "other", "license_name": "my-model-license"}
+
+
+@pytest.mark.parametrize(
+    "model_id, expected",
+    [
+        ("black-forest-labs/FLUX.1-schnell", "`apache-2.0`"),
+        (
+            "black-forest-labs/FLUX.1-dev",
+            "`flux-1-dev-non-commercial-license`, [its terms](https://huggingface.co/black-forest-labs/FLUX.1-dev/blob"
+            "/main/LICENSE.md); **non-commercial use only**",
+        ),
+        ("stabilityai/sdxl-turbo", "**non-commercial use only**"),
+        ("Qwen/Qwen-Image-2.1-Turbo", "**non-commercial use only**"),
+        ("CalamitousFelicitousness/Krea-2-Turbo-Diffusers", "`krea-2-community`, [its terms](https://www.krea.ai/"),
+        (
+            "some-org/unknown-model",
+            "`unknown-model-license`, [its terms](https://huggingface.co/some-org/unknown-model)",
+        ),
+    ],
+)
+def test_the_card_names_the_licence_and_says_where_it_forbids_commercial_use(model_id: str, expected: str):
+    text = license_text(DatasetCardData(**license_metadata(model_id)))
+    assert expected in text
+    assert ("non-commercial" in text) == ("non-commercial use only" in expected)
