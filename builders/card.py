@@ -79,7 +79,11 @@ GENERATOR_LICENSES: dict[str, str | dict] = {
     "black-forest-labs/FLUX.2-klein-base-4B": "apache-2.0",
     **{
         repo: _other_license("flux-non-commercial-license", repo)
-        for repo in ("black-forest-labs/FLUX.2-klein-9B", "black-forest-labs/FLUX.2-klein-base-9B")
+        for repo in (
+            "black-forest-labs/FLUX.2-dev",
+            "black-forest-labs/FLUX.2-klein-9B",
+            "black-forest-labs/FLUX.2-klein-base-9B",
+        )
     },
     **{
         repo: {

@@ -188,6 +188,38 @@ FLUX_LIKE_BLOCKS = dict(
 )
 
 
+def tiny_flux2_transformer(text_dim: int, **extra):
+    """The FLUX.2 transformer (FLUX.2 [klein]; [dev] in the tests): ``FLUX_LIKE_BLOCKS`` over 2x2-patchified
+    latents, reading the text encoder's three stacked hidden layers of width ``text_dim``; as diffusers' tests
+    build it."""
+    from diffusers import Flux2Transformer2DModel
+
+    return Flux2Transformer2DModel(
+        **FLUX_LIKE_BLOCKS,
+        joint_attention_dim=3 * text_dim,
+        timestep_guidance_channels=256,
+        axes_dims_rope=(4, 4, 4, 4),
+        **extra,
+    )
+
+
+def tiny_flux2_vae():
+    """A one-channel FLUX.2 VAE of two levels (4 and 8 channels), as diffusers' FLUX.2 tests build it."""
+    from diffusers import AutoencoderKLFlux2
+
+    return AutoencoderKLFlux2(
+        sample_size=IMAGE_SIZE,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        latent_channels=1,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+
+
 def tiny_safety_checker_dir() -> Path:
     """The local directory of the tiny random standalone safety checker (checker weights and its image
     processor), built on first use. The families' tiny pipelines: ``builders.generators.tiny``."""
@@ -392,22 +424,32 @@ TINY_VL_TEXT_DIM = 16
 TINY_VL_TEXT_LAYERS = 32  # FLUX.3 stacks hidden states 4, 8, ..., 32 (text_encoder_out_layers)
 
 
-def tiny_qwen3_vl_processor():
-    """A Qwen3-VL processor over a byte-level BPE of the 256 bytes (``tokenizers``; any text tokenizes) with
-    Qwen's special tokens and a minimal chat template."""
+def byte_level_bpe(specials: tuple[str, ...]):
+    """A byte-level BPE tokenizer (``tokenizers``) of the special tokens (ids 0, 1, ...) and the 256 byte symbols,
+    without merges: any text, Korean included, tokenizes as its bytes."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import Qwen2TokenizerFast, Qwen2VLImageProcessor, Qwen3VLProcessor
-    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
-    vocab = {token: i for i, token in enumerate(QWEN_SPECIALS)}
+    vocab = {token: i for i, token in enumerate(specials)}
     for char in sorted(pre_tokenizers.ByteLevel.alphabet()):
         vocab[char] = len(vocab)
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens(list(QWEN_SPECIALS))
+    backend.add_special_tokens(list(specials))
+    return backend
+
+
+def tiny_qwen3_vl_processor():
+    """A Qwen3-VL processor over a byte-level BPE of the 256 bytes (``byte_level_bpe``; any text tokenizes) with
+    Qwen's special tokens and a minimal chat template."""
+    from transformers import Qwen2TokenizerFast, Qwen2VLImageProcessor, Qwen3VLProcessor
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
     tokenizer = Qwen2TokenizerFast(
-        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=8192
+        tokenizer_object=byte_level_bpe(QWEN_SPECIALS),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=8192,
     )
     return Qwen3VLProcessor(
         image_processor=Qwen2VLImageProcessor(),

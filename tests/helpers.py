@@ -235,3 +235,112 @@ def _save_tiny_chroma(directory: Path) -> None:
         image_encoder=None,
         feature_extractor=None,
     ).save_pretrained(directory)
+
+
+# The tiny FLUX.2 [dev] text encoder's tokens: Mistral's specials (its instruction and system-prompt markers, Pixtral's
+# image tokens) before the 256 bytes, and a chat template that wraps a message's text parts in them, as FLUX.2 [dev]
+# sends each prompt: a system message and a user message, their content a list of typed parts.
+MISTRAL_SPECIALS = (
+    "<unk>",
+    "<s>",
+    "</s>",
+    "<pad>",
+    "[INST]",
+    "[/INST]",
+    "[SYSTEM_PROMPT]",
+    "[/SYSTEM_PROMPT]",
+    "[IMG]",
+    "[IMG_BREAK]",
+    "[IMG_END]",
+)
+MISTRAL_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{% set text = m['content'] if m['content'] is string else "
+    "m['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join('') %}"
+    "{% if m['role'] == 'system' %}[SYSTEM_PROMPT]{{ text }}[/SYSTEM_PROMPT]"
+    "{% elif m['role'] == 'user' %}[INST]{{ text }}[/INST]"
+    "{% else %}{{ text }}{{ eos_token }}{% endif %}{% endfor %}"
+)
+
+
+def write_tiny_flux2_dev(directory: Path) -> Path:
+    """A tiny random ``Flux2Pipeline`` (FLUX.2 [dev]: a pipeline class of no registered family, which the generic
+    plug-in runs) saved in ``directory``, shaped as diffusers' own test builds it (``get_dummy_components``) with
+    the transformer and VAE of the tiny FLUX.2 [klein] (``synthcore.tiny``; guidance embedded, as [dev] is
+    guidance-distilled), a Mistral3 encoder of width 8 deep enough for the hidden layers 10, 20 and 30 the pipeline
+    reads by default, and a Pixtral processor over a byte-level BPE made with ``tokenizers``, since nothing can be
+    downloaded (diffusers' test downloads Mistral-Small-3.1's processor)."""
+    from synthcore.tiny import with_seed
+
+    with_seed(_save_tiny_flux2_dev)(directory)
+    return directory
+
+
+def _save_tiny_flux2_dev(directory: Path) -> None:
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Pipeline
+
+    from synthcore.tiny import tiny_flux2_transformer, tiny_flux2_vae
+
+    processor, text_dim = _tiny_pixtral_processor(), 8
+    Flux2Pipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=tiny_flux2_vae(),
+        text_encoder=_tiny_mistral3(processor.tokenizer, text_dim, num_hidden_layers=30),
+        tokenizer=processor,
+        transformer=tiny_flux2_transformer(text_dim, guidance_embeds=True),
+    ).save_pretrained(directory)
+
+
+def _tiny_pixtral_processor():
+    """Mistral3's processor (Pixtral's) over a byte-level BPE of ``MISTRAL_SPECIALS`` and the 256 bytes: any text,
+    Korean included, tokenizes; ``<pad>`` pads to the pipeline's ``max_sequence_length``."""
+    from transformers import PixtralProcessor, PreTrainedTokenizerFast
+    from transformers.models.pixtral.image_processing_pixtral import PixtralImageProcessor
+
+    from synthcore.tiny import byte_level_bpe
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=byte_level_bpe(MISTRAL_SPECIALS),
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        model_max_length=1024,
+    )
+    image_processor = PixtralImageProcessor(patch_size=6, size={"longest_edge": 30})
+    return PixtralProcessor(image_processor, tokenizer, patch_size=6, chat_template=MISTRAL_CHAT_TEMPLATE)
+
+
+def _tiny_mistral3(tokenizer, hidden_size: int, num_hidden_layers: int):
+    """Mistral3 (Mistral language model and Pixtral vision tower) at toy width, as diffusers' FLUX.2 test
+    configures it, over ``tokenizer``'s vocabulary."""
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    ids = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("bos", "eos", "pad")}
+    config = Mistral3Config(
+        text_config={
+            "model_type": "mistral",
+            "vocab_size": len(tokenizer),
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": num_hidden_layers,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": hidden_size // 2,
+            "max_position_embeddings": 1024,
+            "sliding_window": None,
+            **ids,
+        },
+        vision_config={
+            "model_type": "pixtral",
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 4,
+            "intermediate_size": 37,
+            "image_size": 30,
+            "patch_size": 6,
+        },
+        image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"),
+        **ids,
+    )
+    return Mistral3ForConditionalGeneration(config)

@@ -194,6 +194,11 @@ def test_license_of_unknown_and_local_generators(tmp_path: Path):
             "`flux-1-dev-non-commercial-license`, [its terms](https://huggingface.co/black-forest-labs/FLUX.1-dev/blob"
             "/main/LICENSE.md); **non-commercial use only**",
         ),
+        (
+            "black-forest-labs/FLUX.2-dev",
+            "`flux-non-commercial-license`, [its terms](https://huggingface.co/black-forest-labs/FLUX.2-dev/blob/main"
+            "/LICENSE.md); **non-commercial use only**",
+        ),
         ("stabilityai/sdxl-turbo", "**non-commercial use only**"),
         ("Qwen/Qwen-Image-2.1-Turbo", "**non-commercial use only**"),
         ("CalamitousFelicitousness/Krea-2-Turbo-Diffusers", "`krea-2-community`, [its terms](https://www.krea.ai/"),

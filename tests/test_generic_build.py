@@ -1,6 +1,6 @@
-"""A classic pipeline class of no registered family (``ChromaPipeline``) builds a dataset through the generic
-plug-in, from a tiny random pipeline made by the test support (not a registered family), and one of its rows is
-regenerated alone by plain diffusers with the same pixels."""
+"""Classic pipeline classes of no registered family (``ChromaPipeline``; ``Flux2Pipeline``, FLUX.2 [dev]) build a
+dataset through the generic plug-in, from tiny random pipelines made by the test support (not registered
+families), and one of their rows is regenerated alone by plain diffusers with the same pixels."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
-from builders.recipe import load_recipe
-from tests.helpers import SAME_THREADS, build_here, write_recipe, write_tiny_chroma
+from builders.recipe import Recipe, load_recipe
+from tests.helpers import SAME_THREADS, build_here, write_recipe, write_tiny_chroma, write_tiny_flux2_dev
 
 RECIPE = """
-name: generic-chroma
+name: generic
 model: {{id: {model}, safety_checker: false}}
 generation: {{num_inference_steps: 2, height: 32, width: 32, batch_size: 2, images_per_prompt: 1}}
-negative_prompt: blurry
+{negative_prompt}
 classes:
   fox: {{prompts: [a red fox, 수채화 여우]}}
   dog: {{prompts: [a dog]}}
@@ -30,6 +30,7 @@ splits: {{train: 2, test: 1}}
 output: {{shard_size: 2}}
 scoring: {{clip: {{model: tiny-random}}, resnet50: {{enabled: false}}}}
 """
+ROW = 5  # the row regenerated alone: the last one
 
 
 @pytest.fixture(scope="session")
@@ -38,34 +39,62 @@ def tiny_chroma(tmp_path_factory) -> Path:
     return write_tiny_chroma(tmp_path_factory.mktemp("tiny-chroma") / "pipeline")
 
 
-@pytest.mark.e2e
-def test_a_classic_pipeline_of_no_family_builds_through_generic_and_a_row_regenerates_alone(
-    tiny_chroma: Path, tmp_path: Path
-):
-    from diffusers import DiffusionPipeline
+@pytest.fixture(scope="session")
+def tiny_flux2_dev(tmp_path_factory) -> Path:
+    """The tiny random Flux2Pipeline (FLUX.2 [dev]), written once per session. Read-only."""
+    return write_tiny_flux2_dev(tmp_path_factory.mktemp("tiny-flux2-dev") / "pipeline")
 
-    recipe_path, out = write_recipe(tmp_path, RECIPE.format(model=tiny_chroma)), tmp_path / "out"
+
+def build_through_generic(pipeline: Path, pipeline_class: str, tmp_path: Path, negative_prompt: str = ""):
+    """Build the recipe with ``pipeline`` in-process; check that the generic plug-in ran it as ``pipeline_class``
+    and that the rows load with ``datasets``. The recorded recipe and the rows' prompt, negative prompt, seed and
+    image, for regenerating one."""
+    out = tmp_path / "out"
+    recipe_path = write_recipe(tmp_path, RECIPE.format(model=pipeline, negative_prompt=negative_prompt))
     build_here(str(recipe_path), "--output-dir", str(out), env=SAME_THREADS)
     info = json.loads((out / "build_info.json").read_text(encoding="utf-8"))
-    assert info["generator"]["family"] == "ChromaPipeline"
+    assert info["generator"]["family"] == pipeline_class
     recipe = load_recipe(out / "recipe.yaml")
-    assert recipe.model.pipeline == "ChromaPipeline"
+    assert recipe.model.pipeline == pipeline_class
     assert {split: rows.num_rows for split, rows in datasets.load_dataset(str(out)).items()} == {"train": 4, "test": 2}
-
     files = sorted((out / "data").glob("*.parquet"))
     rows = pq.read_table(files, columns=["prompt", "negative_prompt", "seed", "image"]).to_pydict()
     assert len({image["bytes"] for image in rows["image"]}) == 6
-    gen, row = recipe.generation, 5
-    alone = DiffusionPipeline.from_pretrained(tiny_chroma)(
-        prompt=rows["prompt"][row],
-        negative_prompt=rows["negative_prompt"][row],
-        generator=torch.Generator().manual_seed(rows["seed"][row]),
+    return recipe, rows
+
+
+def regenerated_alone(pipeline: Path, recipe: Recipe, rows: dict, **call) -> np.ndarray:
+    """Row ``ROW`` made again by plain diffusers from its recorded prompt, seed and the recorded settings (and the
+    pipeline's own arguments, ``call``), minus the row's kept pixels."""
+    from diffusers import DiffusionPipeline
+
+    gen = recipe.generation
+    alone = DiffusionPipeline.from_pretrained(pipeline)(
+        prompt=rows["prompt"][ROW],
+        generator=torch.Generator().manual_seed(rows["seed"][ROW]),
         num_inference_steps=gen.num_inference_steps,
         height=gen.height,
         width=gen.width,
         guidance_scale=gen.guidance_scale,
         max_sequence_length=recipe.model.max_sequence_length,
         output_type="np",
+        **call,
     ).images[0]
-    kept = np.asarray(Image.open(io.BytesIO(rows["image"][row]["bytes"]))).astype(int)
-    assert abs((alone * 255).round().astype(int) - kept).max() <= 2
+    kept = np.asarray(Image.open(io.BytesIO(rows["image"][ROW]["bytes"]))).astype(int)
+    return (alone * 255).round().astype(int) - kept
+
+
+@pytest.mark.e2e
+def test_a_classic_pipeline_of_no_family_builds_through_generic_and_a_row_regenerates_alone(
+    tiny_chroma: Path, tmp_path: Path
+):
+    recipe, rows = build_through_generic(tiny_chroma, "ChromaPipeline", tmp_path, "negative_prompt: blurry")
+    difference = regenerated_alone(tiny_chroma, recipe, rows, negative_prompt=rows["negative_prompt"][ROW])
+    assert abs(difference).max() <= 2
+
+
+@pytest.mark.e2e
+def test_flux2_dev_builds_through_generic_and_a_row_regenerates_alone(tiny_flux2_dev: Path, tmp_path: Path):
+    recipe, rows = build_through_generic(tiny_flux2_dev, "Flux2Pipeline", tmp_path)
+    assert recipe.generation.guidance_scale == 4.0  # the default of Flux2Pipeline's call: its guidance embedding
+    assert abs(regenerated_alone(tiny_flux2_dev, recipe, rows)).max() <= 2

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from builders.generators.base import FamilyDefaults, FamilyFlops
 from builders.generators.generic import SignatureGenerator
-from synthcore.tiny import FLUX_LIKE_BLOCKS, qwen3_config, qwen_tokenizer
+from synthcore.tiny import qwen3_config, qwen_tokenizer, tiny_flux2_transformer, tiny_flux2_vae
 
 
 class Flux2Klein(SignatureGenerator):
@@ -33,35 +33,14 @@ class Flux2Klein(SignatureGenerator):
         """FLUX.2 [klein] base: a transformer of one double and one single block over 2x2-patchified latents, a
         Qwen3 encoder deep enough for the pipeline's hidden layers 9, 18 and 27 (27 layers of width 8), a one-channel
         FLUX.2 VAE; as diffusers' tests build it."""
-        from diffusers import (
-            AutoencoderKLFlux2,
-            FlowMatchEulerDiscreteScheduler,
-            Flux2KleinPipeline,
-            Flux2Transformer2DModel,
-        )
+        from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
         from transformers import Qwen3ForCausalLM
 
         tokenizer = qwen_tokenizer()
         text_dim = 8
-        transformer = Flux2Transformer2DModel(
-            **FLUX_LIKE_BLOCKS,
-            joint_attention_dim=3 * text_dim,
-            timestep_guidance_channels=256,
-            axes_dims_rope=(4, 4, 4, 4),
-            guidance_embeds=False,
-        )
+        transformer = tiny_flux2_transformer(text_dim, guidance_embeds=False)
         text_encoder = Qwen3ForCausalLM(qwen3_config(tokenizer, text_dim, 27))
-        vae = AutoencoderKLFlux2(
-            sample_size=32,
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            block_out_channels=(4, 8),
-            layers_per_block=1,
-            latent_channels=1,
-            norm_num_groups=1,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-        )
+        vae = tiny_flux2_vae()
         Flux2KleinPipeline(
             scheduler=FlowMatchEulerDiscreteScheduler(),
             vae=vae,

@@ -7,7 +7,8 @@ own safety checker, and the config keys the plug-ins read (the denoiser's ``samp
 ``sample_sigmas``) are in this table, so ``ModelFiles`` answers
 from it when the Hub cannot be reached and the files are not in the local cache. Anything else offline and not
 cached stays the error it was. ``tests/test_known_models.py`` keeps the table in step with the registry: every
-family has a known model, every entry's family is registered.
+family has a known model, every entry's pipeline class runs (a registered family's, or through the generic plug-in:
+FLUX.2 [dev]'s ``Flux2Pipeline``).
 
 ``gigabytes``: about what the build downloads of the model (``model_index.json``, the components' configs,
 tokenizers and their non-variant safetensors weights, the files ``synthcore.availability.DIFFUSERS_FILES`` names),
@@ -87,6 +88,7 @@ KNOWN_MODELS: dict[str, KnownModel] = {
         for size in ("4B", "9B")
         for base in ("", "base-")
     },
+    "black-forest-labs/FLUX.2-dev": KnownModel("Flux2Pipeline"),  # FLUX.2 [dev]: no family, the generic plug-in
     "CalamitousFelicitousness/Krea-2-Turbo-Diffusers": KnownModel("Krea2Pipeline", index={"is_distilled": True}),
     "CalamitousFelicitousness/Krea-2-Base-Diffusers": KnownModel("Krea2Pipeline", index={"is_distilled": False}),
     "Qwen/Qwen-Image-2.1": KnownModel("QwenImage21Pipeline"),
