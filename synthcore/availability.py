@@ -242,6 +242,7 @@ DIFFUSERS_FILES = (
     "*/*.json",
     "*/*.txt",
     "*/*.model",
+    "*/*.jinja",  # chat templates (transformers 5 saves a tokenizer's or processor's apart)
     "*/diffusion_pytorch_model*.safetensors",
     "*/model*.safetensors",
 )

@@ -78,8 +78,8 @@ def test_the_family_resolved_offline_is_the_family_of_the_model(empty_hub_cache)
 
 
 def test_flux2_dev_resolves_offline_to_the_generic_plug_in_with_its_calls_defaults(empty_hub_cache, tmp_path: Path):
-    from builders.generators import resolve_family
-    from builders.generators.generic import Generic
+    from builders.generators import describe, resolve_family
+    from builders.generators.generic import EMBEDDED_GUIDANCE, Generic
 
     text = (
         "name: dev\nmodel: {id: black-forest-labs/FLUX.2-dev}\nclasses: {fox: {prompts: [a fox]}}\nsplits: {train: 1}\n"
@@ -89,6 +89,7 @@ def test_flux2_dev_resolves_offline_to_the_generic_plug_in_with_its_calls_defaul
     gen = recipe.generation
     assert (gen.height, gen.width, gen.num_inference_steps, gen.guidance_scale) == (1024, 1024, 50, 4.0)
     assert recipe.model.max_sequence_length == 512
+    assert describe(recipe)["guidance"] == EMBEDDED_GUIDANCE, "one pass a step, not classifier-free guidance"
 
 
 def test_offline_an_unknown_model_is_a_clear_error_and_a_real_build_exits_4(empty_hub_cache, tmp_path: Path, capsys):

@@ -46,6 +46,7 @@ OTHER_TASKS = (
     "LDM3D",  # RGB and depth: its output has no ``images``
 )
 GUIDANCE_PARAMETERS = ("true_cfg_scale", "guidance_scale")  # the classifier-free one first
+EMBEDDED_GUIDANCE = "a distilled guidance embedding (`guidance_scale` is its strength; one pass per step)"
 
 
 @cache
@@ -176,6 +177,13 @@ class Generic(SignatureGenerator):
         self.default_guidance = number_or(guidance, 0.0)
         sequence = parameters.get("max_sequence_length")
         self.max_sequence_length = self.default_sequence_length = sequence if isinstance(sequence, int) else None
+
+    def guidance(self, files: ModelFiles) -> str:
+        """A denoiser with a guidance embedding (``guidance_embeds`` in its config: FLUX.2 [dev]) takes the value
+        as the embedding's strength, in one pass a step; any other, its call's classifier-free guidance."""
+        if self.guidance_parameter == "guidance_scale" and files.config(self.denoiser).get("guidance_embeds"):
+            return EMBEDDED_GUIDANCE
+        return super().guidance(files)
 
 
 def number_or(value: Any, fallback: float) -> Any:

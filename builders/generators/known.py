@@ -88,7 +88,8 @@ KNOWN_MODELS: dict[str, KnownModel] = {
         for size in ("4B", "9B")
         for base in ("", "base-")
     },
-    "black-forest-labs/FLUX.2-dev": KnownModel("Flux2Pipeline"),  # FLUX.2 [dev]: no family, the generic plug-in
+    # FLUX.2 [dev]: no family, the generic plug-in; guidance-distilled (an embedding, as FLUX.1 [dev])
+    "black-forest-labs/FLUX.2-dev": KnownModel("Flux2Pipeline", {"transformer": {"guidance_embeds": True}}),
     "CalamitousFelicitousness/Krea-2-Turbo-Diffusers": KnownModel("Krea2Pipeline", index={"is_distilled": True}),
     "CalamitousFelicitousness/Krea-2-Base-Diffusers": KnownModel("Krea2Pipeline", index={"is_distilled": False}),
     "Qwen/Qwen-Image-2.1": KnownModel("QwenImage21Pipeline"),

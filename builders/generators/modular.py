@@ -38,7 +38,7 @@ from synthcore.availability import DIFFUSERS_EXTRAS, DIFFUSERS_FILES, HubModel, 
 from synthcore.model_refs import Placement, is_local_path, resolve
 
 # What the build downloads: the index, the components' configs, tokenizers (with chat templates) and weights.
-MODULAR_FILES = (MODULAR_INDEX, *DIFFUSERS_FILES[1:], "*/*.jinja")
+MODULAR_FILES = (MODULAR_INDEX, *DIFFUSERS_FILES[1:])
 
 
 @cache
