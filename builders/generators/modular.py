@@ -29,6 +29,7 @@ from builders.generators.base import (
 )
 from builders.generators.generic import TEXT_TO_IMAGE, number_or
 from builders.generators.known import MODULAR_INDEX
+from builders.generators.qwen_image21 import sample_sigmas
 from builders.generators.safety import SafetyChecker
 from builders.generators.sources import ModelFiles
 from builders.plan import Job
@@ -85,7 +86,15 @@ class ModularGenerator(Generator):
         guidance = (guider.config or {}).get("guidance_scale", 0.0) if self.guided(files) else 0.0
 
         height, width = (number_or(declared.get(key), self.default_size) for key in ("height", "width"))
-        return FamilyDefaults(height, width, number_or(declared.get("num_inference_steps"), 50), float(guidance))
+        fixed = self.fixed_sigmas(files)
+        steps = len(fixed) if fixed else number_or(declared.get("num_inference_steps"), 50)
+        return FamilyDefaults(height, width, steps, float(guidance))
+
+    def fixed_sigmas(self, files: ModelFiles) -> list[float] | None:
+        """The sampling schedule the model's index fixes where a block reads one (the ``sample_sigmas`` config of
+        Qwen-Image 2.1 Turbo's blocks, which then sample it whatever ``num_inference_steps`` says); else None."""
+        configs = {spec.name for spec in self.blocks(files).expected_configs}
+        return sample_sigmas(files) if "sample_sigmas" in configs else None
 
     def guidance(self, files: ModelFiles) -> str:
         if self.guided(files):
@@ -170,7 +179,8 @@ def _elsewhere(entry: list, model_id: str) -> bool:
 
 def load_modular(generator: ModularGenerator, recipe: Recipe, placement: Placement):
     """The recipe's modular pipeline on this process's device, loaded as diffusers documents it: the pipeline from
-    its index, the family's dropped steps taken out, ``load_components`` in the placement's dtype."""
+    its index, the family's dropped steps taken out, ``load_components`` in the placement's dtype. A fixed schedule
+    (``sample_sigmas``) of another number of steps than the recipe's is dropped: its blocks would ignore the steps."""
     from diffusers import ModularPipeline
 
     settings = recipe.model
@@ -181,6 +191,9 @@ def load_modular(generator: ModularGenerator, recipe: Recipe, placement: Placeme
         blocks.sub_blocks.pop(name, None)
     pipe = type(found)(blocks=blocks, pretrained_model_name_or_path=ref, revision=settings.revision)
     pipe.load_components(dtype=placement.dtype)
+    fixed = pipe.config.get("sample_sigmas")
+    if fixed and len(fixed) != recipe.generation.num_inference_steps:
+        pipe.register_to_config(sample_sigmas=None)  # the recipe's steps, evenly spaced, as the classic plug-in does
     if settings.scheduler != "default":
         pipe.update_components(scheduler=make_scheduler(settings.scheduler, pipe.scheduler))
     pipe.to(placement.device)

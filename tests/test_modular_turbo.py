@@ -1,0 +1,116 @@
+"""Qwen-Image 2.1 Turbo as diffusers ships it: a modular pipeline (``QwenImage21TurboModularPipeline``) of no family
+of its own, run by the generic modular plug-in. Its blocks sample the schedule its ``modular_model_index.json``
+fixes (``sample_sigmas``) whatever ``num_inference_steps`` says: the steps default to that schedule's length, and a
+recipe asking for another number runs that many evenly spaced steps, as the classic plug-in does.
+
+The e2e tests build the tiny random Qwen-Image 2.1 pipeline's components saved as a Turbo modular repo."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from builders.generators import family_of, generator_of_class, resolve_family
+from builders.generators.modular import GenericModular
+from builders.recipe import load_recipe, parse_recipe
+
+PIPELINE, BLOCKS = "QwenImage21TurboModularPipeline", "QwenImage21TurboAutoBlocks"
+TINY_SIGMAS = [1.0, 0.5]  # the tiny repo's fixed schedule: two steps (the real Turbo's has eight)
+RECIPE = """
+name: qwen-turbo-modular
+model: {{id: {model}, safety_checker: false}}
+generation: {{{generation}}}
+classes:
+  fox: {{prompts: [a red fox, a fox in snow]}}
+  dog: {{prompts: [a small dog]}}
+splits: {{train: 3}}
+scoring: {{clip: {{model: tiny-random}}, resnet50: {{enabled: false}}}}
+"""
+
+
+def recipe(model: Path, generation: str = ""):
+    return parse_recipe(RECIPE.format(model=model, generation=generation), "r.yaml")
+
+
+def index_only(root: Path, name: str, **index) -> Path:
+    """A Turbo modular repo as far as the family and its defaults are decided: its index only."""
+    directory = root / name
+    directory.mkdir()
+    (directory / "modular_model_index.json").write_text(
+        json.dumps({"_class_name": PIPELINE, "_blocks_class_name": BLOCKS, **index})
+    )
+    return directory
+
+
+def test_the_turbo_s_fixed_schedule_sets_its_default_steps(tmp_path: Path):
+    assert isinstance(generator_of_class(PIPELINE), GenericModular)
+    fixed = resolve_family(recipe(index_only(tmp_path, "fixed", sample_sigmas=[1.0, 0.75, 0.5])))
+    assert fixed.generation.num_inference_steps == 3 and fixed.generation.guidance_scale == 0.0
+    free = resolve_family(recipe(index_only(tmp_path, "free")))
+    assert free.generation.num_inference_steps == 8  # the blocks' own default, where no schedule is fixed
+
+
+@pytest.fixture(scope="module")
+def qwen_turbo_modular(tmp_path_factory) -> Path:
+    """The tiny random Qwen-Image 2.1 pipeline's components under Turbo's modular blocks, saved as a modular repo
+    with a fixed schedule (``sample_sigmas`` in its index) as hf-internal-testing/tiny-qwenimage21-turbo-modular."""
+    from diffusers.modular_pipelines import QwenImage21TurboAutoBlocks
+
+    from builders.generators.tiny import tiny_family_dir
+
+    pipe = QwenImage21TurboAutoBlocks().init_pipeline(str(tiny_family_dir("qwen-image-2.1")))
+    pipe.load_components()
+    pipe.register_to_config(sample_sigmas=TINY_SIGMAS)
+    directory = tmp_path_factory.mktemp("qwen-turbo-modular") / "repo"
+    pipe.save_pretrained(str(directory), overwrite_modular_index=True)
+    return directory
+
+
+@pytest.mark.e2e
+def test_a_turbo_modular_build_regenerates_a_row_alone_with_diffusers(qwen_turbo_modular: Path, tmp_path: Path):
+    import torch
+    from diffusers import ModularPipeline
+    from PIL import Image
+
+    from builders.generators.base import opaque_rgb, to_uint8_hwc
+    from tests.helpers import SAME_THREADS, build_here, table, write_recipe
+
+    generation = "height: 32, width: 32, batch_size: 2, images_per_prompt: 1"
+    out = tmp_path / "out"
+    path = write_recipe(tmp_path, RECIPE.format(model=qwen_turbo_modular, generation=generation))
+    build_here(str(path), "--output-dir", str(out), env=SAME_THREADS)
+    assert json.loads((out / "build_info.json").read_text(encoding="utf-8"))["generator"]["pipeline"] == PIPELINE
+    recorded = load_recipe(out / "recipe.yaml")
+    assert recorded.model.pipeline == PIPELINE
+    gen = recorded.generation
+    assert gen.num_inference_steps == len(TINY_SIGMAS)  # the fixed schedule's length, not the blocks' default 8
+    rows = table(out)
+    assert len(rows["seed"]) == 6 and len(set(rows["image"])) == 6
+    pipe = ModularPipeline.from_pretrained(str(qwen_turbo_modular))
+    pipe.load_components()
+    alone = pipe(
+        prompt=rows["prompt"][5],
+        generator=torch.Generator().manual_seed(rows["seed"][5]),
+        num_inference_steps=gen.num_inference_steps,
+        height=gen.height,
+        width=gen.width,
+        output_type="pt",
+        output="images",
+    )
+    kept = np.asarray(Image.open(io.BytesIO(rows["image"][5]))).astype(int)
+    assert np.abs(to_uint8_hwc(opaque_rgb(alone))[0].astype(int) - kept).max() <= 2
+
+
+@pytest.mark.e2e
+def test_a_recipe_s_other_number_of_steps_drops_the_fixed_schedule(qwen_turbo_modular: Path):
+    from builders.generators.modular import load_modular
+    from synthcore.model_refs import Placement
+
+    cpu = Placement("cpu", "float32")
+    for steps, schedule in ((2, TINY_SIGMAS), (3, None)):
+        resolved = resolve_family(recipe(qwen_turbo_modular, f"num_inference_steps: {steps}"))
+        assert load_modular(family_of(resolved), resolved, cpu).config.get("sample_sigmas") == schedule
