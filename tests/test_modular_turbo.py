@@ -1,14 +1,18 @@
-"""Qwen-Image 2.1 Turbo as diffusers ships it: a modular pipeline (``QwenImage21TurboModularPipeline``) of no family
-of its own, run by the generic modular plug-in. Its blocks sample the schedule its ``modular_model_index.json``
-fixes (``sample_sigmas``) whatever ``num_inference_steps`` says: the steps default to that schedule's length, and a
-recipe asking for another number runs that many evenly spaced steps, as the classic plug-in does.
+"""The Turbo checkpoints diffusers ships as modular pipelines of no family of their own, run by the generic modular
+plug-in: Qwen-Image 2.1 Turbo (``QwenImage21TurboModularPipeline``) and Krea 2 Turbo (``Krea2TurboModularPipeline``).
+Qwen's blocks sample the schedule its ``modular_model_index.json`` fixes (``sample_sigmas``) whatever
+``num_inference_steps`` says: the steps default to that schedule's length, and a recipe asking for another number
+runs that many evenly spaced steps, as the classic plug-in does.
 
-The e2e tests build the tiny random Qwen-Image 2.1 pipeline's components saved as a Turbo modular repo."""
+The e2e tests build each from tiny random components (those of the family's classic tiny pipeline) saved as a
+modular repo, and regenerate one row alone with a plain ``ModularPipeline``."""
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +22,8 @@ from builders.generators import family_of, generator_of_class, resolve_family
 from builders.generators.modular import GenericModular
 from builders.recipe import load_recipe, parse_recipe
 
-PIPELINE, BLOCKS = "QwenImage21TurboModularPipeline", "QwenImage21TurboAutoBlocks"
+QWEN_TURBO, BLOCKS = "QwenImage21TurboModularPipeline", "QwenImage21TurboAutoBlocks"
+KREA2_TURBO = "Krea2TurboModularPipeline"
 TINY_SIGMAS = [1.0, 0.5]  # the tiny repo's fixed schedule: two steps (the real Turbo's has eight)
 RECIPE = """
 name: qwen-turbo-modular
@@ -41,23 +46,22 @@ def index_only(root: Path, name: str, **index) -> Path:
     directory = root / name
     directory.mkdir()
     (directory / "modular_model_index.json").write_text(
-        json.dumps({"_class_name": PIPELINE, "_blocks_class_name": BLOCKS, **index})
+        json.dumps({"_class_name": QWEN_TURBO, "_blocks_class_name": BLOCKS, **index})
     )
     return directory
 
 
 def test_the_turbo_s_fixed_schedule_sets_its_default_steps(tmp_path: Path):
-    assert isinstance(generator_of_class(PIPELINE), GenericModular)
+    assert all(isinstance(generator_of_class(name), GenericModular) for name in (QWEN_TURBO, KREA2_TURBO))
     fixed = resolve_family(recipe(index_only(tmp_path, "fixed", sample_sigmas=[1.0, 0.75, 0.5])))
     assert fixed.generation.num_inference_steps == 3 and fixed.generation.guidance_scale == 0.0
     free = resolve_family(recipe(index_only(tmp_path, "free")))
     assert free.generation.num_inference_steps == 8  # the blocks' own default, where no schedule is fixed
 
 
-@pytest.fixture(scope="module")
-def qwen_turbo_modular(tmp_path_factory) -> Path:
-    """The tiny random Qwen-Image 2.1 pipeline's components under Turbo's modular blocks, saved as a modular repo
-    with a fixed schedule (``sample_sigmas`` in its index) as hf-internal-testing/tiny-qwenimage21-turbo-modular."""
+def qwen_turbo_modular():
+    """The tiny random Qwen-Image 2.1 pipeline's components under Turbo's modular blocks, with a fixed schedule
+    (``sample_sigmas`` in its index) as hf-internal-testing/tiny-qwenimage21-turbo-modular has."""
     from diffusers.modular_pipelines import QwenImage21TurboAutoBlocks
 
     from builders.generators.tiny import tiny_family_dir
@@ -65,13 +69,60 @@ def qwen_turbo_modular(tmp_path_factory) -> Path:
     pipe = QwenImage21TurboAutoBlocks().init_pipeline(str(tiny_family_dir("qwen-image-2.1")))
     pipe.load_components()
     pipe.register_to_config(sample_sigmas=TINY_SIGMAS)
-    directory = tmp_path_factory.mktemp("qwen-turbo-modular") / "repo"
-    pipe.save_pretrained(str(directory), overwrite_modular_index=True)
-    return directory
+    return pipe
+
+
+def krea2_turbo_modular():
+    """Krea 2 Turbo's modular blocks over the tiny Krea 2 components, its text encoder 35 layers deep and its
+    transformer fusing twelve text layers: the blocks stack the encoder's hidden states 2, 5, ..., 35."""
+    from diffusers import Krea2TurboModularPipeline
+    from diffusers.modular_pipelines import Krea2TurboAutoBlocks
+
+    from builders.generators import krea2
+    from synthcore.tiny import qwen_tokenizer
+
+    tokenizer = qwen_tokenizer()
+    pipe = Krea2TurboModularPipeline(blocks=Krea2TurboAutoBlocks())
+    pipe.update_components(
+        scheduler=krea2.tiny_scheduler(),
+        transformer=krea2.tiny_transformer(num_text_layers=12),
+        vae=krea2.tiny_vae(),
+        text_encoder=krea2.tiny_text_encoder(tokenizer, num_hidden_layers=35),
+        tokenizer=tokenizer,
+    )
+    return pipe
+
+
+# Each Turbo modular pipeline: its tiny random pipeline, and the recipe's steps (Qwen's: its fixed schedule's).
+TURBOS = {
+    QWEN_TURBO: (qwen_turbo_modular, ""),
+    KREA2_TURBO: (krea2_turbo_modular, "num_inference_steps: 2, "),
+}
+
+
+@pytest.fixture(scope="module")
+def turbo_modular(tmp_path_factory) -> Callable[[str], Path]:
+    """``turbo_modular(pipeline)``: that Turbo's tiny random pipeline saved as a modular repo (seeded weights), once
+    for the module."""
+    from synthcore.tiny import with_seed
+
+    saved: dict[str, Path] = {}
+
+    def save(directory: Path, pipeline: str) -> None:
+        TURBOS[pipeline][0]().save_pretrained(str(directory), overwrite_modular_index=True)
+
+    def repo(pipeline: str) -> Path:
+        if pipeline not in saved:
+            saved[pipeline] = tmp_path_factory.mktemp(pipeline) / "repo"
+            with_seed(partial(save, pipeline=pipeline))(saved[pipeline])
+        return saved[pipeline]
+
+    return repo
 
 
 @pytest.mark.e2e
-def test_a_turbo_modular_build_regenerates_a_row_alone_with_diffusers(qwen_turbo_modular: Path, tmp_path: Path):
+@pytest.mark.parametrize("pipeline", TURBOS)
+def test_a_turbo_modular_build_regenerates_a_row_alone_with_diffusers(pipeline: str, turbo_modular, tmp_path: Path):
     import torch
     from diffusers import ModularPipeline
     from PIL import Image
@@ -79,18 +130,19 @@ def test_a_turbo_modular_build_regenerates_a_row_alone_with_diffusers(qwen_turbo
     from builders.generators.base import opaque_rgb, to_uint8_hwc
     from tests.helpers import SAME_THREADS, build_here, table, write_recipe
 
-    generation = "height: 32, width: 32, batch_size: 2, images_per_prompt: 1"
+    model = turbo_modular(pipeline)
+    generation = f"{TURBOS[pipeline][1]}height: 32, width: 32, batch_size: 2, images_per_prompt: 1"
     out = tmp_path / "out"
-    path = write_recipe(tmp_path, RECIPE.format(model=qwen_turbo_modular, generation=generation))
+    path = write_recipe(tmp_path, RECIPE.format(model=model, generation=generation))
     build_here(str(path), "--output-dir", str(out), env=SAME_THREADS)
-    assert json.loads((out / "build_info.json").read_text(encoding="utf-8"))["generator"]["pipeline"] == PIPELINE
+    assert json.loads((out / "build_info.json").read_text(encoding="utf-8"))["generator"]["pipeline"] == pipeline
     recorded = load_recipe(out / "recipe.yaml")
-    assert recorded.model.pipeline == PIPELINE
+    assert recorded.model.pipeline == pipeline
     gen = recorded.generation
-    assert gen.num_inference_steps == len(TINY_SIGMAS)  # the fixed schedule's length, not the blocks' default 8
+    assert gen.num_inference_steps == 2  # Qwen's: its fixed schedule's length, not the blocks' default 8
     rows = table(out)
     assert len(rows["seed"]) == 6 and len(set(rows["image"])) == 6
-    pipe = ModularPipeline.from_pretrained(str(qwen_turbo_modular))
+    pipe = ModularPipeline.from_pretrained(str(model))
     pipe.load_components()
     alone = pipe(
         prompt=rows["prompt"][5],
@@ -106,11 +158,11 @@ def test_a_turbo_modular_build_regenerates_a_row_alone_with_diffusers(qwen_turbo
 
 
 @pytest.mark.e2e
-def test_a_recipe_s_other_number_of_steps_drops_the_fixed_schedule(qwen_turbo_modular: Path):
+def test_a_recipe_s_other_number_of_steps_drops_the_fixed_schedule(turbo_modular):
     from builders.generators.modular import load_modular
     from synthcore.model_refs import Placement
 
     cpu = Placement("cpu", "float32")
     for steps, schedule in ((2, TINY_SIGMAS), (3, None)):
-        resolved = resolve_family(recipe(qwen_turbo_modular, f"num_inference_steps: {steps}"))
+        resolved = resolve_family(recipe(turbo_modular(QWEN_TURBO), f"num_inference_steps: {steps}"))
         assert load_modular(family_of(resolved), resolved, cpu).config.get("sample_sigmas") == schedule

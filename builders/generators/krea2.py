@@ -33,18 +33,12 @@ class Krea2(SignatureGenerator):
         """Krea 2 base: two DiT blocks of width 32 with the text-fusion stage over three layers of a two-layer
         Qwen3-VL text encoder, the Qwen-Image VAE at toy size; as diffusers' tests build it (the models are made in
         that order, so the seeded weights stay the same)."""
-        from diffusers import FlowMatchEulerDiscreteScheduler, Krea2Pipeline
+        from diffusers import Krea2Pipeline
 
         tokenizer = qwen_tokenizer()
-        transformer, vae, text_encoder = _tiny_transformer(), _tiny_vae(), _tiny_text_encoder(tokenizer)
+        transformer, vae, text_encoder = tiny_transformer(), tiny_vae(), tiny_text_encoder(tokenizer)
         Krea2Pipeline(
-            scheduler=FlowMatchEulerDiscreteScheduler(
-                use_dynamic_shifting=True,
-                base_shift=0.5,
-                max_shift=1.15,
-                base_image_seq_len=256,
-                max_image_seq_len=6400,
-            ),
+            scheduler=tiny_scheduler(),
             vae=vae,
             text_encoder=text_encoder,
             tokenizer=tokenizer,
@@ -53,8 +47,18 @@ class Krea2(SignatureGenerator):
         ).save_pretrained(directory)
 
 
-def _tiny_transformer():
-    """One DiT block of width 32 fusing three text layers, with one layerwise and one refiner text block."""
+def tiny_scheduler():
+    """Flow matching with Krea 2's resolution-dependent shift (the modular Turbo blocks fix it: ``mu`` 1.15)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=6400
+    )
+
+
+def tiny_transformer(num_text_layers: int = 3):
+    """One DiT block of width 32 fusing ``num_text_layers`` text layers (the classic pipeline's three; the modular
+    blocks stack Krea 2's twelve), with one layerwise and one refiner text block."""
     from diffusers import Krea2Transformer2DModel
 
     return Krea2Transformer2DModel(
@@ -66,7 +70,7 @@ def _tiny_transformer():
         intermediate_size=32,
         timestep_embed_dim=8,
         text_hidden_dim=16,
-        num_text_layers=3,
+        num_text_layers=num_text_layers,
         text_num_attention_heads=2,
         text_num_key_value_heads=1,
         text_intermediate_size=16,
@@ -77,7 +81,7 @@ def _tiny_transformer():
     )
 
 
-def _tiny_vae():
+def tiny_vae():
     """The Qwen-Image VAE at toy size (4 latent channels, three levels)."""
     from diffusers import AutoencoderKLQwenImage
 
@@ -92,14 +96,16 @@ def _tiny_vae():
     )
 
 
-def _tiny_text_encoder(tokenizer):
-    """A two-layer Qwen3-VL of width 16 (a one-block vision tower it never uses) over ``tokenizer``'s vocabulary."""
+def tiny_text_encoder(tokenizer, num_hidden_layers: int = 2):
+    """A Qwen3-VL of width 16 and ``num_hidden_layers`` layers (a one-block vision tower it never uses) over
+    ``tokenizer``'s vocabulary: two for the classic pipeline, which picks its layers from its config; 35 for the
+    modular blocks, which stack Krea 2's fixed hidden states 2, 5, ..., 35."""
     from transformers import Qwen3VLConfig, Qwen3VLModel
 
     text = {
         "hidden_size": 16,
         "intermediate_size": 16,
-        "num_hidden_layers": 2,
+        "num_hidden_layers": num_hidden_layers,
         "num_attention_heads": 2,
         "num_key_value_heads": 2,
         "head_dim": 8,
