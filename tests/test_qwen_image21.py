@@ -1,7 +1,8 @@
 """Qwen-Image 2.1 (``QwenImage21Pipeline``): its defaults follow the model's fixed sampling schedule
 (``sample_sigmas``), its guidance is ``true_cfg_scale`` against the negative prompt, its sizes are multiples of 32,
 and a recipe asking for another number of steps than the schedule has gets that many (the pipeline would ignore
-them). Its RGBA images become RGB over white. Fast, but the last test, which loads the tiny random pipeline."""
+them). Its RGBA images become RGB over white, and its forward, which reads its masks' values, is counted on
+shapes. Fast, but the e2e test, which loads the tiny random pipeline."""
 
 from __future__ import annotations
 
@@ -108,3 +109,18 @@ def test_other_steps_than_the_fixed_schedule_run_the_pipeline_s_even_schedule(tm
     assert pipe.config.sample_sigmas is None
     expected = image(num_inference_steps=1, sigmas=list(np.linspace(1.0, 1 / 3, 3)))
     assert np.array_equal(image(num_inference_steps=3), expected), "three even steps, not the two fixed ones"
+
+
+def test_shapes_only_counts_what_the_meta_device_counts_and_traces_qwen_s_forward():
+    from benchmarks.families import architectures, denoiser_gflops
+
+    def spec(family: str, reads_values: bool, **config) -> dict:
+        found = architectures()[family]["denoiser"]
+        return {**found, "config": {**found["config"], **config}, "reads_values": reads_values}
+
+    klein = {"num_layers": 1, "num_single_layers": 1}
+    assert denoiser_gflops(spec("flux2-klein", True, **klein), 256) == denoiser_gflops(
+        spec("flux2-klein", False, **klein), 256
+    )
+    one, two, three = (denoiser_gflops(spec("qwen-image-2.1", True, num_layers=n), 256) for n in (1, 2, 3))
+    assert one > 0 and two - one == pytest.approx(three - two), "every block of the forward is counted alike"

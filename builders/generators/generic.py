@@ -7,8 +7,9 @@ naming the key and the pipeline before anything downloads. A negative prompt nee
 value goes to ``true_cfg_scale`` where the pipeline has one (its classifier-free guidance; Qwen-Image's
 ``guidance_scale`` is a distilled embedding), else to ``guidance_scale``, and a pipeline with neither takes none;
 ``model.max_sequence_length`` needs ``max_sequence_length``. Image-to-image, inpainting, editing, control and video
-pipelines (by their call's ``strength``, ``mask_image``, ``control_image``, ``num_frames``, or their class name)
-are not text-to-image and stay refused.
+pipelines (by their call's ``strength``, ``mask_image``, ``control_image``, ``num_frames``, ``video_length``, or
+their class name), and pipelines whose call requires another input than the prompt, are not text-to-image and stay
+refused.
 
 ``SignatureGenerator`` is the plug-in base of the families added this way (Z-Image, FLUX.2 [klein], Krea 2,
 Qwen-Image 2.1: a module each with their defaults, FLOPs and tiny pipeline); ``Generic`` runs any other such
