@@ -97,6 +97,22 @@ def is_distilled(files: ModelFiles) -> bool:
     return bool(files.index().get("is_distilled", False))
 
 
+def sample_sigmas(files: ModelFiles) -> list[float] | None:
+    """The sampling schedule the model's author fixed in its index (``sample_sigmas``: Qwen-Image 2.1 Turbo's), whose
+    length is then its number of steps; None where the steps are free."""
+    sigmas = files.index().get("sample_sigmas")
+    return list(sigmas) if isinstance(sigmas, list) and sigmas else None
+
+
+def free_fixed_schedule(pipe, steps: int) -> None:
+    """Drop a loaded pipeline's fixed schedule (its config's ``sample_sigmas``) of another number of steps than the
+    recipe's: the pipeline, classic or modular, would sample it and ignore ``num_inference_steps``; without it, it
+    samples ``steps`` evenly spaced sigmas."""
+    fixed = pipe.config.get("sample_sigmas")
+    if fixed and len(fixed) != steps:
+        pipe.register_to_config(sample_sigmas=None)
+
+
 class SignatureGenerator(DiffusersGenerator):
     """A family whose recipe keys are those its pipeline's ``__call__`` takes (``call_parameters``). Where the family
     ships step-distilled models marked so in ``model_index.json`` (``is_distilled``), they get ``distilled``'s

@@ -27,9 +27,8 @@ from builders.generators.base import (
     compile_in_place,
     set_vae_memory,
 )
-from builders.generators.generic import TEXT_TO_IMAGE, number_or
+from builders.generators.generic import TEXT_TO_IMAGE, free_fixed_schedule, number_or, sample_sigmas
 from builders.generators.known import MODULAR_INDEX
-from builders.generators.qwen_image21 import sample_sigmas
 from builders.generators.safety import SafetyChecker
 from builders.generators.sources import ModelFiles
 from builders.plan import Job
@@ -191,9 +190,7 @@ def load_modular(generator: ModularGenerator, recipe: Recipe, placement: Placeme
         blocks.sub_blocks.pop(name, None)
     pipe = type(found)(blocks=blocks, pretrained_model_name_or_path=ref, revision=settings.revision)
     pipe.load_components(dtype=placement.dtype)
-    fixed = pipe.config.get("sample_sigmas")
-    if fixed and len(fixed) != recipe.generation.num_inference_steps:
-        pipe.register_to_config(sample_sigmas=None)  # the recipe's steps, evenly spaced, as the classic plug-in does
+    free_fixed_schedule(pipe, recipe.generation.num_inference_steps)
     if settings.scheduler != "default":
         pipe.update_components(scheduler=make_scheduler(settings.scheduler, pipe.scheduler))
     pipe.to(placement.device)

@@ -11,16 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from builders.generators.base import FamilyDefaults, FamilyFlops
-from builders.generators.generic import SignatureGenerator
+from builders.generators.generic import SignatureGenerator, free_fixed_schedule, sample_sigmas
 from builders.generators.sources import ModelFiles
 from builders.recipe import Recipe
 from synthcore.tiny import TINY_VL_TEXT_DIM, tiny_qwen3_vl, tiny_qwen3_vl_processor
-
-
-def sample_sigmas(files: ModelFiles) -> list[float] | None:
-    """The sampling schedule the model's author fixed in ``model_index.json``; None where the steps are free."""
-    sigmas = files.index().get("sample_sigmas")
-    return list(sigmas) if isinstance(sigmas, list) and sigmas else None
 
 
 class QwenImage21(SignatureGenerator):
@@ -44,11 +38,7 @@ class QwenImage21(SignatureGenerator):
         return FamilyDefaults(1024, 1024, steps, self.default_guidance)
 
     def prepare(self, pipe, recipe: Recipe) -> None:
-        """A recipe asking for another number of steps than the model's fixed schedule has sigmas gets the
-        pipeline's own evenly spaced schedule of that many steps (its call would otherwise ignore the steps)."""
-        fixed = pipe.config.get("sample_sigmas")
-        if fixed and len(fixed) != recipe.generation.num_inference_steps:
-            pipe.register_to_config(sample_sigmas=None)
+        free_fixed_schedule(pipe, recipe.generation.num_inference_steps)
 
     def call_arguments(self, recipe: Recipe, jobs: list) -> dict:
         """The negative prompts only where guidance runs (the pipeline warns for each call that passes them
