@@ -29,7 +29,7 @@ from builders.generators.base import (
 )
 from builders.generators.generic import TEXT_TO_IMAGE, number_or
 from builders.generators.known import MODULAR_INDEX
-from builders.generators.qwen_image21 import sample_sigmas
+from builders.generators.qwen_image21 import QwenImage21, sample_sigmas
 from builders.generators.safety import SafetyChecker
 from builders.generators.sources import ModelFiles
 from builders.plan import Job
@@ -40,6 +40,11 @@ from synthcore.model_refs import Placement, is_local_path, resolve
 
 # What the build downloads: the index, the components' configs, tokenizers (with chat templates) and weights.
 MODULAR_FILES = (MODULAR_INDEX, *DIFFUSERS_FILES[1:])
+# Generic modular pipelines whose blocks round sizes down to a coarser grid than the usual 16 (VAE 8 x patch 2), so
+# a recipe's size off it would silently give smaller images: Qwen-Image 2.1's 16x VAE with its 2x2 token groups.
+SIZE_FACTORS = {
+    name: QwenImage21.size_factor for name in ("QwenImage21ModularPipeline", "QwenImage21TurboModularPipeline")
+}
 
 
 @cache
@@ -271,8 +276,8 @@ def is_modular_text_to_image(pipeline_class: str) -> bool:
 
 class GenericModular(ModularGenerator):
     """A modular text-to-image pipeline class of no registered family (Z-Image's, Qwen-Image 2.1 Turbo's, Krea 2
-    Turbo's modular pipelines): its blocks' defaults, bfloat16 on a GPU, sizes in multiples of 16, and no FLOPs
-    counted (``--dry-run`` gives no GPU-time estimate)."""
+    Turbo's modular pipelines): its blocks' defaults, bfloat16 on a GPU, sizes in multiples of 16 (of 32 for
+    Qwen-Image 2.1's: ``SIZE_FACTORS``), and no FLOPs counted (``--dry-run`` gives no GPU-time estimate)."""
 
     name = "generic-modular"
     card_tags = ()
@@ -288,6 +293,7 @@ class GenericModular(ModularGenerator):
     def __init__(self, pipeline_class: str):
         self.pipeline_classes = (pipeline_class,)
         self.label = pipeline_class
+        self.size_factor = SIZE_FACTORS.get(pipeline_class, self.size_factor)
 
 
 @cache
