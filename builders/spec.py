@@ -146,15 +146,27 @@ def _with_push_target(recipe: Recipe, args: argparse.Namespace, mode: Mode) -> R
 def _resolved(recipe: Recipe, source: str, mode: Mode) -> Recipe:
     """The recipe with its family's defaults. A family that cannot be read because the model (or a scorer's) is
     missing is a missing model (exit 4, every missing one listed), not a bad recipe."""
-    from builders.generators import resolve_family
-    from builders.generators.base import pipeline_needs  # the generation stack: --push-only never loads it
+    from builders.generators import resolve_family  # the generation stack: --push-only never loads it
 
     try:
         return resolve_family(recipe, source)
     except RecipeError:
         if mode in LOADS_MODELS:
-            require_models([*pipeline_needs(recipe), *scorer_model_refs(recipe.scoring)])
+            require_models([*_pipeline_needs(recipe), *scorer_model_refs(recipe.scoring)])
         raise
+
+
+def _pipeline_needs(recipe: Recipe) -> list[ModelNeed]:
+    """The pipeline's files as its plug-in lists them where its index can be read (a modular pipeline has no
+    ``model_index.json``: asking for one hid every recipe error of a modular repo), else what any pipeline needs."""
+    from builders.generators import family_of
+    from builders.generators.base import pipeline_needs
+    from builders.generators.sources import ModelIndexError
+
+    try:
+        return family_of(recipe).pipeline_needs(recipe)
+    except ModelIndexError:
+        return pipeline_needs(recipe)
 
 
 def _quiet_libraries() -> None:

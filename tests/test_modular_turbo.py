@@ -20,7 +20,7 @@ import pytest
 
 from builders.generators import family_of, generator_of_class, resolve_family
 from builders.generators.modular import GenericModular
-from builders.recipe import load_recipe, parse_recipe
+from builders.recipe import RecipeError, load_recipe, parse_recipe
 
 QWEN_TURBO, BLOCKS = "QwenImage21TurboModularPipeline", "QwenImage21TurboAutoBlocks"
 KREA2_TURBO = "Krea2TurboModularPipeline"
@@ -57,6 +57,14 @@ def test_the_turbo_s_fixed_schedule_sets_its_default_steps(tmp_path: Path):
     assert fixed.generation.num_inference_steps == 3 and fixed.generation.guidance_scale == 0.0
     free = resolve_family(recipe(index_only(tmp_path, "free")))
     assert free.generation.num_inference_steps == 8  # the blocks' own default, where no schedule is fixed
+
+
+def test_qwen_s_sizes_are_multiples_of_32_as_its_blocks_round_them(tmp_path: Path):
+    """Its blocks round a size down to a multiple of 32 (the 16x VAE's 2x2 token groups): 48 would make 32 px."""
+    with pytest.raises(RecipeError) as caught:
+        resolve_family(recipe(index_only(tmp_path, "q", sample_sigmas=[1.0]), "height: 48"), "r.yaml")
+    (problem,) = caught.value.problems
+    assert problem.startswith("generation.height:") and "multiple of 32" in problem
 
 
 def qwen_turbo_modular():
@@ -166,3 +174,17 @@ def test_a_recipe_s_other_number_of_steps_drops_the_fixed_schedule(turbo_modular
     for steps, schedule in ((2, TINY_SIGMAS), (3, None)):
         resolved = resolve_family(recipe(turbo_modular(QWEN_TURBO), f"num_inference_steps: {steps}"))
         assert load_modular(family_of(resolved), resolved, cpu).config.get("sample_sigmas") == schedule
+
+
+@pytest.mark.e2e
+def test_a_build_of_a_modular_repo_reports_its_recipe_errors_not_a_missing_model(turbo_modular, tmp_path: Path):
+    """build.py names every key the blocks refuse (exit 2); it used to look for a model_index.json the modular repo
+    has none of, and called the model missing (exit 4)."""
+    from tests.helpers import build_here, write_recipe
+
+    generation = "height: 48, guidance_scale: 3.0"
+    path = write_recipe(tmp_path, RECIPE.format(model=turbo_modular(QWEN_TURBO), generation=generation))
+    result = build_here(str(path), "--output-dir", str(tmp_path / "out"), check=False)
+    assert result.returncode == 2 and not (tmp_path / "out").exists()
+    problems = [line.split(":")[0].strip(" -") for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert problems == ["generation.height", "generation.guidance_scale"]

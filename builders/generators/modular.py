@@ -39,6 +39,9 @@ from synthcore.model_refs import Placement, is_local_path, resolve
 
 # What the build downloads: the index, the components' configs, tokenizers (with chat templates) and weights.
 MODULAR_FILES = (MODULAR_INDEX, *DIFFUSERS_FILES[1:])
+# Generic modular pipelines whose blocks round sizes down to a coarser grid than the usual 16 (VAE 8 x patch 2), so
+# a recipe's size off it would silently give smaller images: Qwen-Image 2.1's 16x VAE with its 2x2 token groups.
+SIZE_FACTORS = {name: 32 for name in ("QwenImage21ModularPipeline", "QwenImage21TurboModularPipeline")}
 
 
 @cache
@@ -268,8 +271,8 @@ def is_modular_text_to_image(pipeline_class: str) -> bool:
 
 class GenericModular(ModularGenerator):
     """A modular text-to-image pipeline class of no registered family (Z-Image's, Qwen-Image 2.1 Turbo's, Krea 2
-    Turbo's modular pipelines): its blocks' defaults, bfloat16 on a GPU, sizes in multiples of 16, and no FLOPs
-    counted (``--dry-run`` gives no GPU-time estimate)."""
+    Turbo's modular pipelines): its blocks' defaults, bfloat16 on a GPU, sizes in multiples of 16 (of 32 for
+    Qwen-Image 2.1's: ``SIZE_FACTORS``), and no FLOPs counted (``--dry-run`` gives no GPU-time estimate)."""
 
     name = "generic-modular"
     card_tags = ()
@@ -285,6 +288,7 @@ class GenericModular(ModularGenerator):
     def __init__(self, pipeline_class: str):
         self.pipeline_classes = (pipeline_class,)
         self.label = pipeline_class
+        self.size_factor = SIZE_FACTORS.get(pipeline_class, self.size_factor)
 
 
 @cache
