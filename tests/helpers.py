@@ -344,3 +344,19 @@ def _tiny_mistral3(tokenizer, hidden_size: int, num_hidden_layers: int):
         **ids,
     )
     return Mistral3ForConditionalGeneration(config)
+
+
+# A dataset of 12 images from a tiny random pipeline ``model`` (32 px, 2 steps, batches and shards of 2), scored by the
+# tiny CLIP: the family tests' recipe, and the generic plug-in's.
+FAMILY_RECIPE = """
+name: family-{family}
+model: {{id: {model}, safety_checker: false}}
+generation: {{num_inference_steps: 2, height: 32, width: 32, batch_size: 2, images_per_prompt: 1}}
+{negative}
+classes:
+  fox: {{prompts: [a red fox, 수채화 여우]}}
+  dog: {{prompts: [a dog]}}
+splits: {{train: 4, test: 2}}
+output: {{shard_size: 2}}
+scoring: {{clip: {{model: tiny-random}}, resnet50: {{enabled: false}}}}
+"""

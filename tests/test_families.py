@@ -36,6 +36,7 @@ from builders.recipe import RecipeError, load_recipe, parse_recipe, recipe_to_ya
 from synthcore.tiny import tiny_safety_checker_dir
 from tests.helpers import (
     ACCELERATE,
+    FAMILY_RECIPE,
     ROOT,
     SAME_THREADS,
     benchmark_headline,
@@ -547,18 +548,6 @@ def test_tiny_random_is_no_lora(tmp_path: Path):
 
 
 # -- end to end: datasets from tiny random pipelines of every family ----------------------------------------------
-FAMILY_RECIPE = """
-name: family-{family}
-model: {{id: {model}, safety_checker: false}}
-generation: {{num_inference_steps: 2, height: 32, width: 32, batch_size: 2, images_per_prompt: 1}}
-{negative}
-classes:
-  fox: {{prompts: [a red fox, 수채화 여우]}}
-  dog: {{prompts: [a dog]}}
-splits: {{train: 4, test: 2}}
-output: {{shard_size: 2}}
-scoring: {{clip: {{model: tiny-random}}, resnet50: {{enabled: false}}}}
-"""
 # What each family's pipeline call needs beyond the prompt, to regenerate a row with diffusers alone.
 ALONE_ARGUMENTS = {
     "pixart-sigma": {"use_resolution_binning": False, "clean_caption": False},

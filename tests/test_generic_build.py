@@ -16,21 +16,16 @@ import torch
 from PIL import Image
 
 from builders.recipe import Recipe, load_recipe
-from tests.helpers import SAME_THREADS, build_here, write_recipe, write_tiny_chroma, write_tiny_flux2_dev
+from tests.helpers import (
+    FAMILY_RECIPE,
+    SAME_THREADS,
+    build_here,
+    write_recipe,
+    write_tiny_chroma,
+    write_tiny_flux2_dev,
+)
 
-RECIPE = """
-name: generic
-model: {{id: {model}, safety_checker: false}}
-generation: {{num_inference_steps: 2, height: 32, width: 32, batch_size: 2, images_per_prompt: 1}}
-{negative_prompt}
-classes:
-  fox: {{prompts: [a red fox, 수채화 여우]}}
-  dog: {{prompts: [a dog]}}
-splits: {{train: 2, test: 1}}
-output: {{shard_size: 2}}
-scoring: {{clip: {{model: tiny-random}}, resnet50: {{enabled: false}}}}
-"""
-ROW = 5  # the row regenerated alone: the last one
+ROW = 5  # the row regenerated alone
 
 
 @pytest.fixture(scope="session")
@@ -50,16 +45,17 @@ def build_through_generic(pipeline: Path, pipeline_class: str, tmp_path: Path, n
     and that the rows load with ``datasets``. The recorded recipe and the rows' prompt, negative prompt, seed and
     image, for regenerating one."""
     out = tmp_path / "out"
-    recipe_path = write_recipe(tmp_path, RECIPE.format(model=pipeline, negative_prompt=negative_prompt))
+    text = FAMILY_RECIPE.format(family="generic", model=pipeline, negative=negative_prompt)
+    recipe_path = write_recipe(tmp_path, text)
     build_here(str(recipe_path), "--output-dir", str(out), env=SAME_THREADS)
     info = json.loads((out / "build_info.json").read_text(encoding="utf-8"))
     assert info["generator"]["family"] == pipeline_class
     recipe = load_recipe(out / "recipe.yaml")
     assert recipe.model.pipeline == pipeline_class
-    assert {split: rows.num_rows for split, rows in datasets.load_dataset(str(out)).items()} == {"train": 4, "test": 2}
+    assert {split: rows.num_rows for split, rows in datasets.load_dataset(str(out)).items()} == {"train": 8, "test": 4}
     files = sorted((out / "data").glob("*.parquet"))
     rows = pq.read_table(files, columns=["prompt", "negative_prompt", "seed", "image"]).to_pydict()
-    assert len({image["bytes"] for image in rows["image"]}) == 6
+    assert len({image["bytes"] for image in rows["image"]}) == 12
     return recipe, rows
 
 
