@@ -35,12 +35,13 @@ BUILD_INFO = "build_info.json"
 PROMPTS_SHOWN = 12
 
 
-def _other_license(name: str, repo: str) -> dict:
-    """A license the Hub does not list: its name, and the license file in the model's repo."""
+def _other_license(name: str, repo: str, link: str | None = None) -> dict:
+    """A license the Hub does not list: its name, and where its terms are (``link``; by default the license file in
+    the model's repo)."""
     return {
         "license": "other",
         "license_name": name,
-        "license_link": f"https://huggingface.co/{repo}/blob/main/LICENSE.md",
+        "license_link": link or f"https://huggingface.co/{repo}/blob/main/LICENSE.md",
     }
 
 
@@ -86,21 +87,17 @@ GENERATOR_LICENSES: dict[str, str | dict] = {
         )
     },
     **{
-        repo: {
-            "license": "other",
-            "license_name": "krea-2-community",
-            "license_link": "https://www.krea.ai/krea-2-licensing",
-        }
+        repo: _other_license("krea-2-community", repo, "https://www.krea.ai/krea-2-licensing")
         for repo in (
             "CalamitousFelicitousness/Krea-2-Turbo-Diffusers",
             "CalamitousFelicitousness/Krea-2-Base-Diffusers",
         )
     },
-    "Qwen/Qwen-Image-2.1-Turbo": {
-        "license": "other",
-        "license_name": "qwen-research-license",
-        "license_link": "https://huggingface.co/Qwen/Qwen-Image-2.1-Turbo/blob/main/LICENSE",
-    },
+    "Qwen/Qwen-Image-2.1-Turbo": _other_license(
+        "qwen-research-license",
+        "Qwen/Qwen-Image-2.1-Turbo",
+        "https://huggingface.co/Qwen/Qwen-Image-2.1-Turbo/blob/main/LICENSE",  # LICENSE, not LICENSE.md
+    ),
     TINY_RANDOM: "apache-2.0",  # random weights made by this project (Apache-2.0): no generator's license applies
 }
 
